@@ -1,0 +1,254 @@
+//! `config::` — stack and swarm configuration files: `KEY=VALUE` lines, parsed and never
+//! executed, written atomically (temp file, fsync, rename) and 0600 when they hold secrets.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, Map, Module};
+
+use super::{script_err, Host, ScriptResult};
+
+/// Keys whose values are secret: masked in output, and their files are written 0600.
+pub const SECRET_KEYS: &[&str] = &[
+    "WAVELET_KEYS",
+    "WAVELET_API_ACME_ACCOUNT_KEY",
+    "DIGITALOCEAN_TOKEN",
+    "PROVIDER_TOKEN",
+];
+
+/// Whether a key holds a secret: the known ones, and anything named like a token or password.
+pub fn is_secret_key(key: &str) -> bool {
+    let upper = key.to_ascii_uppercase();
+    SECRET_KEYS.contains(&upper.as_str())
+        || ["TOKEN", "PASSWORD", "SECRET", "PRIVATE_KEY"]
+            .iter()
+            .any(|w| upper.contains(w))
+}
+
+/// A parse failure, naming the file and line.
+#[derive(Debug)]
+pub struct ParseError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// Parses `KEY=VALUE` text. Comments (`#`) and blank lines are skipped, an optional `export `
+/// prefix is accepted, and values may be quoted with `'…'` or `"…"`. Nothing is expanded:
+/// `$(cmd)` and `${VAR}` stay literal text.
+pub fn parse(text: &str, file: &str) -> Result<BTreeMap<String, String>, ParseError> {
+    let mut out = BTreeMap::new();
+    for (idx, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        let err = |message: String| ParseError {
+            file: file.to_string(),
+            line: idx + 1,
+            message,
+        };
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| err(format!("expected KEY=VALUE, found {line:?}")))?;
+        let key = key.trim();
+        if key.is_empty()
+            || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || key.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(err(format!("{key:?} is not a valid key name")));
+        }
+        out.insert(key.to_string(), unquote(value.trim()).map_err(err)?);
+    }
+    Ok(out)
+}
+
+/// Strips one level of matching quotes; a trailing ` # comment` after an unquoted value is dropped.
+fn unquote(value: &str) -> Result<String, String> {
+    for q in ['"', '\''] {
+        if let Some(rest) = value.strip_prefix(q) {
+            let end = rest
+                .rfind(q)
+                .ok_or_else(|| format!("unterminated {q} quote in value"))?;
+            let tail = rest[end + 1..].trim();
+            if !tail.is_empty() && !tail.starts_with('#') {
+                return Err(format!("unexpected text after quoted value: {tail:?}"));
+            }
+            return Ok(rest[..end].to_string());
+        }
+    }
+    match value.find(" #") {
+        Some(pos) => Ok(value[..pos].trim_end().to_string()),
+        None => Ok(value.to_string()),
+    }
+}
+
+/// Renders a value so that `parse` reads it back unchanged.
+fn render_value(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.,:/@+=%".contains(c));
+    if plain || value.is_empty() {
+        value.to_string()
+    } else if !value.contains('\'') {
+        format!("'{value}'")
+    } else {
+        format!("\"{value}\"")
+    }
+}
+
+/// Renders a config map as sorted `KEY=VALUE` lines.
+pub fn render(map: &BTreeMap<String, String>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k}={}\n", render_value(v)))
+        .collect()
+}
+
+/// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync of the
+/// directory. `private` makes the file 0600 from its creation on.
+pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(
+            ".{}.",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("wsm")
+        ))
+        .suffix(".tmp")
+        .tempfile_in(&dir)?;
+    let mode = if private { 0o600 } else { 0o644 };
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    fs::File::open(&dir)?.sync_all()?;
+    Ok(())
+}
+
+fn to_map(values: BTreeMap<String, String>) -> Map {
+    values
+        .into_iter()
+        .map(|(k, v)| (k.into(), Dynamic::from(v)))
+        .collect()
+}
+
+fn from_map(map: &Map) -> BTreeMap<String, String> {
+    map.iter()
+        .filter(|(_, v)| !v.is_unit())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Reads and parses a config file; a missing file is an empty map.
+pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    match fs::read_to_string(path) {
+        Ok(text) => parse(&text, &path.display().to_string()).map_err(|e| e.to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Registers the `config::` module.
+pub fn register(engine: &mut Engine, host: &Arc<Host>) {
+    let mut m = Module::new();
+
+    // config::dir() — the configuration directory (-C, WSM_CONFIG_DIR, or ./config).
+    let h = host.clone();
+    m.set_native_fn("dir", move || Ok(h.opts.config_dir.display().to_string()));
+
+    // config::read(path) — parse a KEY=VALUE file into a map; a missing file gives #{}.
+    m.set_native_fn("read", |path: &str| -> ScriptResult<Map> {
+        read_file(Path::new(path)).map(to_map).map_err(script_err)
+    });
+
+    // config::exists(path)
+    m.set_native_fn("exists", |path: &str| Ok(Path::new(path).exists()));
+
+    // config::parse(text, origin) — parse KEY=VALUE text; errors name `origin` and the line.
+    m.set_native_fn("parse", |text: &str, origin: &str| -> ScriptResult<Map> {
+        parse(text, origin).map(to_map).map_err(script_err)
+    });
+
+    // config::render(map) — sorted KEY=VALUE lines, quoted where needed.
+    m.set_native_fn("render", |map: Map| Ok(render(&from_map(&map))));
+
+    // config::write(path, map) — atomic write; 0600 when any key holds a secret.
+    m.set_native_fn("write", |path: &str, map: Map| -> ScriptResult<()> {
+        let values = from_map(&map);
+        let private = values.keys().any(|k| is_secret_key(k));
+        write_atomic(Path::new(path), render(&values).as_bytes(), private)
+            .map_err(|e| script_err(format!("cannot write {path}: {e}")))
+    });
+
+    // config::is_secret(key) — whether the key's value must be masked.
+    m.set_native_fn("is_secret", |key: &str| Ok(is_secret_key(key)));
+
+    // config::env() — the process environment as a map.
+    m.set_native_fn("env", || -> ScriptResult<Map> {
+        Ok(std::env::vars()
+            .map(|(k, v)| (k.into(), Dynamic::from(v)))
+            .collect())
+    });
+
+    engine.register_static_module("config", m.into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_comments_quotes_and_never_expands() {
+        let text = "# c\n\nA=1\nexport B = 'x y'\nC=\"$(rm -rf ~)\"\nD=$(touch /tmp/x)\nE=v # note\n";
+        let m = parse(text, "f").unwrap();
+        assert_eq!(m["A"], "1");
+        assert_eq!(m["B"], "x y");
+        assert_eq!(m["C"], "$(rm -rf ~)");
+        assert_eq!(m["D"], "$(touch /tmp/x)");
+        assert_eq!(m["E"], "v");
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let e = parse("A=1\nnot a pair\n", "config/stacks/x").unwrap_err();
+        assert_eq!(e.to_string().split(':').take(2).collect::<Vec<_>>(), ["config/stacks/x", "2"]);
+        assert!(parse("1A=2", "f").is_err());
+        assert!(parse("A='open", "f").is_err());
+    }
+
+    #[test]
+    fn render_round_trips() {
+        let mut m = BTreeMap::new();
+        for (k, v) in [("A", "plain"), ("B", "has space"), ("C", "it's"), ("D", ""), ("E", "$(x)")] {
+            m.insert(k.to_string(), v.to_string());
+        }
+        assert_eq!(parse(&render(&m), "r").unwrap(), m);
+    }
+
+    #[test]
+    fn atomic_write_sets_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/f");
+        write_atomic(&p, b"A=1\n", true).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"A=1\n");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,708 @@
+//! `docker::` — the Docker Engine API through bollard. A script connects once
+//! (`let e = docker::connect(host)`) and calls methods on the engine handle; results are plain
+//! maps in the Engine API's own shape (`Spec`, `Status`, `DesiredState`, …).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{NetworkCreateRequest, ServiceSpec};
+use bollard::query_parameters::{
+    ListNetworksOptions, ListNodesOptions, ListServicesOptions, ListTasksOptions,
+    ListVolumesOptions, RemoveVolumeOptions, UpdateServiceOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use rhai::{Array, Dynamic, Engine, Map, Module};
+use serde_json::Value;
+
+use super::compose::{self, NAMESPACE_LABEL};
+use super::{script_err, to_dynamic, to_json, Host, ScriptResult};
+
+/// A connection to one Docker engine, with the API version negotiated on connect.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub docker: Docker,
+    pub host: String,
+    pub api_version: String,
+}
+
+fn derr(e: bollard::errors::Error) -> Box<rhai::EvalAltResult> {
+    script_err(docker_message(&e))
+}
+
+/// The engine's own message for an API error, without bollard's wrapping.
+fn docker_message(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The address wsm talks to when no host is given: `DOCKER_HOST`, else the local socket.
+pub fn default_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+}
+
+/// Connects to `host` ("" for the default), negotiating the API version.
+pub async fn connect(host: &str) -> Result<EngineHandle, String> {
+    let host = if host.is_empty() {
+        default_host()
+    } else {
+        host.to_string()
+    };
+    let timeout = 120;
+    let docker = if let Some(path) = host.strip_prefix("unix://") {
+        Docker::connect_with_unix(path, timeout, bollard::API_DEFAULT_VERSION)
+    } else if host.starts_with("ssh://") {
+        Docker::connect_with_ssh(&host, timeout, bollard::API_DEFAULT_VERSION, None)
+    } else if host.starts_with("tcp://") || host.starts_with("http://") {
+        Docker::connect_with_http(&host, timeout, bollard::API_DEFAULT_VERSION)
+    } else {
+        return Err(format!(
+            "unsupported DOCKER_HOST {host:?}: use unix://, ssh:// or tcp://"
+        ));
+    }
+    .map_err(|e| format!("cannot connect to the Docker engine at {host}: {e}"))?;
+    let docker = tokio::time::timeout(Duration::from_secs(30), docker.negotiate_version())
+        .await
+        .map_err(|_| format!("the Docker engine at {host} did not answer within 30 s"))?
+        .map_err(|e| {
+            format!(
+                "cannot reach the Docker engine at {host}: {} (is it running?)",
+                docker_message(&e)
+            )
+        })?;
+    let v = docker.client_version();
+    Ok(EngineHandle {
+        docker,
+        host,
+        api_version: format!("{}.{}", v.major_version, v.minor_version),
+    })
+}
+
+/// Builds an Engine API filter from a script map: values are a string or an array of strings.
+fn filters(map: &Map) -> HashMap<String, Vec<String>> {
+    map.iter()
+        .map(|(k, v)| {
+            let vals = if v.is_array() {
+                v.clone()
+                    .into_array()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|x| x.to_string())
+                    .collect()
+            } else {
+                vec![v.to_string()]
+            };
+            (k.to_string(), vals)
+        })
+        .collect()
+}
+
+fn stack_filter(stack: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![format!("{NAMESPACE_LABEL}={stack}")],
+    )])
+}
+
+async fn list_services(d: &Docker, f: HashMap<String, Vec<String>>) -> ScriptResult<Vec<Value>> {
+    let list = d
+        .list_services(Some(ListServicesOptions {
+            filters: Some(f),
+            ..Default::default()
+        }))
+        .await
+        .map_err(derr)?;
+    list.iter().map(|s| serde_json::to_value(s).map_err(script_err)).collect()
+}
+
+async fn list_tasks(d: &Docker, f: HashMap<String, Vec<String>>) -> ScriptResult<Vec<Value>> {
+    let list = d
+        .list_tasks(Some(ListTasksOptions { filters: Some(f) }))
+        .await
+        .map_err(derr)?;
+    list.iter().map(|s| serde_json::to_value(s).map_err(script_err)).collect()
+}
+
+async fn list_nodes(d: &Docker) -> ScriptResult<Vec<Value>> {
+    let list = d
+        .list_nodes(None::<ListNodesOptions>)
+        .await
+        .map_err(derr)?;
+    list.iter().map(|s| serde_json::to_value(s).map_err(script_err)).collect()
+}
+
+async fn list_volumes(d: &Docker, f: HashMap<String, Vec<String>>) -> ScriptResult<Vec<Value>> {
+    let list = d
+        .list_volumes(Some(ListVolumesOptions { filters: Some(f) }))
+        .await
+        .map_err(derr)?;
+    list.volumes
+        .unwrap_or_default()
+        .iter()
+        .map(|s| serde_json::to_value(s).map_err(script_err))
+        .collect()
+}
+
+async fn list_networks(d: &Docker, f: HashMap<String, Vec<String>>) -> ScriptResult<Vec<Value>> {
+    let list = d
+        .list_networks(Some(ListNetworksOptions { filters: Some(f) }))
+        .await
+        .map_err(derr)?;
+    list.iter().map(|s| serde_json::to_value(s).map_err(script_err)).collect()
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_str().unwrap_or("")
+}
+
+/// The number of tasks a service wants: its replicas, or one per ready node when global.
+fn desired_count(svc: &Value, ready_nodes: usize) -> usize {
+    let mode = &svc["Spec"]["Mode"];
+    if mode.get("Global").is_some() {
+        ready_nodes
+    } else {
+        mode["Replicated"]["Replicas"].as_u64().unwrap_or(1) as usize
+    }
+}
+
+/// Whether a service's tasks are one-shot: a completed task is then done, not missing.
+fn is_one_shot(svc: &Value) -> bool {
+    matches!(
+        str_at(svc, &["Spec", "TaskTemplate", "RestartPolicy", "Condition"]),
+        "none" | "on-failure"
+    )
+}
+
+/// How far one service has got, for the progress display and the verdict.
+struct Progress {
+    running: usize,
+    desired: usize,
+    failure: Option<String>,
+}
+
+/// Reads where every service of `stack` stands. `known` holds task ids that existed before
+/// the operation began, whose failures are history, not news.
+async fn stack_progress(
+    d: &Docker,
+    stack: &str,
+    known: &HashSet<String>,
+) -> ScriptResult<BTreeMap<String, Progress>> {
+    let (services, tasks, nodes) = tokio::try_join!(
+        list_services(d, stack_filter(stack)),
+        list_tasks(d, stack_filter(stack)),
+        list_nodes(d)
+    )?;
+    let ready = nodes
+        .iter()
+        .filter(|n| str_at(n, &["Status", "State"]) == "ready")
+        .count();
+    let mut out = BTreeMap::new();
+    for svc in &services {
+        let id = str_at(svc, &["ID"]);
+        let name = str_at(svc, &["Spec", "Name"]).to_string();
+        let mine: Vec<&Value> = tasks.iter().filter(|t| str_at(t, &["ServiceID"]) == id).collect();
+        let one_shot = is_one_shot(svc);
+        let running = mine
+            .iter()
+            .filter(|t| {
+                let state = str_at(t, &["Status", "State"]);
+                str_at(t, &["DesiredState"]) == "running" && state == "running"
+                    || one_shot && state == "complete"
+            })
+            .count();
+        let failed: Vec<&&Value> = mine
+            .iter()
+            .filter(|t| !known.contains(str_at(t, &["ID"])))
+            .filter(|t| matches!(str_at(t, &["Status", "State"]), "rejected" | "failed"))
+            .collect();
+        let failure = if failed.len() >= 3 || (one_shot && !failed.is_empty()) {
+            let t = failed[0];
+            let err = str_at(t, &["Status", "Err"]);
+            Some(format!(
+                "service {name}: task {} {}: {}",
+                str_at(t, &["Status", "State"]),
+                failed.len(),
+                if err.is_empty() {
+                    str_at(t, &["Status", "Message"])
+                } else {
+                    err
+                }
+            ))
+        } else {
+            None
+        };
+        out.insert(
+            name,
+            Progress {
+                running,
+                desired: desired_count(svc, ready),
+                failure,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Shows one progress line per service: redrawn in place on a terminal, printed on change
+/// otherwise.
+struct ProgressDisplay {
+    bars: BTreeMap<String, indicatif::ProgressBar>,
+    multi: indicatif::MultiProgress,
+    last: BTreeMap<String, String>,
+    tty: bool,
+}
+
+impl ProgressDisplay {
+    fn new() -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let multi = indicatif::MultiProgress::with_draw_target(if tty {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        });
+        ProgressDisplay {
+            bars: BTreeMap::new(),
+            multi,
+            last: BTreeMap::new(),
+            tty,
+        }
+    }
+
+    fn update(&mut self, name: &str, line: String) {
+        if self.last.get(name) == Some(&line) {
+            return;
+        }
+        self.last.insert(name.to_string(), line.clone());
+        if self.tty {
+            let bar = self.bars.entry(name.to_string()).or_insert_with(|| {
+                let b = self.multi.add(indicatif::ProgressBar::new_spinner());
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {prefix:30} {msg}")
+                        .expect("static template"),
+                );
+                b.set_prefix(name.to_string());
+                b.enable_steady_tick(Duration::from_millis(120));
+                b
+            });
+            bar.set_message(line);
+        } else {
+            eprintln!("{name}: {line}");
+        }
+    }
+
+    fn finish(self) {
+        for bar in self.bars.values() {
+            bar.finish();
+        }
+    }
+}
+
+/// Waits until every service of `stack` runs its desired tasks, failing with a task's error
+/// when tasks keep being rejected or failing, and giving up at the deadline.
+async fn converge(
+    host: &Host,
+    d: &Docker,
+    stack: &str,
+    known: &HashSet<String>,
+    timeout: Duration,
+) -> ScriptResult<()> {
+    let deadline = Instant::now() + timeout;
+    let mut display = ProgressDisplay::new();
+    loop {
+        let progress = stack_progress(d, stack, known).await?;
+        let mut done = true;
+        for (name, p) in &progress {
+            let state = if p.running >= p.desired && p.running == p.desired {
+                "converged"
+            } else {
+                done = false;
+                "waiting"
+            };
+            display.update(name, format!("{}/{} running ({state})", p.running, p.desired));
+            if let Some(f) = &p.failure {
+                display.finish();
+                return Err(script_err(f));
+            }
+        }
+        if done {
+            display.finish();
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            display.finish();
+            let pending: Vec<String> = progress
+                .iter()
+                .filter(|(_, p)| p.running != p.desired)
+                .map(|(n, p)| format!("{n} {}/{}", p.running, p.desired))
+                .collect();
+            return Err(script_err(format!(
+                "stack {stack} did not converge within {} s: {}",
+                timeout.as_secs(),
+                pending.join(", ")
+            )));
+        }
+        if host.is_interrupted() {
+            display.finish();
+            return Err(super::interrupted());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Creates the stack's networks and services from a compose document, updates the ones that
+/// exist, removes services the document no longer has when `prune`.
+async fn deploy(
+    host: &Host,
+    d: &Docker,
+    stack: &str,
+    doc: &Value,
+    prune: bool,
+) -> ScriptResult<Vec<String>> {
+    let (specs, warnings) = compose::translate(doc, stack).map_err(script_err)?;
+    for w in warnings {
+        host.warn(&w);
+    }
+    let networks = compose::stack_networks(doc, stack).map_err(script_err)?;
+    let existing_nets = list_networks(d, stack_filter(stack)).await?;
+    for (name, spec) in networks {
+        if existing_nets.iter().any(|n| str_at(n, &["Name"]) == name) {
+            continue;
+        }
+        host.say(&format!("Creating network {name}"));
+        let req: NetworkCreateRequest = serde_json::from_value(spec).map_err(script_err)?;
+        d.create_network(req).await.map_err(derr)?;
+    }
+    let existing = list_services(d, stack_filter(stack)).await?;
+    let mut names = Vec::new();
+    for (short, spec) in specs {
+        let full = format!("{stack}_{short}");
+        let typed: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
+        match existing.iter().find(|s| str_at(s, &["Spec", "Name"]) == full) {
+            Some(svc) => {
+                let id = str_at(svc, &["ID"]);
+                host.say(&format!("Updating service {full} (id: {id})"));
+                let version = svc["Version"]["Index"].as_i64().unwrap_or(0) as i32;
+                d.update_service(
+                    id,
+                    typed,
+                    UpdateServiceOptions {
+                        version,
+                        ..Default::default()
+                    },
+                    None,
+                )
+                .await
+                .map_err(|e| script_err(format!("updating {full}: {}", docker_message(&e))))?;
+            }
+            None => {
+                host.say(&format!("Creating service {full}"));
+                d.create_service(typed, None)
+                    .await
+                    .map_err(|e| script_err(format!("creating {full}: {}", docker_message(&e))))?;
+            }
+        }
+        names.push(full);
+    }
+    if prune {
+        for svc in &existing {
+            let name = str_at(svc, &["Spec", "Name"]);
+            if !names.iter().any(|n| n == name) {
+                host.say(&format!("Removing service {name}"));
+                d.delete_service(str_at(svc, &["ID"])).await.map_err(derr)?;
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Removes a stack's services, waits until their tasks are gone, then removes its networks.
+async fn remove_stack(host: &Host, d: &Docker, stack: &str, timeout: Duration) -> ScriptResult<bool> {
+    let deadline = Instant::now() + timeout;
+    let services = list_services(d, stack_filter(stack)).await?;
+    let networks = list_networks(d, stack_filter(stack)).await?;
+    if services.is_empty() && networks.is_empty() {
+        host.say(&format!("Nothing found in stack: {stack}"));
+        return Ok(false);
+    }
+    for svc in &services {
+        host.say(&format!("Removing service {}", str_at(svc, &["Spec", "Name"])));
+        match d.delete_service(str_at(svc, &["ID"])).await {
+            Ok(()) => {}
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => return Err(derr(e)),
+        }
+    }
+    let mut display = ProgressDisplay::new();
+    loop {
+        let tasks = list_tasks(d, stack_filter(stack)).await?;
+        display.update(stack, format!("{} task(s) shutting down", tasks.len()));
+        if tasks.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            display.finish();
+            return Err(script_err(format!(
+                "{} task(s) of stack {stack} were still shutting down after {} s",
+                tasks.len(),
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for net in &networks {
+        let name = str_at(net, &["Name"]);
+        host.say(&format!("Removing network {name}"));
+        // The network frees only once the last container has left it.
+        loop {
+            match d.remove_network(str_at(net, &["Id"])).await {
+                Ok(()) => break,
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => break,
+                Err(e) if Instant::now() < deadline => {
+                    display.update(stack, format!("waiting for network {name}: {}", docker_message(&e)));
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    display.finish();
+                    return Err(script_err(format!("removing network {name}: {}", docker_message(&e))));
+                }
+            }
+        }
+    }
+    display.finish();
+    Ok(true)
+}
+
+/// Runs a command in a container and collects its output and exit code.
+async fn exec(d: &Docker, container: &str, cmd: Vec<String>, stdin: Option<String>) -> ScriptResult<Map> {
+    use tokio::io::AsyncWriteExt;
+    let created = d
+        .create_exec(
+            container,
+            CreateExecOptions {
+                attach_stdin: Some(stdin.is_some()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(cmd),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(derr)?;
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let StartExecResults::Attached { mut output, mut input } =
+        d.start_exec(&created.id, None).await.map_err(derr)?
+    {
+        if let Some(data) = stdin {
+            input.write_all(data.as_bytes()).await.map_err(script_err)?;
+            input.shutdown().await.map_err(script_err)?;
+        }
+        while let Some(chunk) = output.next().await {
+            match chunk.map_err(derr)? {
+                bollard::container::LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                other => stdout.extend_from_slice(&other.into_bytes()),
+            }
+        }
+    }
+    let inspect = d.inspect_exec(&created.id).await.map_err(derr)?;
+    let mut m = Map::new();
+    m.insert("exit_code".into(), Dynamic::from(inspect.exit_code.unwrap_or(-1)));
+    m.insert("stdout".into(), String::from_utf8_lossy(&stdout).into_owned().into());
+    m.insert("stderr".into(), String::from_utf8_lossy(&stderr).into_owned().into());
+    Ok(m)
+}
+
+fn to_array(values: Vec<Value>) -> ScriptResult<Array> {
+    values.iter().map(to_dynamic).collect()
+}
+
+fn secs(map: &Map, key: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        map.get(key)
+            .and_then(|v| v.as_int().ok())
+            .map(|v| v.max(1) as u64)
+            .unwrap_or(default),
+    )
+}
+
+/// Registers the `docker::` module and the methods of the `Engine` type.
+pub fn register(engine: &mut Engine, host: &Arc<Host>) {
+    engine.register_type_with_name::<EngineHandle>("Engine");
+    engine.register_get("host", |e: &mut EngineHandle| e.host.clone());
+    engine.register_get("api_version", |e: &mut EngineHandle| e.api_version.clone());
+
+    let mut m = Module::new();
+    // docker::connect(host) — connect ("" = DOCKER_HOST or the local socket); cached per host.
+    let h = host.clone();
+    m.set_native_fn("connect", move |addr: &str| -> ScriptResult<EngineHandle> {
+        let key = if addr.is_empty() { default_host() } else { addr.to_string() };
+        if let Some(e) = h.engines.lock().expect("engine cache").get(&key) {
+            return Ok(e.clone());
+        }
+        let e = h.block(async { connect(&key).await.map_err(script_err) })?;
+        if h.opts.verbose {
+            eprintln!("docker: connected to {} (API version {})", e.host, e.api_version);
+        }
+        h.engines.lock().expect("engine cache").insert(key, e.clone());
+        Ok(e)
+    });
+    // docker::default_host() — where `connect("")` goes.
+    m.set_native_fn("default_host", || Ok(default_host()));
+    engine.register_static_module("docker", m.into());
+
+    // e.info() — the engine's system info (ServerVersion, Swarm.NodeAddr, …).
+    let h = host.clone();
+    engine.register_fn("info", move |e: &mut EngineHandle| -> ScriptResult<Dynamic> {
+        let info = h.block(async { e.docker.info().await.map_err(derr) })?;
+        to_dynamic(&info)
+    });
+
+    macro_rules! lister {
+        ($name:literal, $f:ident) => {
+            let h = host.clone();
+            engine.register_fn($name, move |e: &mut EngineHandle, f: Map| -> ScriptResult<Array> {
+                to_array(h.block($f(&e.docker, filters(&f)))?)
+            });
+        };
+    }
+    // e.services(filters), e.tasks(filters), e.volumes(filters), e.networks(filters)
+    lister!("services", list_services);
+    lister!("tasks", list_tasks);
+    lister!("volumes", list_volumes);
+    lister!("networks", list_networks);
+
+    // e.nodes() — the swarm's nodes.
+    let h = host.clone();
+    engine.register_fn("nodes", move |e: &mut EngineHandle| -> ScriptResult<Array> {
+        to_array(h.block(list_nodes(&e.docker))?)
+    });
+
+    // e.stack_state(stack) — services, tasks, nodes, volumes and info of a stack, fetched at once.
+    let h = host.clone();
+    engine.register_fn("stack_state", move |e: &mut EngineHandle, stack: &str| -> ScriptResult<Map> {
+        let d = &e.docker;
+        let (services, tasks, nodes, volumes, info) = h.block(async {
+            tokio::try_join!(
+                list_services(d, stack_filter(stack)),
+                list_tasks(d, stack_filter(stack)),
+                list_nodes(d),
+                list_volumes(d, HashMap::from([("name".to_string(), vec![format!("{stack}_")])])),
+                async { d.info().await.map_err(derr) },
+            )
+        })?;
+        let mut m = Map::new();
+        m.insert("services".into(), to_array(services)?.into());
+        m.insert("tasks".into(), to_array(tasks)?.into());
+        m.insert("nodes".into(), to_array(nodes)?.into());
+        m.insert("volumes".into(), to_array(volumes)?.into());
+        m.insert("info".into(), to_dynamic(&info)?);
+        Ok(m)
+    });
+
+    // e.deploy(stack, compose_doc, opts) — create/update the stack's services; opts: prune (true),
+    // wait (true), timeout (seconds, 300). Returns the service names.
+    let h = host.clone();
+    engine.register_fn(
+        "deploy",
+        move |e: &mut EngineHandle, stack: &str, doc: Dynamic, opts: Map| -> ScriptResult<Array> {
+            let doc = to_json(&doc)?;
+            let prune = opts.get("prune").and_then(|v| v.as_bool().ok()).unwrap_or(true);
+            let wait = opts.get("wait").and_then(|v| v.as_bool().ok()).unwrap_or(true);
+            let timeout = secs(&opts, "timeout", 300);
+            let d = &e.docker;
+            let names = h.block(async {
+                let known: HashSet<String> = list_tasks(d, stack_filter(stack))
+                    .await?
+                    .iter()
+                    .map(|t| str_at(t, &["ID"]).to_string())
+                    .collect();
+                let names = deploy(&h, d, stack, &doc, prune).await?;
+                if wait {
+                    converge(&h, d, stack, &known, timeout).await?;
+                }
+                Ok(names)
+            })?;
+            Ok(names.into_iter().map(Dynamic::from).collect())
+        },
+    );
+
+    // e.wait_converged(stack, timeout_secs) — wait until every service runs its desired tasks.
+    let h = host.clone();
+    engine.register_fn("wait_converged", move |e: &mut EngineHandle, stack: &str, timeout: i64| -> ScriptResult<()> {
+        let d = &e.docker;
+        h.block(async {
+            let known: HashSet<String> = list_tasks(d, stack_filter(stack))
+                .await?
+                .iter()
+                .map(|t| str_at(t, &["ID"]).to_string())
+                .collect();
+            converge(&h, d, stack, &known, Duration::from_secs(timeout.max(1) as u64)).await
+        })
+    });
+
+    // e.scale(service, replicas) — set a replicated service's replica count.
+    let h = host.clone();
+    engine.register_fn("scale", move |e: &mut EngineHandle, service: &str, replicas: i64| -> ScriptResult<()> {
+        let d = &e.docker;
+        h.block(async {
+            let svc = d.inspect_service(service, None).await.map_err(derr)?;
+            let mut spec = svc.spec.ok_or_else(|| script_err("service without spec"))?;
+            spec.mode = Some(bollard::models::ServiceSpecMode {
+                replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(replicas) }),
+                ..Default::default()
+            });
+            let version = svc.version.and_then(|v| v.index).unwrap_or(0) as i32;
+            d.update_service(service, spec, UpdateServiceOptions { version, ..Default::default() }, None)
+                .await
+                .map_err(derr)?;
+            Ok(())
+        })
+    });
+
+    // e.remove_stack(stack, timeout_secs) — remove services, wait for their tasks, remove
+    // networks. Returns false when the stack had nothing.
+    let h = host.clone();
+    engine.register_fn("remove_stack", move |e: &mut EngineHandle, stack: &str, timeout: i64| -> ScriptResult<bool> {
+        h.block(remove_stack(&h, &e.docker, stack, Duration::from_secs(timeout.max(1) as u64)))
+    });
+
+    // e.exec(container, cmd_array) / e.exec(container, cmd_array, stdin_text) — run a command,
+    // returning #{exit_code, stdout, stderr}.
+    let h = host.clone();
+    engine.register_fn("exec", move |e: &mut EngineHandle, container: &str, cmd: Array| -> ScriptResult<Map> {
+        let cmd = cmd.iter().map(|c| c.to_string()).collect();
+        h.block(exec(&e.docker, container, cmd, None))
+    });
+    let h = host.clone();
+    engine.register_fn(
+        "exec",
+        move |e: &mut EngineHandle, container: &str, cmd: Array, stdin: &str| -> ScriptResult<Map> {
+            let cmd = cmd.iter().map(|c| c.to_string()).collect();
+            h.block(exec(&e.docker, container, cmd, Some(stdin.to_string())))
+        },
+    );
+
+    // e.remove_volume(name) — remove a volume; true if it existed.
+    let h = host.clone();
+    engine.register_fn("remove_volume", move |e: &mut EngineHandle, name: &str| -> ScriptResult<bool> {
+        h.block(async {
+            match e.docker.remove_volume(name, None::<RemoveVolumeOptions>).await {
+                Ok(()) => Ok(true),
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+                Err(err) => Err(script_err(format!("removing volume {name}: {}", docker_message(&err)))),
+            }
+        })
+    });
+}

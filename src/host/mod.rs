@@ -1,0 +1,119 @@
+//! Host primitives registered into the Rhai engine, one family per file, each with one
+//! `register` that fills one static module (`docker::`, `config::`, `compose::`, `term::`).
+//! Async work stays here: a primitive blocks on the shared tokio runtime, racing Ctrl-C.
+
+pub mod compose;
+pub mod config;
+pub mod docker;
+pub mod term;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rhai::{Dynamic, EvalAltResult, Map, Position};
+use tokio::sync::Notify;
+
+/// The result type of every primitive.
+pub type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Options given on the command line that every script sees as `OPTS`.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalOpts {
+    pub config_dir: PathBuf,
+    pub json: bool,
+    pub yes: bool,
+    pub verbose: bool,
+}
+
+/// State shared by all primitives: the runtime, the options, the Ctrl-C flag, connections.
+pub struct Host {
+    pub rt: tokio::runtime::Handle,
+    pub opts: GlobalOpts,
+    interrupted: AtomicBool,
+    interrupt: Notify,
+    engines: std::sync::Mutex<std::collections::HashMap<String, docker::EngineHandle>>,
+}
+
+impl Host {
+    pub fn new(rt: tokio::runtime::Handle, opts: GlobalOpts) -> Arc<Self> {
+        Arc::new(Host {
+            rt,
+            opts,
+            interrupted: AtomicBool::new(false),
+            interrupt: Notify::new(),
+            engines: Default::default(),
+        })
+    }
+
+    /// Marks the current operation interrupted (Ctrl-C) and wakes whatever is blocked.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        self.interrupt.notify_waiters();
+    }
+
+    /// Clears the interrupt flag before the next command (the REPL goes on after Ctrl-C).
+    pub fn clear_interrupt(&self) {
+        self.interrupted.store(false, Ordering::SeqCst);
+    }
+
+    /// Prints a progress line of an operation: stdout, or stderr under `--json` so that
+    /// stdout holds only the JSON document.
+    pub fn say(&self, line: &str) {
+        if self.opts.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+
+    /// Prints a warning to stderr.
+    pub fn warn(&self, line: &str) {
+        eprintln!("warning: {line}");
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Runs a future to completion on the runtime, giving up with "interrupted" on Ctrl-C.
+    pub fn block<T>(&self, fut: impl Future<Output = ScriptResult<T>>) -> ScriptResult<T> {
+        if self.is_interrupted() {
+            return Err(interrupted());
+        }
+        self.rt.block_on(async {
+            tokio::select! {
+                r = fut => r,
+                _ = self.interrupt.notified() => Err(interrupted()),
+            }
+        })
+    }
+}
+
+/// The error raised when the user presses Ctrl-C during an operation.
+pub fn interrupted() -> Box<EvalAltResult> {
+    script_err("interrupted")
+}
+
+/// Turns any error into a script runtime error carrying its message intact.
+pub fn script_err(e: impl std::fmt::Display) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(Dynamic::from(e.to_string()), Position::NONE).into()
+}
+
+/// A usage error: the command line or input was wrong. Exit code 2 with the usage line.
+pub fn usage_err(message: impl Into<String>) -> Box<EvalAltResult> {
+    let mut m = Map::new();
+    m.insert("usage".into(), Dynamic::from(message.into()));
+    EvalAltResult::ErrorRuntime(Dynamic::from_map(m), Position::NONE).into()
+}
+
+/// Converts any serializable value into a Rhai value (maps, arrays, strings, numbers).
+pub fn to_dynamic<T: serde::Serialize>(value: &T) -> ScriptResult<Dynamic> {
+    rhai::serde::to_dynamic(value)
+}
+
+/// Converts a Rhai value into JSON.
+pub fn to_json(value: &Dynamic) -> ScriptResult<serde_json::Value> {
+    rhai::serde::from_dynamic(value)
+}

@@ -1,0 +1,215 @@
+//! `term::` — the user's terminal: tables, relative times, JSON, prompts, the editor, and
+//! interruptible sleeps. Plain `print` goes through the engine's print hook.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rhai::{Array, Dynamic, Engine, Map, Module};
+
+use super::{script_err, to_json, usage_err, Host, ScriptResult};
+
+/// Formats rows under headers in columns separated by three spaces, as `docker` does.
+pub fn table(headers: &[String], rows: &[Vec<String>]) -> String {
+    let cols = headers.len();
+    let mut width: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(cols) {
+            width[i] = width[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate().take(cols) {
+            if i + 1 == cols {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}   ", w = width[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(headers);
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row));
+    }
+    out
+}
+
+/// Docker's human duration ("40 seconds", "About a minute", "3 hours").
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let h = s / 3600;
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        _ if s < 3600 => format!("{} minutes", s / 60),
+        _ if h == 1 => "About an hour".into(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
+        _ if h < 24 * 30 * 3 => format!("{} weeks", h / 24 / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
+        _ => format!("{} years", h / 24 / 365),
+    }
+}
+
+/// "40 seconds ago" for an RFC 3339 timestamp; the text itself when it does not parse.
+pub fn ago(timestamp: &str) -> String {
+    match humantime::parse_rfc3339_weak(timestamp.trim_end_matches('Z').split('+').next().unwrap_or(""))
+        .or_else(|_| humantime::parse_rfc3339(timestamp))
+    {
+        Ok(t) => format!(
+            "{} ago",
+            human_duration(SystemTime::now().duration_since(t).unwrap_or_default())
+        ),
+        Err(_) => timestamp.to_string(),
+    }
+}
+
+/// Runs the user's editor (`$VISUAL`, `$EDITOR`, else `vi`) on `text`; returns the new text.
+fn edit(text: &str, name: &str) -> ScriptResult<String> {
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "vi".into());
+    let mut words = shell_words::split(&editor)
+        .map_err(|e| script_err(format!("cannot parse the editor command {editor:?}: {e}")))?;
+    let dir = tempfile::tempdir().map_err(script_err)?;
+    let path = dir.path().join(name);
+    super::config::write_atomic(&path, text.as_bytes(), true).map_err(script_err)?;
+    let program = words.remove(0);
+    let status = std::process::Command::new(&program)
+        .args(&words)
+        .arg(&path)
+        .status()
+        .map_err(|e| script_err(format!("cannot start the editor {program:?}: {e}")))?;
+    if !status.success() {
+        return Err(script_err(format!(
+            "the editor {program:?} exited with {status}; nothing was saved"
+        )));
+    }
+    std::fs::read_to_string(&path).map_err(script_err)
+}
+
+fn read_line(prompt: &str) -> ScriptResult<String> {
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    let n = std::io::stdin().lock().read_line(&mut line).map_err(script_err)?;
+    if n == 0 {
+        return Err(script_err("no answer: standard input is closed"));
+    }
+    Ok(line.trim().to_string())
+}
+
+/// Registers the `term::` module and the global `usage_error`.
+pub fn register(engine: &mut Engine, host: &Arc<Host>) {
+    let mut m = Module::new();
+
+    // term::table(headers, rows) — aligned columns.
+    m.set_native_fn("table", |headers: Array, rows: Array| -> ScriptResult<String> {
+        let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+        let rows: Vec<Vec<String>> = rows
+            .into_iter()
+            .map(|r| {
+                r.into_array()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect()
+            })
+            .collect();
+        Ok(table(&headers, &rows))
+    });
+    // term::ago(rfc3339) — "40 seconds ago".
+    m.set_native_fn("ago", |ts: &str| Ok(ago(ts)));
+    // term::json(value) — pretty JSON text.
+    m.set_native_fn("json", |v: Dynamic| -> ScriptResult<String> {
+        serde_json::to_string_pretty(&to_json(&v)?).map_err(script_err)
+    });
+    // term::eprint(text) — a line on stderr.
+    m.set_native_fn("eprint", |s: &str| {
+        eprintln!("{s}");
+        Ok(())
+    });
+    // term::warn(text) — "warning: text" on stderr.
+    m.set_native_fn("warn", |s: &str| {
+        eprintln!("warning: {s}");
+        Ok(())
+    });
+    // term::is_tty() — whether stdout is a terminal.
+    m.set_native_fn("is_tty", || Ok(std::io::stdout().is_terminal()));
+    // term::clear() — clear the screen (for `status watch`).
+    m.set_native_fn("clear", || {
+        print!("\x1b[H\x1b[2J");
+        std::io::stdout().flush().ok();
+        Ok(())
+    });
+    // term::edit(text, file_name) — edit text in $VISUAL / $EDITOR / vi.
+    m.set_native_fn("edit", |text: &str, name: &str| edit(text, name));
+    // term::prompt(question) — a line from the user.
+    m.set_native_fn("prompt", |q: &str| read_line(q));
+    // term::confirm(question) — true when the user types y or yes; `--yes` answers for them.
+    let h = host.clone();
+    m.set_native_fn("confirm", move |q: &str| -> ScriptResult<bool> {
+        if h.opts.yes {
+            return Ok(true);
+        }
+        let a = read_line(&format!("{q} [y/N] "))?;
+        Ok(matches!(a.to_ascii_lowercase().as_str(), "y" | "yes"))
+    });
+    // term::sleep(ms) — sleep, cut short by Ctrl-C.
+    let h = host.clone();
+    m.set_native_fn("sleep", move |ms: i64| -> ScriptResult<()> {
+        h.block(async {
+            tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await;
+            Ok(())
+        })
+    });
+    // term::now() — seconds since the epoch.
+    m.set_native_fn("now", || {
+        Ok(SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0))
+    });
+    engine.register_static_module("term", m.into());
+
+    // usage_error(message) — fail with exit code 2 and the command's usage line.
+    engine.register_fn("usage_error", |msg: &str| -> ScriptResult<Dynamic> { Err(usage_err(msg)) });
+    // opts() — the global options as a map.
+    let h = host.clone();
+    engine.register_fn("opts", move || -> Map {
+        let mut m = Map::new();
+        m.insert("json".into(), h.opts.json.into());
+        m.insert("yes".into(), h.opts.yes.into());
+        m.insert("verbose".into(), h.opts.verbose.into());
+        m.insert("config_dir".into(), h.opts.config_dir.display().to_string().into());
+        m
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns() {
+        let t = table(
+            &["ID".into(), "NAME".into(), "X".into()],
+            &[vec!["a".into(), "long-name".into(), "".into()]],
+        );
+        assert_eq!(t, "ID   NAME        X\na    long-name");
+    }
+
+    #[test]
+    fn durations_read_like_docker() {
+        assert_eq!(human_duration(Duration::from_secs(40)), "40 seconds");
+        assert_eq!(human_duration(Duration::from_secs(90)), "About a minute");
+        assert_eq!(human_duration(Duration::from_secs(7200)), "2 hours");
+    }
+}
