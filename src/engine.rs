@@ -248,7 +248,11 @@ fn root_cause(err: &EvalAltResult) -> (&EvalAltResult, Option<String>) {
             let (e, loc) = root_cause(inner);
             (e, loc.or_else(|| Some(format!("{src}:{}", pos.line().unwrap_or(0)))))
         }
-        EvalAltResult::ErrorInModule(_, inner, _) => root_cause(inner),
+        EvalAltResult::ErrorInModule(origin, inner, pos) => {
+            let (e, loc) = root_cause(inner);
+            let line = e.position().line().or(pos.line()).unwrap_or(0);
+            (e, loc.or_else(|| Some(format!("{origin}:{line}"))))
+        }
         e => (e, None),
     }
 }
@@ -267,8 +271,8 @@ pub fn to_cli_error(err: &EvalAltResult, origin: &str, usage: Option<String>) ->
         }
         EvalAltResult::ErrorTerminated(..) => CliError { code: 130, message: "interrupted".into(), usage: None },
         EvalAltResult::ErrorParsing(..) | EvalAltResult::ErrorModuleNotFound(..) => {
-            let loc = cause.position().line().map(|l| format!(" line {l}")).unwrap_or_default();
-            CliError { code: 1, message: format!("{origin}{loc}: {cause}"), usage: None }
+            let loc = inner_loc.unwrap_or_else(|| format!("{origin}:{}", cause.position().line().unwrap_or(0)));
+            CliError { code: 1, message: format!("{loc}: {cause}"), usage: None }
         }
         other => {
             let pos = other.position();
@@ -310,6 +314,8 @@ impl Shell {
         host::compose::register(&mut engine, &host);
         host::docker::register(&mut engine, &host);
         host::term::register(&mut engine, &host);
+        host::http::register(&mut engine, &host);
+        register_resources(&mut engine, &search);
         register_commands(&mut engine, &search);
         Shell { engine, host, search }
     }
@@ -485,6 +491,16 @@ fn register_commands(engine: &mut Engine, search: &SearchPath) {
         method!(a, b, c);
         method!(a, b, c, d);
     }
+}
+
+/// Registers `resource(rel)`: the text of a file on the search path (e.g. a compose file).
+fn register_resources(engine: &mut Engine, search: &SearchPath) {
+    let s = search.clone();
+    engine.register_fn("resource", move |rel: &str| -> ScriptResult<String> {
+        s.find(rel)
+            .map(|f| f.text)
+            .ok_or_else(|| host::script_err(format!("{rel} is not on the script search path")))
+    });
 }
 
 /// Pulls `-s NAME` / `--stack NAME` out of an argument list.

@@ -104,7 +104,50 @@ pub fn parse(text: &str, env: &BTreeMap<String, String>) -> Result<Value, String
     if !doc.get("services").is_some_and(Value::is_object) {
         return Err("invalid compose file: no `services` map".into());
     }
+    cast_typed_fields(&mut doc);
     Ok(doc)
+}
+
+/// After interpolation `replicas: ${N-3}` is the string "3"; like docker/cli's loader, turn
+/// such values back into the numbers and booleans the compose schema wants.
+fn cast_typed_fields(doc: &mut Value) {
+    fn cast(v: Option<&mut Value>, boolean_field: bool) {
+        let Some(v) = v else { return };
+        let Some(s) = v.as_str().map(str::trim) else { return };
+        if boolean_field {
+            match s {
+                "true" | "yes" | "y" | "1" | "True" => *v = Value::Bool(true),
+                "false" | "no" | "n" | "0" | "False" | "" => *v = Value::Bool(false),
+                _ => {}
+            }
+        } else if let Ok(n) = s.parse::<i64>() {
+            *v = json!(n);
+        }
+    }
+    let Some(services) = doc.get_mut("services").and_then(Value::as_object_mut) else { return };
+    for svc in services.values_mut() {
+        for key in ["stdin_open", "tty", "read_only", "init"] {
+            cast(svc.get_mut(key), true);
+        }
+        cast(svc.pointer_mut("/healthcheck/retries"), false);
+        if let Some(deploy) = svc.get_mut("deploy") {
+            for ptr in [
+                "/replicas",
+                "/update_config/parallelism",
+                "/rollback_config/parallelism",
+                "/restart_policy/max_attempts",
+                "/placement/max_replicas_per_node",
+            ] {
+                cast(deploy.pointer_mut(ptr), false);
+            }
+        }
+        if let Some(Value::Array(ports)) = svc.get_mut("ports") {
+            for p in ports.iter_mut().filter(|p| p.is_object()) {
+                cast(p.get_mut("target"), false);
+                cast(p.get_mut("published"), false);
+            }
+        }
+    }
 }
 
 /// Parses a Go duration ("30s", "1m30s", "500ms", "1h") into nanoseconds.

@@ -5,6 +5,7 @@
 pub mod compose;
 pub mod config;
 pub mod docker;
+pub mod http;
 pub mod term;
 
 use std::future::Future;

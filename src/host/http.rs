@@ -1,0 +1,76 @@
+//! `http::` — HTTP for provider APIs and probes (reqwest). Every request has a timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rhai::{Dynamic, Engine, Map, Module};
+
+use super::{script_err, to_dynamic, to_json, Host, ScriptResult};
+
+/// Sends one request; returns #{status, body, json, headers}. Network failures are errors,
+/// HTTP error statuses are not (the script decides).
+async fn request(method: &str, url: &str, opts: &Map) -> ScriptResult<Map> {
+    let timeout = opts
+        .get("timeout_ms")
+        .and_then(|v| v.as_int().ok())
+        .unwrap_or(10_000)
+        .max(1) as u64;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(timeout))
+        .build()
+        .map_err(script_err)?;
+    let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| script_err(format!("invalid HTTP method {method:?}")))?;
+    let mut req = client.request(method, url);
+    if let Some(h) = opts.get("headers").and_then(|h| h.read_lock::<Map>().map(|m| m.clone())) {
+        for (k, v) in h {
+            req = req.header(k.as_str(), v.to_string());
+        }
+    }
+    if let Some(body) = opts.get("json") {
+        req = req.json(&to_json(body)?);
+    } else if let Some(body) = opts.get("body") {
+        req = req.body(body.to_string());
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| script_err(format!("{url}: {e}")))?;
+    let status = resp.status().as_u16() as i64;
+    let mut headers = Map::new();
+    for (k, v) in resp.headers() {
+        headers.insert(k.as_str().into(), v.to_str().unwrap_or("").to_string().into());
+    }
+    let text = resp.text().await.map_err(|e| script_err(format!("{url}: {e}")))?;
+    let mut m = Map::new();
+    m.insert("status".into(), Dynamic::from(status));
+    m.insert(
+        "json".into(),
+        serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .map(|v| to_dynamic(&v))
+            .transpose()?
+            .unwrap_or(Dynamic::UNIT),
+    );
+    m.insert("body".into(), text.into());
+    m.insert("headers".into(), headers.into());
+    Ok(m)
+}
+
+/// Registers the `http::` module.
+pub fn register(engine: &mut Engine, host: &Arc<Host>) {
+    let mut m = Module::new();
+    // http::request(method, url, opts) — opts: headers, json or body, timeout_ms (10000).
+    let h = host.clone();
+    m.set_native_fn("request", move |method: &str, url: &str, opts: Map| -> ScriptResult<Map> {
+        h.block(request(method, url, &opts))
+    });
+    // http::get(url, timeout_ms) — a GET with a timeout.
+    let h = host.clone();
+    m.set_native_fn("get", move |url: &str, timeout_ms: i64| -> ScriptResult<Map> {
+        let mut opts = Map::new();
+        opts.insert("timeout_ms".into(), Dynamic::from(timeout_ms));
+        h.block(request("GET", url, &opts))
+    });
+    engine.register_static_module("http", m.into());
+}
