@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use include_dir::{include_dir, Dir};
 use rhai::module_resolvers::ModuleResolver;
 use rhai::{
-    Array, Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext, Position, Scope,
-    Shared, AST,
+    Array, Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext, Position, Scope, Shared,
+    AST,
 };
 
 use crate::host::{self, Host, ScriptResult};
@@ -93,7 +93,12 @@ impl SearchPath {
         };
         if let Some(d) = bundled {
             for f in d.files() {
-                if let Some(n) = f.path().file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".rhai")) {
+                if let Some(n) = f
+                    .path()
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".rhai"))
+                {
                     names.insert(n.to_string());
                 }
             }
@@ -175,7 +180,9 @@ impl ModuleResolver for StdlibResolver {
             .search
             .find(&rel)
             .ok_or_else(|| Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos)))?;
-        let in_module = |e: Box<EvalAltResult>| Box::new(EvalAltResult::ErrorInModule(found.origin.clone(), e, pos));
+        let in_module = |e: Box<EvalAltResult>| {
+            Box::new(EvalAltResult::ErrorInModule(found.origin.clone(), e, pos))
+        };
         let mut ast = engine
             .compile(&found.text)
             .map_err(|e| in_module(e.into()))?;
@@ -204,7 +211,9 @@ pub fn command_doc(text: &str) -> CommandDoc {
     let mut doc = CommandDoc::default();
     let mut help = Vec::new();
     for line in text.lines() {
-        let Some(l) = line.strip_prefix("//!") else { break };
+        let Some(l) = line.strip_prefix("//!") else {
+            break;
+        };
         let l = l.trim();
         if let Some(u) = l.strip_prefix("usage:") {
             doc.usage = u.trim().to_string();
@@ -237,7 +246,11 @@ pub struct CliError {
 
 impl CliError {
     pub fn usage(message: impl Into<String>, usage: Option<String>) -> Self {
-        CliError { code: 2, message: message.into(), usage }
+        CliError {
+            code: 2,
+            message: message.into(),
+            usage,
+        }
     }
 }
 
@@ -246,7 +259,10 @@ fn root_cause(err: &EvalAltResult) -> (&EvalAltResult, Option<String>) {
     match err {
         EvalAltResult::ErrorInFunctionCall(_, src, inner, pos) => {
             let (e, loc) = root_cause(inner);
-            (e, loc.or_else(|| Some(format!("{src}:{}", pos.line().unwrap_or(0)))))
+            (
+                e,
+                loc.or_else(|| Some(format!("{src}:{}", pos.line().unwrap_or(0)))),
+            )
         }
         EvalAltResult::ErrorInModule(origin, inner, pos) => {
             let (e, loc) = root_cause(inner);
@@ -267,17 +283,34 @@ pub fn to_cli_error(err: &EvalAltResult, origin: &str, usage: Option<String>) ->
                     return CliError::usage(msg.to_string(), usage);
                 }
             }
-            CliError { code: 1, message: value.to_string(), usage: None }
+            CliError {
+                code: 1,
+                message: value.to_string(),
+                usage: None,
+            }
         }
-        EvalAltResult::ErrorTerminated(..) => CliError { code: 130, message: "interrupted".into(), usage: None },
+        EvalAltResult::ErrorTerminated(..) => CliError {
+            code: 130,
+            message: "interrupted".into(),
+            usage: None,
+        },
         EvalAltResult::ErrorParsing(..) | EvalAltResult::ErrorModuleNotFound(..) => {
-            let loc = inner_loc.unwrap_or_else(|| format!("{origin}:{}", cause.position().line().unwrap_or(0)));
-            CliError { code: 1, message: format!("{loc}: {cause}"), usage: None }
+            let loc = inner_loc
+                .unwrap_or_else(|| format!("{origin}:{}", cause.position().line().unwrap_or(0)));
+            CliError {
+                code: 1,
+                message: format!("{loc}: {cause}"),
+                usage: None,
+            }
         }
         other => {
             let pos = other.position();
             let loc = inner_loc.unwrap_or_else(|| format!("{origin}:{}", pos.line().unwrap_or(0)));
-            CliError { code: 1, message: format!("{other} ({loc})"), usage: None }
+            CliError {
+                code: 1,
+                message: format!("{other} ({loc})"),
+                usage: None,
+            }
         }
     }
 }
@@ -305,7 +338,11 @@ impl Shell {
         let verbose = host.opts.verbose;
         engine.on_debug(move |s, src, pos| {
             if verbose {
-                eprintln!("debug: {s} ({}:{})", src.unwrap_or("?"), pos.line().unwrap_or(0));
+                eprintln!(
+                    "debug: {s} ({}:{})",
+                    src.unwrap_or("?"),
+                    pos.line().unwrap_or(0)
+                );
             }
         });
         let h = host.clone();
@@ -317,7 +354,11 @@ impl Shell {
         host::http::register(&mut engine, &host);
         register_resources(&mut engine, &search);
         register_commands(&mut engine, &search);
-        Shell { engine, host, search }
+        Shell {
+            engine,
+            host,
+            search,
+        }
     }
 
     /// The commands of a family (`manage-stack`, `manage-swarm`) with their docs.
@@ -326,7 +367,13 @@ impl Shell {
     }
 
     /// Runs one command script with its arguments.
-    pub fn run_command(&self, family: &str, stack: Option<&str>, cmd: &str, args: &[String]) -> Result<(), CliError> {
+    pub fn run_command(
+        &self,
+        family: &str,
+        stack: Option<&str>,
+        cmd: &str,
+        args: &[String],
+    ) -> Result<(), CliError> {
         run_command(&self.engine, &self.search, family, stack, cmd, args).map(|_| ())
     }
 
@@ -336,7 +383,10 @@ impl Shell {
         let text = std::fs::read_to_string(path)
             .map_err(|e| CliError::usage(format!("cannot read {origin}: {e}"), None))?;
         let mut scope = Scope::new();
-        scope.push("ARGS", args.iter().cloned().map(Dynamic::from).collect::<Array>());
+        scope.push(
+            "ARGS",
+            args.iter().cloned().map(Dynamic::from).collect::<Array>(),
+        );
         scope.push("STACK", String::new());
         let mut ast = self
             .engine
@@ -362,18 +412,33 @@ pub fn list_commands(search: &SearchPath, family: &str) -> BTreeMap<String, Comm
 }
 
 /// Finds the script of a command, following aliases.
-fn find_command(search: &SearchPath, family: &str, cmd: &str) -> Option<(String, Found, CommandDoc)> {
+fn find_command(
+    search: &SearchPath,
+    family: &str,
+    cmd: &str,
+) -> Option<(String, Found, CommandDoc)> {
     if cmd.is_empty() || cmd.contains('/') || cmd.starts_with('.') {
         return None;
     }
-    if let Some(found) = search.find(&format!("scripts/{family}/{cmd}.rhai")) {
+    let rel = if family.is_empty() {
+        format!("scripts/{cmd}.rhai")
+    } else {
+        format!("scripts/{family}/{cmd}.rhai")
+    };
+    if let Some(found) = search.find(&rel) {
         let doc = command_doc(&found.text);
         return Some((cmd.to_string(), found, doc));
     }
     list_commands(search, family)
         .into_iter()
         .find(|(_, d)| d.aliases.iter().any(|a| a == cmd))
-        .and_then(|(name, doc)| Some((name.clone(), search.find(&format!("scripts/{family}/{name}.rhai"))?, doc)))
+        .and_then(|(name, doc)| {
+            Some((
+                name.clone(),
+                search.find(&format!("scripts/{family}/{name}.rhai"))?,
+                doc,
+            ))
+        })
 }
 
 /// The usage summary of a family: one line per command.
@@ -383,7 +448,11 @@ pub fn family_usage(search: &SearchPath, family: &str) -> String {
     let width = cmds.values().map(|d| d.usage.len()).max().unwrap_or(0);
     let mut out = String::from("Commands:\n");
     for (name, doc) in &cmds {
-        let usage = if doc.usage.is_empty() { name.clone() } else { doc.usage.clone() };
+        let usage = if doc.usage.is_empty() {
+            name.clone()
+        } else {
+            doc.usage.clone()
+        };
         out.push_str(&format!("  {usage:width$}  {}\n", doc.help));
     }
     out.push_str(&format!("\nUsage: {prefix} <command> [args…]"));
@@ -402,17 +471,30 @@ fn run_command(
     let Some((name, found, doc)) = find_command(search, family, cmd) else {
         let names: Vec<String> = list_commands(search, family).into_keys().collect();
         return Err(CliError::usage(
-            format!("unknown command {cmd:?}; commands are: {}", names.join(", ")),
+            format!(
+                "unknown command {cmd:?}; commands are: {}",
+                names.join(", ")
+            ),
             Some(format!("{prefix} <command> [args…]")),
         ));
     };
-    let usage = Some(format!("{prefix} {}", if doc.usage.is_empty() { &name } else { &doc.usage }));
+    let usage = Some(format!(
+        "{prefix} {}",
+        if doc.usage.is_empty() {
+            &name
+        } else {
+            &doc.usage
+        }
+    ));
     let mut ast: AST = engine
         .compile(&found.text)
         .map_err(|e| to_cli_error(&EvalAltResult::from(e), &found.origin, None))?;
     ast.set_source(found.origin.as_str());
     let mut scope = Scope::new();
-    scope.push("ARGS", args.iter().cloned().map(Dynamic::from).collect::<Array>());
+    scope.push(
+        "ARGS",
+        args.iter().cloned().map(Dynamic::from).collect::<Array>(),
+    );
     scope.push("STACK", stack.unwrap_or("").to_string());
     scope.push("COMMAND", name.clone());
     scope.push("USAGE", usage.clone().unwrap_or_default());
@@ -441,38 +523,64 @@ fn register_commands(engine: &mut Engine, search: &SearchPath) {
     // run_command(family, command, args) — run another command script (stack from -s in args).
     engine.register_fn(
         "run_command",
-        move |ctx: NativeCallContext, family: &str, cmd: &str, args: Array| -> ScriptResult<Dynamic> {
+        move |ctx: NativeCallContext,
+              family: &str,
+              cmd: &str,
+              args: Array|
+              -> ScriptResult<Dynamic> {
             let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
             let (stack, rest) = split_stack_flag(&args);
-            run_command(ctx.engine(), &s, family, stack.as_deref(), cmd, &rest).map_err(cli_to_script)
+            run_command(ctx.engine(), &s, family, stack.as_deref(), cmd, &rest)
+                .map_err(cli_to_script)
         },
     );
     let s = search.clone();
     // wsm(line) — run a command line as typed in the shell: wsm("stack -s demo status").
-    engine.register_fn("wsm", move |ctx: NativeCallContext, line: &str| -> ScriptResult<Dynamic> {
-        let words = shell_words::split(line).map_err(|e| host::usage_err(format!("{line:?}: {e}")))?;
-        let Some((first, rest)) = words.split_first() else { return Ok(Dynamic::UNIT) };
-        let family = match first.as_str() {
-            "stack" | "manage-stack" => "manage-stack",
-            "swarm" | "manage-swarm" => "manage-swarm",
-            other => return Err(host::usage_err(format!("unknown command {other:?}: use stack or swarm"))),
-        };
-        let (stack, rest) = split_stack_flag(rest);
-        let Some((cmd, args)) = rest.split_first() else {
-            return Err(host::usage_err(format!("{line:?}: no command given")));
-        };
-        run_command(ctx.engine(), &s, family, stack.as_deref(), cmd, args).map_err(cli_to_script)
-    });
+    engine.register_fn(
+        "wsm",
+        move |ctx: NativeCallContext, line: &str| -> ScriptResult<Dynamic> {
+            let words =
+                shell_words::split(line).map_err(|e| host::usage_err(format!("{line:?}: {e}")))?;
+            let Some((first, rest)) = words.split_first() else {
+                return Ok(Dynamic::UNIT);
+            };
+            let family = match first.as_str() {
+                "stack" | "manage-stack" => "manage-stack",
+                "swarm" | "manage-swarm" => "manage-swarm",
+                other => {
+                    return Err(host::usage_err(format!(
+                        "unknown command {other:?}: use stack or swarm"
+                    )))
+                }
+            };
+            let (stack, rest) = split_stack_flag(rest);
+            let Some((cmd, args)) = rest.split_first() else {
+                return Err(host::usage_err(format!("{line:?}: no command given")));
+            };
+            run_command(ctx.engine(), &s, family, stack.as_deref(), cmd, args)
+                .map_err(cli_to_script)
+        },
+    );
 
     engine.register_type_with_name::<StackRef>("Stack");
-    engine.register_fn("stack", |name: &str| StackRef { name: name.to_string() });
+    engine.register_fn("stack", |name: &str| StackRef {
+        name: name.to_string(),
+    });
     engine.register_get("name", |s: &mut StackRef| s.name.clone());
     let s = search.clone();
     // s.run(command, args) — run a stack command on this stack.
-    engine.register_fn("run", move |ctx: NativeCallContext, st: &mut StackRef, cmd: &str, args: Array| -> ScriptResult<Dynamic> {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        run_command(ctx.engine(), &s, "manage-stack", Some(&st.name), cmd, &args).map_err(cli_to_script)
-    });
+    engine.register_fn(
+        "run",
+        move |ctx: NativeCallContext,
+              st: &mut StackRef,
+              cmd: &str,
+              args: Array|
+              -> ScriptResult<Dynamic> {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            run_command(ctx.engine(), &s, "manage-stack", Some(&st.name), cmd, &args)
+                .map_err(cli_to_script)
+        },
+    );
     // One method per command: s.status(), s.logs("1", "--tail", "5"), s.restart_wavelet().
     for name in search.list("scripts/manage-stack") {
         let method = name.replace('-', "_");
@@ -524,7 +632,9 @@ mod tests {
 
     #[test]
     fn reads_command_docs() {
-        let d = command_doc("//! Starts the stack.\n//! usage: start\n//! alias: up\nlet x = 1;\n//! not doc");
+        let d = command_doc(
+            "//! Starts the stack.\n//! usage: start\n//! alias: up\nlet x = 1;\n//! not doc",
+        );
         assert_eq!(d.usage, "start");
         assert_eq!(d.help, "Starts the stack.");
         assert_eq!(d.aliases, ["up"]);
@@ -532,7 +642,10 @@ mod tests {
 
     #[test]
     fn stack_flag_is_split_off() {
-        let args: Vec<String> = ["-s", "demo", "logs", "-s"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = ["-s", "demo", "logs", "-s"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let (s, rest) = split_stack_flag(&args);
         assert_eq!(s.as_deref(), Some("demo"));
         assert_eq!(rest, ["logs", "-s"]);
@@ -542,14 +655,29 @@ mod tests {
     fn every_bundled_command_compiles_and_has_a_usage_line() {
         let engine = Engine::new();
         for family in ["manage-stack", "manage-swarm"] {
-            for f in SCRIPTS.get_dir(family).map(|d| d.files().collect::<Vec<_>>()).unwrap_or_default() {
+            for f in SCRIPTS
+                .get_dir(family)
+                .map(|d| d.files().collect::<Vec<_>>())
+                .unwrap_or_default()
+            {
                 let text = f.contents_utf8().unwrap();
-                assert!(!command_doc(text).usage.is_empty(), "{:?} has no usage line", f.path());
-                engine.compile(text).unwrap_or_else(|e| panic!("{:?}: {e}", f.path()));
+                assert!(
+                    !command_doc(text).usage.is_empty(),
+                    "{:?} has no usage line",
+                    f.path()
+                );
+                engine
+                    .compile(text)
+                    .unwrap_or_else(|e| panic!("{:?}: {e}", f.path()));
             }
         }
-        for f in all_files(&STDLIB).into_iter().filter(|f| f.path().extension().is_some_and(|e| e == "rhai")) {
-            engine.compile(f.contents_utf8().unwrap()).unwrap_or_else(|e| panic!("{:?}: {e}", f.path()));
+        for f in all_files(&STDLIB)
+            .into_iter()
+            .filter(|f| f.path().extension().is_some_and(|e| e == "rhai"))
+        {
+            engine
+                .compile(f.contents_utf8().unwrap())
+                .unwrap_or_else(|e| panic!("{:?}: {e}", f.path()));
         }
     }
 }

@@ -24,7 +24,12 @@ use host::{GlobalOpts, Host};
 )]
 struct Cli {
     /// Configuration directory (default: $WSM_CONFIG_DIR, else ./config)
-    #[arg(short = 'C', long = "config-dir", global = true, env = "WSM_CONFIG_DIR")]
+    #[arg(
+        short = 'C',
+        long = "config-dir",
+        global = true,
+        env = "WSM_CONFIG_DIR"
+    )]
     config_dir: Option<PathBuf>,
     /// Print read commands' results as one JSON document
     #[arg(long, global = true)]
@@ -144,7 +149,10 @@ fn main() -> ExitCode {
     }
 
     let opts = GlobalOpts {
-        config_dir: cli.config_dir.clone().unwrap_or_else(|| PathBuf::from("config")),
+        config_dir: cli
+            .config_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("config")),
         json: cli.json,
         yes: cli.yes,
         verbose: cli.verbose,
@@ -155,7 +163,13 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return report(CliError { code: 1, message: format!("cannot start the runtime: {e}"), usage: None }),
+        Err(e) => {
+            return report(CliError {
+                code: 1,
+                message: format!("cannot start the runtime: {e}"),
+                usage: None,
+            })
+        }
     };
     let host = Host::new(runtime.handle().clone(), opts);
     // Ctrl-C interrupts the running operation; a second one ends the process.
@@ -174,16 +188,27 @@ fn main() -> ExitCode {
 
     let shell = Shell::new(host.clone(), search);
     let result = match cmd {
-        None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => repl::run(&shell),
-        None => Err(CliError::usage("no command given; see wsm --help", Some("wsm [OPTIONS] <COMMAND>".into()))),
+        None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
+            repl::run(&shell)
+        }
+        None => Err(CliError::usage(
+            "no command given; see wsm --help",
+            Some("wsm [OPTIONS] <COMMAND>".into()),
+        )),
         Some(Cmd::Repl) => repl::run(&shell),
-        Some(Cmd::Stack { stack, args }) => run_family(&shell, "manage-stack", stack.as_deref(), &args),
+        Some(Cmd::Stack { stack, args }) => {
+            run_family(&shell, "manage-stack", stack.as_deref(), &args)
+        }
         Some(Cmd::Swarm { args }) => run_family(&shell, "manage-swarm", None, &args),
         Some(Cmd::BuildAllNodes { stack }) => {
             let args: Vec<String> = stack.into_iter().collect();
             match shell.search.find("scripts/build-all-nodes.rhai") {
                 Some(_) => shell.run_command("", None, "build-all-nodes", &args),
-                None => Err(CliError { code: 1, message: "build-all-nodes.rhai is missing".into(), usage: None }),
+                None => Err(CliError {
+                    code: 1,
+                    message: "build-all-nodes.rhai is missing".into(),
+                    usage: None,
+                }),
             }
         }
         Some(Cmd::Run { file, args }) => shell.run_file(&file, &args),
@@ -201,11 +226,19 @@ fn main() -> ExitCode {
 }
 
 /// Runs `<family> <command> [args…]`, or prints the family's commands for `help`.
-fn run_family(shell: &Shell, family: &str, stack: Option<&str>, args: &[String]) -> Result<(), CliError> {
+fn run_family(
+    shell: &Shell,
+    family: &str,
+    stack: Option<&str>,
+    args: &[String],
+) -> Result<(), CliError> {
     let prefix = engine::family_prefix(family);
     match args.split_first() {
         None => Err(CliError::usage(
-            format!("no command given\n{}", engine::family_usage(&shell.search, family)),
+            format!(
+                "no command given\n{}",
+                engine::family_usage(&shell.search, family)
+            ),
             Some(format!("{prefix} <command> [args…]")),
         )),
         Some((cmd, _)) if cmd == "help" || cmd == "--help" || cmd == "-h" => {

@@ -4,5 +4,9 @@ use crate::engine::{CliError, Shell};
 
 /// Runs the REPL until Ctrl-D.
 pub fn run(_shell: &Shell) -> Result<(), CliError> {
-    Err(CliError { code: 1, message: "the REPL is not built yet".into(), usage: None })
+    Err(CliError {
+        code: 1,
+        message: "the REPL is not built yet".into(),
+        usage: None,
+    })
 }

@@ -73,7 +73,9 @@ fn expand(body: &str, env: &BTreeMap<String, String>) -> Result<String, String> 
             let strict = op.starts_with(':');
             let msg = &op[if strict { 2 } else { 1 }..];
             if (strict && !set_nonempty) || value.is_none() {
-                return Err(format!("required variable {name} is missing a value: {msg}"));
+                return Err(format!(
+                    "required variable {name} is missing a value: {msg}"
+                ));
             }
             value.unwrap().clone()
         }
@@ -85,12 +87,8 @@ fn expand(body: &str, env: &BTreeMap<String, String>) -> Result<String, String> 
 fn interpolate_value(v: &mut Value, env: &BTreeMap<String, String>) -> Result<(), String> {
     match v {
         Value::String(s) => *s = interpolate(s, env)?,
-        Value::Array(a) => a
-            .iter_mut()
-            .try_for_each(|x| interpolate_value(x, env))?,
-        Value::Object(o) => o
-            .values_mut()
-            .try_for_each(|x| interpolate_value(x, env))?,
+        Value::Array(a) => a.iter_mut().try_for_each(|x| interpolate_value(x, env))?,
+        Value::Object(o) => o.values_mut().try_for_each(|x| interpolate_value(x, env))?,
         _ => {}
     }
     Ok(())
@@ -113,7 +111,9 @@ pub fn parse(text: &str, env: &BTreeMap<String, String>) -> Result<Value, String
 fn cast_typed_fields(doc: &mut Value) {
     fn cast(v: Option<&mut Value>, boolean_field: bool) {
         let Some(v) = v else { return };
-        let Some(s) = v.as_str().map(str::trim) else { return };
+        let Some(s) = v.as_str().map(str::trim) else {
+            return;
+        };
         if boolean_field {
             match s {
                 "true" | "yes" | "y" | "1" | "True" => *v = Value::Bool(true),
@@ -124,7 +124,9 @@ fn cast_typed_fields(doc: &mut Value) {
             *v = json!(n);
         }
     }
-    let Some(services) = doc.get_mut("services").and_then(Value::as_object_mut) else { return };
+    let Some(services) = doc.get_mut("services").and_then(Value::as_object_mut) else {
+        return;
+    };
     for svc in services.values_mut() {
         for key in ["stdin_open", "tty", "read_only", "init"] {
             cast(svc.get_mut(key), true);
@@ -155,7 +157,10 @@ pub fn duration_ns(v: &Value) -> Result<i64, String> {
     if let Some(n) = v.as_i64() {
         return Ok(n);
     }
-    let s = v.as_str().ok_or_else(|| format!("invalid duration {v}"))?.trim();
+    let s = v
+        .as_str()
+        .ok_or_else(|| format!("invalid duration {v}"))?
+        .trim();
     let mut total = 0f64;
     let mut rest = s;
     if rest.is_empty() {
@@ -192,7 +197,10 @@ pub fn bytes(v: &Value) -> Result<i64, String> {
     if let Some(n) = v.as_i64() {
         return Ok(n);
     }
-    let s = v.as_str().ok_or_else(|| format!("invalid size {v}"))?.trim();
+    let s = v
+        .as_str()
+        .ok_or_else(|| format!("invalid size {v}"))?
+        .trim();
     let lower = s.to_ascii_lowercase();
     let t = lower.strip_suffix('b').unwrap_or(&lower);
     let (num, mult) = match t.chars().last() {
@@ -208,7 +216,9 @@ pub fn bytes(v: &Value) -> Result<i64, String> {
 
 fn int(v: &Value, what: &str) -> Result<i64, String> {
     match v {
-        Value::Number(n) => n.as_i64().ok_or_else(|| format!("{what}: {n} is not an integer")),
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| format!("{what}: {n} is not an integer")),
         Value::String(s) => s
             .trim()
             .parse()
@@ -336,11 +346,7 @@ fn port_configs(p: &Value) -> Result<Vec<Value>, String> {
 }
 
 /// Translates one volume entry into an Engine API mount.
-fn mount(
-    v: &Value,
-    volumes: &JsonMap<String, Value>,
-    stack: &str,
-) -> Result<Value, String> {
+fn mount(v: &Value, volumes: &JsonMap<String, Value>, stack: &str) -> Result<Value, String> {
     let (kind, source, target, read_only, nocopy) = match v {
         Value::Object(o) => (
             o.get("type").map(text).unwrap_or_else(|| "volume".into()),
@@ -445,7 +451,10 @@ pub fn service_spec(
         .get("volumes")
         .and_then(Value::as_object)
         .unwrap_or(&empty);
-    let deploy = svc.get("deploy").and_then(Value::as_object).unwrap_or(&empty);
+    let deploy = svc
+        .get("deploy")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
 
     let mut cs = JsonMap::new();
     let image = svc
@@ -491,7 +500,10 @@ pub fn service_spec(
         }
     }
     if let Some(v) = svc.get("stop_grace_period") {
-        cs.insert("StopGracePeriod".into(), json!(duration_ns(v).map_err(ctx)?));
+        cs.insert(
+            "StopGracePeriod".into(),
+            json!(duration_ns(v).map_err(ctx)?),
+        );
     }
     if let Some(Value::Array(hosts)) = svc.get("extra_hosts") {
         // The Engine's format is "IP host", compose's "host:IP".
@@ -547,9 +559,7 @@ pub fn service_spec(
     let declared = doc.get("networks").and_then(Value::as_object);
     let net_name = |n: &str| -> String {
         let decl = declared.and_then(|d| d.get(n));
-        let external = decl
-            .and_then(|d| d.get("external"))
-            .is_some_and(boolean);
+        let external = decl.and_then(|d| d.get("external")).is_some_and(boolean);
         match decl.and_then(|d| d.get("name")).map(text) {
             Some(explicit) if !explicit.is_empty() => explicit,
             _ if external => n.to_string(),
@@ -594,14 +604,20 @@ pub fn service_spec(
             }
         }
         if let Some(v) = rp.get("max_attempts") {
-            r.insert("MaxAttempts".into(), json!(int(v, "max_attempts").map_err(ctx)?));
+            r.insert(
+                "MaxAttempts".into(),
+                json!(int(v, "max_attempts").map_err(ctx)?),
+            );
         }
         task.insert("RestartPolicy".into(), Value::Object(r));
     }
     if let Some(Value::Object(pl)) = deploy.get("placement") {
         let mut p = JsonMap::new();
         if let Some(Value::Array(c)) = pl.get("constraints") {
-            p.insert("Constraints".into(), json!(c.iter().map(text).collect::<Vec<_>>()));
+            p.insert(
+                "Constraints".into(),
+                json!(c.iter().map(text).collect::<Vec<_>>()),
+            );
         }
         if let Some(Value::Array(prefs)) = pl.get("preferences") {
             let prefs: Vec<Value> = prefs
@@ -612,7 +628,10 @@ pub fn service_spec(
             p.insert("Preferences".into(), json!(prefs));
         }
         if let Some(v) = pl.get("max_replicas_per_node") {
-            p.insert("MaxReplicas".into(), json!(int(v, "max_replicas_per_node").map_err(ctx)?));
+            p.insert(
+                "MaxReplicas".into(),
+                json!(int(v, "max_replicas_per_node").map_err(ctx)?),
+            );
         }
         task.insert("Placement".into(), Value::Object(p));
     }
@@ -681,7 +700,9 @@ pub fn service_spec(
                 c.insert("FailureAction".into(), json!(text(v)));
             }
             if let Some(v) = u.get("max_failure_ratio") {
-                let r: f64 = text(v).parse().map_err(|_| ctx("invalid max_failure_ratio".into()))?;
+                let r: f64 = text(v)
+                    .parse()
+                    .map_err(|_| ctx("invalid max_failure_ratio".into()))?;
                 c.insert("MaxFailureRatio".into(), json!(r));
             }
             if let Some(v) = u.get("order") {
@@ -711,13 +732,33 @@ pub fn service_spec(
     spec.insert("EndpointSpec".into(), Value::Object(endpoint));
 
     let known = [
-        "image", "command", "entrypoint", "environment", "labels", "hostname", "working_dir",
-        "user", "stop_signal", "tty", "stdin_open", "read_only", "init", "stop_grace_period",
-        "extra_hosts", "healthcheck", "volumes", "deploy", "networks", "ports", "logging",
+        "image",
+        "command",
+        "entrypoint",
+        "environment",
+        "labels",
+        "hostname",
+        "working_dir",
+        "user",
+        "stop_signal",
+        "tty",
+        "stdin_open",
+        "read_only",
+        "init",
+        "stop_grace_period",
+        "extra_hosts",
+        "healthcheck",
+        "volumes",
+        "deploy",
+        "networks",
+        "ports",
+        "logging",
     ];
     for key in svc.keys() {
         if IGNORED_KEYS.contains(&key.as_str()) {
-            warnings.push(format!("service {name}: ignoring {key:?} (not used on a swarm)"));
+            warnings.push(format!(
+                "service {name}: ignoring {key:?} (not used on a swarm)"
+            ));
         } else if !known.contains(&key.as_str()) {
             return Err(ctx(format!("the key {key:?} is not supported by wsm")));
         }
@@ -756,9 +797,7 @@ pub fn stack_networks(doc: &Value, stack: &str) -> Result<Vec<(String, Value)>, 
             .and_then(|d| d.get("driver"))
             .map(text)
             .unwrap_or_else(|| "overlay".into());
-        let attachable = decl
-            .and_then(|d| d.get("attachable"))
-            .is_some_and(boolean);
+        let attachable = decl.and_then(|d| d.get("attachable")).is_some_and(boolean);
         out.push((
             name.clone(),
             json!({"Name": name, "Driver": driver, "Attachable": attachable,
@@ -769,10 +808,18 @@ pub fn stack_networks(doc: &Value, stack: &str) -> Result<Vec<(String, Value)>, 
 }
 
 /// Translates every service of the document: (service specs by short name, warnings).
-pub fn translate(doc: &Value, stack: &str) -> Result<(BTreeMap<String, Value>, Vec<String>), String> {
+pub fn translate(
+    doc: &Value,
+    stack: &str,
+) -> Result<(BTreeMap<String, Value>, Vec<String>), String> {
     let mut warnings = Vec::new();
     let mut specs = BTreeMap::new();
-    for name in doc["services"].as_object().into_iter().flatten().map(|(k, _)| k) {
+    for name in doc["services"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+    {
         specs.insert(name.clone(), service_spec(doc, stack, name, &mut warnings)?);
     }
     Ok((specs, warnings))
@@ -797,9 +844,12 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     });
 
     // compose::interpolate(text, env) — `${VAR-default}` substitution on one string.
-    m.set_native_fn("interpolate", |text: &str, env: Map| -> ScriptResult<String> {
-        interpolate(text, &env_map(&env)).map_err(script_err)
-    });
+    m.set_native_fn(
+        "interpolate",
+        |text: &str, env: Map| -> ScriptResult<String> {
+            interpolate(text, &env_map(&env)).map_err(script_err)
+        },
+    );
 
     // compose::to_yaml(doc) — render a (modified) compose document as YAML.
     m.set_native_fn("to_yaml", |doc: Dynamic| -> ScriptResult<String> {
@@ -807,10 +857,13 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     });
 
     // compose::specs(doc, stack) — the Engine API service specs `deploy` would send.
-    m.set_native_fn("specs", |doc: Dynamic, stack: &str| -> ScriptResult<Dynamic> {
-        let (specs, _) = translate(&to_json(&doc)?, stack).map_err(script_err)?;
-        to_dynamic(&specs)
-    });
+    m.set_native_fn(
+        "specs",
+        |doc: Dynamic, stack: &str| -> ScriptResult<Dynamic> {
+            let (specs, _) = translate(&to_json(&doc)?, stack).map_err(script_err)?;
+            to_dynamic(&specs)
+        },
+    );
 
     engine.register_static_module("compose", m.into());
 }
@@ -820,17 +873,26 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn interpolation_forms() {
         let e = env(&[("A", "1"), ("E", "")]);
-        assert_eq!(interpolate("${A-x}/${B-x}/${E-x}/${E:-y}/$A/$$A", &e).unwrap(), "1/x//y/1/$A");
+        assert_eq!(
+            interpolate("${A-x}/${B-x}/${E-x}/${E:-y}/$A/$$A", &e).unwrap(),
+            "1/x//y/1/$A"
+        );
         assert_eq!(interpolate("{{.Task.Slot}}", &e).unwrap(), "{{.Task.Slot}}");
         assert!(interpolate("${B?needed}", &e).is_err());
         assert!(interpolate("${A", &e).is_err());
-        assert_eq!(interpolate("$(touch /tmp/x)", &e).unwrap(), "$(touch /tmp/x)");
+        assert_eq!(
+            interpolate("$(touch /tmp/x)", &e).unwrap(),
+            "$(touch /tmp/x)"
+        );
     }
 
     #[test]
@@ -850,7 +912,10 @@ mod tests {
         assert_eq!(p[2]["TargetPort"], 3002);
         assert!(p[0].get("PublishedPort").is_none());
         let p = port_configs(&json!("8080:80/udp")).unwrap();
-        assert_eq!(p[0], json!({"Protocol":"udp","TargetPort":80,"PublishedPort":8080,"PublishMode":"ingress"}));
+        assert_eq!(
+            p[0],
+            json!({"Protocol":"udp","TargetPort":80,"PublishedPort":8080,"PublishMode":"ingress"})
+        );
         let p = port_configs(&json!({"target": 80, "mode": "host"})).unwrap();
         assert_eq!(p[0]["PublishMode"], "host");
         assert!(port_configs(&json!("1-3:1-2")).is_err());
@@ -872,11 +937,18 @@ mod tests {
         assert_eq!(cs["Args"], json!(["run", "--x", "a b"]));
         assert_eq!(cs["Env"], json!(["A=1", "B=2"]));
         assert_eq!(cs["Healthcheck"]["Test"], json!(["CMD-SHELL", "check"]));
-        assert_eq!(cs["Mounts"][0]["Source"], "{{.Service.Name}}_{{.Task.Slot}}");
+        assert_eq!(
+            cs["Mounts"][0]["Source"],
+            "{{.Service.Name}}_{{.Task.Slot}}"
+        );
         assert_eq!(s["Mode"]["Replicated"]["Replicas"], 3);
         assert_eq!(s["UpdateConfig"]["Parallelism"], 1);
         assert_eq!(s["TaskTemplate"]["Networks"][0]["Target"], "st_default");
-        let bad = parse("services:\n  x:\n    image: i\n    privileged: true\n", &env(&[])).unwrap();
+        let bad = parse(
+            "services:\n  x:\n    image: i\n    privileged: true\n",
+            &env(&[]),
+        )
+        .unwrap();
         assert!(service_spec(&bad, "st", "x", &mut w).is_err());
     }
 }

@@ -215,7 +215,8 @@ mod tests {
 
     #[test]
     fn parses_comments_quotes_and_never_expands() {
-        let text = "# c\n\nA=1\nexport B = 'x y'\nC=\"$(rm -rf ~)\"\nD=$(touch /tmp/x)\nE=v # note\n";
+        let text =
+            "# c\n\nA=1\nexport B = 'x y'\nC=\"$(rm -rf ~)\"\nD=$(touch /tmp/x)\nE=v # note\n";
         let m = parse(text, "f").unwrap();
         assert_eq!(m["A"], "1");
         assert_eq!(m["B"], "x y");
@@ -227,7 +228,10 @@ mod tests {
     #[test]
     fn errors_name_file_and_line() {
         let e = parse("A=1\nnot a pair\n", "config/stacks/x").unwrap_err();
-        assert_eq!(e.to_string().split(':').take(2).collect::<Vec<_>>(), ["config/stacks/x", "2"]);
+        assert_eq!(
+            e.to_string().split(':').take(2).collect::<Vec<_>>(),
+            ["config/stacks/x", "2"]
+        );
         assert!(parse("1A=2", "f").is_err());
         assert!(parse("A='open", "f").is_err());
     }
@@ -235,7 +239,13 @@ mod tests {
     #[test]
     fn render_round_trips() {
         let mut m = BTreeMap::new();
-        for (k, v) in [("A", "plain"), ("B", "has space"), ("C", "it's"), ("D", ""), ("E", "$(x)")] {
+        for (k, v) in [
+            ("A", "plain"),
+            ("B", "has space"),
+            ("C", "it's"),
+            ("D", ""),
+            ("E", "$(x)"),
+        ] {
             m.insert(k.to_string(), v.to_string());
         }
         assert_eq!(parse(&render(&m), "r").unwrap(), m);
@@ -248,7 +258,10 @@ mod tests {
         let p = dir.path().join("sub/f");
         write_atomic(&p, b"A=1\n", true).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"A=1\n");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
     }
 }

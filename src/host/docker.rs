@@ -120,7 +120,9 @@ async fn list_services(d: &Docker, f: HashMap<String, Vec<String>>) -> ScriptRes
         }))
         .await
         .map_err(derr)?;
-    list.iter().map(|s| serde_json::to_value(s).map_err(script_err)).collect()
+    list.iter()
+        .map(|s| serde_json::to_value(s).map_err(script_err))
+        .collect()
 }
 
 async fn list_tasks(d: &Docker, f: HashMap<String, Vec<String>>) -> ScriptResult<Vec<Value>> {
@@ -128,15 +130,16 @@ async fn list_tasks(d: &Docker, f: HashMap<String, Vec<String>>) -> ScriptResult
         .list_tasks(Some(ListTasksOptions { filters: Some(f) }))
         .await
         .map_err(derr)?;
-    list.iter().map(|s| serde_json::to_value(s).map_err(script_err)).collect()
+    list.iter()
+        .map(|s| serde_json::to_value(s).map_err(script_err))
+        .collect()
 }
 
 async fn list_nodes(d: &Docker) -> ScriptResult<Vec<Value>> {
-    let list = d
-        .list_nodes(None::<ListNodesOptions>)
-        .await
-        .map_err(derr)?;
-    list.iter().map(|s| serde_json::to_value(s).map_err(script_err)).collect()
+    let list = d.list_nodes(None::<ListNodesOptions>).await.map_err(derr)?;
+    list.iter()
+        .map(|s| serde_json::to_value(s).map_err(script_err))
+        .collect()
 }
 
 async fn list_volumes(d: &Docker, f: HashMap<String, Vec<String>>) -> ScriptResult<Vec<Value>> {
@@ -156,7 +159,9 @@ async fn list_networks(d: &Docker, f: HashMap<String, Vec<String>>) -> ScriptRes
         .list_networks(Some(ListNetworksOptions { filters: Some(f) }))
         .await
         .map_err(derr)?;
-    list.iter().map(|s| serde_json::to_value(s).map_err(script_err)).collect()
+    list.iter()
+        .map(|s| serde_json::to_value(s).map_err(script_err))
+        .collect()
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
@@ -212,7 +217,10 @@ async fn stack_progress(
     for svc in &services {
         let id = str_at(svc, &["ID"]);
         let name = str_at(svc, &["Spec", "Name"]).to_string();
-        let mine: Vec<&Value> = tasks.iter().filter(|t| str_at(t, &["ServiceID"]) == id).collect();
+        let mine: Vec<&Value> = tasks
+            .iter()
+            .filter(|t| str_at(t, &["ServiceID"]) == id)
+            .collect();
         let one_shot = is_one_shot(svc);
         let running = mine
             .iter()
@@ -231,9 +239,9 @@ async fn stack_progress(
             let t = failed[0];
             let err = str_at(t, &["Status", "Err"]);
             Some(format!(
-                "service {name}: task {} {}: {}",
-                str_at(t, &["Status", "State"]),
+                "service {name}: {} task(s) {}: {}",
                 failed.len(),
+                str_at(t, &["Status", "State"]),
                 if err.is_empty() {
                     str_at(t, &["Status", "Message"])
                 } else {
@@ -330,7 +338,10 @@ async fn converge(
                 done = false;
                 "waiting"
             };
-            display.update(name, format!("{}/{} running ({state})", p.running, p.desired));
+            display.update(
+                name,
+                format!("{}/{} running ({state})", p.running, p.desired),
+            );
             if let Some(f) = &p.failure {
                 display.finish();
                 return Err(script_err(f));
@@ -371,8 +382,10 @@ async fn deploy(
     prune: bool,
 ) -> ScriptResult<Vec<String>> {
     let (specs, warnings) = compose::translate(doc, stack).map_err(script_err)?;
-    for w in warnings {
-        host.warn(&w);
+    if host.opts.verbose {
+        for w in warnings {
+            host.warn(&w);
+        }
     }
     let networks = compose::stack_networks(doc, stack).map_err(script_err)?;
     let existing_nets = list_networks(d, stack_filter(stack)).await?;
@@ -389,7 +402,10 @@ async fn deploy(
     for (short, spec) in specs {
         let full = format!("{stack}_{short}");
         let typed: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
-        match existing.iter().find(|s| str_at(s, &["Spec", "Name"]) == full) {
+        match existing
+            .iter()
+            .find(|s| str_at(s, &["Spec", "Name"]) == full)
+        {
             Some(svc) => {
                 let id = str_at(svc, &["ID"]);
                 host.say(&format!("Updating service {full} (id: {id})"));
@@ -428,7 +444,12 @@ async fn deploy(
 }
 
 /// Removes a stack's services, waits until their tasks are gone, then removes its networks.
-async fn remove_stack(host: &Host, d: &Docker, stack: &str, timeout: Duration) -> ScriptResult<bool> {
+async fn remove_stack(
+    host: &Host,
+    d: &Docker,
+    stack: &str,
+    timeout: Duration,
+) -> ScriptResult<bool> {
     let deadline = Instant::now() + timeout;
     let services = list_services(d, stack_filter(stack)).await?;
     let networks = list_networks(d, stack_filter(stack)).await?;
@@ -437,10 +458,15 @@ async fn remove_stack(host: &Host, d: &Docker, stack: &str, timeout: Duration) -
         return Ok(false);
     }
     for svc in &services {
-        host.say(&format!("Removing service {}", str_at(svc, &["Spec", "Name"])));
+        host.say(&format!(
+            "Removing service {}",
+            str_at(svc, &["Spec", "Name"])
+        ));
         match d.delete_service(str_at(svc, &["ID"])).await {
             Ok(()) => {}
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
             Err(e) => return Err(derr(e)),
         }
     }
@@ -468,14 +494,22 @@ async fn remove_stack(host: &Host, d: &Docker, stack: &str, timeout: Duration) -
         loop {
             match d.remove_network(str_at(net, &["Id"])).await {
                 Ok(()) => break,
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => break,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => break,
                 Err(e) if Instant::now() < deadline => {
-                    display.update(stack, format!("waiting for network {name}: {}", docker_message(&e)));
+                    display.update(
+                        stack,
+                        format!("waiting for network {name}: {}", docker_message(&e)),
+                    );
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Err(e) => {
                     display.finish();
-                    return Err(script_err(format!("removing network {name}: {}", docker_message(&e))));
+                    return Err(script_err(format!(
+                        "removing network {name}: {}",
+                        docker_message(&e)
+                    )));
                 }
             }
         }
@@ -485,7 +519,12 @@ async fn remove_stack(host: &Host, d: &Docker, stack: &str, timeout: Duration) -
 }
 
 /// Runs a command in a container and collects its output and exit code.
-async fn exec(d: &Docker, container: &str, cmd: Vec<String>, stdin: Option<String>) -> ScriptResult<Map> {
+async fn exec(
+    d: &Docker,
+    container: &str,
+    cmd: Vec<String>,
+    stdin: Option<String>,
+) -> ScriptResult<Map> {
     use tokio::io::AsyncWriteExt;
     let created = d
         .create_exec(
@@ -502,8 +541,10 @@ async fn exec(d: &Docker, container: &str, cmd: Vec<String>, stdin: Option<Strin
         .map_err(derr)?;
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    if let StartExecResults::Attached { mut output, mut input } =
-        d.start_exec(&created.id, None).await.map_err(derr)?
+    if let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = d.start_exec(&created.id, None).await.map_err(derr)?
     {
         if let Some(data) = stdin {
             input.write_all(data.as_bytes()).await.map_err(script_err)?;
@@ -511,16 +552,27 @@ async fn exec(d: &Docker, container: &str, cmd: Vec<String>, stdin: Option<Strin
         }
         while let Some(chunk) = output.next().await {
             match chunk.map_err(derr)? {
-                bollard::container::LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                bollard::container::LogOutput::StdErr { message } => {
+                    stderr.extend_from_slice(&message)
+                }
                 other => stdout.extend_from_slice(&other.into_bytes()),
             }
         }
     }
     let inspect = d.inspect_exec(&created.id).await.map_err(derr)?;
     let mut m = Map::new();
-    m.insert("exit_code".into(), Dynamic::from(inspect.exit_code.unwrap_or(-1)));
-    m.insert("stdout".into(), String::from_utf8_lossy(&stdout).into_owned().into());
-    m.insert("stderr".into(), String::from_utf8_lossy(&stderr).into_owned().into());
+    m.insert(
+        "exit_code".into(),
+        Dynamic::from(inspect.exit_code.unwrap_or(-1)),
+    );
+    m.insert(
+        "stdout".into(),
+        String::from_utf8_lossy(&stdout).into_owned().into(),
+    );
+    m.insert(
+        "stderr".into(),
+        String::from_utf8_lossy(&stderr).into_owned().into(),
+    );
     Ok(m)
 }
 
@@ -547,15 +599,25 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     // docker::connect(host) — connect ("" = DOCKER_HOST or the local socket); cached per host.
     let h = host.clone();
     m.set_native_fn("connect", move |addr: &str| -> ScriptResult<EngineHandle> {
-        let key = if addr.is_empty() { default_host() } else { addr.to_string() };
+        let key = if addr.is_empty() {
+            default_host()
+        } else {
+            addr.to_string()
+        };
         if let Some(e) = h.engines.lock().expect("engine cache").get(&key) {
             return Ok(e.clone());
         }
         let e = h.block(async { connect(&key).await.map_err(script_err) })?;
         if h.opts.verbose {
-            eprintln!("docker: connected to {} (API version {})", e.host, e.api_version);
+            eprintln!(
+                "docker: connected to {} (API version {})",
+                e.host, e.api_version
+            );
         }
-        h.engines.lock().expect("engine cache").insert(key, e.clone());
+        h.engines
+            .lock()
+            .expect("engine cache")
+            .insert(key, e.clone());
         Ok(e)
     });
     // docker::default_host() — where `connect("")` goes.
@@ -564,17 +626,23 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     // e.info() — the engine's system info (ServerVersion, Swarm.NodeAddr, …).
     let h = host.clone();
-    engine.register_fn("info", move |e: &mut EngineHandle| -> ScriptResult<Dynamic> {
-        let info = h.block(async { e.docker.info().await.map_err(derr) })?;
-        to_dynamic(&info)
-    });
+    engine.register_fn(
+        "info",
+        move |e: &mut EngineHandle| -> ScriptResult<Dynamic> {
+            let info = h.block(async { e.docker.info().await.map_err(derr) })?;
+            to_dynamic(&info)
+        },
+    );
 
     macro_rules! lister {
         ($name:literal, $f:ident) => {
             let h = host.clone();
-            engine.register_fn($name, move |e: &mut EngineHandle, f: Map| -> ScriptResult<Array> {
-                to_array(h.block($f(&e.docker, filters(&f)))?)
-            });
+            engine.register_fn(
+                $name,
+                move |e: &mut EngineHandle, f: Map| -> ScriptResult<Array> {
+                    to_array(h.block($f(&e.docker, filters(&f)))?)
+                },
+            );
         };
     }
     // e.services(filters), e.tasks(filters), e.volumes(filters), e.networks(filters)
@@ -585,31 +653,40 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     // e.nodes() — the swarm's nodes.
     let h = host.clone();
-    engine.register_fn("nodes", move |e: &mut EngineHandle| -> ScriptResult<Array> {
-        to_array(h.block(list_nodes(&e.docker))?)
-    });
+    engine.register_fn(
+        "nodes",
+        move |e: &mut EngineHandle| -> ScriptResult<Array> {
+            to_array(h.block(list_nodes(&e.docker))?)
+        },
+    );
 
     // e.stack_state(stack) — services, tasks, nodes, volumes and info of a stack, fetched at once.
     let h = host.clone();
-    engine.register_fn("stack_state", move |e: &mut EngineHandle, stack: &str| -> ScriptResult<Map> {
-        let d = &e.docker;
-        let (services, tasks, nodes, volumes, info) = h.block(async {
-            tokio::try_join!(
-                list_services(d, stack_filter(stack)),
-                list_tasks(d, stack_filter(stack)),
-                list_nodes(d),
-                list_volumes(d, HashMap::from([("name".to_string(), vec![format!("{stack}_")])])),
-                async { d.info().await.map_err(derr) },
-            )
-        })?;
-        let mut m = Map::new();
-        m.insert("services".into(), to_array(services)?.into());
-        m.insert("tasks".into(), to_array(tasks)?.into());
-        m.insert("nodes".into(), to_array(nodes)?.into());
-        m.insert("volumes".into(), to_array(volumes)?.into());
-        m.insert("info".into(), to_dynamic(&info)?);
-        Ok(m)
-    });
+    engine.register_fn(
+        "stack_state",
+        move |e: &mut EngineHandle, stack: &str| -> ScriptResult<Map> {
+            let d = &e.docker;
+            let (services, tasks, nodes, volumes, info) = h.block(async {
+                tokio::try_join!(
+                    list_services(d, stack_filter(stack)),
+                    list_tasks(d, stack_filter(stack)),
+                    list_nodes(d),
+                    list_volumes(
+                        d,
+                        HashMap::from([("name".to_string(), vec![format!("{stack}_")])])
+                    ),
+                    async { d.info().await.map_err(derr) },
+                )
+            })?;
+            let mut m = Map::new();
+            m.insert("services".into(), to_array(services)?.into());
+            m.insert("tasks".into(), to_array(tasks)?.into());
+            m.insert("nodes".into(), to_array(nodes)?.into());
+            m.insert("volumes".into(), to_array(volumes)?.into());
+            m.insert("info".into(), to_dynamic(&info)?);
+            Ok(m)
+        },
+    );
 
     // e.deploy(stack, compose_doc, opts) — create/update the stack's services; opts: prune (true),
     // wait (true), timeout (seconds, 300). Returns the service names.
@@ -618,8 +695,14 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         "deploy",
         move |e: &mut EngineHandle, stack: &str, doc: Dynamic, opts: Map| -> ScriptResult<Array> {
             let doc = to_json(&doc)?;
-            let prune = opts.get("prune").and_then(|v| v.as_bool().ok()).unwrap_or(true);
-            let wait = opts.get("wait").and_then(|v| v.as_bool().ok()).unwrap_or(true);
+            let prune = opts
+                .get("prune")
+                .and_then(|v| v.as_bool().ok())
+                .unwrap_or(true);
+            let wait = opts
+                .get("wait")
+                .and_then(|v| v.as_bool().ok())
+                .unwrap_or(true);
             let timeout = secs(&opts, "timeout", 300);
             let d = &e.docker;
             let names = h.block(async {
@@ -640,55 +723,93 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     // e.wait_converged(stack, timeout_secs) — wait until every service runs its desired tasks.
     let h = host.clone();
-    engine.register_fn("wait_converged", move |e: &mut EngineHandle, stack: &str, timeout: i64| -> ScriptResult<()> {
-        let d = &e.docker;
-        h.block(async {
-            let known: HashSet<String> = list_tasks(d, stack_filter(stack))
-                .await?
-                .iter()
-                .map(|t| str_at(t, &["ID"]).to_string())
-                .collect();
-            converge(&h, d, stack, &known, Duration::from_secs(timeout.max(1) as u64)).await
-        })
-    });
+    engine.register_fn(
+        "wait_converged",
+        move |e: &mut EngineHandle, stack: &str, timeout: i64| -> ScriptResult<()> {
+            let d = &e.docker;
+            h.block(async {
+                let known: HashSet<String> = list_tasks(d, stack_filter(stack))
+                    .await?
+                    .iter()
+                    .map(|t| str_at(t, &["ID"]).to_string())
+                    .collect();
+                converge(
+                    &h,
+                    d,
+                    stack,
+                    &known,
+                    Duration::from_secs(timeout.max(1) as u64),
+                )
+                .await
+            })
+        },
+    );
 
     // e.scale(service, replicas) — set a replicated service's replica count.
     let h = host.clone();
-    engine.register_fn("scale", move |e: &mut EngineHandle, service: &str, replicas: i64| -> ScriptResult<()> {
-        let d = &e.docker;
-        h.block(async {
-            let svc = d.inspect_service(service, None).await.map_err(derr)?;
-            let mut spec = svc.spec.ok_or_else(|| script_err("service without spec"))?;
-            spec.mode = Some(bollard::models::ServiceSpecMode {
-                replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(replicas) }),
-                ..Default::default()
-            });
-            let version = svc.version.and_then(|v| v.index).unwrap_or(0) as i32;
-            d.update_service(service, spec, UpdateServiceOptions { version, ..Default::default() }, None)
+    engine.register_fn(
+        "scale",
+        move |e: &mut EngineHandle, service: &str, replicas: i64| -> ScriptResult<()> {
+            let d = &e.docker;
+            h.block(async {
+                let svc = d.inspect_service(service, None).await.map_err(derr)?;
+                let mut spec = svc.spec.ok_or_else(|| script_err("service without spec"))?;
+                spec.mode = Some(bollard::models::ServiceSpecMode {
+                    replicated: Some(bollard::models::ServiceSpecModeReplicated {
+                        replicas: Some(replicas),
+                    }),
+                    ..Default::default()
+                });
+                let version = svc.version.and_then(|v| v.index).unwrap_or(0) as i32;
+                d.update_service(
+                    service,
+                    spec,
+                    UpdateServiceOptions {
+                        version,
+                        ..Default::default()
+                    },
+                    None,
+                )
                 .await
                 .map_err(derr)?;
-            Ok(())
-        })
-    });
+                Ok(())
+            })
+        },
+    );
 
     // e.remove_stack(stack, timeout_secs) — remove services, wait for their tasks, remove
     // networks. Returns false when the stack had nothing.
     let h = host.clone();
-    engine.register_fn("remove_stack", move |e: &mut EngineHandle, stack: &str, timeout: i64| -> ScriptResult<bool> {
-        h.block(remove_stack(&h, &e.docker, stack, Duration::from_secs(timeout.max(1) as u64)))
-    });
+    engine.register_fn(
+        "remove_stack",
+        move |e: &mut EngineHandle, stack: &str, timeout: i64| -> ScriptResult<bool> {
+            h.block(remove_stack(
+                &h,
+                &e.docker,
+                stack,
+                Duration::from_secs(timeout.max(1) as u64),
+            ))
+        },
+    );
 
     // e.exec(container, cmd_array) / e.exec(container, cmd_array, stdin_text) — run a command,
     // returning #{exit_code, stdout, stderr}.
     let h = host.clone();
-    engine.register_fn("exec", move |e: &mut EngineHandle, container: &str, cmd: Array| -> ScriptResult<Map> {
-        let cmd = cmd.iter().map(|c| c.to_string()).collect();
-        h.block(exec(&e.docker, container, cmd, None))
-    });
+    engine.register_fn(
+        "exec",
+        move |e: &mut EngineHandle, container: &str, cmd: Array| -> ScriptResult<Map> {
+            let cmd = cmd.iter().map(|c| c.to_string()).collect();
+            h.block(exec(&e.docker, container, cmd, None))
+        },
+    );
     let h = host.clone();
     engine.register_fn(
         "exec",
-        move |e: &mut EngineHandle, container: &str, cmd: Array, stdin: &str| -> ScriptResult<Map> {
+        move |e: &mut EngineHandle,
+              container: &str,
+              cmd: Array,
+              stdin: &str|
+              -> ScriptResult<Map> {
             let cmd = cmd.iter().map(|c| c.to_string()).collect();
             h.block(exec(&e.docker, container, cmd, Some(stdin.to_string())))
         },
@@ -696,13 +817,26 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     // e.remove_volume(name) — remove a volume; true if it existed.
     let h = host.clone();
-    engine.register_fn("remove_volume", move |e: &mut EngineHandle, name: &str| -> ScriptResult<bool> {
-        h.block(async {
-            match e.docker.remove_volume(name, None::<RemoveVolumeOptions>).await {
-                Ok(()) => Ok(true),
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
-                Err(err) => Err(script_err(format!("removing volume {name}: {}", docker_message(&err)))),
-            }
-        })
-    });
+    engine.register_fn(
+        "remove_volume",
+        move |e: &mut EngineHandle, name: &str| -> ScriptResult<bool> {
+            h.block(async {
+                match e
+                    .docker
+                    .remove_volume(name, None::<RemoveVolumeOptions>)
+                    .await
+                {
+                    Ok(()) => Ok(true),
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => Ok(false),
+                    Err(err) => Err(script_err(format!(
+                        "removing volume {name}: {}",
+                        docker_message(&err)
+                    ))),
+                }
+            })
+        },
+    );
 }

@@ -22,7 +22,10 @@ async fn request(method: &str, url: &str, opts: &Map) -> ScriptResult<Map> {
     let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
         .map_err(|_| script_err(format!("invalid HTTP method {method:?}")))?;
     let mut req = client.request(method, url);
-    if let Some(h) = opts.get("headers").and_then(|h| h.read_lock::<Map>().map(|m| m.clone())) {
+    if let Some(h) = opts
+        .get("headers")
+        .and_then(|h| h.read_lock::<Map>().map(|m| m.clone()))
+    {
         for (k, v) in h {
             req = req.header(k.as_str(), v.to_string());
         }
@@ -39,9 +42,15 @@ async fn request(method: &str, url: &str, opts: &Map) -> ScriptResult<Map> {
     let status = resp.status().as_u16() as i64;
     let mut headers = Map::new();
     for (k, v) in resp.headers() {
-        headers.insert(k.as_str().into(), v.to_str().unwrap_or("").to_string().into());
+        headers.insert(
+            k.as_str().into(),
+            v.to_str().unwrap_or("").to_string().into(),
+        );
     }
-    let text = resp.text().await.map_err(|e| script_err(format!("{url}: {e}")))?;
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| script_err(format!("{url}: {e}")))?;
     let mut m = Map::new();
     m.insert("status".into(), Dynamic::from(status));
     m.insert(
@@ -62,15 +71,21 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
     // http::request(method, url, opts) — opts: headers, json or body, timeout_ms (10000).
     let h = host.clone();
-    m.set_native_fn("request", move |method: &str, url: &str, opts: Map| -> ScriptResult<Map> {
-        h.block(request(method, url, &opts))
-    });
+    m.set_native_fn(
+        "request",
+        move |method: &str, url: &str, opts: Map| -> ScriptResult<Map> {
+            h.block(request(method, url, &opts))
+        },
+    );
     // http::get(url, timeout_ms) — a GET with a timeout.
     let h = host.clone();
-    m.set_native_fn("get", move |url: &str, timeout_ms: i64| -> ScriptResult<Map> {
-        let mut opts = Map::new();
-        opts.insert("timeout_ms".into(), Dynamic::from(timeout_ms));
-        h.block(request("GET", url, &opts))
-    });
+    m.set_native_fn(
+        "get",
+        move |url: &str, timeout_ms: i64| -> ScriptResult<Map> {
+            let mut opts = Map::new();
+            opts.insert("timeout_ms".into(), Dynamic::from(timeout_ms));
+            h.block(request("GET", url, &opts))
+        },
+    );
     engine.register_static_module("http", m.into());
 }

@@ -58,8 +58,14 @@ pub fn human_duration(d: Duration) -> String {
 
 /// "40 seconds ago" for an RFC 3339 timestamp; the text itself when it does not parse.
 pub fn ago(timestamp: &str) -> String {
-    match humantime::parse_rfc3339_weak(timestamp.trim_end_matches('Z').split('+').next().unwrap_or(""))
-        .or_else(|_| humantime::parse_rfc3339(timestamp))
+    match humantime::parse_rfc3339_weak(
+        timestamp
+            .trim_end_matches('Z')
+            .split('+')
+            .next()
+            .unwrap_or(""),
+    )
+    .or_else(|_| humantime::parse_rfc3339(timestamp))
     {
         Ok(t) => format!(
             "{} ago",
@@ -99,7 +105,10 @@ fn read_line(prompt: &str) -> ScriptResult<String> {
     eprint!("{prompt}");
     std::io::stderr().flush().ok();
     let mut line = String::new();
-    let n = std::io::stdin().lock().read_line(&mut line).map_err(script_err)?;
+    let n = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(script_err)?;
     if n == 0 {
         return Err(script_err("no answer: standard input is closed"));
     }
@@ -111,20 +120,23 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
 
     // term::table(headers, rows) — aligned columns.
-    m.set_native_fn("table", |headers: Array, rows: Array| -> ScriptResult<String> {
-        let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
-        let rows: Vec<Vec<String>> = rows
-            .into_iter()
-            .map(|r| {
-                r.into_array()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect()
-            })
-            .collect();
-        Ok(table(&headers, &rows))
-    });
+    m.set_native_fn(
+        "table",
+        |headers: Array, rows: Array| -> ScriptResult<String> {
+            let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|r| {
+                    r.into_array()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect()
+                })
+                .collect();
+            Ok(table(&headers, &rows))
+        },
+    );
     // term::ago(rfc3339) — "40 seconds ago".
     m.set_native_fn("ago", |ts: &str| Ok(ago(ts)));
     // term::json(value) — pretty JSON text.
@@ -180,7 +192,9 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_static_module("term", m.into());
 
     // usage_error(message) — fail with exit code 2 and the command's usage line.
-    engine.register_fn("usage_error", |msg: &str| -> ScriptResult<Dynamic> { Err(usage_err(msg)) });
+    engine.register_fn("usage_error", |msg: &str| -> ScriptResult<Dynamic> {
+        Err(usage_err(msg))
+    });
     // opts() — the global options as a map.
     let h = host.clone();
     engine.register_fn("opts", move || -> Map {
@@ -188,7 +202,10 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         m.insert("json".into(), h.opts.json.into());
         m.insert("yes".into(), h.opts.yes.into());
         m.insert("verbose".into(), h.opts.verbose.into());
-        m.insert("config_dir".into(), h.opts.config_dir.display().to_string().into());
+        m.insert(
+            "config_dir".into(),
+            h.opts.config_dir.display().to_string().into(),
+        );
         m
     });
 }

@@ -1,0 +1,307 @@
+//! The one test-builder of the integration tests: a uniquely named stack on the real local
+//! swarm, with its own config directory, run through the real `wsm` binary, and removed in
+//! `Drop` (services, network, volumes) even when the test fails. The Docker CLI is the witness.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Images the stack tests need; `tests/fixtures/build-images` makes them.
+pub const IMAGES: &[&str] = &[
+    "localhost:5000/wavelet-stack-lb:latest",
+    "localhost:5000/wavelet-stack-node:latest",
+];
+
+/// Fails the test (never skips it) when the test bed has not been built.
+pub fn require_images() {
+    for image in IMAGES {
+        let ok = Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", image])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(ok, "image {image} is missing: run tests/fixtures/build-images (the README's test command does)");
+    }
+}
+
+/// Runs the Docker CLI and returns its stdout; panics with its stderr when it fails.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs the Docker CLI, ignoring failure.
+pub fn docker_quiet(args: &[&str]) -> String {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// A unique name for this test run: lower-case, no dashes (so the stack's swarm is `default`).
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}{:x}{:x}{}",
+        std::process::id() & 0xffff,
+        nanos & 0xfff,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// What a `wsm` run printed and how it ended.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    pub fn ok(&self) -> &str {
+        assert_eq!(
+            self.code, 0,
+            "wsm failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+}
+
+/// A test's own stack: unique name, own config dir and working directory.
+pub struct TestStack {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestStack {
+    /// A stack in the network world this machine supports (dnsrr + host-mode ports).
+    pub fn new(prefix: &str) -> Self {
+        let s = Self::bare(prefix);
+        s.set("WSM_ENDPOINT_MODE", "dnsrr");
+        s.set("WSM_PUBLISH_MODE", "host");
+        s.set("WSM_DEPLOY_TIMEOUT", "180");
+        s
+    }
+
+    /// A stack with an empty config file.
+    pub fn bare(prefix: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("config/stacks")).unwrap();
+        std::fs::write(dir.path().join("config/default"), "").unwrap();
+        let s = TestStack {
+            name: unique(prefix),
+            dir,
+        };
+        std::fs::write(s.config_file(), "").unwrap();
+        s
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir().join("stacks").join(&self.name)
+    }
+
+    /// Sets KEY=VALUE in the stack's config file (replacing an earlier value).
+    pub fn set(&self, key: &str, value: &str) {
+        let path = self.config_file();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key}=")))
+            .map(str::to_string)
+            .collect();
+        lines.push(format!("{key}={value}"));
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+
+    /// Runs `wsm -C <config> <args…>` in the stack's directory.
+    pub fn wsm(&self, args: &[&str]) -> Run {
+        wsm_in(self.dir.path(), &self.config_dir(), args)
+    }
+
+    /// Runs `wsm stack -s <name> <args…>`.
+    pub fn stack(&self, args: &[&str]) -> Run {
+        let mut all = vec!["stack", "-s", self.name.as_str()];
+        all.extend_from_slice(args);
+        self.wsm(&all)
+    }
+
+    /// The stack's service names, as the Docker CLI sees them.
+    pub fn services(&self) -> Vec<String> {
+        let out = docker(&[
+            "service",
+            "ls",
+            "--filter",
+            &format!("label=com.docker.stack.namespace={}", self.name),
+            "--format",
+            "{{.Name}}",
+        ]);
+        let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    }
+
+    /// Running tasks of one of the stack's services (`docker service ps`).
+    pub fn running_tasks(&self, service: &str) -> Vec<String> {
+        docker(&[
+            "service",
+            "ps",
+            &format!("{}_{service}", self.name),
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Name}} {{.CurrentState}}",
+        ])
+        .lines()
+        .filter(|l| l.contains("Running"))
+        .map(str::to_string)
+        .collect()
+    }
+
+    /// The container id of a service's running task in slot `slot`.
+    pub fn container(&self, service: &str, slot: u32) -> String {
+        let out = docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!(
+                "label=com.docker.swarm.service.name={}_{service}",
+                self.name
+            ),
+            "--filter",
+            "status=running",
+            "--format",
+            "{{.ID}} {{.Names}}",
+        ]);
+        out.lines()
+            .find(|l| l.contains(&format!("_{service}.{slot}.")))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no running container for {service}.{slot}:\n{out}"))
+            .to_string()
+    }
+
+    /// Names of the stack's volumes.
+    pub fn volumes(&self) -> Vec<String> {
+        let mut v: Vec<String> = docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={}_", self.name),
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Runs wsm in `cwd` with config dir `config`.
+pub fn wsm_in(cwd: &Path, config: &Path, args: &[&str]) -> Run {
+    Command::new(env!("CARGO_BIN_EXE_wsm"))
+        .arg("-C")
+        .arg(config)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("WSM_CONFIG_DIR")
+        .env("XDG_CONFIG_HOME", cwd.join(".xdg-config"))
+        .env("XDG_STATE_HOME", cwd.join(".xdg-state"))
+        .output()
+        .expect("run wsm")
+        .into()
+}
+
+/// Removes a stack and its volumes with the Docker CLI and waits until it is gone.
+pub fn remove_stack(name: &str) {
+    docker_quiet(&["stack", "rm", name]);
+    let label = format!("label=com.docker.stack.namespace={name}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        let left = docker_quiet(&["service", "ls", "-q", "--filter", &label])
+            + &docker_quiet(&["network", "ls", "-q", "--filter", &label])
+            + &docker_quiet(&["ps", "-aq", "--filter", &label]);
+        if left.trim().is_empty() {
+            break;
+        }
+        docker_quiet(&["network", "rm", &format!("{name}_default")]);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for v in docker_quiet(&["volume", "ls", "-q", "--filter", &format!("name={name}_")]).lines() {
+        docker_quiet(&["volume", "rm", "-f", v]);
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        remove_stack(&self.name);
+    }
+}
+
+/// Waits until `check` holds, or panics after `secs` naming what was awaited.
+pub fn wait_for(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A TCP port that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET over plain HTTP/1.0 on loopback with a timeout; returns (status, body).
+pub fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = format!("{host}:{port}").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
