@@ -543,13 +543,16 @@ pub fn service_spec(
                 h.insert("Retries".into(), json!(int(v, "retries").map_err(ctx)?));
             }
         }
-        cs.insert("Healthcheck".into(), Value::Object(h));
+        cs.insert("HealthCheck".into(), Value::Object(h));
     }
     if let Some(Value::Array(vols)) = svc.get("volumes") {
         let mounts: Result<Vec<Value>, String> =
             vols.iter().map(|v| mount(v, volumes, stack)).collect();
         cs.insert("Mounts".into(), json!(mounts.map_err(ctx)?));
     }
+
+    // docker/cli always sends an empty Privileges block; sending the same keeps specs equal.
+    cs.insert("Privileges".into(), json!({"NoNewPrivileges": false}));
 
     let mut task = JsonMap::new();
     task.insert("ContainerSpec".into(), Value::Object(cs));
@@ -936,7 +939,7 @@ mod tests {
         assert_eq!(cs["Image"], "nginx");
         assert_eq!(cs["Args"], json!(["run", "--x", "a b"]));
         assert_eq!(cs["Env"], json!(["A=1", "B=2"]));
-        assert_eq!(cs["Healthcheck"]["Test"], json!(["CMD-SHELL", "check"]));
+        assert_eq!(cs["HealthCheck"]["Test"], json!(["CMD-SHELL", "check"]));
         assert_eq!(
             cs["Mounts"][0]["Source"],
             "{{.Service.Name}}_{{.Task.Slot}}"
