@@ -277,6 +277,12 @@ fn root_cause(err: &EvalAltResult) -> (&EvalAltResult, Option<String>) {
 pub fn to_cli_error(err: &EvalAltResult, origin: &str, usage: Option<String>) -> CliError {
     let (cause, inner_loc) = root_cause(err);
     match cause {
+        // `exit(n)` in a script: the exit code of a command it ran, say.
+        EvalAltResult::Exit(value, _) => CliError {
+            code: value.as_int().map(|c| c as i32).unwrap_or(0),
+            message: String::new(),
+            usage: None,
+        },
         EvalAltResult::ErrorRuntime(value, _) => {
             if let Some(map) = value.read_lock::<Map>() {
                 if let Some(msg) = map.get("usage") {
@@ -393,9 +399,13 @@ impl Shell {
             .compile(&text)
             .map_err(|e| to_cli_error(&EvalAltResult::from(e), &origin, None))?;
         ast.set_source(origin.as_str());
-        self.engine
-            .run_ast_with_scope(&mut scope, &ast)
-            .map_err(|e| to_cli_error(&e, &origin, None))
+        match self.engine.run_ast_with_scope(&mut scope, &ast) {
+            Ok(()) => Ok(()),
+            Err(e) => match to_cli_error(&e, &origin, None) {
+                CliError { code: 0, .. } => Ok(()),
+                err => Err(err),
+            },
+        }
     }
 }
 
@@ -498,9 +508,13 @@ fn run_command(
     scope.push("STACK", stack.unwrap_or("").to_string());
     scope.push("COMMAND", name.clone());
     scope.push("USAGE", usage.clone().unwrap_or_default());
-    engine
-        .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
-        .map_err(|e| to_cli_error(&e, &found.origin, usage))
+    match engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast) {
+        Ok(v) => Ok(v),
+        Err(e) => match to_cli_error(&e, &found.origin, usage) {
+            CliError { code: 0, .. } => Ok(Dynamic::UNIT),
+            err => Err(err),
+        },
+    }
 }
 
 /// A stack seen from a script or the REPL: `stack("demo").status()`.

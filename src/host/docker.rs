@@ -576,6 +576,256 @@ async fn exec(
     Ok(m)
 }
 
+/// Streams a container's logs to stdout and stderr until they end (or Ctrl-C with follow).
+async fn logs(
+    d: &Docker,
+    container: &str,
+    follow: bool,
+    tail: String,
+    since: i32,
+) -> ScriptResult<()> {
+    use bollard::query_parameters::LogsOptions;
+    use std::io::Write;
+    let mut stream = d.logs(
+        container,
+        Some(LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            since,
+            tail,
+            ..Default::default()
+        }),
+    );
+    while let Some(chunk) = stream.next().await {
+        match chunk.map_err(derr)? {
+            bollard::container::LogOutput::StdErr { message } => {
+                std::io::stderr().write_all(&message).map_err(script_err)?;
+            }
+            other => {
+                let mut out = std::io::stdout();
+                out.write_all(&other.into_bytes()).map_err(script_err)?;
+                out.flush().map_err(script_err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies this process's stdin into a container stream until end of input. Runs on a plain
+/// thread because reading a terminal blocks; the runtime does not wait for it at exit.
+fn pump_stdin(
+    mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    rt: tokio::runtime::Handle,
+) {
+    use std::io::Read;
+    use tokio::io::AsyncWriteExt;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut stdin = std::io::stdin();
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rt.spawn(async move {
+        while let Some(data) = rx.recv().await {
+            if input.write_all(&data).await.is_err() {
+                return;
+            }
+            let _ = input.flush().await;
+        }
+        let _ = input.shutdown().await;
+    });
+}
+
+/// Writes a container stream's output to stdout/stderr until it ends.
+async fn drain_output(
+    mut output: std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<
+                    Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+                > + Send,
+        >,
+    >,
+) -> ScriptResult<()> {
+    use std::io::Write;
+    while let Some(chunk) = output.next().await {
+        match chunk.map_err(derr)? {
+            bollard::container::LogOutput::StdErr { message } => {
+                let mut err = std::io::stderr();
+                err.write_all(&message).map_err(script_err)?;
+                err.flush().ok();
+            }
+            other => {
+                let mut out = std::io::stdout();
+                out.write_all(&other.into_bytes()).map_err(script_err)?;
+                out.flush().ok();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a command in a container with this process's stdin, stdout and stderr (and a TTY
+/// when asked, sized like ours); returns its exit code.
+async fn exec_interactive(
+    d: &Docker,
+    container: &str,
+    cmd: Vec<String>,
+    tty: bool,
+) -> ScriptResult<i64> {
+    let created = d
+        .create_exec(
+            container,
+            CreateExecOptions {
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                tty: Some(tty),
+                cmd: Some(cmd),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(derr)?;
+    let started = d
+        .start_exec(
+            &created.id,
+            Some(bollard::exec::StartExecOptions {
+                detach: false,
+                tty,
+                output_capacity: None,
+            }),
+        )
+        .await
+        .map_err(derr)?;
+    if let StartExecResults::Attached { output, input } = started {
+        let _raw = if tty {
+            Some(super::term::RawMode::enable())
+        } else {
+            None
+        };
+        if tty {
+            if let Some((w, h)) = super::term::size() {
+                let _ = d
+                    .resize_exec(
+                        &created.id,
+                        bollard::exec::ResizeExecOptions {
+                            width: w,
+                            height: h,
+                        },
+                    )
+                    .await;
+            }
+            let (d2, id) = (d.clone(), created.id.clone());
+            tokio::spawn(async move {
+                let Ok(mut winch) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+                else {
+                    return;
+                };
+                while winch.recv().await.is_some() {
+                    if let Some((w, h)) = super::term::size() {
+                        let _ = d2
+                            .resize_exec(
+                                &id,
+                                bollard::exec::ResizeExecOptions {
+                                    width: w,
+                                    height: h,
+                                },
+                            )
+                            .await;
+                    }
+                }
+            });
+        }
+        pump_stdin(input, tokio::runtime::Handle::current());
+        drain_output(output).await?;
+    }
+    let inspect = d.inspect_exec(&created.id).await.map_err(derr)?;
+    Ok(inspect.exit_code.unwrap_or(-1))
+}
+
+/// Attaches to a container's console: our stdin to its stdin, its output to ours. Ctrl-P
+/// Ctrl-Q detaches; so does the end of our input. Detaching never stops the container.
+async fn attach(d: &Docker, container: &str) -> ScriptResult<()> {
+    use bollard::query_parameters::AttachContainerOptions;
+    let inspect = d.inspect_container(container, None).await.map_err(derr)?;
+    let tty = inspect.config.and_then(|c| c.tty).unwrap_or(false);
+    let res = d
+        .attach_container(
+            container,
+            Some(AttachContainerOptions {
+                detach_keys: Some("ctrl-p,ctrl-q".into()),
+                logs: false,
+                stream: true,
+                stdin: true,
+                stdout: true,
+                stderr: true,
+            }),
+        )
+        .await
+        .map_err(derr)?;
+    let _raw = if tty {
+        Some(super::term::RawMode::enable())
+    } else {
+        None
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let input = res.input;
+    // End of our input detaches: wait for it, then give late output a moment to arrive.
+    let watcher = tokio::spawn(async move {
+        let _ = done_rx.await;
+    });
+    let (eof_tx, mut eof_rx) = tokio::sync::mpsc::channel::<()>(1);
+    {
+        use tokio::io::AsyncWriteExt;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            let mut stdin = std::io::stdin();
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 || tx.blocking_send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut input = input;
+        tokio::spawn(async move {
+            while let Some(data) = rx.recv().await {
+                if input.write_all(&data).await.is_err() {
+                    break;
+                }
+                let _ = input.flush().await;
+            }
+            let _ = eof_tx.send(()).await;
+            // Keep the stream open: closing it would close the container's stdin.
+            std::future::pending::<()>().await;
+            drop(input);
+        });
+    }
+    let output = drain_output(res.output);
+    tokio::pin!(output);
+    tokio::select! {
+        r = &mut output => { r?; }
+        _ = eof_rx.recv() => {
+            let _ = tokio::time::timeout(Duration::from_millis(1500), &mut output).await;
+        }
+    }
+    let _ = done_tx.send(());
+    watcher.abort();
+    Ok(())
+}
+
 fn to_array(values: Vec<Value>) -> ScriptResult<Array> {
     values.iter().map(to_dynamic).collect()
 }
@@ -620,6 +870,47 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             .insert(key, e.clone());
         Ok(e)
     });
+    // docker::exec_all(targets, cmd) — run one command in many containers at once; targets are
+    // maps with `engine` and `container` (other keys are copied into each result).
+    let h = host.clone();
+    m.set_native_fn(
+        "exec_all",
+        move |targets: Array, cmd: Array| -> ScriptResult<Array> {
+            let cmd: Vec<String> = cmd.iter().map(|c| c.to_string()).collect();
+            let mut jobs = Vec::new();
+            for t in targets {
+                let t: Map = t
+                    .try_cast()
+                    .ok_or_else(|| script_err("exec_all takes maps with engine and container"))?;
+                let engine = t
+                    .get("engine")
+                    .and_then(|e| e.clone().try_cast::<EngineHandle>())
+                    .ok_or_else(|| script_err("exec_all: a target has no engine"))?;
+                let container = t
+                    .get("container")
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                jobs.push((t, engine, container));
+            }
+            let results = h.block(async {
+                let futs = jobs
+                    .iter()
+                    .map(|(_, e, c)| exec(&e.docker, c, cmd.clone(), None));
+                Ok(futures_util::future::join_all(futs).await)
+            })?;
+            let mut out = Array::new();
+            for ((t, _, _), r) in jobs.into_iter().zip(results) {
+                let mut m = r?;
+                for (k, v) in t {
+                    if k != "engine" {
+                        m.entry(k).or_insert(v);
+                    }
+                }
+                out.push(m.into());
+            }
+            Ok(out)
+        },
+    );
     // docker::default_host() — where `connect("")` goes.
     m.set_native_fn("default_host", || Ok(default_host()));
     engine.register_static_module("docker", m.into());
@@ -812,6 +1103,43 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
               -> ScriptResult<Map> {
             let cmd = cmd.iter().map(|c| c.to_string()).collect();
             h.block(exec(&e.docker, container, cmd, Some(stdin.to_string())))
+        },
+    );
+
+    // e.logs(container, opts) — stream logs; opts: follow (false), tail ("all"), since (unix secs).
+    let h = host.clone();
+    engine.register_fn(
+        "logs",
+        move |e: &mut EngineHandle, container: &str, opts: Map| -> ScriptResult<()> {
+            let follow = opts
+                .get("follow")
+                .and_then(|v| v.as_bool().ok())
+                .unwrap_or(false);
+            let tail = opts
+                .get("tail")
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "all".into());
+            let since = opts.get("since").and_then(|v| v.as_int().ok()).unwrap_or(0) as i32;
+            h.block(logs(&e.docker, container, follow, tail, since))
+        },
+    );
+
+    // e.exec_interactive(container, cmd_array, tty) — run with our stdin/stdout; exit code.
+    let h = host.clone();
+    engine.register_fn(
+        "exec_interactive",
+        move |e: &mut EngineHandle, container: &str, cmd: Array, tty: bool| -> ScriptResult<i64> {
+            let cmd = cmd.iter().map(|c| c.to_string()).collect();
+            h.block(exec_interactive(&e.docker, container, cmd, tty))
+        },
+    );
+
+    // e.attach(container) — the container's console until Ctrl-P Ctrl-Q or end of input.
+    let h = host.clone();
+    engine.register_fn(
+        "attach",
+        move |e: &mut EngineHandle, container: &str| -> ScriptResult<()> {
+            h.block(attach(&e.docker, container))
         },
     );
 

@@ -230,3 +230,51 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(7200)), "2 hours");
     }
 }
+
+/// Puts the terminal on stdin into raw mode while alive (for TTY sessions); restores it on drop.
+pub struct RawMode {
+    saved: Option<libc::termios>,
+}
+
+impl RawMode {
+    /// Raw mode when stdin is a terminal; a no-op guard otherwise.
+    pub fn enable() -> Self {
+        use std::os::fd::AsRawFd;
+        let fd = std::io::stdin().as_raw_fd();
+        // SAFETY: termios is plain data; tcgetattr fills it and we check the result.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::isatty(fd) != 1 || libc::tcgetattr(fd, &mut t) != 0 {
+                return RawMode { saved: None };
+            }
+            let saved = t;
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(fd, libc::TCSANOW, &t);
+            RawMode { saved: Some(saved) }
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        if let Some(saved) = self.saved {
+            // SAFETY: restores the attributes read in `enable` on the same descriptor.
+            unsafe {
+                libc::tcsetattr(std::io::stdin().as_raw_fd(), libc::TCSANOW, &saved);
+            }
+        }
+    }
+}
+
+/// The terminal's size as (columns, rows), if stdout is a terminal.
+pub fn size() -> Option<(u16, u16)> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: winsize is plain data filled by the ioctl, whose result is checked.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(std::io::stdout().as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0
+            && ws.ws_col > 0)
+            .then_some((ws.ws_col, ws.ws_row))
+    }
+}
