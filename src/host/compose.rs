@@ -461,7 +461,7 @@ pub fn service_spec(
         .get("image")
         .map(text)
         .ok_or_else(|| ctx("no image".into()))?;
-    cs.insert("Image".into(), json!(image));
+    cs.insert("Image".into(), json!(image.clone()));
     cs.insert("Labels".into(), stack_labels(stack, svc.get("labels")));
     if let Some(v) = svc.get("entrypoint") {
         cs.insert("Command".into(), json!(command_list(v).map_err(ctx)?));
