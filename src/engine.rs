@@ -358,6 +358,7 @@ impl Shell {
         host::docker::register(&mut engine, &host);
         host::term::register(&mut engine, &host);
         host::http::register(&mut engine, &host);
+        host::archive::register(&mut engine, &host);
         register_resources(&mut engine, &search);
         register_commands(&mut engine, &search);
         Shell {
@@ -615,7 +616,7 @@ fn register_commands(engine: &mut Engine, search: &SearchPath) {
     }
 }
 
-/// Registers `resource(rel)`: the text of a file on the search path (e.g. a compose file).
+/// Registers `resource(rel)` and `materialize(rel_dir)`: the text of a file on the search path (e.g. a compose file).
 fn register_resources(engine: &mut Engine, search: &SearchPath) {
     let s = search.clone();
     engine.register_fn("resource", move |rel: &str| -> ScriptResult<String> {
@@ -623,6 +624,32 @@ fn register_resources(engine: &mut Engine, search: &SearchPath) {
             .map(|f| f.text)
             .ok_or_else(|| host::script_err(format!("{rel} is not on the script search path")))
     });
+    let s = search.clone();
+    // materialize(rel_dir) — write a folder of the search path (e.g. a node build context) into
+    // a fresh temporary directory and return its path; removed when the process ends.
+    engine.register_fn("materialize", move |rel: &str| -> ScriptResult<String> {
+        let dir = tempfile::Builder::new()
+            .prefix("wsm-")
+            .tempdir()
+            .map_err(host::script_err)?;
+        let dest = dir.path().join(rel.rsplit('/').next().unwrap_or(rel));
+        if !s.materialize(rel, &dest).map_err(host::script_err)? {
+            return Err(host::script_err(format!(
+                "{rel} is not on the script search path"
+            )));
+        }
+        let path = dest.display().to_string();
+        TEMP_DIRS.lock().expect("temp dirs").push(dir);
+        Ok(path)
+    });
+}
+
+/// Temporary folders handed to scripts, removed at exit.
+static TEMP_DIRS: Mutex<Vec<tempfile::TempDir>> = Mutex::new(Vec::new());
+
+/// Removes the temporary folders scripts were given.
+pub fn cleanup_temp_dirs() {
+    TEMP_DIRS.lock().expect("temp dirs").clear();
 }
 
 /// Pulls `-s NAME` / `--stack NAME` out of an argument list.

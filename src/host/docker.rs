@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -518,6 +519,23 @@ async fn remove_stack(
     Ok(true)
 }
 
+/// Runs a command in a container: (exit code, stdout, stderr).
+pub async fn exec_collect(
+    d: &Docker,
+    container: &str,
+    cmd: Vec<String>,
+) -> ScriptResult<(i64, String, String)> {
+    let m = exec(d, container, cmd, None).await?;
+    let get = |k: &str| m.get(k).map(|v| v.to_string()).unwrap_or_default();
+    Ok((
+        m.get("exit_code")
+            .and_then(|v| v.as_int().ok())
+            .unwrap_or(-1),
+        get("stdout"),
+        get("stderr"),
+    ))
+}
+
 /// Runs a command in a container and collects its output and exit code.
 async fn exec(
     d: &Docker,
@@ -823,6 +841,114 @@ async fn attach(d: &Docker, container: &str) -> ScriptResult<()> {
     }
     let _ = done_tx.send(());
     watcher.abort();
+    Ok(())
+}
+
+/// The credentials `docker login` stored for a registry in `~/.docker/config.json`, if any.
+fn registry_credentials(registry: &str) -> Option<bollard::auth::DockerCredentials> {
+    let path = dirs::home_dir()?.join(".docker/config.json");
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let auths = cfg.get("auths")?.as_object()?;
+    let entry = auths.iter().find(|(k, _)| {
+        let k = k
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
+        k == registry || k.split('/').next() == Some(registry)
+    })?;
+    let auth = entry.1.get("auth")?.as_str()?;
+    Some(bollard::auth::DockerCredentials {
+        auth: Some(auth.to_string()),
+        serveraddress: Some(registry.to_string()),
+        ..Default::default()
+    })
+}
+
+/// The registry part of an image name ("localhost:5000/x:y" → "localhost:5000"), or Docker Hub.
+fn registry_of(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first.to_string()
+        }
+        _ => "https://index.docker.io/v1/".to_string(),
+    }
+}
+
+/// Builds an image from a local context directory, streaming the build's output; a failed step
+/// stops the build with its message.
+async fn build(
+    d: &Docker,
+    context: &Path,
+    tag: &str,
+    args: HashMap<String, String>,
+) -> ScriptResult<()> {
+    use std::io::Write;
+    let context = context.to_path_buf();
+    let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_dir_all(".", &context)?;
+        b.into_inner()
+    })
+    .await
+    .map_err(script_err)?
+    .map_err(|e| script_err(format!("packing the build context: {e}")))?;
+    let options = bollard::query_parameters::BuildImageOptions {
+        t: Some(tag.to_string()),
+        buildargs: Some(args),
+        rm: true,
+        forcerm: true,
+        ..Default::default()
+    };
+    let mut stream = d.build_image(options, None, Some(bollard::body_full(tar.into())));
+    while let Some(item) = stream.next().await {
+        let info =
+            item.map_err(|e| script_err(format!("building {tag}: {}", docker_message(&e))))?;
+        if let Some(detail) = info.error_detail {
+            return Err(script_err(format!(
+                "building {tag}: {}",
+                detail.message.unwrap_or_default().trim()
+            )));
+        }
+        if let Some(text) = info.stream {
+            let mut out = std::io::stderr();
+            out.write_all(text.as_bytes()).ok();
+            out.flush().ok();
+        }
+    }
+    Ok(())
+}
+
+/// Pushes an image with the credentials of `~/.docker/config.json`, one line per layer event.
+async fn push(d: &Docker, image: &str) -> ScriptResult<()> {
+    let (name, tag) = match image.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n.to_string(), t.to_string()),
+        _ => (image.to_string(), "latest".to_string()),
+    };
+    let creds = registry_credentials(&registry_of(image));
+    let mut stream = d.push_image(
+        &name,
+        Some(bollard::query_parameters::PushImageOptions {
+            tag: Some(tag),
+            ..Default::default()
+        }),
+        creds,
+    );
+    let mut last = String::new();
+    while let Some(item) = stream.next().await {
+        let info =
+            item.map_err(|e| script_err(format!("pushing {image}: {}", docker_message(&e))))?;
+        if let Some(detail) = info.error_detail {
+            return Err(script_err(format!(
+                "pushing {image}: {}",
+                detail.message.unwrap_or_default()
+            )));
+        }
+        if let Some(status) = info.status {
+            if status != last && !status.starts_with("Pushing") {
+                eprintln!("{image}: {status}");
+                last = status;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -1140,6 +1266,43 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         "attach",
         move |e: &mut EngineHandle, container: &str| -> ScriptResult<()> {
             h.block(attach(&e.docker, container))
+        },
+    );
+
+    // e.build(context_dir, tag, build_args) — build an image from a local folder.
+    let h = host.clone();
+    engine.register_fn(
+        "build",
+        move |e: &mut EngineHandle, dir: &str, tag: &str, args: Map| -> ScriptResult<()> {
+            let args = args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            h.block(build(&e.docker, Path::new(dir), tag, args))
+        },
+    );
+
+    // e.push(image) — push to its registry with the credentials `docker login` stored.
+    let h = host.clone();
+    engine.register_fn(
+        "push",
+        move |e: &mut EngineHandle, image: &str| -> ScriptResult<()> {
+            h.block(push(&e.docker, image))
+        },
+    );
+
+    // e.image_digests(image) — the repo digests an image has (after a push or pull).
+    let h = host.clone();
+    engine.register_fn(
+        "image_digests",
+        move |e: &mut EngineHandle, image: &str| -> ScriptResult<Array> {
+            let inspect = h.block(async { e.docker.inspect_image(image).await.map_err(derr) })?;
+            Ok(inspect
+                .repo_digests
+                .unwrap_or_default()
+                .into_iter()
+                .map(Dynamic::from)
+                .collect())
         },
     );
 

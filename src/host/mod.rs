@@ -2,6 +2,7 @@
 //! `register` that fills one static module (`docker::`, `config::`, `compose::`, `term::`).
 //! Async work stays here: a primitive blocks on the shared tokio runtime, racing Ctrl-C.
 
+pub mod archive;
 pub mod compose;
 pub mod config;
 pub mod docker;

@@ -182,6 +182,18 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             Ok(())
         })
     });
+    // term::run(argv) — run a local program with our terminal; its exit code.
+    m.set_native_fn("run", |argv: Array| -> ScriptResult<i64> {
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        let (prog, args) = argv
+            .split_first()
+            .ok_or_else(|| script_err("term::run needs a program"))?;
+        let status = std::process::Command::new(prog)
+            .args(args)
+            .status()
+            .map_err(|e| script_err(format!("cannot run {prog}: {e}")))?;
+        Ok(status.code().unwrap_or(-1) as i64)
+    });
     // term::now() — seconds since the epoch.
     m.set_native_fn("now", || {
         Ok(SystemTime::now()

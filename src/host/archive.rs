@@ -1,0 +1,379 @@
+//! `archive::` — moving files between this machine and containers as tar streams: a consistent
+//! tar.gz dump of a directory that is being written, and docker-cp style copies. Everything
+//! streams; nothing is held in memory whole, and nothing half-written is left under the name
+//! the user asked for.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bollard::query_parameters::{DownloadFromContainerOptions, UploadToContainerOptions};
+use futures_util::StreamExt;
+use rhai::{Dynamic, Engine, Map, Module};
+use sha2::{Digest, Sha256};
+
+use super::docker::EngineHandle;
+use super::{script_err, Host, ScriptResult};
+
+/// The shell line that computes, inside the container, the checksum `tree_checksum` computes
+/// here: sha256sum lines of every file under the directory, sorted by path, hashed again.
+fn remote_checksum_cmd(dir: &str) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        "cd \"$1\" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1".into(),
+        "checksum".into(),
+        dir.into(),
+    ]
+}
+
+/// Checksums the files of a tar.gz the way `remote_checksum_cmd` does (paths relative to the
+/// archive's top folder), reading it as a stream.
+pub fn tree_checksum(archive: &Path) -> std::io::Result<String> {
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(archive)?);
+    let mut tar = tar::Archive::new(gz);
+    let mut lines: Vec<(Vec<u8>, String)> = Vec::new();
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path()?.into_owned();
+        let rel: PathBuf = path.components().skip(1).collect();
+        let mut hasher = Sha256::new();
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let n = entry.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let name = format!("./{}", rel.display());
+        lines.push((name.as_bytes().to_vec(), hex::encode(hasher.finalize())));
+    }
+    lines.sort();
+    let mut all = Sha256::new();
+    for (name, hash) in lines {
+        all.update(format!("{hash}  {}\n", String::from_utf8_lossy(&name)).as_bytes());
+    }
+    Ok(hex::encode(all.finalize()))
+}
+
+async fn remote_checksum(e: &EngineHandle, container: &str, dir: &str) -> ScriptResult<String> {
+    let r = super::docker::exec_collect(&e.docker, container, remote_checksum_cmd(dir)).await?;
+    if r.0 != 0 {
+        return Err(script_err(format!(
+            "checksumming {dir} in the container failed: {}",
+            r.2.trim()
+        )));
+    }
+    Ok(r.1.trim().to_string())
+}
+
+/// Streams `dir` of a container into a gzip file at `tmp`.
+async fn download_gz(
+    e: &EngineHandle,
+    container: &str,
+    dir: &str,
+    tmp: &std::fs::File,
+) -> ScriptResult<u64> {
+    let mut gz = flate2::write::GzEncoder::new(tmp, flate2::Compression::fast());
+    let mut stream = e.docker.download_from_container(
+        container,
+        Some(DownloadFromContainerOptions {
+            path: dir.to_string(),
+        }),
+    );
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|err| script_err(format!("copying {dir} out of the container: {err}")))?;
+        total += chunk.len() as u64;
+        gz.write_all(&chunk).map_err(script_err)?;
+    }
+    gz.finish()
+        .map_err(script_err)?
+        .sync_all()
+        .map_err(script_err)?;
+    Ok(total)
+}
+
+/// Dumps `dir` of a container to `out` (tar.gz) consistently: copy, and accept the copy only
+/// when the directory's checksum was the same before and after and matches the archive's.
+async fn dump(
+    e: &EngineHandle,
+    container: &str,
+    dir: &str,
+    out: &Path,
+    attempts: u32,
+) -> ScriptResult<Map> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| super::usage_err(format!("{} is not a file name", out.display())))?;
+    for attempt in 1..=attempts {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".partial")
+            .tempfile_in(&parent)
+            .map_err(|err| {
+                super::usage_err(format!("cannot write beside {}: {err}", out.display()))
+            })?;
+        let before = remote_checksum(e, container, dir).await?;
+        let bytes = download_gz(e, container, dir, tmp.as_file()).await?;
+        let after = remote_checksum(e, container, dir).await?;
+        let path = tmp.path().to_path_buf();
+        let local = tokio::task::spawn_blocking(move || tree_checksum(&path))
+            .await
+            .map_err(script_err)?
+            .map_err(|err| script_err(format!("reading back the dump: {err}")))?;
+        if before == after && after == local {
+            tmp.persist(out).map_err(|err| {
+                script_err(format!(
+                    "cannot rename the dump to {}: {}",
+                    out.display(),
+                    err.error
+                ))
+            })?;
+            std::fs::File::open(&parent)
+                .and_then(|d| d.sync_all())
+                .map_err(script_err)?;
+            let mut m = Map::new();
+            m.insert("attempts".into(), Dynamic::from(attempt as i64));
+            m.insert("checksum".into(), local.into());
+            m.insert("bytes".into(), Dynamic::from(bytes as i64));
+            return Ok(m);
+        }
+        eprintln!("dump-db: {dir} changed while it was copied (attempt {attempt} of {attempts}); copying again");
+    }
+    Err(script_err(format!(
+        "{dir} kept changing during {attempts} copies; no consistent dump was written"
+    )))
+}
+
+/// Uploads local paths into a container directory as one tar stream.
+async fn upload(
+    e: &EngineHandle,
+    container: &str,
+    sources: Vec<PathBuf>,
+    dest_dir: &str,
+) -> ScriptResult<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+    // Build the tar on a blocking thread, handing chunks to the request body as they come.
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        struct ChanWriter(tokio::sync::mpsc::Sender<bytes::Bytes>);
+        impl Write for ChanWriter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .blocking_send(bytes::Bytes::copy_from_slice(buf))
+                    .map_err(|_| std::io::Error::other("upload stopped"))?;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut builder = tar::Builder::new(std::io::BufWriter::with_capacity(
+            256 * 1024,
+            ChanWriter(tx),
+        ));
+        builder.follow_symlinks(false);
+        for src in sources {
+            let name = src
+                .file_name()
+                .ok_or_else(|| {
+                    std::io::Error::other(format!("{} has no file name", src.display()))
+                })?
+                .to_owned();
+            if src.is_dir() {
+                builder.append_dir_all(&name, &src)?;
+            } else {
+                builder.append_path_with_name(&src, &name)?;
+            }
+        }
+        builder.into_inner()?.flush()
+    });
+    let body = tokio_stream_from(rx);
+    let result = e
+        .docker
+        .upload_to_container(
+            container,
+            Some(UploadToContainerOptions {
+                path: dest_dir.to_string(),
+                ..Default::default()
+            }),
+            bollard::body_stream(body),
+        )
+        .await;
+    let written = writer.await.map_err(script_err)?;
+    result.map_err(|err| script_err(format!("copying into the container: {err}")))?;
+    written.map_err(|err| script_err(format!("reading local files: {err}")))
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> impl futures_util::Stream<Item = bytes::Bytes> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Downloads a container path and unpacks it under a local directory, as `docker cp` does.
+async fn download(e: &EngineHandle, container: &str, src: &str, dest: &Path) -> ScriptResult<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(8);
+    let target = dest.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        struct ChanReader {
+            rx: std::sync::mpsc::Receiver<bytes::Bytes>,
+            cur: bytes::Bytes,
+        }
+        impl Read for ChanReader {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                while self.cur.is_empty() {
+                    match self.rx.recv() {
+                        Ok(b) => self.cur = b,
+                        Err(_) => return Ok(0),
+                    }
+                }
+                let n = buf.len().min(self.cur.len());
+                buf[..n].copy_from_slice(&self.cur.split_to(n));
+                Ok(n)
+            }
+        }
+        let mut archive = tar::Archive::new(ChanReader {
+            rx,
+            cur: bytes::Bytes::new(),
+        });
+        archive.set_preserve_permissions(true);
+        archive.unpack(&target)
+    });
+    let mut stream = e.docker.download_from_container(
+        container,
+        Some(DownloadFromContainerOptions {
+            path: src.to_string(),
+        }),
+    );
+    let mut failure = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => {
+                if tx.send(c).is_err() {
+                    break;
+                }
+            }
+            Err(err) => {
+                failure = Some(format!("copying {src} out of the container: {err}"));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let unpacked = reader.await.map_err(script_err)?;
+    if let Some(f) = failure {
+        return Err(script_err(f));
+    }
+    unpacked.map_err(|err| script_err(format!("writing under {}: {err}", dest.display())))
+}
+
+/// Registers the `archive::` module.
+pub fn register(engine: &mut Engine, host: &Arc<Host>) {
+    let mut m = Module::new();
+
+    // archive::dump(engine, container, dir, out_file, attempts) — consistent tar.gz of a
+    // container directory; returns #{attempts, checksum, bytes}.
+    let h = host.clone();
+    m.set_native_fn(
+        "dump",
+        move |e: EngineHandle,
+              container: &str,
+              dir: &str,
+              out: &str,
+              attempts: i64|
+              -> ScriptResult<Map> {
+            h.block(dump(
+                &e,
+                container,
+                dir,
+                Path::new(out),
+                attempts.clamp(1, 100) as u32,
+            ))
+        },
+    );
+
+    // archive::checksum(file) — the checksum of a tar.gz's files, as dump computes it.
+    m.set_native_fn("checksum", |file: &str| -> ScriptResult<String> {
+        tree_checksum(Path::new(file)).map_err(|e| script_err(format!("{file}: {e}")))
+    });
+
+    // archive::upload(engine, container, local_paths, container_dir) — copy into a container.
+    let h = host.clone();
+    m.set_native_fn(
+        "upload",
+        move |e: EngineHandle,
+              container: &str,
+              sources: rhai::Array,
+              dest: &str|
+              -> ScriptResult<()> {
+            let sources: Vec<PathBuf> = sources
+                .iter()
+                .map(|s| PathBuf::from(s.to_string()))
+                .collect();
+            for s in &sources {
+                if !s.exists() {
+                    return Err(super::usage_err(format!("{} does not exist", s.display())));
+                }
+            }
+            h.block(upload(&e, container, sources, dest))
+        },
+    );
+
+    // archive::download(engine, container, container_path, local_dest, may_rename) — copy out
+    // of a container into an existing directory, or (may_rename) to a new name, as docker cp.
+    let h = host.clone();
+    m.set_native_fn(
+        "download",
+        move |e: EngineHandle,
+              container: &str,
+              src: &str,
+              dest: &str,
+              may_rename: bool|
+              -> ScriptResult<()> {
+            let dest = Path::new(dest);
+            if dest.is_dir() {
+                return h.block(download(&e, container, src, dest));
+            }
+            if !may_rename {
+                return Err(super::usage_err(format!(
+                    "{} is not a directory; several sources need one",
+                    dest.display()
+                )));
+            }
+            // Unpack beside the destination, then rename into place: no half-copied file under
+            // the destination's name.
+            let parent = match dest.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let staging = tempfile::Builder::new()
+                .prefix(".wsm-cp-")
+                .tempdir_in(&parent)
+                .map_err(|err| {
+                    super::usage_err(format!("cannot write into {}: {err}", parent.display()))
+                })?;
+            h.block(download(&e, container, src, staging.path()))?;
+            let entry = std::fs::read_dir(staging.path())
+                .map_err(script_err)?
+                .flatten()
+                .next()
+                .ok_or_else(|| script_err(format!("{src} copied nothing")))?;
+            std::fs::rename(entry.path(), dest).map_err(|err| {
+                script_err(format!("cannot move the copy to {}: {err}", dest.display()))
+            })
+        },
+    );
+
+    engine.register_static_module("archive", m.into());
+}
