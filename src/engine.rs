@@ -368,11 +368,6 @@ impl Shell {
         }
     }
 
-    /// The commands of a family (`manage-stack`, `manage-swarm`) with their docs.
-    pub fn commands(&self, family: &str) -> BTreeMap<String, CommandDoc> {
-        list_commands(&self.search, family)
-    }
-
     /// Runs one command script with its arguments.
     pub fn run_command(
         &self,

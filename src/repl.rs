@@ -85,21 +85,19 @@ pub fn run(shell: &Shell) -> Result<(), CliError> {
         .auto_add_history(false)
         .history_ignore_dups(true)
         .and_then(|b| b.max_history_size(10_000))
-        .map(|b| b.history_ignore_space(true).build())
+        .map(|b| b.build())
         .map_err(|e| terminal_error(&e))?;
-    let mut rl: Editor<ReplHelper, FileHistory> =
-        Editor::with_config(config).map_err(|e| terminal_error(&e))?;
+    let mut rl = editor_keeping_sigint(shell, config).map_err(|e| terminal_error(&e))?;
     rl.set_helper(Some(ReplHelper::new(shell)));
-    let history = history_file();
-    if let Some(path) = &history {
-        if path.exists() {
-            if let Err(e) = rl.load_history(path) {
-                shell
-                    .host
-                    .warn(&format!("cannot read the history {}: {e}", path.display()));
-            }
+    let history = history_file().filter(|path| match prepare_history(&mut rl, path) {
+        Ok(()) => true,
+        Err(e) => {
+            shell
+                .host
+                .warn(&format!("the history {} is not kept: {e}", path.display()));
+            false
         }
-    }
+    });
     let mut history_warned = false;
     let mut session = RhaiSession::new();
     loop {
@@ -149,6 +147,29 @@ enum Flow {
     Exit,
 }
 
+/// Creates the line editor without letting it take Ctrl-C away from the host. rustyline
+/// installs its own SIGINT handler for the editor's lifetime (at the prompt it reads Ctrl-C
+/// as a key anyway), which would keep Ctrl-C from interrupting a running command.
+fn editor_keeping_sigint<'a>(
+    shell: &'a Shell,
+    config: Config,
+) -> rustyline::Result<Editor<ReplHelper<'a>, FileHistory>> {
+    // The host's handler is installed lazily; make sure it is in place before it is saved.
+    {
+        let _runtime = shell.host.rt.enter();
+        let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    }
+    // SAFETY: sigaction only reads and writes the two structs given; a null pointer is allowed
+    // for either.
+    unsafe {
+        let mut host_action: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGINT, std::ptr::null(), &mut host_action);
+        let editor = Editor::with_config(config);
+        libc::sigaction(libc::SIGINT, &host_action, std::ptr::null_mut());
+        editor
+    }
+}
+
 fn terminal_error(e: &dyn std::fmt::Display) -> CliError {
     CliError {
         code: 1,
@@ -175,10 +196,19 @@ fn history_file() -> Option<PathBuf> {
     Some(state.join("wsm").join("history"))
 }
 
-fn save_history(rl: &mut Editor<ReplHelper, FileHistory>, path: &Path) -> Result<(), String> {
+/// Creates the history's folder and loads what earlier sessions saved.
+fn prepare_history(rl: &mut Editor<ReplHelper, FileHistory>, path: &Path) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
+    if path.exists() {
+        rl.load_history(path).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Appends the lines typed since the last save (other sessions' lines stay in the file).
+fn save_history(rl: &mut Editor<ReplHelper, FileHistory>, path: &Path) -> Result<(), String> {
     rl.append_history(path).map_err(|e| e.to_string())
 }
 
@@ -220,9 +250,13 @@ fn run_command_line(shell: &Shell, line: &str) -> Result<Flow, CliError> {
         }
         "stack" | "manage-stack" => {
             let (stack, rest) = engine::split_stack_flag(rest);
+            let rest = without_global_flags(shell, &rest)?;
             crate::run_family(shell, "manage-stack", stack.as_deref(), &rest)?;
         }
-        "swarm" | "manage-swarm" => crate::run_family(shell, "manage-swarm", None, rest)?,
+        "swarm" | "manage-swarm" => {
+            let rest = without_global_flags(shell, rest)?;
+            crate::run_family(shell, "manage-swarm", None, &rest)?;
+        }
         "build-all-nodes" => {
             if rest.len() > 1 {
                 return Err(CliError::usage(
@@ -246,11 +280,36 @@ fn run_command_line(shell: &Shell, line: &str) -> Result<Flow, CliError> {
                     Some("run FILE [args…]".into()),
                 ));
             };
-            shell.run_file(Path::new(file), args)?;
+            shell.run_file(Path::new(file), &without_global_flags(shell, args)?)?;
         }
         other => return Err(CliError::usage(format!("unknown command {other:?}"), None)),
     }
     Ok(Flow::Continue)
+}
+
+/// Drops `--json`, `--yes` and `--verbose` as the CLI does after a command or batch file. They are fixed for
+/// the session, so asking for one that is off is an error that says how to get it.
+fn without_global_flags(shell: &Shell, args: &[String]) -> Result<Vec<String>, CliError> {
+    let opts = &shell.host.opts;
+    let mut kept = Vec::new();
+    for arg in args {
+        let on = match arg.as_str() {
+            "--json" => opts.json,
+            "--yes" => opts.yes,
+            "--verbose" => opts.verbose,
+            _ => {
+                kept.push(arg.clone());
+                continue;
+            }
+        };
+        if !on {
+            return Err(CliError::usage(
+                format!("{arg} is set for the whole session: start it with `wsm {arg} repl`"),
+                None,
+            ));
+        }
+    }
+    Ok(kept)
 }
 
 /// Rhai evaluated line by line, the way rhai's own REPL does: one scope for the variables, an
@@ -590,10 +649,15 @@ impl<'a> ReplHelper<'a> {
                 };
                 match rest {
                     [] => words_after(self.command_names("manage-stack")),
-                    [cmd, ..] if NODE_ID_COMMANDS.contains(cmd) => {
-                        words_after(self.node_ids(stack))
-                    }
-                    _ => Vec::new(),
+                    [cmd, args @ ..] => match self.node_id_slot(cmd, args, prefix) {
+                        Some(suffix) => matching(prefix, self.node_ids(stack), suffix),
+                        None => {
+                            return self
+                                .files
+                                .complete(line, pos, ctx)
+                                .unwrap_or((pos, Vec::new()))
+                        }
+                    },
                 }
             }
             ["swarm" | "manage-swarm"] => words_after(self.command_names("manage-swarm")),
@@ -607,6 +671,24 @@ impl<'a> ReplHelper<'a> {
             _ => Vec::new(),
         };
         (start, candidates)
+    }
+
+    /// Whether the word being typed after a stack command is a node id, and what follows the id:
+    /// `cp` takes `<nodeId>:<path>`; the others take a node id as their first argument (their
+    /// usage line says `<nodeId>`, or they are known to).
+    fn node_id_slot(&self, cmd: &str, args: &[&str], prefix: &str) -> Option<&'static str> {
+        let commands = engine::list_commands(&self.shell.search, "manage-stack");
+        let usage = commands
+            .iter()
+            .find(|(name, doc)| *name == cmd || doc.aliases.iter().any(|a| a == cmd))
+            .map(|(_, doc)| doc.usage.as_str())
+            .unwrap_or_default();
+        if cmd == "cp" || usage.contains("<nodeId>:") {
+            return (!prefix.contains([':', '/', '.'])).then_some(":");
+        }
+        let takes_id = NODE_ID_COMMANDS.contains(&cmd) || usage.contains("<nodeId>");
+        let first_argument = args.iter().all(|a| a.starts_with('-'));
+        (takes_id && first_argument && !prefix.starts_with('-')).then_some(" ")
     }
 
     /// Candidates for the Rhai name at the cursor (`docker::con`, `my_var`).
@@ -704,13 +786,9 @@ mod tests {
 
     fn incomplete(input: &str) -> bool {
         let engine = rhai::Engine::new();
-        match engine.compile(input) {
-            Ok(_) => false,
-            Err(e) => {
-                eprintln!("{input:?}: {:?} at {:?}", e.err_type(), e.position());
-                is_incomplete(input, &e)
-            }
-        }
+        engine
+            .compile(input)
+            .is_err_and(|e| is_incomplete(input, &e))
     }
 
     #[test]

@@ -302,7 +302,7 @@ fn port_configs(p: &Value) -> Result<Vec<Value>, String> {
     if let Value::Object(o) = p {
         let target = int(o.get("target").ok_or("port without target")?, "port target")?;
         let published = match o.get("published") {
-            Some(v) if !v.is_null() && text(v) != "" => int(v, "published port")?,
+            Some(v) if !v.is_null() && !text(v).is_empty() => int(v, "published port")?,
             _ => 0,
         };
         let proto = o.get("protocol").map(text).unwrap_or_else(|| "tcp".into());

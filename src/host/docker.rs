@@ -473,16 +473,34 @@ async fn remove_stack(
     }
     let mut display = ProgressDisplay::new();
     loop {
+        // Tasks leave the swarm's store first; their containers (which hold the volumes) go
+        // a moment later. Wait for both, on this engine.
         let tasks = list_tasks(d, stack_filter(stack)).await?;
-        display.update(stack, format!("{} task(s) shutting down", tasks.len()));
-        if tasks.is_empty() {
+        let containers = d
+            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                all: true,
+                filters: Some(stack_filter(stack)),
+                ..Default::default()
+            }))
+            .await
+            .map_err(derr)?;
+        display.update(
+            stack,
+            format!(
+                "{} task(s), {} container(s) shutting down",
+                tasks.len(),
+                containers.len()
+            ),
+        );
+        if tasks.is_empty() && containers.is_empty() {
             break;
         }
         if Instant::now() >= deadline {
             display.finish();
             return Err(script_err(format!(
-                "{} task(s) of stack {stack} were still shutting down after {} s",
+                "{} task(s) and {} container(s) of stack {stack} were still shutting down after {} s",
                 tasks.len(),
+                containers.len(),
                 timeout.as_secs()
             )));
         }

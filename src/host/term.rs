@@ -222,27 +222,6 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     });
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_aligns() {
-        let t = table(
-            &["ID".into(), "NAME".into(), "X".into()],
-            &[vec!["a".into(), "long-name".into(), "".into()]],
-        );
-        assert_eq!(t, "ID   NAME        X\na    long-name");
-    }
-
-    #[test]
-    fn durations_read_like_docker() {
-        assert_eq!(human_duration(Duration::from_secs(40)), "40 seconds");
-        assert_eq!(human_duration(Duration::from_secs(90)), "About a minute");
-        assert_eq!(human_duration(Duration::from_secs(7200)), "2 hours");
-    }
-}
-
 /// Puts the terminal on stdin into raw mode while alive (for TTY sessions); restores it on drop.
 pub struct RawMode {
     saved: Option<libc::termios>,
@@ -288,5 +267,26 @@ pub fn size() -> Option<(u16, u16)> {
         (libc::ioctl(std::io::stdout().as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0
             && ws.ws_col > 0)
             .then_some((ws.ws_col, ws.ws_row))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns() {
+        let t = table(
+            &["ID".into(), "NAME".into(), "X".into()],
+            &[vec!["a".into(), "long-name".into(), "".into()]],
+        );
+        assert_eq!(t, "ID   NAME        X\na    long-name");
+    }
+
+    #[test]
+    fn durations_read_like_docker() {
+        assert_eq!(human_duration(Duration::from_secs(40)), "40 seconds");
+        assert_eq!(human_duration(Duration::from_secs(90)), "About a minute");
+        assert_eq!(human_duration(Duration::from_secs(7200)), "2 hours");
     }
 }

@@ -192,7 +192,6 @@ impl TestStack {
     pub fn container(&self, service: &str, slot: u32) -> String {
         let out = docker(&[
             "ps",
-            "-q",
             "--filter",
             &format!(
                 "label=com.docker.swarm.service.name={}_{service}",
