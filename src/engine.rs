@@ -321,6 +321,18 @@ pub fn to_cli_error(err: &EvalAltResult, origin: &str, usage: Option<String>) ->
     }
 }
 
+/// An engine with wsm's limits and nothing registered: deep enough for real scripts, bounded
+/// so that a runaway script fails instead of overflowing the stack.
+fn limited_engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_call_levels(96);
+    engine.set_max_expr_depths(128, 64);
+    engine.set_max_modules(256);
+    engine.set_max_string_size(256 << 20);
+    engine.disable_symbol("eval");
+    engine
+}
+
 /// The scripting shell: one engine with every primitive family, and the search path.
 pub struct Shell {
     pub engine: Engine,
@@ -330,12 +342,7 @@ pub struct Shell {
 
 impl Shell {
     pub fn new(host: Arc<Host>, search: SearchPath) -> Self {
-        let mut engine = Engine::new();
-        engine.set_max_call_levels(96);
-        engine.set_max_expr_depths(128, 64);
-        engine.set_max_modules(256);
-        engine.set_max_string_size(256 << 20);
-        engine.disable_symbol("eval");
+        let mut engine = limited_engine();
         engine.set_module_resolver(StdlibResolver {
             search: search.clone(),
             cache: Mutex::new(HashMap::new()),
@@ -689,7 +696,7 @@ mod tests {
 
     #[test]
     fn every_bundled_command_compiles_and_has_a_usage_line() {
-        let engine = Engine::new();
+        let engine = limited_engine();
         for family in ["manage-stack", "manage-swarm"] {
             for f in SCRIPTS
                 .get_dir(family)
