@@ -162,6 +162,8 @@ fn copy_dir(src: &Path, dest: &Path) -> std::io::Result<()> {
 struct StdlibResolver {
     search: SearchPath,
     cache: Mutex<HashMap<String, Shared<Module>>>,
+    /// `<config dir>/providers/`: provider scripts dropped into the configuration directory.
+    providers: PathBuf,
 }
 
 impl ModuleResolver for StdlibResolver {
@@ -176,9 +178,16 @@ impl ModuleResolver for StdlibResolver {
             return Ok(m.clone());
         }
         let rel = format!("stdlib/{path}.rhai");
-        let found = self
-            .search
-            .find(&rel)
+        let dropped = path
+            .strip_prefix("providers/")
+            .map(|name| self.providers.join(format!("{name}.rhai")))
+            .and_then(|p| Some((std::fs::read_to_string(&p).ok()?, p)))
+            .map(|(text, p)| Found {
+                origin: p.display().to_string(),
+                text,
+            });
+        let found = dropped
+            .or_else(|| self.search.find(&rel))
             .ok_or_else(|| Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos)))?;
         let in_module = |e: Box<EvalAltResult>| {
             Box::new(EvalAltResult::ErrorInModule(found.origin.clone(), e, pos))
@@ -288,6 +297,13 @@ pub fn to_cli_error(err: &EvalAltResult, origin: &str, usage: Option<String>) ->
                 if let Some(msg) = map.get("usage") {
                     return CliError::usage(msg.to_string(), usage);
                 }
+                if let Some(code) = map.get("exit_code").and_then(|c| c.as_int().ok()) {
+                    return CliError {
+                        code: code as i32,
+                        message: String::new(),
+                        usage: None,
+                    };
+                }
             }
             CliError {
                 code: 1,
@@ -346,8 +362,16 @@ impl Shell {
         engine.set_module_resolver(StdlibResolver {
             search: search.clone(),
             cache: Mutex::new(HashMap::new()),
+            providers: host.opts.config_dir.join("providers"),
         });
-        engine.on_print(|s| println!("{s}"));
+        engine.on_print(|s| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`wsm stack status | head`) ends the command quietly.
+            if writeln!(out, "{s}").and_then(|_| out.flush()).is_err() {
+                std::process::exit(0);
+            }
+        });
         let verbose = host.opts.verbose;
         engine.on_debug(move |s, src, pos| {
             if verbose {
@@ -366,7 +390,10 @@ impl Shell {
         host::term::register(&mut engine, &host);
         host::http::register(&mut engine, &host);
         host::archive::register(&mut engine, &host);
+        host::ssh::register(&mut engine, &host);
+        host::swarm::register(&mut engine, &host);
         register_resources(&mut engine, &search);
+        register_temp_dir(&mut engine);
         register_commands(&mut engine, &search);
         Shell {
             engine,
@@ -391,6 +418,11 @@ impl Shell {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| CliError::usage(format!("cannot read {origin}: {e}"), None))?;
+        self.run_text(&origin, &text, args)
+    }
+
+    /// Runs script text as a batch file named `origin`.
+    pub fn run_text(&self, origin: &str, text: &str, args: &[String]) -> Result<(), CliError> {
         let mut scope = Scope::new();
         scope.push(
             "ARGS",
@@ -399,12 +431,12 @@ impl Shell {
         scope.push("STACK", String::new());
         let mut ast = self
             .engine
-            .compile(&text)
-            .map_err(|e| to_cli_error(&EvalAltResult::from(e), &origin, None))?;
-        ast.set_source(origin.as_str());
+            .compile(text)
+            .map_err(|e| to_cli_error(&EvalAltResult::from(e), origin, None))?;
+        ast.set_source(origin);
         match self.engine.run_ast_with_scope(&mut scope, &ast) {
             Ok(()) => Ok(()),
-            Err(e) => match to_cli_error(&e, &origin, None) {
+            Err(e) => match to_cli_error(&e, origin, None) {
                 CliError { code: 0, .. } => Ok(()),
                 err => Err(err),
             },
@@ -641,6 +673,20 @@ fn register_resources(engine: &mut Engine, search: &SearchPath) {
             )));
         }
         let path = dest.display().to_string();
+        TEMP_DIRS.lock().expect("temp dirs").push(dir);
+        Ok(path)
+    });
+}
+
+/// Temporary folders handed to scripts, removed at exit.
+fn register_temp_dir(engine: &mut Engine) {
+    // temp_dir() — a fresh private temporary directory, removed when the process ends.
+    engine.register_fn("temp_dir", || -> ScriptResult<String> {
+        let dir = tempfile::Builder::new()
+            .prefix("wsm-")
+            .tempdir()
+            .map_err(host::script_err)?;
+        let path = dir.path().display().to_string();
         TEMP_DIRS.lock().expect("temp dirs").push(dir);
         Ok(path)
     });

@@ -211,7 +211,7 @@ fn main() -> ExitCode {
                 }),
             }
         }
-        Some(Cmd::Run { file, args }) => shell.run_file(&file, &args),
+        Some(Cmd::Run { file, args }) => run_batch(&shell, &file, &args),
         Some(Cmd::Completions { shell: sh }) => {
             clap_complete::generate(sh, &mut Cli::command(), "wsm", &mut std::io::stdout());
             Ok(())
@@ -224,6 +224,18 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(e),
     }
+}
+
+/// Runs a batch file: a path, or the name of a bundled example (`backup-and-rebuild`).
+fn run_batch(shell: &Shell, file: &std::path::Path, args: &[String]) -> Result<(), CliError> {
+    if !file.exists() {
+        let name = file.display().to_string();
+        let rel = format!("scripts/examples/{}.rhai", name.trim_end_matches(".rhai"));
+        if let Some(found) = shell.search.find(&rel) {
+            return shell.run_text(&found.origin, &found.text, args);
+        }
+    }
+    shell.run_file(file, args)
 }
 
 /// Runs `<family> <command> [args…]`, or prints the family's commands for `help`.

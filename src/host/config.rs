@@ -196,6 +196,35 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             .map_err(|e| script_err(format!("cannot write {path}: {e}")))
     });
 
+    // config::list(dir) — the names of the files in a folder, sorted; [] when it does not exist.
+    m.set_native_fn("list", |dir: &str| -> ScriptResult<rhai::Array> {
+        let mut names: Vec<String> = match fs::read_dir(dir) {
+            Ok(rd) => rd
+                .flatten()
+                .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(script_err(format!("cannot list {dir}: {e}"))),
+        };
+        names.sort();
+        Ok(names.into_iter().map(Dynamic::from).collect())
+    });
+
+    // config::remove(path) — delete a file; false when there was none.
+    m.set_native_fn("remove", |path: &str| -> ScriptResult<bool> {
+        match fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(script_err(format!("cannot remove {path}: {e}"))),
+        }
+    });
+
+    // config::rename(from, to) — rename a file (e.g. to keep a replaced one as `.old`).
+    m.set_native_fn("rename", |from: &str, to: &str| -> ScriptResult<()> {
+        fs::rename(from, to).map_err(|e| script_err(format!("cannot rename {from} to {to}: {e}")))
+    });
+
     // config::is_secret(key) — whether the key's value must be masked.
     m.set_native_fn("is_secret", |key: &str| Ok(is_secret_key(key)));
 

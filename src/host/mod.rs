@@ -7,6 +7,8 @@ pub mod compose;
 pub mod config;
 pub mod docker;
 pub mod http;
+pub mod ssh;
+pub mod swarm;
 pub mod term;
 
 use std::future::Future;

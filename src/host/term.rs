@@ -203,6 +203,14 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     });
     engine.register_static_module("term", m.into());
 
+    // trimmed(text) — text without surrounding white space (Rhai's own trim() works in place).
+    engine.register_fn("trimmed", |s: &str| s.trim().to_string());
+    // exit_with(code) — end the command with this exit code (e.g. the code of a command it ran).
+    engine.register_fn("exit_with", |code: i64| -> ScriptResult<Dynamic> {
+        let mut m = Map::new();
+        m.insert("exit_code".into(), Dynamic::from(code));
+        Err(rhai::EvalAltResult::ErrorRuntime(Dynamic::from_map(m), rhai::Position::NONE).into())
+    });
     // usage_error(message) — fail with exit code 2 and the command's usage line.
     engine.register_fn("usage_error", |msg: &str| -> ScriptResult<Dynamic> {
         Err(usage_err(msg))

@@ -1,0 +1,622 @@
+//! `ssh::` — hosts reached over SSH with the system OpenSSH client (the openssh crate). A script
+//! connects once (`let s = ssh::connect("root@10.0.0.5")`) and runs commands, uploads and
+//! downloads files over that multiplexed session. Keys come from the agent or `~/.ssh` (as `ssh`
+//! finds them, including `~/.ssh/config`); host keys are checked: an unknown host is recorded
+//! on first contact, a changed key is refused (`StrictHostKeyChecking=accept-new`), or with
+//! `strict: true` an unknown host is refused too.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use rhai::{Array, Dynamic, Engine, Map, Module};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{script_err, Host, ScriptResult};
+
+/// Seconds to wait for a host to answer when no `timeout` is given (`WSM_SSH_TIMEOUT`).
+const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
+
+/// A connection to one host: a multiplexed OpenSSH master session.
+#[derive(Clone)]
+pub struct SshSession {
+    /// `user@host[:port]` as given to `connect`.
+    pub target: String,
+    session: Arc<Session>,
+}
+
+/// Open sessions, by target and options, so that a script's many calls share one master.
+static SESSIONS: Mutex<Vec<(String, SshSession)>> = Mutex::new(Vec::new());
+
+/// How to connect: from the script's options and the environment.
+#[derive(Debug, Clone, PartialEq)]
+struct ConnectOptions {
+    timeout: Duration,
+    key: Option<PathBuf>,
+    strict: bool,
+}
+
+impl ConnectOptions {
+    fn from_map(opts: &Map) -> Self {
+        let timeout = opts
+            .get("timeout")
+            .and_then(|v| v.as_int().ok())
+            .map(|v| v.max(1) as u64)
+            .or_else(|| {
+                std::env::var("WSM_SSH_TIMEOUT")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let key = opts
+            .get("key")
+            .map(|v| v.to_string())
+            .filter(|k| !k.is_empty())
+            .map(PathBuf::from);
+        let strict = opts
+            .get("strict")
+            .and_then(|v| v.as_bool().ok())
+            .unwrap_or(false);
+        ConnectOptions {
+            timeout: Duration::from_secs(timeout),
+            key,
+            strict,
+        }
+    }
+
+    fn cache_key(&self, target: &str) -> String {
+        format!("{target}|{:?}|{}", self.key, self.strict)
+    }
+}
+
+/// Splits `ssh://user@host:port`, `user@host:port` or `user@host` into what `ssh` takes.
+/// The user defaults to root: swarm hosts are administered as root, as in the original tools.
+fn parse_target(target: &str) -> Result<(String, String, Option<u16>), String> {
+    let rest = target.strip_prefix("ssh://").unwrap_or(target);
+    let rest = rest.trim_end_matches('/');
+    let (user, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) => (u.to_string(), h),
+        None => ("root".to_string(), rest),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (
+            h.to_string(),
+            Some(
+                p.parse::<u16>()
+                    .map_err(|_| format!("{target:?}: {p:?} is not a port number"))?,
+            ),
+        ),
+        _ => (hostport.to_string(), None),
+    };
+    if host.is_empty() || user.is_empty() || host.starts_with('-') || user.starts_with('-') {
+        return Err(format!(
+            "{target:?} is not an SSH target: use user@host or ssh://user@host[:port]"
+        ));
+    }
+    Ok((user, host, port))
+}
+
+/// The whole chain of an error's messages: openssh puts what `ssh` said in the source.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !msg.is_empty() && !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+async fn open(target: &str, opts: &ConnectOptions) -> Result<Session, String> {
+    let (user, host, port) = parse_target(target)?;
+    let mut b = SessionBuilder::default();
+    b.user(user.clone())
+        .connect_timeout(opts.timeout)
+        .server_alive_interval(Duration::from_secs(15))
+        .known_hosts_check(if opts.strict {
+            KnownHosts::Strict
+        } else {
+            KnownHosts::Add
+        })
+        // A master outlives its last use by this long, so none lingers after wsm exits.
+        .control_persist(openssh::ControlPersist::IdleFor(
+            std::num::NonZeroUsize::new(60).expect("non-zero"),
+        ));
+    if let Some(p) = port {
+        b.port(p);
+    }
+    if let Some(k) = &opts.key {
+        b.keyfile(k);
+    }
+    // ssh's own ConnectTimeout covers the TCP connect; authentication gets a deadline too.
+    let deadline = opts.timeout + Duration::from_secs(10);
+    match tokio::time::timeout(deadline, b.connect(&host)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(format!(
+            "cannot reach {user}@{host} over SSH: {}",
+            chain(&e)
+        )),
+        Err(_) => Err(format!(
+            "cannot reach {user}@{host} over SSH: no answer within {} s",
+            deadline.as_secs()
+        )),
+    }
+}
+
+/// Connects to `target`, reusing an open session to it.
+fn connect(host: &Host, target: &str, opts: &ConnectOptions) -> ScriptResult<SshSession> {
+    let key = opts.cache_key(target);
+    if let Some((_, s)) = SESSIONS
+        .lock()
+        .expect("ssh sessions")
+        .iter()
+        .find(|(k, _)| *k == key)
+    {
+        return Ok(s.clone());
+    }
+    let session = host.block(async { open(target, opts).await.map_err(script_err) })?;
+    if host.opts.verbose {
+        eprintln!("ssh: connected to {target}");
+    }
+    let s = SshSession {
+        target: target.to_string(),
+        session: Arc::new(session),
+    };
+    SESSIONS
+        .lock()
+        .expect("ssh sessions")
+        .push((key, s.clone()));
+    Ok(s)
+}
+
+/// A command for the remote shell: a string as written, an array as quoted words.
+fn command_line(cmd: &Dynamic) -> ScriptResult<String> {
+    if cmd.is_array() {
+        let words: Vec<String> = cmd
+            .clone()
+            .into_array()
+            .unwrap_or_default()
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        if words.is_empty() {
+            return Err(script_err("ssh: an empty command"));
+        }
+        Ok(shell_words::join(words))
+    } else {
+        Ok(cmd.to_string())
+    }
+}
+
+/// Quotes one word for the remote POSIX shell.
+fn quote(word: &str) -> String {
+    shell_words::quote(word).into_owned()
+}
+
+/// What a remote command did.
+struct Ran {
+    code: i64,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Ran {
+    fn to_map(&self) -> Map {
+        let mut m = Map::new();
+        m.insert("exit_code".into(), Dynamic::from(self.code));
+        m.insert(
+            "stdout".into(),
+            String::from_utf8_lossy(&self.stdout).into_owned().into(),
+        );
+        m.insert(
+            "stderr".into(),
+            String::from_utf8_lossy(&self.stderr).into_owned().into(),
+        );
+        m
+    }
+
+    fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim().to_string()
+    }
+}
+
+/// Runs `line` in the remote shell, feeding `stdin` from a reader when given.
+async fn run(
+    s: &SshSession,
+    line: &str,
+    stdin: Option<&mut (dyn tokio::io::AsyncRead + Unpin + Send)>,
+) -> ScriptResult<Ran> {
+    let fail = |e: openssh::Error| script_err(format!("ssh {}: {}", s.target, chain(&e)));
+    let mut cmd = s.session.shell(line);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().await.map_err(fail)?;
+    let in_pipe = child.stdin().take();
+    let feed = async {
+        if let (Some(input), Some(mut pipe)) = (stdin, in_pipe) {
+            tokio::io::copy(input, &mut pipe)
+                .await
+                .map_err(|e| script_err(format!("ssh {}: sending input: {e}", s.target)))?;
+            pipe.shutdown().await.ok();
+        }
+        Ok::<(), Box<rhai::EvalAltResult>>(())
+    };
+    let mut out_pipe = child.stdout().take();
+    let mut err_pipe = child.stderr().take();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let read_out = async {
+        if let Some(p) = out_pipe.as_mut() {
+            p.read_to_end(&mut out).await.ok();
+        }
+    };
+    let read_err = async {
+        if let Some(p) = err_pipe.as_mut() {
+            p.read_to_end(&mut err).await.ok();
+        }
+    };
+    let (fed, _, _) = tokio::join!(feed, read_out, read_err);
+    fed?;
+    let status = child.wait().await.map_err(fail)?;
+    Ok(Ran {
+        code: status.code().map(i64::from).unwrap_or(-1),
+        stdout: out,
+        stderr: err,
+    })
+}
+
+/// Runs `line`, streaming the remote command's stdout into a local writer.
+async fn run_to(
+    s: &SshSession,
+    line: &str,
+    sink: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+) -> ScriptResult<Ran> {
+    let fail = |e: openssh::Error| script_err(format!("ssh {}: {}", s.target, chain(&e)));
+    let mut cmd = s.session.shell(line);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().await.map_err(fail)?;
+    let mut out_pipe = child.stdout().take();
+    let mut err_pipe = child.stderr().take();
+    let mut err = Vec::new();
+    let copy = async {
+        match out_pipe.as_mut() {
+            Some(p) => tokio::io::copy(p, sink).await.map(|_| ()),
+            None => Ok(()),
+        }
+    };
+    let read_err = async {
+        if let Some(p) = err_pipe.as_mut() {
+            p.read_to_end(&mut err).await.ok();
+        }
+    };
+    let (copied, _) = tokio::join!(copy, read_err);
+    copied.map_err(|e| script_err(format!("ssh {}: receiving: {e}", s.target)))?;
+    let status = child.wait().await.map_err(fail)?;
+    Ok(Ran {
+        code: status.code().map(i64::from).unwrap_or(-1),
+        stdout: Vec::new(),
+        stderr: err,
+    })
+}
+
+/// The remote shell text that writes its stdin to `path` atomically: a temp file in the same
+/// folder (made with `mkdir -p`), synced, given `mode`, then renamed over `path`.
+fn atomic_write_script(path: &str, mode: i64) -> String {
+    let p = quote(path);
+    format!(
+        "umask 077; d=$(dirname -- {p}) && mkdir -p -- \"$d\" && t=$(mktemp \"$d/.wsm-tmp.XXXXXX\") || exit 1; \
+         if cat > \"$t\" && {{ sync \"$t\" 2>/dev/null || true; }} && chmod {mode:o} \"$t\" && mv -f -- \"$t\" {p}; then exit 0; fi; \
+         rm -f -- \"$t\"; exit 1"
+    )
+}
+
+/// Sends a local file to `remote` atomically.
+async fn upload(s: &SshSession, local: &Path, remote: &str, mode: i64) -> ScriptResult<()> {
+    let mut file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| script_err(format!("cannot read {}: {e}", local.display())))?;
+    let ran = run(s, &atomic_write_script(remote, mode), Some(&mut file)).await?;
+    if ran.code != 0 {
+        return Err(script_err(format!(
+            "cannot write {remote} on {}: {}",
+            s.target,
+            ran.stderr_text()
+        )));
+    }
+    Ok(())
+}
+
+/// Fetches `remote` into `local` atomically (a temp file beside it, renamed when complete).
+async fn download(s: &SshSession, remote: &str, local: &Path) -> ScriptResult<()> {
+    let dir = match local.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| script_err(format!("cannot create {}: {e}", dir.display())))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".wsm-download.")
+        .tempfile_in(&dir)
+        .map_err(|e| script_err(format!("cannot write in {}: {e}", dir.display())))?;
+    let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(script_err)?);
+    let ran = run_to(s, &format!("cat -- {}", quote(remote)), &mut file).await?;
+    if ran.code != 0 {
+        return Err(script_err(format!(
+            "cannot read {remote} on {}: {}",
+            s.target,
+            ran.stderr_text()
+        )));
+    }
+    file.sync_all().await.map_err(script_err)?;
+    tmp.persist(local)
+        .map_err(|e| script_err(format!("cannot write {}: {}", local.display(), e.error)))?;
+    Ok(())
+}
+
+/// The home directory ssh uses: the password database's, not `$HOME`.
+fn passwd_home() -> Option<PathBuf> {
+    // SAFETY: getpwuid returns a pointer into static storage or null; read at once.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if pw.is_null() || (*pw).pw_dir.is_null() {
+            return None;
+        }
+        let dir = std::ffi::CStr::from_ptr((*pw).pw_dir);
+        Some(PathBuf::from(dir.to_string_lossy().into_owned()))
+    }
+}
+
+/// The public keys this user logs in with: the agent's, then the `.pub` files beside the
+/// identity files `ssh` would offer (as `ssh -G` reports them, so ssh_config counts).
+fn public_keys() -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut add = |line: &str| {
+        let line = line.trim();
+        let mut words = line.split_whitespace();
+        let (Some(kind), Some(blob)) = (words.next(), words.next()) else {
+            return;
+        };
+        if !(kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-")) {
+            return;
+        }
+        if !keys
+            .iter()
+            .any(|k| k.split_whitespace().nth(1) == Some(blob))
+        {
+            keys.push(line.to_string());
+        }
+    };
+    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        if let Ok(out) = std::process::Command::new("ssh-add").arg("-L").output() {
+            if out.status.success() {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .for_each(&mut add);
+            }
+        }
+    }
+    if let Ok(out) = std::process::Command::new("ssh")
+        .args(["-G", "wsm-identity-probe"])
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        let home = passwd_home().unwrap_or_default();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(file) = line.strip_prefix("identityfile ") else {
+                continue;
+            };
+            let path = match file.strip_prefix("~/") {
+                Some(rest) => home.join(rest),
+                None => PathBuf::from(file),
+            };
+            let pubfile = PathBuf::from(format!("{}.pub", path.display()));
+            if let Ok(text) = std::fs::read_to_string(&pubfile) {
+                text.lines().for_each(&mut add);
+            }
+        }
+    }
+    keys
+}
+
+fn to_session(s: &mut SshSession) -> SshSession {
+    s.clone()
+}
+
+/// Registers the `ssh::` module and the methods of the `SshSession` type.
+pub fn register(engine: &mut Engine, host: &Arc<Host>) {
+    engine.register_type_with_name::<SshSession>("SshSession");
+    engine.register_get("target", |s: &mut SshSession| s.target.clone());
+
+    let mut m = Module::new();
+    // ssh::connect(target) — connect to user@host[:port] (user root when omitted), with the
+    // default connect timeout (10 s, or WSM_SSH_TIMEOUT).
+    let h = host.clone();
+    m.set_native_fn("connect", move |target: &str| -> ScriptResult<SshSession> {
+        connect(&h, target, &ConnectOptions::from_map(&Map::new()))
+    });
+    // ssh::connect(target, opts) — opts: timeout (seconds), key (a private key file: only that
+    // one is offered), strict (refuse hosts not in known_hosts).
+    let h = host.clone();
+    m.set_native_fn(
+        "connect",
+        move |target: &str, opts: Map| -> ScriptResult<SshSession> {
+            connect(&h, target, &ConnectOptions::from_map(&opts))
+        },
+    );
+    // ssh::public_keys() — the user's public keys (agent and identity files), one line each.
+    m.set_native_fn("public_keys", || -> ScriptResult<Array> {
+        Ok(public_keys().into_iter().map(Dynamic::from).collect())
+    });
+    // ssh::parse_target(target) — #{user, host, port} of user@host[:port] or ssh://….
+    m.set_native_fn("parse_target", |target: &str| -> ScriptResult<Map> {
+        let (user, host, port) = parse_target(target).map_err(script_err)?;
+        let mut m = Map::new();
+        m.insert("user".into(), user.into());
+        m.insert("host".into(), host.into());
+        m.insert(
+            "port".into(),
+            port.map(|p| Dynamic::from(p as i64))
+                .unwrap_or(Dynamic::UNIT),
+        );
+        Ok(m)
+    });
+    engine.register_static_module("ssh", m.into());
+
+    // s.run(cmd) — run a command (a shell line, or an array of words) on the host;
+    // returns #{exit_code, stdout, stderr}.
+    let h = host.clone();
+    engine.register_fn(
+        "run",
+        move |s: &mut SshSession, cmd: Dynamic| -> ScriptResult<Map> {
+            let line = command_line(&cmd)?;
+            let s = to_session(s);
+            h.block(async move { run(&s, &line, None).await.map(|r| r.to_map()) })
+        },
+    );
+    // s.run(cmd, stdin_text) — the same, with text on the command's stdin.
+    let h = host.clone();
+    engine.register_fn(
+        "run",
+        move |s: &mut SshSession, cmd: Dynamic, input: &str| -> ScriptResult<Map> {
+            let line = command_line(&cmd)?;
+            let s = to_session(s);
+            let mut bytes = std::io::Cursor::new(input.as_bytes().to_vec());
+            h.block(async move { run(&s, &line, Some(&mut bytes)).await.map(|r| r.to_map()) })
+        },
+    );
+    // s.upload(local, remote) — copy a local file to the host (mkdir -p, atomic, mode 0644).
+    let h = host.clone();
+    engine.register_fn(
+        "upload",
+        move |s: &mut SshSession, local: &str, remote: &str| -> ScriptResult<()> {
+            let s = to_session(s);
+            h.block(async move { upload(&s, Path::new(local), remote, 0o644).await })
+        },
+    );
+    // s.upload(local, remote, mode) — the same with a file mode (e.g. 0o600).
+    let h = host.clone();
+    engine.register_fn(
+        "upload",
+        move |s: &mut SshSession, local: &str, remote: &str, mode: i64| -> ScriptResult<()> {
+            let s = to_session(s);
+            h.block(async move { upload(&s, Path::new(local), remote, mode).await })
+        },
+    );
+    // s.download(remote, local) — copy a file from the host (atomic on this side).
+    let h = host.clone();
+    engine.register_fn(
+        "download",
+        move |s: &mut SshSession, remote: &str, local: &str| -> ScriptResult<()> {
+            let s = to_session(s);
+            h.block(async move { download(&s, remote, Path::new(local)).await })
+        },
+    );
+    // s.read(remote) — a remote text file's contents, or () when it does not exist.
+    let h = host.clone();
+    engine.register_fn(
+        "read",
+        move |s: &mut SshSession, remote: &str| -> ScriptResult<Dynamic> {
+            let s = to_session(s);
+            let p = quote(remote);
+            let line = format!("if [ -e {p} ]; then cat -- {p}; else exit 44; fi");
+            let ran = h.block(async { run(&s, &line, None).await })?;
+            match ran.code {
+                0 => Ok(String::from_utf8_lossy(&ran.stdout).into_owned().into()),
+                44 => Ok(Dynamic::UNIT),
+                _ => Err(script_err(format!(
+                    "cannot read {remote} on {}: {}",
+                    s.target,
+                    ran.stderr_text()
+                ))),
+            }
+        },
+    );
+    // s.write(remote, text, mode) — write text to a remote file atomically (mkdir -p, temp
+    // file, rename), with the given mode (e.g. 0o600 for secrets).
+    let h = host.clone();
+    engine.register_fn(
+        "write",
+        move |s: &mut SshSession, remote: &str, text: &str, mode: i64| -> ScriptResult<()> {
+            let s = to_session(s);
+            let mut bytes = std::io::Cursor::new(text.as_bytes().to_vec());
+            let ran = h.block(async {
+                run(&s, &atomic_write_script(remote, mode), Some(&mut bytes)).await
+            })?;
+            if ran.code != 0 {
+                return Err(script_err(format!(
+                    "cannot write {remote} on {}: {}",
+                    s.target,
+                    ran.stderr_text()
+                )));
+            }
+            Ok(())
+        },
+    );
+    // s.rename(from, to) — rename a remote file (mv -f), e.g. to keep a replaced file as .old.
+    let h = host.clone();
+    engine.register_fn(
+        "rename",
+        move |s: &mut SshSession, from: &str, to: &str| -> ScriptResult<()> {
+            let s = to_session(s);
+            let line = format!("mv -f -- {} {}", quote(from), quote(to));
+            let ran = h.block(async { run(&s, &line, None).await })?;
+            if ran.code != 0 {
+                return Err(script_err(format!(
+                    "cannot rename {from} on {}: {}",
+                    s.target,
+                    ran.stderr_text()
+                )));
+            }
+            Ok(())
+        },
+    );
+    // s.close() — forget the session: its master ends when the last handle is dropped (or a
+    // minute after its last use), and the next connect opens a fresh one.
+    engine.register_fn("close", move |s: &mut SshSession| {
+        SESSIONS
+            .lock()
+            .expect("ssh sessions")
+            .retain(|(_, x)| !Arc::ptr_eq(&x.session, &s.session));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(
+            parse_target("ssh://root@10.0.0.1").unwrap(),
+            ("root".into(), "10.0.0.1".into(), None)
+        );
+        assert_eq!(
+            parse_target("core@h:2222").unwrap(),
+            ("core".into(), "h".into(), Some(2222))
+        );
+        assert_eq!(
+            parse_target("10.0.0.2").unwrap(),
+            ("root".into(), "10.0.0.2".into(), None)
+        );
+        assert!(parse_target("-oProxyCommand=x").is_err());
+        assert!(parse_target("root@h:port").is_err());
+    }
+
+    #[test]
+    fn remote_paths_are_quoted() {
+        let s = atomic_write_script("/etc/x y/$(rm)", 0o600);
+        assert!(s.contains("'/etc/x y/$(rm)'"), "{s}");
+        assert!(s.contains("chmod 600"), "{s}");
+    }
+}
