@@ -373,6 +373,59 @@ async fn converge(
     }
 }
 
+/// Pins each service's image to the digest its registry holds now (`name:tag@sha256:…`), as
+/// `docker stack deploy` does, so every node runs the same image and `update` notices a new
+/// push. An image the registry cannot tell about keeps its tag (shown with `-v`).
+async fn pin_image_digests(
+    host: &Host,
+    d: &Docker,
+    mut specs: BTreeMap<String, Value>,
+) -> BTreeMap<String, Value> {
+    let images: std::collections::BTreeSet<String> = specs
+        .values()
+        .filter_map(|s| {
+            s.pointer("/TaskTemplate/ContainerSpec/Image")
+                .and_then(Value::as_str)
+        })
+        .filter(|i| !i.contains('@'))
+        .map(str::to_string)
+        .collect();
+    let lookups = images.iter().map(|image| async move {
+        let creds = registry_credentials(&registry_of(image));
+        let found = tokio::time::timeout(
+            Duration::from_secs(10),
+            d.inspect_registry_image(image, creds),
+        )
+        .await;
+        let digest = match found {
+            Ok(Ok(info)) => info.descriptor.digest,
+            Ok(Err(e)) => {
+                if host.opts.verbose {
+                    host.warn(&format!(
+                        "{image}: no digest from its registry ({}); deploying the tag",
+                        docker_message(&e)
+                    ));
+                }
+                None
+            }
+            Err(_) => None,
+        };
+        (image.clone(), digest)
+    });
+    let digests: HashMap<String, Option<String>> = futures_util::future::join_all(lookups)
+        .await
+        .into_iter()
+        .collect();
+    for spec in specs.values_mut() {
+        if let Some(Value::String(image)) = spec.pointer_mut("/TaskTemplate/ContainerSpec/Image") {
+            if let Some(Some(digest)) = digests.get(image.as_str()) {
+                *image = format!("{image}@{digest}");
+            }
+        }
+    }
+    specs
+}
+
 /// Creates the stack's networks and services from a compose document, updates the ones that
 /// exist, removes services the document no longer has when `prune`.
 async fn deploy(
@@ -398,6 +451,7 @@ async fn deploy(
         let req: NetworkCreateRequest = serde_json::from_value(spec).map_err(script_err)?;
         d.create_network(req).await.map_err(derr)?;
     }
+    let specs = pin_image_digests(host, d, specs).await;
     let existing = list_services(d, stack_filter(stack)).await?;
     let mut names = Vec::new();
     for (short, spec) in specs {
@@ -873,9 +927,16 @@ fn registry_credentials(registry: &str) -> Option<bollard::auth::DockerCredentia
             .trim_start_matches("http://");
         k == registry || k.split('/').next() == Some(registry)
     })?;
+    // `auth` is base64 of "user:password"; the engine wants them apart.
+    use base64::Engine as _;
     let auth = entry.1.get("auth")?.as_str()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth)
+        .ok()?;
+    let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
     Some(bollard::auth::DockerCredentials {
-        auth: Some(auth.to_string()),
+        username: Some(user.to_string()),
+        password: Some(password.to_string()),
         serveraddress: Some(registry.to_string()),
         ..Default::default()
     })
