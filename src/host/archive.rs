@@ -15,24 +15,54 @@ use sha2::{Digest, Sha256};
 use super::docker::EngineHandle;
 use super::{script_err, Host, ScriptResult};
 
-/// The shell line that computes, inside the container, the checksum `tree_checksum` computes
-/// here: sha256sum lines of every file under the directory, sorted by path, hashed again.
-fn remote_checksum_cmd(dir: &str) -> Vec<String> {
+/// Lists every file under a container directory with its size and modification time (to the
+/// nanosecond): cheap to take, and it changes whenever anything is written.
+fn remote_listing_cmd(dir: &str) -> Vec<String> {
     vec![
         "sh".into(),
         "-c".into(),
-        "cd \"$1\" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1".into(),
-        "checksum".into(),
+        "cd \"$1\" && find . -type f -printf '%P\\t%s\\t%T@\\n' | LC_ALL=C sort".into(),
+        "listing".into(),
         dir.into(),
     ]
 }
 
-/// Checksums the files of a tar.gz the way `remote_checksum_cmd` does (paths relative to the
-/// archive's top folder), reading it as a stream.
-pub fn tree_checksum(archive: &Path) -> std::io::Result<String> {
+/// A directory's files as (path, size), and the fingerprint of the full listing.
+#[derive(Debug, PartialEq)]
+struct Listing {
+    files: Vec<(String, u64)>,
+    fingerprint: String,
+}
+
+async fn remote_listing(e: &EngineHandle, container: &str, dir: &str) -> ScriptResult<Listing> {
+    let (code, out, err) =
+        super::docker::exec_collect(&e.docker, container, remote_listing_cmd(dir)).await?;
+    if code != 0 {
+        return Err(script_err(format!(
+            "listing {dir} in the container failed: {}",
+            err.trim()
+        )));
+    }
+    let files = out
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split('\t');
+            Some((parts.next()?.to_string(), parts.next()?.parse().ok()?))
+        })
+        .collect();
+    Ok(Listing {
+        files,
+        fingerprint: hex::encode(Sha256::digest(out.as_bytes())),
+    })
+}
+
+/// The files of a tar.gz (paths below its top folder) with their sizes, and a checksum over
+/// their contents: sha256sum lines of every file, sorted by path, hashed again — what
+/// `find . -type f | sort | xargs sha256sum | sha256sum` gives in the directory.
+pub fn archive_summary(archive: &Path) -> std::io::Result<(Vec<(String, u64)>, String)> {
     let gz = flate2::read::GzDecoder::new(std::fs::File::open(archive)?);
     let mut tar = tar::Archive::new(gz);
-    let mut lines: Vec<(Vec<u8>, String)> = Vec::new();
+    let mut entries: Vec<(String, u64, String)> = Vec::new();
     for entry in tar.entries()? {
         let mut entry = entry?;
         if !entry.header().entry_type().is_file() {
@@ -41,34 +71,34 @@ pub fn tree_checksum(archive: &Path) -> std::io::Result<String> {
         let path = entry.path()?.into_owned();
         let rel: PathBuf = path.components().skip(1).collect();
         let mut hasher = Sha256::new();
+        let mut size = 0u64;
         let mut buf = [0u8; 64 * 1024];
         loop {
             let n = entry.read(&mut buf)?;
             if n == 0 {
                 break;
             }
+            size += n as u64;
             hasher.update(&buf[..n]);
         }
-        let name = format!("./{}", rel.display());
-        lines.push((name.as_bytes().to_vec(), hex::encode(hasher.finalize())));
+        entries.push((
+            rel.display().to_string(),
+            size,
+            hex::encode(hasher.finalize()),
+        ));
     }
-    lines.sort();
+    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let mut all = Sha256::new();
-    for (name, hash) in lines {
-        all.update(format!("{hash}  {}\n", String::from_utf8_lossy(&name)).as_bytes());
+    for (name, _, hash) in &entries {
+        all.update(format!("{hash}  ./{name}\n").as_bytes());
     }
-    Ok(hex::encode(all.finalize()))
+    let files = entries.into_iter().map(|(n, s, _)| (n, s)).collect();
+    Ok((files, hex::encode(all.finalize())))
 }
 
-async fn remote_checksum(e: &EngineHandle, container: &str, dir: &str) -> ScriptResult<String> {
-    let r = super::docker::exec_collect(&e.docker, container, remote_checksum_cmd(dir)).await?;
-    if r.0 != 0 {
-        return Err(script_err(format!(
-            "checksumming {dir} in the container failed: {}",
-            r.2.trim()
-        )));
-    }
-    Ok(r.1.trim().to_string())
+/// The content checksum of a tar.gz's files (see `archive_summary`).
+pub fn tree_checksum(archive: &Path) -> std::io::Result<String> {
+    archive_summary(archive).map(|(_, sum)| sum)
 }
 
 /// Streams `dir` of a container into a gzip file at `tmp`.
@@ -100,7 +130,8 @@ async fn download_gz(
 }
 
 /// Dumps `dir` of a container to `out` (tar.gz) consistently: copy, and accept the copy only
-/// when the directory's checksum was the same before and after and matches the archive's.
+/// when the directory's listing (paths, sizes, nanosecond mtimes) was the same before and after
+/// and the archive holds exactly those files with those sizes.
 async fn dump(
     e: &EngineHandle,
     container: &str,
@@ -124,32 +155,38 @@ async fn dump(
             .map_err(|err| {
                 super::usage_err(format!("cannot write beside {}: {err}", out.display()))
             })?;
-        let before = remote_checksum(e, container, dir).await?;
+        let before = remote_listing(e, container, dir).await?;
         let bytes = download_gz(e, container, dir, tmp.as_file()).await?;
-        let after = remote_checksum(e, container, dir).await?;
+        let after = remote_listing(e, container, dir).await?;
+        if before != after {
+            eprintln!("dump-db: {dir} changed while it was copied (attempt {attempt} of {attempts}); copying again");
+            continue;
+        }
         let path = tmp.path().to_path_buf();
-        let local = tokio::task::spawn_blocking(move || tree_checksum(&path))
+        let (files, checksum) = tokio::task::spawn_blocking(move || archive_summary(&path))
             .await
             .map_err(script_err)?
             .map_err(|err| script_err(format!("reading back the dump: {err}")))?;
-        if before == after && after == local {
-            tmp.persist(out).map_err(|err| {
-                script_err(format!(
-                    "cannot rename the dump to {}: {}",
-                    out.display(),
-                    err.error
-                ))
-            })?;
-            std::fs::File::open(&parent)
-                .and_then(|d| d.sync_all())
-                .map_err(script_err)?;
-            let mut m = Map::new();
-            m.insert("attempts".into(), Dynamic::from(attempt as i64));
-            m.insert("checksum".into(), local.into());
-            m.insert("bytes".into(), Dynamic::from(bytes as i64));
-            return Ok(m);
+        if files != after.files {
+            eprintln!("dump-db: the copy of {dir} does not list the files the node has (attempt {attempt} of {attempts}); copying again");
+            continue;
         }
-        eprintln!("dump-db: {dir} changed while it was copied (attempt {attempt} of {attempts}); copying again");
+        tmp.persist(out).map_err(|err| {
+            script_err(format!(
+                "cannot rename the dump to {}: {}",
+                out.display(),
+                err.error
+            ))
+        })?;
+        std::fs::File::open(&parent)
+            .and_then(|d| d.sync_all())
+            .map_err(script_err)?;
+        let mut m = Map::new();
+        m.insert("attempts".into(), Dynamic::from(attempt as i64));
+        m.insert("checksum".into(), checksum.into());
+        m.insert("bytes".into(), Dynamic::from(bytes as i64));
+        m.insert("files".into(), Dynamic::from(files.len() as i64));
+        return Ok(m);
     }
     Err(script_err(format!(
         "{dir} kept changing during {attempts} copies; no consistent dump was written"
