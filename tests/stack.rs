@@ -196,6 +196,40 @@ fn no_rpc_and_a_fixed_api_port() {
     wait_for("the fixed API port to answer", 60, || {
         http_get("127.0.0.1", api_port, "/ledger").is_some_and(|(c, _)| c == 200)
     });
+
+    // -v names the API version negotiated with the engine.
+    let verbose = s.wsm(&["-v", "stack", "-s", &s.name, "status"]);
+    assert!(
+        verbose.stderr.contains("API version 1."),
+        "{}",
+        verbose.stderr
+    );
+
+    // `status watch` redraws until it is interrupted.
+    let mut watch = std::process::Command::new(env!("CARGO_BIN_EXE_wsm"))
+        .arg("-C")
+        .arg(s.config_dir())
+        .args(["stack", "-s", &s.name, "status", "watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    send_interrupt(watch.id());
+    let out = watch.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.matches(&format!("{} (on default):", s.name)).count() >= 2,
+        "watch drew once or never:\n{text}"
+    );
+    assert_eq!(out.status.code(), Some(130), "Ctrl-C ends watch with 130");
+}
+
+/// Sends SIGINT, as Ctrl-C would.
+fn send_interrupt(pid: u32) {
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
 }
 
 #[test]
