@@ -1,0 +1,757 @@
+//! Swarms on several real hosts of this machine: network namespaces with their own dockerd and
+//! sshd (tests/fixtures/netns-host), created through the unchanged digitalocean provider against
+//! a local server speaking the DigitalOcean API (tests/fixtures/fake-digitalocean), reached over
+//! real SSH with host key checking on. The Docker CLI on each host's socket is the witness.
+//!
+//! SSH isolation: `ssh` (run by wsm's ssh:: primitives and by bollard) reads the passwd home's
+//! ~/.ssh, not $HOME, so each test puts a wrapper `ssh` first on PATH that adds `-F <its config>`
+//! (its own key and known_hosts); nothing under /root/.ssh is touched.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const NETNS_HOST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/netns-host");
+const FAKE_DO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/fake-digitalocean/server.py"
+);
+
+/// A first netns-host index for this process: spread so parallel test binaries rarely collide
+/// (netns-host refuses a used index under its lock; callers move on to the next one).
+fn index_base() -> u32 {
+    100 + (std::process::id() % 7) * 20
+}
+
+/// A test's SSH identity and wsm environment: key, ssh config, known_hosts, wrapper, config dir.
+struct Bed {
+    dir: tempfile::TempDir,
+}
+
+impl Bed {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("bin")).unwrap();
+        std::fs::create_dir_all(p.join("config")).unwrap();
+        std::fs::write(p.join("config/default"), "").unwrap();
+        let key = p.join("id_ed25519");
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "wsm-test", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ssh-keygen");
+        std::fs::write(p.join("known_hosts"), "").unwrap();
+        std::fs::write(
+            p.join("ssh_config"),
+            format!(
+                "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n",
+                key.display(),
+                p.join("known_hosts").display()
+            ),
+        )
+        .unwrap();
+        let wrapper = p.join("bin/ssh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec /usr/bin/ssh -F {} \"$@\"\n",
+                p.join("ssh_config").display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Bed { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn public_key(&self) -> PathBuf {
+        self.path("id_ed25519.pub")
+    }
+
+    /// `wsm -C <config> …` with this bed's ssh, XDG dirs and short timeouts.
+    fn command(&self, config: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wsm"));
+        c.arg("-C")
+            .arg(config)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("WSM_CONFIG_DIR")
+            .env_remove("DOCKER_HOST")
+            .env_remove("SSH_AUTH_SOCK")
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    self.path("bin").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("XDG_CONFIG_HOME", self.path(".xdg-config"))
+            .env("XDG_STATE_HOME", self.path(".xdg-state"))
+            .env("WSM_SSH_TIMEOUT", "5");
+        c
+    }
+
+    fn wsm(&self, args: &[&str]) -> Run {
+        self.wsm_in(&self.path("config"), args, "")
+    }
+
+    fn wsm_in(&self, config: &Path, args: &[&str], stdin: &str) -> Run {
+        let mut child = self
+            .command(config, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run wsm");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).ok();
+        child.wait_with_output().expect("wsm output").into()
+    }
+}
+
+/// One netns host with sshd, brought down in Drop.
+struct Host {
+    name: String,
+    env: std::collections::HashMap<String, String>,
+}
+
+impl Host {
+    fn up(prefix: &str, authorized_keys: &Path) -> Host {
+        let name = unique(prefix);
+        for index in index_base()..245 {
+            let out = Command::new(NETNS_HOST)
+                .args(["up", &name, &index.to_string(), "--sshd"])
+                .arg(authorized_keys)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                let env = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                return Host { name, env };
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("already used"), "netns-host up {name}: {err}");
+        }
+        panic!("no free netns-host index");
+    }
+
+    fn ip(&self) -> &str {
+        &self.env["IP"]
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        Command::new(NETNS_HOST)
+            .args(["down", &self.name])
+            .output()
+            .ok();
+    }
+}
+
+/// The fake DigitalOcean API, stopped in Drop: it deletes the droplets (hosts) it made, and
+/// every host its state still lists is brought down here as well.
+struct FakeDo {
+    child: Child,
+    port: u16,
+    state: PathBuf,
+}
+
+impl FakeDo {
+    fn start(bed: &Bed, images: bool) -> FakeDo {
+        let state = bed.path("fake-do");
+        let mut c = Command::new("python3");
+        c.arg(FAKE_DO)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--token", "test-token", "--index-base"])
+            .arg(index_base().to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if images {
+            for image in IMAGES {
+                c.args(["--load-image", image]);
+            }
+        }
+        let mut child = c.spawn().expect("start the fake DigitalOcean API");
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("PORT=")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("fake DigitalOcean API did not start: {line:?}"));
+        let fake = FakeDo { child, port, state };
+        std::fs::write(
+            bed.path("config/default"),
+            format!(
+                "DIGITALOCEAN_API_URL=http://127.0.0.1:{port}\nDIGITALOCEAN_POLL_MS=300\nDIGITALOCEAN_BACKOFF_MS=100\nSWARM_READY_TIMEOUT=120\n"
+            ),
+        )
+        .unwrap();
+        fake
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Makes matching requests fail: see server.py's /_fault.
+    fn fault(&self, fault: Value) {
+        let body = fault.to_string();
+        let out = Command::new("curl")
+            .args(["-fsS", "-X", "POST", "--data", &body, &self.url("/_fault")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "set fault");
+    }
+
+    fn droplets(&self) -> Vec<Value> {
+        let out = Command::new("curl")
+            .args(["-fsS", &self.url("/_state")])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).expect("fake state");
+        v["droplets"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.state.join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for FakeDo {
+    fn drop(&mut self) {
+        // SIGTERM: the server deletes its droplets (hosts down), then exits.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.child.kill().ok();
+        self.child.wait().ok();
+        let text = std::fs::read_to_string(self.state.join("droplets.json")).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            for d in v["droplets"].as_array().cloned().unwrap_or_default() {
+                if let Some(h) = d["_host"].as_str() {
+                    Command::new(NETNS_HOST).args(["down", h]).output().ok();
+                }
+            }
+        }
+    }
+}
+
+/// `docker` against one netns host's own socket.
+fn docker_on(host: &str, args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .arg("-H")
+        .arg(format!("unix:///run/wsm-hosts/{host}/docker.sock"))
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker on {host} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ready_nodes(host: &str) -> Vec<String> {
+    docker_on(
+        host,
+        &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+    )
+    .lines()
+    .filter(|l| l.ends_with(" Ready"))
+    .map(|l| l.split(' ').next().unwrap().to_string())
+    .collect()
+}
+
+/// A droplet's /etc as its own sshd sessions see it (the overlay's upper layer).
+fn droplet_etc(host: &str, rel: &str) -> PathBuf {
+    PathBuf::from(format!("/run/wsm-hosts/{host}/droplet/etc-upper/{rel}"))
+}
+
+/// A short swarm name (host names are `<swarm>-<n>`, at most 40 characters).
+fn swarm_name(prefix: &str) -> String {
+    unique(prefix)
+}
+
+#[test]
+fn ssh_primitives_on_a_real_host_with_host_key_checking() {
+    let bed = Bed::new();
+    let host = Host::up("wsmssh", &bed.public_key());
+    std::fs::copy(&host.env["SSH_KNOWN_HOSTS"], bed.path("known_hosts")).unwrap();
+    let ip = host.ip().to_string();
+    let remote = bed.path("remote");
+    let script = bed.path("ssh.rhai");
+    std::fs::write(
+        &script,
+        format!(
+            r#"
+let s = ssh::connect("root@{ip}");
+let r = s.run("hostname; echo oops >&2; exit 3");
+print(`hostname=${{r.stdout}}`);
+print(`stderr=${{r.stderr}}`);
+print(`code=${{r.exit_code}}`);
+print(`words=${{s.run(["echo", "a  b", "$(nope)"]).stdout}}`);
+print(`stdin=${{s.run("tr a-z A-Z", "piped text").stdout}}`);
+s.write("{remote}/etc/conf", "A=1\n", 0o600);
+print(`read=${{s.read("{remote}/etc/conf")}}`);
+print(`missing=${{type_of(s.read("{remote}/none"))}}`);
+s.download("{remote}/etc/conf", "{local}/down/conf");
+s.upload("{local}/down/conf", "{remote}/up/deep/conf.copy");
+let e = docker::connect("ssh://root@{ip}");
+print(`engine=${{e.info().Name}}`);
+"#,
+            remote = remote.display(),
+            local = bed.path("local").display(),
+        ),
+    )
+    .unwrap();
+    let r = bed.wsm(&["run", script.to_str().unwrap()]);
+    let out = r.ok();
+    assert!(out.contains(&format!("hostname={}", host.name)), "{out}");
+    assert!(out.contains("stderr=oops"), "{out}");
+    assert!(out.contains("code=3"), "{out}");
+    assert!(out.contains("words=a  b $(nope)"), "{out}");
+    assert!(out.contains("stdin=PIPED TEXT"), "{out}");
+    assert!(out.contains("read=A=1"), "{out}");
+    assert!(out.contains("missing=()"), "{out}");
+    // The engine answered through bollard's ssh transport, i.e. `docker system dial-stdio` on
+    // the host, which reaches that host's own dockerd.
+    assert!(out.contains(&format!("engine={}", host.name)), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(remote.join("etc/conf")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(bed.path("local/down/conf")).unwrap(),
+        "A=1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(remote.join("up/deep/conf.copy")).unwrap(),
+        "A=1\n"
+    );
+    // No temp file is left beside the written files.
+    assert_eq!(std::fs::read_dir(remote.join("etc")).unwrap().count(), 1);
+
+    // Host key checking is on: a known_hosts entry with another key for this address is refused.
+    let other = bed.path("other_host_key");
+    Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    let other_pub = std::fs::read_to_string(bed.path("other_host_key.pub")).unwrap();
+    let fields: Vec<&str> = other_pub.split_whitespace().collect();
+    std::fs::write(
+        bed.path("known_hosts"),
+        format!("{ip} {} {}\n", fields[0], fields[1]),
+    )
+    .unwrap();
+    std::fs::write(
+        &script,
+        format!("ssh::connect(\"root@{ip}\").run(\"true\");"),
+    )
+    .unwrap();
+    let r = bed.wsm(&["run", script.to_str().unwrap()]);
+    assert_eq!(
+        r.code, 1,
+        "a changed host key must be refused: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("cannot reach root@{ip} over SSH"))
+            && r.stderr.to_lowercase().contains("host key"),
+        "{}",
+        r.stderr
+    );
+
+    // An address on the bridge where no host answers fails within the connect timeout (5 s).
+    let t0 = Instant::now();
+    let r = bed.wsm(&["swarm", "import", "10.231.0.5"]);
+    let took = t0.elapsed();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot reach root@10.231.0.5 over SSH"),
+        "{}",
+        r.stderr
+    );
+    assert!(took < Duration::from_secs(12), "took {took:?}");
+}
+
+#[test]
+fn digitalocean_swarm_create_import_run_a_stack_expand_and_destroy() {
+    require_images();
+    let bed = Bed::new();
+    let fake = FakeDo::start(&bed, true);
+    let sw = swarm_name("wsw");
+    // The first droplet request is rate limited; the provider waits Retry-After and goes on.
+    fake.fault(serde_json::json!({"method": "POST", "path": "/v2/droplets", "status": 429, "times": 1, "retry_after": 1}));
+
+    let r = bed.wsm(&[
+        "swarm",
+        "create",
+        "digitalocean",
+        &sw,
+        "test-token",
+        "--count",
+        "3",
+        "--size",
+        "s-1vcpu-1gb",
+        "--region",
+        "nyc1",
+    ]);
+    let out = r.ok();
+    assert!(out.contains("Complete !"), "{out}");
+    assert!(r.stderr.contains("HTTP 429"), "{}", r.stderr);
+    let h1 = format!("{sw}-1");
+    let mut nodes = ready_nodes(&h1);
+    nodes.sort();
+    assert_eq!(nodes, [1, 2, 3].map(|n| format!("{sw}-{n}")));
+    let reqs = fake.requests();
+    let creates: Vec<i64> = reqs
+        .iter()
+        .filter(|q| q["method"] == "POST" && q["path"] == "/v2/droplets")
+        .map(|q| q["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(creates, [429, 202, 202, 202]);
+    for d in fake.droplets() {
+        assert!(
+            d["user_data"].as_str().unwrap().contains("docker.io"),
+            "{d}"
+        );
+        assert!(d["tags"].to_string().contains(&format!("wsm-swarm-{sw}")));
+    }
+    let record = bed.path(&format!("config/swarms/{sw}"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&record).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the record holds the API token"
+    );
+    for n in 1..=3 {
+        let d = std::fs::read_to_string(droplet_etc(&format!("{sw}-{n}"), "wsm/swarm"))
+            .unwrap_or_else(|e| panic!("descriptor on {sw}-{n}: {e}"));
+        assert!(d.contains(&format!("SWARM_NAME={sw}")), "{d}");
+    }
+    assert!(bed.wsm(&["swarm", "list"]).ok().lines().any(|l| l == sw));
+    let status = bed.wsm(&["swarm", "status", &sw]);
+    let text = status.ok();
+    assert!(text.starts_with("ID "), "{text}");
+    assert!(text.contains("Leader"), "{text}");
+
+    // Import from a second config directory through a worker's address.
+    let worker_ip = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("SWARM_HOSTS="))
+        .unwrap()
+        .split(',')
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let c2 = bed.path("config2");
+    std::fs::create_dir_all(c2.join("stacks")).unwrap();
+    std::fs::write(c2.join("default"), "").unwrap();
+    let r = bed.wsm_in(&c2, &["swarm", "import", &worker_ip], "");
+    r.ok();
+    assert_eq!(
+        std::fs::read_to_string(c2.join(format!("swarms/{sw}"))).unwrap(),
+        std::fs::read_to_string(&record).unwrap()
+    );
+
+    // A stack on that swarm, configured through edit-config into the swarm's shared config.
+    let stack = format!("{sw}-demo");
+    std::fs::write(c2.join(format!("stacks/{stack}")), "WAVELET_NODES=1\n").unwrap();
+    let wanted = bed.path("wanted-config");
+    std::fs::write(
+        &wanted,
+        "WAVELET_NODES=3\nWSM_ENDPOINT_MODE=dnsrr\nWSM_PUBLISH_MODE=host\nWSM_DEPLOY_TIMEOUT=180\nWAVELET_NO_RPC=true\n",
+    )
+    .unwrap();
+    let r: Run = bed
+        .command(&c2, &["stack", "-s", &stack, "edit-config"])
+        .env("VISUAL", format!("cp {}", wanted.display()))
+        .output()
+        .unwrap()
+        .into();
+    r.ok();
+    let shared = std::fs::read_to_string(droplet_etc(&h1, &format!("wavelet-stack/{stack}")))
+        .expect("shared stack config on host 1");
+    assert!(shared.contains("WAVELET_NODES=3"), "{shared}");
+    assert!(c2.join(format!("stacks/{stack}.old")).exists());
+    let cfg = bed.wsm_in(&c2, &["stack", "-s", &stack, "config"], "");
+    assert!(cfg.ok().contains("WAVELET_NODES=3"), "{}", cfg.stdout);
+
+    let r = bed.wsm_in(&c2, &["stack", "-s", &stack, "start"], "");
+    r.ok();
+    let st = bed.wsm_in(&c2, &["--json", "stack", "-s", &stack, "status"], "");
+    let js: Value = serde_json::from_str(st.ok()).expect("status --json");
+    assert_eq!(js["running"], true, "{js}");
+    let tasks = js["tasks"].as_array().unwrap();
+    let mut hosts_used: Vec<&str> = tasks.iter().map(|t| t["node"].as_str().unwrap()).collect();
+    hosts_used.sort();
+    hosts_used.dedup();
+    assert!(hosts_used.len() >= 2, "tasks on one host only: {js}");
+    // A wavelet task on a host that is not the manager.
+    let remote_task = tasks
+        .iter()
+        .find(|t| {
+            t["name"].as_str().unwrap().contains("_wavelet.") && t["node"].as_str() != Some(&h1)
+        })
+        .unwrap_or_else(|| panic!("no wavelet task off the manager: {js}"));
+    let slot = remote_task["name"]
+        .as_str()
+        .unwrap()
+        .rsplit('.')
+        .next()
+        .unwrap()
+        .to_string();
+    let node = remote_task["node"].as_str().unwrap().to_string();
+    let sh = bed.wsm_in(
+        &c2,
+        &[
+            "stack",
+            "-s",
+            &stack,
+            "shell",
+            &slot,
+            "cat",
+            "/etc/hostname",
+        ],
+        "",
+    );
+    let container_host = sh.ok().trim().to_string();
+    assert!(!container_host.is_empty());
+    // The container that answered runs on that host's own engine.
+    assert!(
+        docker_on(&node, &["ps", "-q", "--no-trunc"])
+            .lines()
+            .any(|id| id.starts_with(&container_host)),
+        "container {container_host} is not on {node}"
+    );
+    let logs = bed.wsm_in(
+        &c2,
+        &["stack", "-s", &stack, "logs", &slot, "--tail", "20"],
+        "",
+    );
+    logs.ok();
+    let dump = bed.path("node.tar.gz");
+    let r = bed.wsm_in(
+        &c2,
+        &[
+            "stack",
+            "-s",
+            &stack,
+            "dump-db",
+            &slot,
+            dump.to_str().unwrap(),
+        ],
+        "",
+    );
+    r.ok();
+    let listing = Command::new("tar").arg("tzf").arg(&dump).output().unwrap();
+    assert!(listing.status.success(), "dump is a tar.gz");
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).contains("db"),
+        "{}",
+        String::from_utf8_lossy(&listing.stdout)
+    );
+    bed.wsm_in(&c2, &["stack", "-s", &stack, "stop"], "").ok();
+    assert_eq!(
+        docker_on(
+            &h1,
+            &[
+                "service",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.stack.namespace={stack}")
+            ]
+        )
+        .trim(),
+        ""
+    );
+
+    // expand, answering the size and region menus on a pseudo-terminal.
+    let mut cmd = bed.command(
+        &bed.path("config"),
+        &[
+            "swarm", "expand", &sw, "1", "--size", "ask", "--region", "ask",
+        ],
+    );
+    cmd.env("TERM", "dumb");
+    let mut p = rexpect::session::spawn_command(cmd, Some(120_000)).expect("spawn on a pty");
+    p.exp_string("Please select one of the following for the size:")
+        .unwrap();
+    let menu = p.exp_string("#? ").unwrap();
+    let size_no = menu
+        .lines()
+        .flat_map(|l| l.split("  "))
+        .map(str::trim)
+        .find_map(|cell| {
+            cell.strip_suffix(") s-2vcpu-4gb")
+                .or_else(|| cell.split_once(") s-2vcpu-4gb").map(|x| x.0))
+        })
+        .unwrap_or_else(|| panic!("s-2vcpu-4gb not in the menu:\n{menu}"))
+        .trim()
+        .to_string();
+    p.send_line(&size_no).unwrap();
+    p.exp_string("Please select one of the following for the region:")
+        .unwrap();
+    p.exp_string("#? ").unwrap();
+    // Regions sorted: ams3 blr1 fra1 lon1 nyc1 nyc3 sfo2 sgp1 tor1 -> 7 is sfo2.
+    p.send_line("7").unwrap();
+    p.exp_string("now has 4 host(s)").unwrap();
+    p.exp_eof().ok();
+    let mut nodes = ready_nodes(&h1);
+    nodes.sort();
+    assert_eq!(nodes, [1, 2, 3, 4].map(|n| format!("{sw}-{n}")));
+    let fourth = fake
+        .droplets()
+        .into_iter()
+        .find(|d| d["name"] == format!("{sw}-4").as_str())
+        .expect("droplet 4");
+    assert_eq!(fourth["size_slug"], "s-2vcpu-4gb");
+    assert_eq!(fourth["region"]["slug"], "sfo2");
+    for n in 1..=4 {
+        let d = std::fs::read_to_string(droplet_etc(&format!("{sw}-{n}"), "wsm/swarm")).unwrap();
+        assert!(
+            d.contains(&format!("{sw}-4/")),
+            "descriptor on {sw}-{n} lacks host 4: {d}"
+        );
+    }
+
+    // destroy asks for the name: a wrong answer deletes nothing; then --yes.
+    let r = bed.wsm_in(&bed.path("config"), &["swarm", "destroy", &sw], "nope\n");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(fake.droplets().len(), 4);
+    bed.wsm(&["swarm", "destroy", &sw, "--yes"]).ok();
+    assert!(fake.droplets().is_empty());
+    assert!(!record.exists());
+    for n in 1..=4 {
+        assert!(
+            !Path::new(&format!("/run/netns/{sw}-{n}")).exists(),
+            "host {sw}-{n} still exists"
+        );
+    }
+}
+
+#[test]
+fn a_failure_half_way_leaves_no_droplet_behind() {
+    let bed = Bed::new();
+    let fake = FakeDo::start(&bed, false);
+    let sw = swarm_name("wsf");
+    let mut default = std::fs::read_to_string(bed.path("config/default")).unwrap();
+    default.push_str("DIGITALOCEAN_RETRIES=2\n");
+    std::fs::write(bed.path("config/default"), default).unwrap();
+    // The third droplet cannot be made: 500 on every try.
+    fake.fault(serde_json::json!({"method": "POST", "path": "/v2/droplets", "status": 500, "after": 2, "times": -1}));
+    let r = bed.wsm(&[
+        "swarm",
+        "create",
+        "digitalocean",
+        &sw,
+        "test-token",
+        "--count",
+        "3",
+    ]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("failed 3 times, last with HTTP 500"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("deleted the droplets made so far")
+            && r.stderr.contains(&format!("{sw}-1"))
+            && r.stderr.contains(&format!("{sw}-2")),
+        "{}",
+        r.stderr
+    );
+    assert!(fake.droplets().is_empty(), "{:?}", fake.droplets());
+    assert!(!bed.path(&format!("config/swarms/{sw}")).exists());
+    for n in 1..=3 {
+        assert!(!Path::new(&format!("/run/netns/{sw}-{n}")).exists());
+    }
+}
+
+#[test]
+fn providers_are_dropped_in_scripts_and_their_errors_name_file_and_line() {
+    let bed = Bed::new();
+    // In the config directory's providers/ …
+    let providers = bed.path("config/providers");
+    std::fs::create_dir_all(&providers).unwrap();
+    std::fs::write(
+        providers.join("echo.rhai"),
+        "fn create(name, args, settings) { throw #{ message: `echo provider made no ${name} from ${args}`, hosts: [] }; }\n",
+    )
+    .unwrap();
+    let r = bed.wsm(&["swarm", "create", "echo", "sw1", "a", "b"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(r#"echo provider made no sw1 from ["a", "b"]"#),
+        "{}",
+        r.stderr
+    );
+    // … and in $XDG_CONFIG_HOME/wsm/stdlib/providers/.
+    let xdg = bed.path(".xdg-config/wsm/stdlib/providers");
+    std::fs::create_dir_all(&xdg).unwrap();
+    std::fs::write(
+        xdg.join("broken.rhai"),
+        "// a provider with a syntax error\nfn create(name, args, settings) {\n    let x = ;\n}\n",
+    )
+    .unwrap();
+    let r = bed.wsm(&["swarm", "create", "broken", "sw2"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{}", xdg.join("broken.rhai").display()))
+            && r.stderr.contains("line 3"),
+        "{}",
+        r.stderr
+    );
+    let r = bed.wsm(&["swarm", "create", "nosuch", "sw3"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(r#"no provider named "nosuch""#),
+        "{}",
+        r.stderr
+    );
+    assert!(!bed.path("config/swarms").exists());
+}
