@@ -96,8 +96,9 @@ impl Host {
 }
 
 /// The error raised when the user presses Ctrl-C during an operation.
+/// Scripts cannot catch it, and the command ends with exit code 130.
 pub fn interrupted() -> Box<EvalAltResult> {
-    script_err("interrupted")
+    EvalAltResult::ErrorTerminated(Dynamic::from("interrupted"), Position::NONE).into()
 }
 
 /// Turns any error into a script runtime error carrying its message intact.
