@@ -702,38 +702,41 @@ async fn logs(
     Ok(())
 }
 
-/// Copies this process's stdin into a container stream until end of input. Runs on a plain
-/// thread because reading a terminal blocks; the runtime does not wait for it at exit.
+/// Copies this process's stdin into a container stream. Reading a terminal blocks, so a plain
+/// thread reads; the runtime does not wait for it at exit. At end of input the returned
+/// receiver fires; the stream is then shut down (an exec's stdin closes), or, with `keep_open`,
+/// left open, because closing an attach stream would close the container's own stdin.
 fn pump_stdin(
     mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-    rt: tokio::runtime::Handle,
-) {
+    keep_open: bool,
+) -> tokio::sync::oneshot::Receiver<()> {
     use std::io::Read;
     use tokio::io::AsyncWriteExt;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let (eof_tx, eof_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         let mut stdin = std::io::stdin();
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || tx.blocking_send(buf[..n].to_vec()).is_err() {
+                break;
             }
         }
     });
-    rt.spawn(async move {
+    tokio::spawn(async move {
         while let Some(data) = rx.recv().await {
             if input.write_all(&data).await.is_err() {
-                return;
+                break;
             }
             let _ = input.flush().await;
         }
+        let _ = eof_tx.send(());
+        if keep_open {
+            std::future::pending::<()>().await;
+        }
         let _ = input.shutdown().await;
     });
+    eof_rx
 }
 
 /// Writes a container stream's output to stdout/stderr until it ends.
@@ -837,7 +840,7 @@ async fn exec_interactive(
                 }
             });
         }
-        pump_stdin(input, tokio::runtime::Handle::current());
+        let _eof = pump_stdin(input, false);
         drain_output(output).await?;
     }
     let inspect = d.inspect_exec(&created.id).await.map_err(derr)?;
@@ -869,50 +872,16 @@ async fn attach(d: &Docker, container: &str) -> ScriptResult<()> {
     } else {
         None
     };
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let input = res.input;
-    // End of our input detaches: wait for it, then give late output a moment to arrive.
-    let watcher = tokio::spawn(async move {
-        let _ = done_rx.await;
-    });
-    let (eof_tx, mut eof_rx) = tokio::sync::mpsc::channel::<()>(1);
-    {
-        use tokio::io::AsyncWriteExt;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let mut buf = [0u8; 4096];
-            let mut stdin = std::io::stdin();
-            while let Ok(n) = stdin.read(&mut buf) {
-                if n == 0 || tx.blocking_send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut input = input;
-        tokio::spawn(async move {
-            while let Some(data) = rx.recv().await {
-                if input.write_all(&data).await.is_err() {
-                    break;
-                }
-                let _ = input.flush().await;
-            }
-            let _ = eof_tx.send(()).await;
-            // Keep the stream open: closing it would close the container's stdin.
-            std::future::pending::<()>().await;
-            drop(input);
-        });
-    }
+    // End of our input detaches, after a moment for the answer to what was sent.
+    let eof = pump_stdin(res.input, true);
     let output = drain_output(res.output);
     tokio::pin!(output);
     tokio::select! {
-        r = &mut output => { r?; }
-        _ = eof_rx.recv() => {
+        r = &mut output => r?,
+        _ = eof => {
             let _ = tokio::time::timeout(Duration::from_millis(1500), &mut output).await;
         }
     }
-    let _ = done_tx.send(());
-    watcher.abort();
     Ok(())
 }
 
