@@ -206,7 +206,7 @@ fn no_rpc_and_a_fixed_api_port() {
     );
 
     // `status watch` redraws until it is interrupted.
-    let mut watch = std::process::Command::new(env!("CARGO_BIN_EXE_wsm"))
+    let watch = std::process::Command::new(env!("CARGO_BIN_EXE_wsm"))
         .arg("-C")
         .arg(s.config_dir())
         .args(["stack", "-s", &s.name, "status", "watch"])
