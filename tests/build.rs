@@ -74,15 +74,7 @@ fn registry_digest(registry: &str, repo: &str, tag: &str, auth: Option<&str>) ->
 
 /// Runs wsm with its own HOME (for ~/.docker/config.json).
 fn wsm_home(s: &TestStack, home: &std::path::Path, args: &[&str]) -> Run {
-    Command::new(env!("CARGO_BIN_EXE_wsm"))
-        .arg("-C")
-        .arg(s.config_dir())
-        .args(args)
-        .current_dir(s.dir.path())
-        .env("HOME", home)
-        .output()
-        .unwrap()
-        .into()
+    s.command(args).env("HOME", home).output().unwrap().into()
 }
 
 #[test]

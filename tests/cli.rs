@@ -140,11 +140,7 @@ fn edit_config_validates_and_writes_atomically_with_mode_0600() {
     std::fs::write(&editor, "#!/bin/sh\necho \"$WSM_TEST_APPEND\" >> \"$1\"\n").unwrap();
     std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
     let run = |append: &str| -> Run {
-        std::process::Command::new(env!("CARGO_BIN_EXE_wsm"))
-            .arg("-C")
-            .arg(s.config_dir())
-            .args(["stack", "-s", &s.name, "edit-config"])
-            .current_dir(s.dir.path())
+        s.command(&["stack", "-s", &s.name, "edit-config"])
             .env("VISUAL", &editor)
             .env("WSM_TEST_APPEND", append)
             .output()

@@ -20,12 +20,10 @@ fn started(prefix: &str, nodes: u32) -> TestStack {
 
 /// Runs wsm with bytes on stdin.
 fn wsm_with_input(s: &TestStack, args: &[&str], input: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsm"))
-        .arg("-C")
-        .arg(s.config_dir())
-        .args(["stack", "-s", &s.name])
-        .args(args)
-        .current_dir(s.dir.path())
+    let mut full = vec!["stack", "-s", s.name.as_str()];
+    full.extend_from_slice(args);
+    let mut child = s
+        .command(&full)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -245,10 +243,8 @@ fn node_commands_on_a_running_stack() {
     );
 
     // benchmark: scaled, converged, and its lines stream until we stop reading.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsm"))
-        .arg("-C")
-        .arg(s.config_dir())
-        .args(["stack", "-s", &s.name, "benchmark"])
+    let mut child = s
+        .command(&["stack", "-s", &s.name, "benchmark"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -206,10 +206,8 @@ fn no_rpc_and_a_fixed_api_port() {
     );
 
     // `status watch` redraws until it is interrupted.
-    let watch = std::process::Command::new(env!("CARGO_BIN_EXE_wsm"))
-        .arg("-C")
-        .arg(s.config_dir())
-        .args(["stack", "-s", &s.name, "status", "watch"])
+    let watch = s
+        .command(&["stack", "-s", &s.name, "status", "watch"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -149,6 +149,11 @@ impl TestStack {
         wsm_in(self.dir.path(), &self.config_dir(), args)
     }
 
+    /// `wsm -C <config> <args…>` to be customised before it runs.
+    pub fn command(&self, args: &[&str]) -> Command {
+        wsm_command(self.dir.path(), &self.config_dir(), args)
+    }
+
     /// Runs `wsm stack -s <name> <args…>`.
     pub fn stack(&self, args: &[&str]) -> Run {
         let mut all = vec!["stack", "-s", self.name.as_str()];
@@ -226,16 +231,23 @@ impl TestStack {
     }
 }
 
-/// Runs wsm in `cwd` with config dir `config`.
-pub fn wsm_in(cwd: &Path, config: &Path, args: &[&str]) -> Run {
-    Command::new(env!("CARGO_BIN_EXE_wsm"))
-        .arg("-C")
+/// `wsm -C <config> <args…>` ready to run in `cwd`, with the user's own config and state out
+/// of the way; tests add stdin, env or pipes before running it.
+pub fn wsm_command(cwd: &Path, config: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsm"));
+    cmd.arg("-C")
         .arg(config)
         .args(args)
         .current_dir(cwd)
         .env_remove("WSM_CONFIG_DIR")
         .env("XDG_CONFIG_HOME", cwd.join(".xdg-config"))
-        .env("XDG_STATE_HOME", cwd.join(".xdg-state"))
+        .env("XDG_STATE_HOME", cwd.join(".xdg-state"));
+    cmd
+}
+
+/// Runs wsm in `cwd` with config dir `config`.
+pub fn wsm_in(cwd: &Path, config: &Path, args: &[&str]) -> Run {
+    wsm_command(cwd, config, args)
         .output()
         .expect("run wsm")
         .into()
