@@ -141,6 +141,24 @@ fn build_all_nodes_runs_make_builds_pushes_and_start_runs_the_pushed_digest() {
     );
     assert_eq!(s.running_tasks("wavelet").len(), 1);
 
+    // WAVELET_REBUILD_ON_START: update runs build-all-nodes (make included) before deploying.
+    std::fs::remove_file(build_dir.join("made")).unwrap();
+    s.set("WAVELET_REBUILD_ON_START", "yes");
+    let rebuilt = s.stack(&["update"]);
+    assert_eq!(rebuilt.code, 0, "{}", rebuilt.stderr);
+    assert!(
+        build_dir.join("made").exists(),
+        "update with WAVELET_REBUILD_ON_START did not run make"
+    );
+    assert!(
+        rebuilt
+            .stderr
+            .contains(&format!("Pushing {reg}/wavelet-stack-node:{tag}")),
+        "{}",
+        rebuilt.stderr
+    );
+    assert_eq!(s.running_tasks("wavelet").len(), 1);
+
     // A failing make stops the build before anything is built.
     std::fs::write(build_dir.join("Makefile"), "docker:\n\texit 3\n").unwrap();
     let failed = s.wsm(&["build-all-nodes", &s.name]);
