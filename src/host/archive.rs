@@ -56,12 +56,11 @@ async fn remote_listing(e: &EngineHandle, container: &str, dir: &str) -> ScriptR
     })
 }
 
-/// The files of a tar.gz (paths below its top folder) with their sizes, and a checksum over
+/// The files of a tar stream (paths below its top folder) with their sizes, and a checksum over
 /// their contents: sha256sum lines of every file, sorted by path, hashed again — what
 /// `find . -type f | sort | xargs sha256sum | sha256sum` gives in the directory.
-pub fn archive_summary(archive: &Path) -> std::io::Result<(Vec<(String, u64)>, String)> {
-    let gz = flate2::read::GzDecoder::new(std::fs::File::open(archive)?);
-    let mut tar = tar::Archive::new(gz);
+fn summarize(tar_stream: impl Read) -> std::io::Result<(Vec<(String, u64)>, String)> {
+    let mut tar = tar::Archive::new(tar_stream);
     let mut entries: Vec<(String, u64, String)> = Vec::new();
     for entry in tar.entries()? {
         let mut entry = entry?;
@@ -96,37 +95,116 @@ pub fn archive_summary(archive: &Path) -> std::io::Result<(Vec<(String, u64)>, S
     Ok((files, hex::encode(all.finalize())))
 }
 
+/// `summarize` for a tar.gz file.
+pub fn archive_summary(archive: &Path) -> std::io::Result<(Vec<(String, u64)>, String)> {
+    summarize(flate2::read::GzDecoder::new(std::fs::File::open(archive)?))
+}
+
 /// The content checksum of a tar.gz's files (see `archive_summary`).
 pub fn tree_checksum(archive: &Path) -> std::io::Result<String> {
     archive_summary(archive).map(|(_, sum)| sum)
 }
 
-/// Streams `dir` of a container into a gzip file at `tmp`.
+/// A `Read` over chunks arriving on a channel; the end of the channel is the end of input.
+struct ChanReader {
+    rx: std::sync::mpsc::Receiver<bytes::Bytes>,
+    cur: bytes::Bytes,
+}
+
+impl ChanReader {
+    fn new(rx: std::sync::mpsc::Receiver<bytes::Bytes>) -> Self {
+        ChanReader {
+            rx,
+            cur: bytes::Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChanReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.recv() {
+                Ok(b) => self.cur = b,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(n)
+    }
+}
+
+/// What one copy of a directory produced.
+struct Copied {
+    bytes: u64,
+    files: Vec<(String, u64)>,
+    checksum: String,
+}
+
+/// Streams `dir` of a container into a gzip file at `tmp`, and at the same time reads the same
+/// tar stream to list and checksum its files: compression and hashing run on two threads,
+/// and at most a few chunks are in memory whatever the directory's size.
 async fn download_gz(
     e: &EngineHandle,
     container: &str,
     dir: &str,
     tmp: &std::fs::File,
-) -> ScriptResult<u64> {
-    let mut gz = flate2::write::GzEncoder::new(tmp, flate2::Compression::fast());
+) -> ScriptResult<Copied> {
+    let file = tmp.try_clone().map_err(script_err)?;
+    let (gz_tx, gz_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(8);
+    let (sum_tx, sum_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(8);
+    let compressor = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut gz = flate2::write::GzEncoder::new(
+            std::io::BufWriter::with_capacity(1 << 20, file),
+            flate2::Compression::fast(),
+        );
+        for chunk in gz_rx {
+            gz.write_all(&chunk)?;
+        }
+        gz.finish()?
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()
+    });
+    let summary = tokio::task::spawn_blocking(move || summarize(ChanReader::new(sum_rx)));
     let mut stream = e.docker.download_from_container(
         container,
         Some(DownloadFromContainerOptions {
             path: dir.to_string(),
         }),
     );
-    let mut total = 0u64;
+    let mut bytes = 0u64;
+    let mut failure = None;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|err| script_err(format!("copying {dir} out of the container: {err}")))?;
-        total += chunk.len() as u64;
-        gz.write_all(&chunk).map_err(script_err)?;
+        match chunk {
+            Ok(c) => {
+                bytes += c.len() as u64;
+                // A worker that stopped early reports its own error below.
+                if gz_tx.send(c.clone()).is_err() || sum_tx.send(c).is_err() {
+                    break;
+                }
+            }
+            Err(err) => {
+                failure = Some(format!("copying {dir} out of the container: {err}"));
+                break;
+            }
+        }
     }
-    gz.finish()
-        .map_err(script_err)?
-        .sync_all()
-        .map_err(script_err)?;
-    Ok(total)
+    drop(gz_tx);
+    drop(sum_tx);
+    let written = compressor.await.map_err(script_err)?;
+    let summed = summary.await.map_err(script_err)?;
+    if let Some(f) = failure {
+        return Err(script_err(f));
+    }
+    written.map_err(|err| script_err(format!("writing the dump: {err}")))?;
+    let (files, checksum) =
+        summed.map_err(|err| script_err(format!("reading the copy of {dir}: {err}")))?;
+    Ok(Copied {
+        bytes,
+        files,
+        checksum,
+    })
 }
 
 /// Dumps `dir` of a container to `out` (tar.gz) consistently: copy, and accept the copy only
@@ -156,17 +234,16 @@ async fn dump(
                 super::usage_err(format!("cannot write beside {}: {err}", out.display()))
             })?;
         let before = remote_listing(e, container, dir).await?;
-        let bytes = download_gz(e, container, dir, tmp.as_file()).await?;
+        let Copied {
+            bytes,
+            files,
+            checksum,
+        } = download_gz(e, container, dir, tmp.as_file()).await?;
         let after = remote_listing(e, container, dir).await?;
         if before != after {
             eprintln!("dump-db: {dir} changed while it was copied (attempt {attempt} of {attempts}); copying again");
             continue;
         }
-        let path = tmp.path().to_path_buf();
-        let (files, checksum) = tokio::task::spawn_blocking(move || archive_summary(&path))
-            .await
-            .map_err(script_err)?
-            .map_err(|err| script_err(format!("reading back the dump: {err}")))?;
         if files != after.files {
             eprintln!("dump-db: the copy of {dir} does not list the files the node has (attempt {attempt} of {attempts}); copying again");
             continue;
@@ -263,27 +340,7 @@ async fn download(e: &EngineHandle, container: &str, src: &str, dest: &Path) -> 
     let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(8);
     let target = dest.to_path_buf();
     let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        struct ChanReader {
-            rx: std::sync::mpsc::Receiver<bytes::Bytes>,
-            cur: bytes::Bytes,
-        }
-        impl Read for ChanReader {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                while self.cur.is_empty() {
-                    match self.rx.recv() {
-                        Ok(b) => self.cur = b,
-                        Err(_) => return Ok(0),
-                    }
-                }
-                let n = buf.len().min(self.cur.len());
-                buf[..n].copy_from_slice(&self.cur.split_to(n));
-                Ok(n)
-            }
-        }
-        let mut archive = tar::Archive::new(ChanReader {
-            rx,
-            cur: bytes::Bytes::new(),
-        });
+        let mut archive = tar::Archive::new(ChanReader::new(rx));
         archive.set_preserve_permissions(true);
         archive.unpack(&target)
     });
