@@ -149,6 +149,7 @@ async fn download_gz(
     container: &str,
     dir: &str,
     tmp: &std::fs::File,
+    level: u32,
 ) -> ScriptResult<Copied> {
     let file = tmp.try_clone().map_err(script_err)?;
     let (gz_tx, gz_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(8);
@@ -156,7 +157,7 @@ async fn download_gz(
     let compressor = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let mut gz = flate2::write::GzEncoder::new(
             std::io::BufWriter::with_capacity(1 << 20, file),
-            flate2::Compression::fast(),
+            flate2::Compression::new(level),
         );
         for chunk in gz_rx {
             gz.write_all(&chunk)?;
@@ -216,6 +217,7 @@ async fn dump(
     dir: &str,
     out: &Path,
     attempts: u32,
+    level: u32,
 ) -> ScriptResult<Map> {
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -238,7 +240,7 @@ async fn dump(
             bytes,
             files,
             checksum,
-        } = download_gz(e, container, dir, tmp.as_file()).await?;
+        } = download_gz(e, container, dir, tmp.as_file(), level).await?;
         let after = remote_listing(e, container, dir).await?;
         if before != after {
             eprintln!("dump-db: {dir} changed while it was copied (attempt {attempt} of {attempts}); copying again");
@@ -376,8 +378,8 @@ async fn download(e: &EngineHandle, container: &str, src: &str, dest: &Path) -> 
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
 
-    // archive::dump(engine, container, dir, out_file, attempts) — consistent tar.gz of a
-    // container directory; returns #{attempts, checksum, bytes}.
+    // archive::dump(engine, container, dir, out_file, opts) — consistent tar.gz of a container
+    // directory; opts: attempts (20), level (gzip 0-9, 1). Returns #{attempts, checksum, bytes, files}.
     let h = host.clone();
     m.set_native_fn(
         "dump",
@@ -385,15 +387,12 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
               container: &str,
               dir: &str,
               out: &str,
-              attempts: i64|
+              opts: Map|
               -> ScriptResult<Map> {
-            h.block(dump(
-                &e,
-                container,
-                dir,
-                Path::new(out),
-                attempts.clamp(1, 100) as u32,
-            ))
+            let int = |k: &str, d: i64| opts.get(k).and_then(|v| v.as_int().ok()).unwrap_or(d);
+            let attempts = int("attempts", 20).clamp(1, 100) as u32;
+            let level = int("level", 1).clamp(0, 9) as u32;
+            h.block(dump(&e, container, dir, Path::new(out), attempts, level))
         },
     );
 
