@@ -167,7 +167,14 @@ async fn download_gz(
             .map_err(|e| e.into_error())?
             .sync_all()
     });
-    let summary = tokio::task::spawn_blocking(move || summarize(ChanReader::new(sum_rx)));
+    let summary = tokio::task::spawn_blocking(move || {
+        let mut reader = ChanReader::new(sum_rx);
+        let summary = summarize(&mut reader);
+        // The tar's end blocks (and anything after) must still be taken off the channel, or
+        // the sender would stop feeding the compressor and the dump would lose its tail.
+        std::io::copy(&mut reader, &mut std::io::sink())?;
+        summary
+    });
     let mut stream = e.docker.download_from_container(
         container,
         Some(DownloadFromContainerOptions {
@@ -379,7 +386,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
 
     // archive::dump(engine, container, dir, out_file, opts) — consistent tar.gz of a container
-    // directory; opts: attempts (20), level (gzip 0-9, 1). Returns #{attempts, checksum, bytes, files}.
+    // directory; opts: attempts (5), level (gzip 0-9, 1). Returns #{attempts, checksum, bytes, files}.
     let h = host.clone();
     m.set_native_fn(
         "dump",
@@ -390,7 +397,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
               opts: Map|
               -> ScriptResult<Map> {
             let int = |k: &str, d: i64| opts.get(k).and_then(|v| v.as_int().ok()).unwrap_or(d);
-            let attempts = int("attempts", 20).clamp(1, 100) as u32;
+            let attempts = int("attempts", 5).clamp(1, 100) as u32;
             let level = int("level", 1).clamp(0, 9) as u32;
             h.block(dump(&e, container, dir, Path::new(out), attempts, level))
         },
