@@ -326,7 +326,17 @@ async fn upload(s: &SshSession, local: &Path, remote: &str, mode: i64) -> Script
     let mut file = tokio::fs::File::open(local)
         .await
         .map_err(|e| script_err(format!("cannot read {}: {e}", local.display())))?;
-    let ran = run(s, &atomic_write_script(remote, mode), Some(&mut file)).await?;
+    write_remote(s, remote, mode, &mut file).await
+}
+
+/// Writes what `input` yields to `remote` atomically, with `mode`.
+async fn write_remote(
+    s: &SshSession,
+    remote: &str,
+    mode: i64,
+    input: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
+) -> ScriptResult<()> {
+    let ran = run(s, &atomic_write_script(remote, mode), Some(input)).await?;
     if ran.code != 0 {
         return Err(script_err(format!(
             "cannot write {remote} on {}: {}",
@@ -550,17 +560,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         move |s: &mut SshSession, remote: &str, text: &str, mode: i64| -> ScriptResult<()> {
             let s = to_session(s);
             let mut bytes = std::io::Cursor::new(text.as_bytes().to_vec());
-            let ran = h.block(async {
-                run(&s, &atomic_write_script(remote, mode), Some(&mut bytes)).await
-            })?;
-            if ran.code != 0 {
-                return Err(script_err(format!(
-                    "cannot write {remote} on {}: {}",
-                    s.target,
-                    ran.stderr_text()
-                )));
-            }
-            Ok(())
+            h.block(write_remote(&s, remote, mode, &mut bytes))
         },
     );
     // s.rename(from, to) — rename a remote file (mv -f), e.g. to keep a replaced file as .old.
