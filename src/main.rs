@@ -213,7 +213,10 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Run { file, args }) => run_batch(&shell, &file, &args),
         Some(Cmd::Completions { shell: sh }) => {
-            clap_complete::generate(sh, &mut Cli::command(), "wsm", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(sh, &mut Cli::command(), "wsm", &mut script);
+            // A reader that stops early (`| head`) is not an error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
             Ok(())
         }
     };
