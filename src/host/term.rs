@@ -56,7 +56,7 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-/// "40 seconds ago" for an RFC 3339 timestamp; the text itself when it does not parse.
+/// "40 seconds ago", "about a minute ago" for an RFC 3339 timestamp; the text itself when it does not parse.
 pub fn ago(timestamp: &str) -> String {
     match humantime::parse_rfc3339_weak(
         timestamp
@@ -67,9 +67,10 @@ pub fn ago(timestamp: &str) -> String {
     )
     .or_else(|_| humantime::parse_rfc3339(timestamp))
     {
+        // Lower case, as `docker service ps` prints it: "Running about a minute ago".
         Ok(t) => format!(
             "{} ago",
-            human_duration(SystemTime::now().duration_since(t).unwrap_or_default())
+            human_duration(SystemTime::now().duration_since(t).unwrap_or_default()).to_lowercase()
         ),
         Err(_) => timestamp.to_string(),
     }
