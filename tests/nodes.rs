@@ -14,6 +14,9 @@ fn started(prefix: &str, nodes: u32) -> TestStack {
     require_images();
     let s = TestStack::new(prefix);
     s.set("WAVELET_NODES", &nodes.to_string());
+    // The stand-in restarts whenever the peer set changes, which it does while a stack starts;
+    // these tests compare wavelet pids, so the processes must only restart when told to.
+    s.set("WAVELET_RESTART_ON_PEER_CHANGE", "false");
     s.stack(&["start"]).ok();
     s
 }
@@ -39,10 +42,16 @@ fn wsm_with_input(s: &TestStack, args: &[&str], input: &str) -> Run {
     child.wait_with_output().unwrap().into()
 }
 
+/// The pid of a node's wavelet process, waiting for one while the node's init (re)starts it.
 fn wavelet_pid(container: &str) -> String {
-    docker(&["exec", container, "pgrep", "-o", "-x", "wavelet"])
-        .trim()
-        .to_string()
+    let mut pid = String::new();
+    wait_for("a running wavelet process", 30, || {
+        pid = docker_quiet(&["exec", container, "pgrep", "-o", "-x", "wavelet"])
+            .trim()
+            .to_string();
+        !pid.is_empty()
+    });
+    pid
 }
 
 /// The files of a tar.gz made by dump-db: path below the top folder → bytes.
