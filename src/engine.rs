@@ -662,33 +662,31 @@ fn register_resources(engine: &mut Engine, search: &SearchPath) {
     // materialize(rel_dir) — write a folder of the search path (e.g. a node build context) into
     // a fresh temporary directory and return its path; removed when the process ends.
     engine.register_fn("materialize", move |rel: &str| -> ScriptResult<String> {
-        let dir = tempfile::Builder::new()
-            .prefix("wsm-")
-            .tempdir()
-            .map_err(host::script_err)?;
-        let dest = dir.path().join(rel.rsplit('/').next().unwrap_or(rel));
+        let dest = scratch_dir()?.join(rel.rsplit('/').next().unwrap_or(rel));
         if !s.materialize(rel, &dest).map_err(host::script_err)? {
             return Err(host::script_err(format!(
                 "{rel} is not on the script search path"
             )));
         }
-        let path = dest.display().to_string();
-        TEMP_DIRS.lock().expect("temp dirs").push(dir);
-        Ok(path)
+        Ok(dest.display().to_string())
     });
 }
 
-/// Temporary folders handed to scripts, removed at exit.
+/// A fresh private temporary directory, kept until the process ends (`cleanup_temp_dirs`).
+fn scratch_dir() -> ScriptResult<PathBuf> {
+    let dir = tempfile::Builder::new()
+        .prefix("wsm-")
+        .tempdir()
+        .map_err(host::script_err)?;
+    let path = dir.path().to_path_buf();
+    TEMP_DIRS.lock().expect("temp dirs").push(dir);
+    Ok(path)
+}
+
 fn register_temp_dir(engine: &mut Engine) {
     // temp_dir() — a fresh private temporary directory, removed when the process ends.
     engine.register_fn("temp_dir", || -> ScriptResult<String> {
-        let dir = tempfile::Builder::new()
-            .prefix("wsm-")
-            .tempdir()
-            .map_err(host::script_err)?;
-        let path = dir.path().display().to_string();
-        TEMP_DIRS.lock().expect("temp dirs").push(dir);
-        Ok(path)
+        Ok(scratch_dir()?.display().to_string())
     });
 }
 

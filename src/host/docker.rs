@@ -318,6 +318,15 @@ impl ProgressDisplay {
     }
 }
 
+/// The ids of the stack's tasks now: their later failures are history, not news.
+async fn task_ids(d: &Docker, stack: &str) -> ScriptResult<HashSet<String>> {
+    Ok(list_tasks(d, stack_filter(stack))
+        .await?
+        .iter()
+        .map(|t| str_at(t, &["ID"]).to_string())
+        .collect())
+}
+
 /// Waits until every service of `stack` runs its desired tasks, failing with a task's error
 /// when tasks keep being rejected or failing, and giving up at the deadline.
 async fn converge(
@@ -1171,11 +1180,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             let timeout = secs(&opts, "timeout", 300);
             let d = &e.docker;
             let names = h.block(async {
-                let known: HashSet<String> = list_tasks(d, stack_filter(stack))
-                    .await?
-                    .iter()
-                    .map(|t| str_at(t, &["ID"]).to_string())
-                    .collect();
+                let known = task_ids(d, stack).await?;
                 let names = deploy(&h, d, stack, &doc, prune).await?;
                 if wait {
                     converge(&h, d, stack, &known, timeout).await?;
@@ -1193,11 +1198,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         move |e: &mut EngineHandle, stack: &str, timeout: i64| -> ScriptResult<()> {
             let d = &e.docker;
             h.block(async {
-                let known: HashSet<String> = list_tasks(d, stack_filter(stack))
-                    .await?
-                    .iter()
-                    .map(|t| str_at(t, &["ID"]).to_string())
-                    .collect();
+                let known = task_ids(d, stack).await?;
                 converge(
                     &h,
                     d,
