@@ -1,5 +1,6 @@
 //! `wsm` — a scriptable shell for Docker Swarm stacks. Every command is a Rhai script; this
-//! file only parses the command line and hands over to the engine (or the REPL).
+//! file only parses the command line and hands over to the engine (or the REPL). The command
+//! families come from the search path (`scripts/<family>/`), so clap learns them at start-up.
 
 mod engine;
 mod host;
@@ -9,167 +10,205 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use engine::{CliError, SearchPath, Shell};
 use host::{GlobalOpts, Host};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "wsm",
-    version,
-    about = "Run application stacks on Docker Swarm from scripts (Wavelet Stack and Swarm Manager)",
-    after_help = "Invoked as manage-stack, manage-swarm or build-all-nodes (through a link), wsm \
-                  behaves as that subcommand.\nExit codes: 0 success, 1 the operation failed, 2 bad usage or input."
-)]
-struct Cli {
-    /// Configuration directory (default: $WSM_CONFIG_DIR, else ./config)
-    #[arg(
-        short = 'C',
-        long = "config-dir",
-        global = true,
-        env = "WSM_CONFIG_DIR"
-    )]
-    config_dir: Option<PathBuf>,
-    /// Print read commands' results as one JSON document
-    #[arg(long, global = true)]
-    json: bool,
-    /// Answer yes to confirmations
-    #[arg(short = 'y', long, global = true)]
-    yes: bool,
-    /// Say more: API version in use, script positions in errors
-    #[arg(short, long, global = true)]
-    verbose: bool,
-    #[command(subcommand)]
-    command: Option<Cmd>,
+/// The command line: global options, the built-in subcommands, and one subcommand per family
+/// and per command directly in `scripts/`.
+fn cli(search: &SearchPath) -> Command {
+    let trailing = || {
+        Arg::new("args")
+            .num_args(0..)
+            .trailing_var_arg(true)
+            .allow_hyphen_values(true)
+            .help("The command, then its arguments")
+    };
+    let mut cmd = Command::new("wsm")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(
+            "Run application stacks on Docker Swarm from scripts (Wavelet Stack and Swarm Manager)",
+        )
+        .after_help(
+            "Invoked through a link named after a family or command (manage-stack, manage-swarm, \
+             build-all-nodes), wsm behaves as that subcommand.\nExit codes: 0 success, 1 the \
+             operation failed, 2 bad usage or input.",
+        )
+        .arg(
+            Arg::new("config-dir")
+                .short('C')
+                .long("config-dir")
+                .global(true)
+                .env("WSM_CONFIG_DIR")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Configuration directory (default: $WSM_CONFIG_DIR, else ./config)"),
+        )
+        .arg(flag(
+            "json",
+            None,
+            "Print read commands' results as one JSON document",
+        ))
+        .arg(flag("yes", Some('y'), "Answer yes to confirmations"))
+        .arg(flag(
+            "verbose",
+            Some('v'),
+            "Say more: API version in use, script positions in errors",
+        ));
+    for family in engine::families(search) {
+        let mut sub = Command::new(family.short_name().to_string())
+            .about(family.doc.help.clone())
+            .after_help(engine::family_usage(search, &family.name))
+            .arg(trailing());
+        for alias in std::iter::once(&family.name).chain(&family.doc.aliases) {
+            if alias != family.short_name() {
+                sub = sub.visible_alias(alias.clone());
+            }
+        }
+        if let Some(help) = &family.doc.stack_option {
+            let help = help.trim_start_matches("<stackName>").trim().to_string();
+            sub = sub.arg(
+                Arg::new("stack")
+                    .short('s')
+                    .long("stack")
+                    .value_name("stackName")
+                    .help(help),
+            );
+        }
+        cmd = cmd.subcommand(sub);
+    }
+    for (name, doc) in engine::list_commands(search, "") {
+        cmd = cmd.subcommand(Command::new(name).about(doc.help).arg(trailing()));
+    }
+    cmd.subcommand(
+        Command::new("repl").about("Interactive shell: commands as typed in the shell, or Rhai"),
+    )
+    .subcommand(
+        Command::new("run")
+            .about("Run a Rhai batch file; its arguments are ARGS")
+            .arg(
+                Arg::new("file")
+                    .required(true)
+                    .value_parser(clap::value_parser!(PathBuf)),
+            )
+            .arg(trailing()),
+    )
+    .subcommand(
+        Command::new("completions")
+            .about("Print a shell completion script")
+            .arg(
+                Arg::new("shell")
+                    .required(true)
+                    .value_parser(clap::value_parser!(clap_complete::Shell)),
+            ),
+    )
 }
 
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Manage a stack (same as manage-stack)
-    Stack {
-        /// The stack to act on (default: stackName in config/default, else default-local)
-        #[arg(short = 's', long = "stack")]
-        stack: Option<String>,
-        /// The command, then its arguments
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// Manage swarms (same as manage-swarm)
-    Swarm {
-        /// The command, then its arguments
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// Build the node images and push them to the stack's registry
-    #[command(name = "build-all-nodes")]
-    BuildAllNodes {
-        /// Use this stack's REGISTRY and WAVELET_TAG
-        stack: Option<String>,
-    },
-    /// Interactive shell: commands as typed in the shell, or Rhai
-    Repl,
-    /// Run a Rhai batch file; its arguments are ARGS
-    Run {
-        file: PathBuf,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// Print a shell completion script
-    Completions { shell: clap_complete::Shell },
+fn flag(name: &'static str, short: Option<char>, help: &'static str) -> Arg {
+    let arg = Arg::new(name)
+        .long(name)
+        .global(true)
+        .action(ArgAction::SetTrue)
+        .help(help);
+    match short {
+        Some(c) => arg.short(c),
+        None => arg,
+    }
 }
 
-/// Rewrites argv so that a link named manage-stack / manage-swarm / build-all-nodes works.
-fn multi_call_args() -> Vec<String> {
+/// Rewrites argv so that a link named after a family or command (manage-stack) works.
+fn multi_call_args(search: &SearchPath) -> Vec<String> {
     let mut args: Vec<String> = std::env::args().collect();
     let argv0 = args
         .first()
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
         .unwrap_or_default();
-    let sub = match argv0.as_str() {
-        "manage-stack" => Some("stack"),
-        "manage-swarm" => Some("swarm"),
-        "build-all-nodes" => Some("build-all-nodes"),
-        _ => None,
-    };
-    if let Some(sub) = sub {
+    let is_command = engine::families(search)
+        .iter()
+        .any(|f| f.answers_to(&argv0))
+        || engine::list_commands(search, "").contains_key(&argv0);
+    if argv0 != "wsm" && is_command {
         args[0] = "wsm".into();
-        args.insert(1, sub.into());
+        args.insert(1, argv0);
     }
     args
 }
 
-/// Global flags also count when they come after the command (`wsm stack status --json`).
-fn take_global_flags(args: &mut Vec<String>, cli: &mut Cli) {
-    args.retain(|a| match a.as_str() {
-        "--json" => {
-            cli.json = true;
-            false
-        }
-        "--yes" => {
-            cli.yes = true;
-            false
-        }
-        "--verbose" => {
-            cli.verbose = true;
-            false
-        }
-        _ => true,
-    });
-}
-
-fn report(err: CliError) -> ExitCode {
-    if !err.message.is_empty() {
-        eprintln!("error: {}", err.message);
+/// The words of a family or script command as the dispatcher reads them, with the global flags
+/// that followed the command taken out and applied to `opts`.
+fn command_words(name: &str, m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<String> {
+    let mut words = vec![name.to_string()];
+    if let Some(stack) = m.get_one::<String>("stack") {
+        words.extend(["-s".to_string(), stack.clone()]);
     }
-    if let Some(u) = err.usage {
-        eprintln!("usage: {u}");
+    let args: Vec<String> = m
+        .get_many::<String>("args")
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let (rest, flags) = engine::split_global_flags(&args);
+    for f in flags {
+        match f.as_str() {
+            "--json" => opts.json = true,
+            "--yes" => opts.yes = true,
+            _ => opts.verbose = true,
+        }
     }
-    ExitCode::from(err.code.clamp(0, 255) as u8)
+    words.extend(rest);
+    words
 }
 
 fn main() -> ExitCode {
     let search = SearchPath::from_env();
-    let stack_help = engine::family_usage(&search, "manage-stack");
-    let swarm_help = engine::family_usage(&search, "manage-swarm");
-    let command = Cli::command()
-        .mut_subcommand("stack", |c| c.after_help(stack_help.clone()))
-        .mut_subcommand("swarm", |c| c.after_help(swarm_help.clone()));
-    let matches = command.get_matches_from(multi_call_args());
-    let mut cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
+    let matches = cli(&search).get_matches_from(multi_call_args(&search));
+    let mut opts = GlobalOpts {
+        config_dir: matches
+            .get_one::<PathBuf>("config-dir")
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("config")),
+        json: matches.get_flag("json"),
+        yes: matches.get_flag("yes"),
+        verbose: matches.get_flag("verbose"),
     };
-    let mut cmd = cli.command.take();
-    match &mut cmd {
-        Some(Cmd::Stack { args, .. }) | Some(Cmd::Swarm { args }) | Some(Cmd::Run { args, .. }) => {
-            take_global_flags(args, &mut cli)
-        }
-        _ => {}
+    let sub = matches.subcommand();
+    let words = match sub {
+        Some(("repl" | "run" | "completions", _)) | None => None,
+        Some((name, m)) => Some(command_words(name, m, &mut opts)),
+    };
+    if let Some(("completions", m)) = sub {
+        let shell = *m
+            .get_one::<clap_complete::Shell>("shell")
+            .expect("required");
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cli(&search), "wsm", &mut script);
+        // A reader that stops early (`| head`) is not an error.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+        return ExitCode::SUCCESS;
+    }
+    let mut batch = None;
+    if let Some(("run", m)) = sub {
+        let file = m.get_one::<PathBuf>("file").expect("required").clone();
+        let args: Vec<String> = m
+            .get_many::<String>("args")
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let (rest, flags) = engine::split_global_flags(&args);
+        opts.json |= flags.iter().any(|f| f == "--json");
+        opts.yes |= flags.iter().any(|f| f == "--yes");
+        opts.verbose |= flags.iter().any(|f| f == "--verbose");
+        batch = Some((file, rest));
     }
 
-    let opts = GlobalOpts {
-        config_dir: cli
-            .config_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("config")),
-        json: cli.json,
-        yes: cli.yes,
-        verbose: cli.verbose,
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            return report(CliError {
-                code: 1,
-                message: format!("cannot start the runtime: {e}"),
-                usage: None,
-            })
-        }
+        Err(e) => return report(CliError::failed(format!("cannot start the runtime: {e}"))),
     };
     let host = Host::new(runtime.handle().clone(), opts);
     // Ctrl-C interrupts the running operation; a second one ends the process.
@@ -187,38 +226,16 @@ fn main() -> ExitCode {
     });
 
     let shell = Shell::new(host.clone(), search);
-    let result = match cmd {
-        None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
-            repl::run(&shell)
-        }
-        None => Err(CliError::usage(
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let result = match (sub, words, batch) {
+        (_, Some(words), _) => shell.dispatch(&words),
+        (_, _, Some((file, args))) => shell.run_batch(&file, &args),
+        (Some(("repl", _)), ..) => repl::run(&shell),
+        (None, ..) if interactive => repl::run(&shell),
+        _ => Err(CliError::usage(
             "no command given; see wsm --help",
             Some("wsm [OPTIONS] <COMMAND>".into()),
         )),
-        Some(Cmd::Repl) => repl::run(&shell),
-        Some(Cmd::Stack { stack, args }) => {
-            run_family(&shell, "manage-stack", stack.as_deref(), &args)
-        }
-        Some(Cmd::Swarm { args }) => run_family(&shell, "manage-swarm", None, &args),
-        Some(Cmd::BuildAllNodes { stack }) => {
-            let args: Vec<String> = stack.into_iter().collect();
-            match shell.search.find("scripts/build-all-nodes.rhai") {
-                Some(_) => shell.run_command("", None, "build-all-nodes", &args),
-                None => Err(CliError {
-                    code: 1,
-                    message: "build-all-nodes.rhai is missing".into(),
-                    usage: None,
-                }),
-            }
-        }
-        Some(Cmd::Run { file, args }) => run_batch(&shell, &file, &args),
-        Some(Cmd::Completions { shell: sh }) => {
-            let mut script = Vec::new();
-            clap_complete::generate(sh, &mut Cli::command(), "wsm", &mut script);
-            // A reader that stops early (`| head`) is not an error.
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
-            Ok(())
-        }
     };
     // Blocking reads (an attach's stdin) must not keep the process alive.
     runtime.shutdown_background();
@@ -229,38 +246,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a batch file: a path, or the name of a bundled example (`backup-and-rebuild`).
-fn run_batch(shell: &Shell, file: &std::path::Path, args: &[String]) -> Result<(), CliError> {
-    if !file.exists() {
-        let name = file.display().to_string();
-        let rel = format!("scripts/examples/{}.rhai", name.trim_end_matches(".rhai"));
-        if let Some(found) = shell.search.find(&rel) {
-            return shell.run_text(&found.origin, &found.text, args);
-        }
-    }
-    shell.run_file(file, args)
-}
-
-/// Runs `<family> <command> [args…]`, or prints the family's commands for `help`.
-fn run_family(
-    shell: &Shell,
-    family: &str,
-    stack: Option<&str>,
-    args: &[String],
-) -> Result<(), CliError> {
-    let prefix = engine::family_prefix(family);
-    match args.split_first() {
-        None => Err(CliError::usage(
-            format!(
-                "no command given\n{}",
-                engine::family_usage(&shell.search, family)
-            ),
-            Some(format!("{prefix} <command> [args…]")),
-        )),
-        Some((cmd, _)) if cmd == "help" || cmd == "--help" || cmd == "-h" => {
-            println!("{}", engine::family_usage(&shell.search, family));
-            Ok(())
-        }
-        Some((cmd, rest)) => shell.run_command(family, stack, cmd, rest),
-    }
+fn report(err: CliError) -> ExitCode {
+    err.print();
+    ExitCode::from(err.code.clamp(0, 255) as u8)
 }

@@ -11,18 +11,18 @@ use rhai::{Dynamic, Engine, Map, Module};
 
 use super::{script_err, Host, ScriptResult};
 
-/// Keys whose values are secret: masked in output, and their files are written 0600.
-pub const SECRET_KEYS: &[&str] = &[
-    "WAVELET_KEYS",
-    "WAVELET_API_ACME_ACCOUNT_KEY",
-    "DIGITALOCEAN_TOKEN",
-    "PROVIDER_TOKEN",
-];
+/// Keys the scripts declared secret (`config::declare_secrets`), beside the ones named so.
+static DECLARED_SECRETS: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
 
-/// Whether a key holds a secret: the known ones, and anything named like a token or password.
+/// Whether a key holds a secret, to be masked in output and written 0600: a key a script
+/// declared secret, and anything named like a token, password or key material.
 pub fn is_secret_key(key: &str) -> bool {
     let upper = key.to_ascii_uppercase();
-    SECRET_KEYS.contains(&upper.as_str())
+    DECLARED_SECRETS
+        .lock()
+        .expect("declared secrets")
+        .contains(&upper)
         || ["TOKEN", "PASSWORD", "SECRET", "PRIVATE_KEY"]
             .iter()
             .any(|w| upper.contains(w))
@@ -225,6 +225,13 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         fs::rename(from, to).map_err(|e| script_err(format!("cannot rename {from} to {to}: {e}")))
     });
 
+    // config::declare_secrets(keys) — these keys hold secrets from now on (an application's
+    // schema declares them when its config is loaded).
+    m.set_native_fn("declare_secrets", |keys: rhai::Array| -> ScriptResult<()> {
+        let mut declared = DECLARED_SECRETS.lock().expect("declared secrets");
+        declared.extend(keys.iter().map(|k| k.to_string().to_ascii_uppercase()));
+        Ok(())
+    });
     // config::is_secret(key) — whether the key's value must be masked.
     m.set_native_fn("is_secret", |key: &str| Ok(is_secret_key(key)));
 

@@ -1,0 +1,200 @@
+//! The Rhai engine wsm runs every script in: limits, the host primitive families, the module
+//! resolver over the search path (`search`), the command families (`commands`), and how errors
+//! reach the user (`errors`).
+
+pub mod commands;
+pub mod errors;
+pub mod search;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Scope};
+
+pub use commands::{dispatch, families, family_usage, list_commands, split_global_flags, Family};
+pub use errors::{to_cli_error, CliError};
+pub use search::SearchPath;
+
+use crate::host::{self, Host, ScriptResult};
+
+/// An engine with wsm's limits and nothing registered: deep enough for real scripts, bounded
+/// so that a runaway script fails instead of overflowing the stack.
+fn limited_engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_call_levels(96);
+    engine.set_max_expr_depths(128, 64);
+    engine.set_max_modules(256);
+    engine.set_max_string_size(256 << 20);
+    engine.disable_symbol("eval");
+    engine
+}
+
+/// The scripting shell: one engine with every primitive family, and the search path.
+pub struct Shell {
+    pub engine: Engine,
+    pub host: Arc<Host>,
+    pub search: SearchPath,
+}
+
+impl Shell {
+    pub fn new(host: Arc<Host>, search: SearchPath) -> Self {
+        let mut engine = limited_engine();
+        engine.set_module_resolver(search::StdlibResolver {
+            search: search.clone(),
+            cache: Mutex::new(HashMap::new()),
+            providers: host.opts.config_dir.join("providers"),
+        });
+        engine.on_print(|s| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`wsm stack status | head`) ends the command quietly.
+            if writeln!(out, "{s}").and_then(|_| out.flush()).is_err() {
+                std::process::exit(0);
+            }
+        });
+        let verbose = host.opts.verbose;
+        engine.on_debug(move |s, src, pos| {
+            if verbose {
+                eprintln!(
+                    "debug: {s} ({}:{})",
+                    src.unwrap_or("?"),
+                    pos.line().unwrap_or(0)
+                );
+            }
+        });
+        let h = host.clone();
+        engine.on_progress(move |_| h.is_interrupted().then(|| Dynamic::from("interrupted")));
+        host::config::register(&mut engine, &host);
+        host::compose::register(&mut engine, &host);
+        host::docker::register(&mut engine, &host);
+        host::term::register(&mut engine, &host);
+        host::http::register(&mut engine, &host);
+        host::archive::register(&mut engine, &host);
+        host::ssh::register(&mut engine, &host);
+        host::swarm::register(&mut engine, &host);
+        register_resources(&mut engine, &search);
+        register_temp_dir(&mut engine);
+        commands::register(&mut engine, &search, &host);
+        Shell {
+            engine,
+            host,
+            search,
+        }
+    }
+
+    /// Runs a command line given as words (see [`commands::dispatch`]).
+    pub fn dispatch(&self, words: &[String]) -> Result<(), CliError> {
+        dispatch(&self.engine, &self.search, words).map(|_| ())
+    }
+
+    /// Runs a batch file with its arguments as `ARGS`.
+    pub fn run_file(&self, path: &Path, args: &[String]) -> Result<(), CliError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::usage(format!("cannot read {origin}: {e}"), None))?;
+        self.run_text(&origin, &text, args)
+    }
+
+    /// Runs a batch file: a path, or the name of a bundled example (`backup-and-rebuild`).
+    pub fn run_batch(&self, file: &Path, args: &[String]) -> Result<(), CliError> {
+        if !file.exists() {
+            let name = file.display().to_string();
+            let rel = format!("scripts/examples/{}.rhai", name.trim_end_matches(".rhai"));
+            if let Some(found) = self.search.find(&rel) {
+                return self.run_text(&found.origin, &found.text, args);
+            }
+        }
+        self.run_file(file, args)
+    }
+
+    /// Runs script text as a batch file named `origin`.
+    pub fn run_text(&self, origin: &str, text: &str, args: &[String]) -> Result<(), CliError> {
+        let mut scope = Scope::new();
+        scope.push(
+            "ARGS",
+            args.iter().cloned().map(Dynamic::from).collect::<Array>(),
+        );
+        scope.push("STACK", String::new());
+        let mut ast = self
+            .engine
+            .compile(text)
+            .map_err(|e| to_cli_error(&EvalAltResult::from(e), origin, None))?;
+        ast.set_source(origin);
+        match self.engine.run_ast_with_scope(&mut scope, &ast) {
+            Ok(()) => Ok(()),
+            Err(e) => match to_cli_error(&e, origin, None) {
+                CliError { code: 0, .. } => Ok(()),
+                err => Err(err),
+            },
+        }
+    }
+}
+
+/// Registers `resource(rel)` and `materialize(rel_dir)`: the text of a file on the search path (e.g. a compose file).
+fn register_resources(engine: &mut Engine, search: &SearchPath) {
+    let s = search.clone();
+    engine.register_fn("resource", move |rel: &str| -> ScriptResult<String> {
+        s.find(rel)
+            .map(|f| f.text)
+            .ok_or_else(|| host::script_err(format!("{rel} is not on the script search path")))
+    });
+    let s = search.clone();
+    // materialize(rel_dir) — write a folder of the search path (e.g. a node build context) into
+    // a fresh temporary directory and return its path; removed when the process ends.
+    engine.register_fn("materialize", move |rel: &str| -> ScriptResult<String> {
+        let dest = scratch_dir()?.join(rel.rsplit('/').next().unwrap_or(rel));
+        if !s.materialize(rel, &dest).map_err(host::script_err)? {
+            return Err(host::script_err(format!(
+                "{rel} is not on the script search path"
+            )));
+        }
+        Ok(dest.display().to_string())
+    });
+}
+
+/// A fresh private temporary directory, kept until the process ends (`cleanup_temp_dirs`).
+fn scratch_dir() -> ScriptResult<PathBuf> {
+    let dir = tempfile::Builder::new()
+        .prefix("wsm-")
+        .tempdir()
+        .map_err(host::script_err)?;
+    let path = dir.path().to_path_buf();
+    TEMP_DIRS.lock().expect("temp dirs").push(dir);
+    Ok(path)
+}
+
+fn register_temp_dir(engine: &mut Engine) {
+    // temp_dir() — a fresh private temporary directory, removed when the process ends.
+    engine.register_fn("temp_dir", || -> ScriptResult<String> {
+        Ok(scratch_dir()?.display().to_string())
+    });
+}
+
+/// Temporary folders handed to scripts, removed at exit.
+static TEMP_DIRS: Mutex<Vec<tempfile::TempDir>> = Mutex::new(Vec::new());
+
+/// Removes the temporary folders scripts were given.
+pub fn cleanup_temp_dirs() {
+    TEMP_DIRS.lock().expect("temp dirs").clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bundled_script_compiles_and_every_command_has_a_usage_line() {
+        let engine = limited_engine();
+        for (path, text) in search::bundled_scripts() {
+            engine
+                .compile(text)
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            let is_command = path.starts_with("scripts/") && !path.contains("/_");
+            assert!(
+                !is_command || !commands::command_doc(text).usage.is_empty(),
+                "{path} has no usage line"
+            );
+        }
+    }
+}

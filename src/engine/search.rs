@@ -1,0 +1,245 @@
+//! The script search path. A file's relative path (`scripts/manage-stack/start.rhai`,
+//! `stdlib/stack.rhai`, `nodes/<image>/Dockerfile`) is looked up in `$WSM_SCRIPT_PATH` entries,
+//! then `./`, then `$XDG_CONFIG_HOME/wsm/`, then the copy bundled into the binary; the first found
+//! wins, so users override or add files by dropping them in. Also the module resolver that turns
+//! `import "name"` into `stdlib/name.rhai`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use include_dir::{include_dir, Dir};
+use rhai::module_resolvers::ModuleResolver;
+use rhai::{Engine, EvalAltResult, Module, Position, Scope, Shared};
+
+static STDLIB: Dir = include_dir!("$CARGO_MANIFEST_DIR/stdlib");
+static SCRIPTS: Dir = include_dir!("$CARGO_MANIFEST_DIR/scripts");
+static NODES: Dir = include_dir!("$CARGO_MANIFEST_DIR/nodes");
+
+/// The bundled trees, by the top folder they stand for.
+const BUNDLED: &[(&str, &Dir)] = &[
+    ("stdlib", &STDLIB),
+    ("scripts", &SCRIPTS),
+    ("nodes", &NODES),
+];
+
+/// Where scripts come from, in order of precedence.
+#[derive(Debug, Clone)]
+pub struct SearchPath {
+    dirs: Vec<PathBuf>,
+}
+
+/// A file found on the search path: its text and where it came from.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub origin: String,
+    pub text: String,
+}
+
+/// The bundled folder at a relative path (`scripts/manage-stack`), if any.
+fn bundled_dir(rel_dir: &str) -> Option<&'static Dir<'static>> {
+    let (top, rest) = rel_dir.split_once('/').unwrap_or((rel_dir, ""));
+    let (_, root) = BUNDLED.iter().find(|(name, _)| *name == top)?;
+    if rest.is_empty() {
+        Some(root)
+    } else {
+        root.get_dir(rest)
+    }
+}
+
+impl SearchPath {
+    /// The standard search path for this process.
+    pub fn from_env() -> Self {
+        let mut dirs: Vec<PathBuf> = std::env::var_os("WSM_SCRIPT_PATH")
+            .map(|p| std::env::split_paths(&p).collect())
+            .unwrap_or_default();
+        dirs.push(PathBuf::from("."));
+        if let Some(cfg) = dirs::config_dir() {
+            dirs.push(cfg.join("wsm"));
+        }
+        SearchPath { dirs }
+    }
+
+    fn bundled(rel: &str) -> Option<&'static include_dir::File<'static>> {
+        let (top, rest) = rel.split_once('/')?;
+        let (_, root) = BUNDLED.iter().find(|(name, _)| *name == top)?;
+        root.get_file(rest)
+    }
+
+    /// Finds a file by its path relative to a search root.
+    pub fn find(&self, rel: &str) -> Option<Found> {
+        for dir in &self.dirs {
+            let p = dir.join(rel);
+            if let Ok(text) = std::fs::read_to_string(&p) {
+                return Some(Found {
+                    origin: p.display().to_string(),
+                    text,
+                });
+            }
+        }
+        Self::bundled(rel).map(|f| Found {
+            origin: format!("embedded:{rel}"),
+            text: f.contents_utf8().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// Names of the `*.rhai` files in a folder relative to the roots (e.g. `scripts/manage-stack`).
+    pub fn list(&self, rel_dir: &str) -> Vec<String> {
+        let mut names = BTreeSet::new();
+        for dir in &self.dirs {
+            if let Ok(rd) = std::fs::read_dir(dir.join(rel_dir)) {
+                for e in rd.flatten() {
+                    if let Some(n) = e.file_name().to_str().and_then(|n| n.strip_suffix(".rhai")) {
+                        names.insert(n.to_string());
+                    }
+                }
+            }
+        }
+        if let Some(d) = bundled_dir(rel_dir) {
+            names.extend(d.files().filter_map(|f| {
+                let name = f.path().file_name()?.to_str()?;
+                Some(name.strip_suffix(".rhai")?.to_string())
+            }));
+        }
+        names.into_iter().collect()
+    }
+
+    /// Names of the folders in a folder relative to the roots (e.g. the families in `scripts`).
+    pub fn list_dirs(&self, rel_dir: &str) -> Vec<String> {
+        let mut names = BTreeSet::new();
+        for dir in &self.dirs {
+            if let Ok(rd) = std::fs::read_dir(dir.join(rel_dir)) {
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        names.extend(e.file_name().to_str().map(str::to_string));
+                    }
+                }
+            }
+        }
+        if let Some(d) = bundled_dir(rel_dir) {
+            names.extend(
+                d.dirs()
+                    .filter_map(|sub| Some(sub.path().file_name()?.to_str()?.to_string())),
+            );
+        }
+        names.into_iter().collect()
+    }
+
+    /// Writes a folder of the search path (e.g. an image build context) to `dest`, preferring
+    /// files on disk. Bundled files that start with `#!` are made executable.
+    pub fn materialize(&self, rel_dir: &str, dest: &Path) -> std::io::Result<bool> {
+        for dir in &self.dirs {
+            let p = dir.join(rel_dir);
+            if p.is_dir() {
+                copy_dir(&p, dest)?;
+                return Ok(true);
+            }
+        }
+        let Some(d) = bundled_dir(rel_dir) else {
+            return Ok(false);
+        };
+        std::fs::create_dir_all(dest)?;
+        for f in all_files(d) {
+            let rel = f.path().strip_prefix(d.path()).unwrap_or(f.path());
+            let out = dest.join(rel);
+            std::fs::create_dir_all(out.parent().unwrap_or(dest))?;
+            std::fs::write(&out, f.contents())?;
+            if f.contents().starts_with(b"#!") {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Every file under a bundled folder.
+pub(crate) fn all_files<'a>(d: &'a Dir<'a>) -> Vec<&'a include_dir::File<'a>> {
+    let mut out: Vec<_> = d.files().collect();
+    for sub in d.dirs() {
+        out.extend(all_files(sub));
+    }
+    out
+}
+
+/// Every bundled `.rhai` file, with its path relative to the bundled roots.
+#[cfg(test)]
+pub(crate) fn bundled_scripts() -> Vec<(String, &'static str)> {
+    BUNDLED
+        .iter()
+        .flat_map(|(top, root)| {
+            all_files(root)
+                .into_iter()
+                .filter(|f| f.path().extension().is_some_and(|e| e == "rhai"))
+                .map(move |f| {
+                    (
+                        format!("{top}/{}", f.path().display()),
+                        f.contents_utf8().unwrap_or_default(),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn copy_dir(src: &Path, dest: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let to = dest.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &to)?;
+        } else {
+            std::fs::copy(e.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves `import "name"` to `stdlib/name.rhai` on the search path, compiled once.
+pub struct StdlibResolver {
+    pub search: SearchPath,
+    pub cache: Mutex<HashMap<String, Shared<Module>>>,
+    /// `<config dir>/providers/`: provider scripts dropped into the configuration directory.
+    pub providers: PathBuf,
+}
+
+impl ModuleResolver for StdlibResolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        if let Some(m) = self.cache.lock().expect("module cache").get(path) {
+            return Ok(m.clone());
+        }
+        let rel = format!("stdlib/{path}.rhai");
+        let dropped = path
+            .strip_prefix("providers/")
+            .map(|name| self.providers.join(format!("{name}.rhai")))
+            .and_then(|p| Some((std::fs::read_to_string(&p).ok()?, p)))
+            .map(|(text, p)| Found {
+                origin: p.display().to_string(),
+                text,
+            });
+        let found = dropped
+            .or_else(|| self.search.find(&rel))
+            .ok_or_else(|| Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos)))?;
+        let in_module = |e: Box<EvalAltResult>| {
+            Box::new(EvalAltResult::ErrorInModule(found.origin.clone(), e, pos))
+        };
+        let mut ast = engine
+            .compile(&found.text)
+            .map_err(|e| in_module(e.into()))?;
+        ast.set_source(found.origin.as_str());
+        let module: Shared<Module> = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(in_module)?
+            .into();
+        self.cache
+            .lock()
+            .expect("module cache")
+            .insert(path.to_string(), module.clone());
+        Ok(module)
+    }
+}
