@@ -138,7 +138,7 @@ fn multi_call_args(search: &SearchPath) -> Vec<String> {
 /// that followed the command taken out and applied to `opts`.
 fn command_words(name: &str, m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<String> {
     let mut words = vec![name.to_string()];
-    if let Some(stack) = m.get_one::<String>("stack") {
+    if let Some(stack) = m.try_get_one::<String>("stack").ok().flatten() {
         words.extend(["-s".to_string(), stack.clone()]);
     }
     let args: Vec<String> = m

@@ -65,6 +65,7 @@ impl Shell {
         });
         let h = host.clone();
         engine.on_progress(move |_| h.is_interrupted().then(|| Dynamic::from("interrupted")));
+        host::args::register(&mut engine);
         host::config::register(&mut engine, &host);
         host::compose::register(&mut engine, &host);
         host::docker::register(&mut engine, &host);

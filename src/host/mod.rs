@@ -3,6 +3,7 @@
 //! Async work stays here: a primitive blocks on the shared tokio runtime, racing Ctrl-C.
 
 pub mod archive;
+pub mod args;
 pub mod compose;
 pub mod config;
 pub mod docker;

@@ -1,0 +1,331 @@
+//! `args::` — a command's arguments parsed from its usage line, so that a script declares its
+//! arguments once (`//! usage: logs <nodeId> [-f|--follow] [-n|--tail <n>]`) and help, completion
+//! and parsing agree. The grammar, one token at a time:
+//! - `<name>` a required argument, `[<name>]` an optional one, `<name>...` / `[<name>...]` the
+//!   rest (at least one / any number); text around the brackets (`[<nodeId>:]<src>...`) is
+//!   ignored, the last `<…>` names it;
+//! - `[-f]`, `[--hard]`, `[-f|--follow]` a flag (false unless given), `--force` a flag that
+//!   must be given;
+//! - `[--tail <n>]`, `[-n|--tail <n>]` an option with a value (() unless given);
+//! - `[watch]`, `watch` a literal word: a flag that is given by writing the word.
+//!
+//! The result is a map from each name (`nodeId`, `follow`, `tail`, `show_secrets`) to its value.
+
+use rhai::{Array, Dynamic, Engine, Map, Module};
+
+use super::{usage_err, ScriptResult};
+
+/// One element of a usage line.
+#[derive(Debug, Clone, PartialEq)]
+enum Spec {
+    Positional {
+        name: String,
+        required: bool,
+        rest: bool,
+    },
+    Flag {
+        names: Vec<String>,
+        key: String,
+        required: bool,
+    },
+    Option {
+        names: Vec<String>,
+        key: String,
+    },
+    Word {
+        word: String,
+        required: bool,
+    },
+}
+
+/// The key a set of option names is stored under: the longest name without dashes.
+fn key_of(names: &[String]) -> String {
+    let longest = names
+        .iter()
+        .max_by_key(|n| n.len())
+        .cloned()
+        .unwrap_or_default();
+    longest.trim_start_matches('-').replace('-', "_")
+}
+
+/// The last `<name>` in a token.
+fn placeholder(token: &str) -> Option<String> {
+    let end = token.rfind('>')?;
+    let start = token[..end].rfind('<')?;
+    Some(token[start + 1..end].to_string())
+}
+
+/// Reads a usage line (its first word, the command's name, is skipped).
+fn specs(usage: &str) -> Vec<Spec> {
+    let mut out = Vec::new();
+    let mut tokens = usage.split_whitespace().skip(1).peekable();
+    while let Some(tok) = tokens.next() {
+        // `[--tail <n>]` spans two tokens.
+        let mut tok = tok.to_string();
+        if tok.starts_with('[') && !tok.contains(']') {
+            while let Some(next) = tokens.next() {
+                tok.push(' ');
+                tok.push_str(next);
+                if next.ends_with(']') {
+                    break;
+                }
+            }
+        }
+        let optional = tok.starts_with('[') && (tok.ends_with(']') || tok.ends_with("]..."));
+        let inner = if optional {
+            tok.trim_start_matches('[')
+                .trim_end_matches("...")
+                .trim_end_matches(']')
+        } else {
+            tok.as_str()
+        };
+        let rest = tok.contains("...");
+        let mut words = inner.split_whitespace();
+        let head = words.next().unwrap_or_default();
+        if head.starts_with('-') {
+            let names: Vec<String> = head.split('|').map(str::to_string).collect();
+            let key = key_of(&names);
+            if words.next().is_some() {
+                out.push(Spec::Option { names, key });
+            } else {
+                out.push(Spec::Flag {
+                    names,
+                    key,
+                    required: !optional,
+                });
+            }
+        } else if let Some(name) = placeholder(&tok) {
+            // A placeholder inside an optional prefix (`[<nodeId>:]<src>`) is not optional.
+            let required = !(optional && tok.starts_with("[<") && !tok.contains("]<"));
+            out.push(Spec::Positional {
+                name,
+                required,
+                rest,
+            });
+        } else if !inner.is_empty() && !inner.contains('|') {
+            out.push(Spec::Word {
+                word: inner.to_string(),
+                required: !optional,
+            });
+        }
+    }
+    out
+}
+
+/// Parses `args` against a usage line; the error is one sentence for the user.
+pub fn parse(usage: &str, args: &[String]) -> Result<Map, String> {
+    let specs = specs(usage);
+    let mut out = Map::new();
+    let mut positionals = Vec::new();
+    for spec in &specs {
+        match spec {
+            Spec::Flag { key, .. } => {
+                out.insert(key.into(), false.into());
+            }
+            Spec::Option { key, .. } => {
+                out.insert(key.into(), Dynamic::UNIT);
+            }
+            Spec::Word { word, .. } => {
+                out.insert(word.replace('-', "_").into(), false.into());
+            }
+            Spec::Positional { .. } => positionals.push(spec.clone()),
+        }
+    }
+    // Once a `<cmd>...` rest has its first value, every later word is one of its values.
+    let rest_index = positionals
+        .iter()
+        .position(|p| matches!(p, Spec::Positional { rest: true, .. }));
+    let mut given = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let named = specs.iter().find(|s| match s {
+            Spec::Flag { names, .. } | Spec::Option { names, .. } => names.contains(a),
+            Spec::Word { word, .. } => word == a && given.is_empty(),
+            Spec::Positional { .. } => false,
+        });
+        let in_rest = rest_index.is_some_and(|r| given.len() >= r);
+        match named {
+            Some(Spec::Flag { key, .. }) if !in_rest => {
+                out.insert(key.into(), true.into());
+            }
+            Some(Spec::Word { word, .. }) if !in_rest => {
+                out.insert(word.replace('-', "_").into(), true.into());
+            }
+            Some(Spec::Option { key, .. }) if !in_rest => {
+                i += 1;
+                let value = args.get(i).ok_or_else(|| format!("{a} needs a value"))?;
+                out.insert(key.into(), value.clone().into());
+            }
+            _ if a.starts_with('-') && a.len() > 1 && !in_rest => {
+                return Err(format!("unknown argument \"{a}\""));
+            }
+            _ => given.push(a.clone()),
+        }
+        i += 1;
+    }
+    assign(&positionals, given, &mut out)?;
+    for spec in &specs {
+        match spec {
+            Spec::Flag {
+                names,
+                key,
+                required: true,
+            } if out
+                .get(key.as_str())
+                .is_some_and(|v| !v.as_bool().unwrap_or(false)) =>
+            {
+                return Err(format!("{} must be given", names.join(" or ")));
+            }
+            Spec::Word {
+                word,
+                required: true,
+            } if out
+                .get(word.as_str())
+                .is_some_and(|v| !v.as_bool().unwrap_or(false)) =>
+            {
+                return Err(format!("{word} must be given"));
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Gives the positional arguments their values, a rest argument taking what the others leave.
+fn assign(positionals: &[Spec], given: Vec<String>, out: &mut Map) -> Result<(), String> {
+    let fixed_after = |from: usize| {
+        positionals[from..]
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p,
+                    Spec::Positional {
+                        required: true,
+                        rest: false,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    let mut given = given.into_iter().peekable();
+    let mut left = given.len();
+    for (i, p) in positionals.iter().enumerate() {
+        let Spec::Positional {
+            name,
+            required,
+            rest,
+        } = p
+        else {
+            continue;
+        };
+        if *rest {
+            let take = left.saturating_sub(fixed_after(i + 1));
+            if *required && take == 0 {
+                return Err(format!("<{name}> is missing"));
+            }
+            let values: Array = given.by_ref().take(take).map(Dynamic::from).collect();
+            left -= values.len();
+            out.insert(name.into(), values.into());
+        } else if left > fixed_after(i + 1) || (*required && left > 0) {
+            out.insert(
+                name.into(),
+                given.next().map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+            );
+            left -= 1;
+        } else if *required {
+            return Err(format!("<{name}> is missing"));
+        } else {
+            out.insert(name.into(), Dynamic::UNIT);
+        }
+    }
+    if let Some(extra) = given.next() {
+        return Err(format!("unexpected argument \"{extra}\""));
+    }
+    Ok(())
+}
+
+/// Registers the `args::` module.
+pub fn register(engine: &mut Engine) {
+    let mut m = Module::new();
+    // args::parse(usage, args) — the arguments as a map by name, or a usage error (exit 2).
+    m.set_native_fn("parse", |usage: &str, args: Array| -> ScriptResult<Map> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        parse(usage, &args).map_err(usage_err)
+    });
+    engine.register_static_module("args", m.into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(usage: &str, args: &[&str]) -> Result<Map, String> {
+        parse(
+            usage,
+            &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+    }
+
+    fn get(m: &Map, k: &str) -> String {
+        m.get(k)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "missing".into())
+    }
+
+    #[test]
+    fn options_flags_and_positionals() {
+        let u = "logs <nodeId> [-f|--follow] [-n|--tail <n>] [--since <seconds>]";
+        let m = p(u, &["1", "-f", "--tail", "5"]).unwrap();
+        assert_eq!(get(&m, "nodeId"), "1");
+        assert_eq!(get(&m, "follow"), "true");
+        assert_eq!(get(&m, "tail"), "5");
+        assert_eq!(get(&m, "since"), "");
+        assert!(p(u, &[]).unwrap_err().contains("<nodeId> is missing"));
+        assert!(p(u, &["1", "--tail"])
+            .unwrap_err()
+            .contains("--tail needs a value"));
+        assert!(p(u, &["1", "--bogus"])
+            .unwrap_err()
+            .contains("unknown argument \"--bogus\""));
+        assert!(p(u, &["1", "2"])
+            .unwrap_err()
+            .contains("unexpected argument \"2\""));
+    }
+
+    #[test]
+    fn words_and_required_flags() {
+        assert_eq!(
+            get(&p("status [watch]", &["watch"]).unwrap(), "watch"),
+            "true"
+        );
+        assert_eq!(get(&p("status [watch]", &[]).unwrap(), "watch"), "false");
+        assert!(p("status [watch]", &["wat"]).is_err());
+        assert!(p("cleanVolumes --force", &[])
+            .unwrap_err()
+            .contains("--force must be given"));
+        assert_eq!(
+            get(
+                &p("config [--show-secrets]", &["--show-secrets"]).unwrap(),
+                "show_secrets"
+            ),
+            "true"
+        );
+    }
+
+    #[test]
+    fn rest_arguments() {
+        let u = "cp [<nodeId>:]<src>... [<nodeId>:]<dest>";
+        let m = p(u, &["a", "b", "1:/x"]).unwrap();
+        assert_eq!(get(&m, "src"), "[\"a\", \"b\"]");
+        assert_eq!(get(&m, "dest"), "1:/x");
+        assert!(p(u, &["a"]).is_err());
+        let shell = "shell <nodeId> [<cmd>...]";
+        let m = p(shell, &["1", "ls", "-la", "--tail"]).unwrap();
+        assert_eq!(get(&m, "cmd"), "[\"ls\", \"-la\", \"--tail\"]");
+        assert_eq!(get(&p(shell, &["1"]).unwrap(), "cmd"), "[]");
+        let m = p("benchmark [<count>]", &[]).unwrap();
+        assert_eq!(get(&m, "count"), "");
+    }
+}
