@@ -252,3 +252,25 @@ fn ctrl_c_at_the_prompt_cancels_the_line() {
     repl.eval("3+3", "=> 6");
     repl.quit();
 }
+
+#[test]
+fn a_dropped_in_family_is_completed_and_run() {
+    let world = World::new();
+    world.write(
+        "cwd/scripts/greetings/hello.rhai",
+        "//! usage: hello <who>\n//! Say hello.\nprint(`hello ${args::parse(USAGE_ARGS, ARGS).who}`);\n",
+    );
+    let mut repl = world.repl();
+    repl.keys("greeti\t");
+    repl.session
+        .exp_string("greetings")
+        .expect("the family's name completes");
+    repl.keys("hell\t");
+    repl.session
+        .exp_string("hello")
+        .expect("the family's command completes");
+    repl.line("repl");
+    repl.expect("hello repl");
+    repl.eval("wsm(\"greetings hello rhai\")", "hello rhai");
+    repl.quit();
+}
