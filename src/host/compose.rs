@@ -882,6 +882,102 @@ mod tests {
             .collect()
     }
 
+    /// What `compose::plan` makes of a compose file: services (by short name), networks, warnings.
+    fn plan_of(compose: &str, stack: &str) -> Value {
+        let e = env(&[
+            ("REGISTRY", "registry.example:5000"),
+            ("WAVELET_TAG", "v1"),
+            ("WAVELET_NODES", "2"),
+            ("WAVELET_BENCHMARK_NODES", "1"),
+            ("WAVELET_API_HOST", "api.example"),
+            ("WAVELET_NO_RPC", "false"),
+            ("WAVELET_KEYS", "k1,k2"),
+            ("WAVELET_GENESIS", "genesis"),
+            ("WAVELET_MEMORY_MAX", "1024"),
+        ]);
+        let doc = parse(compose, &e).unwrap();
+        let (specs, warnings) = translate(&doc, stack).unwrap();
+        let networks = stack_networks(&doc, stack).unwrap();
+        json!({
+            "services": specs.into_iter().map(|(short, spec)| json!({"name": format!("{stack}_{short}"), "spec": spec})).collect::<Vec<_>>(),
+            "networks": networks.into_iter().map(|(name, spec)| json!({"name": name, "spec": spec})).collect::<Vec<_>>(),
+            "warnings": warnings,
+        })
+    }
+
+    /// Compares a plan with its fixture under `testdata/`.
+    fn assert_plan_matches(plan: Value, fixture: &str) {
+        let path = format!(
+            "{}/src/host/compose/testdata/{fixture}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        if std::env::var_os("WSM_WRITE_FIXTURES").is_some() {
+            std::fs::write(&path, serde_json::to_string_pretty(&plan).unwrap() + "\n").unwrap();
+        }
+        let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(plan, want, "the plan differs from {path}");
+    }
+
+    #[test]
+    fn the_bundled_compose_file_translates_as_pinned() {
+        let plan = plan_of(
+            include_str!("../../stdlib/wavelet-stack.compose.yml"),
+            "pin",
+        );
+        assert_plan_matches(plan, "wavelet-stack.plan.json");
+    }
+
+    #[test]
+    fn every_accepted_key_translates_as_pinned() {
+        let plan = plan_of(
+            include_str!("compose/testdata/every-key.compose.yml"),
+            "pin",
+        );
+        assert_plan_matches(plan, "every-key.plan.json");
+    }
+
+    #[test]
+    fn refused_keys_and_bad_values_keep_their_messages() {
+        let error = |service: &str| {
+            let doc = parse(&format!("services:\n  x:\n{service}"), &env(&[])).unwrap();
+            translate(&doc, "st").unwrap_err()
+        };
+        assert_eq!(
+            error("    image: i\n    privileged: true\n    zz_unknown: 1\n"),
+            "service x: the key \"privileged\" is not supported by wsm"
+        );
+        assert_eq!(error("    command: c\n"), "service x: no image");
+        assert_eq!(
+            error("    image: i\n    deploy: {mode: daemon}\n"),
+            "service x: unknown deploy mode \"daemon\""
+        );
+        assert_eq!(
+            error("    image: i\n    deploy: {endpoint_mode: x}\n"),
+            "service x: unknown endpoint_mode \"x\""
+        );
+        assert_eq!(
+            error("    image: i\n    volumes: [\"v:/v\"]\n"),
+            "service x: undefined volume \"v\""
+        );
+        assert_eq!(
+            error("    image: i\n    stop_grace_period: 5x\n"),
+            "service x: unknown unit \"x\" in duration \"5x\""
+        );
+        assert_eq!(
+            error("    image: i\n    ports: [\"1:2:3:4\"]\n"),
+            "service x: invalid port \"1:2:3:4\""
+        );
+        let doc = parse(
+            "services:\n  x:\n    image: i\n    networks: [n]\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            stack_networks(&doc, "st").unwrap_err(),
+            "a service uses the undefined network \"n\""
+        );
+    }
+
     #[test]
     fn interpolation_forms() {
         let e = env(&[("A", "1"), ("E", "")]);
