@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, Map, Module};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{script_err, to_dynamic, to_json, Host, ScriptResult};
 
@@ -59,6 +59,22 @@ pub fn translate(
         );
     }
     Ok((specs, warnings))
+}
+
+/// What deploying the document as stack `stack` creates: `{services: [{name, spec}],
+/// networks: [{name, spec}], warnings: [..]}`, services by short name, networks as
+/// [`stack_networks`] orders them, names in full.
+pub fn plan(doc: &Value, stack: &str) -> Result<Value, String> {
+    let (specs, warnings) = translate(doc, stack)?;
+    let services: Vec<Value> = specs
+        .into_iter()
+        .map(|(short, spec)| json!({"name": format!("{stack}_{short}"), "spec": spec}))
+        .collect();
+    let networks: Vec<Value> = stack_networks(doc, stack)?
+        .into_iter()
+        .map(|(name, spec)| json!({"name": name, "spec": spec}))
+        .collect();
+    Ok(json!({"services": services, "networks": networks, "warnings": warnings}))
 }
 
 /// A script's env map as interpolation values; `()` entries count as unset.
@@ -102,13 +118,21 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
+    // compose::plan(doc, stack) — what deploying `doc` as `stack` creates:
+    // #{services: [#{name, spec}], networks: [#{name, spec}], warnings: [..]}.
+    m.set_native_fn(
+        "plan",
+        |doc: Dynamic, stack: &str| -> ScriptResult<Dynamic> {
+            to_dynamic(&plan(&to_json(&doc)?, stack).map_err(script_err)?)
+        },
+    );
+
     engine.register_static_module("compose", m.into());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     /// An interpolation environment from (name, value) pairs.
     pub(super) fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -118,8 +142,7 @@ mod tests {
             .collect()
     }
 
-    /// What deploying a compose file interpolated with a fixed env creates: services, networks,
-    /// warnings.
+    /// The plan of a compose file interpolated with a fixed env.
     fn plan_of(compose: &str, stack: &str) -> Value {
         let e = env(&[
             ("REGISTRY", "registry.example:5000"),
@@ -132,18 +155,7 @@ mod tests {
             ("WAVELET_GENESIS", "genesis"),
             ("WAVELET_MEMORY_MAX", "1024"),
         ]);
-        let doc = parse(compose, &e).unwrap();
-        let (specs, warnings) = translate(&doc, stack).unwrap();
-        let services: Vec<Value> = specs
-            .into_iter()
-            .map(|(short, spec)| json!({"name": format!("{stack}_{short}"), "spec": spec}))
-            .collect();
-        let networks: Vec<Value> = stack_networks(&doc, stack)
-            .unwrap()
-            .into_iter()
-            .map(|(name, spec)| json!({"name": name, "spec": spec}))
-            .collect();
-        json!({"services": services, "networks": networks, "warnings": warnings})
+        plan(&parse(compose, &e).unwrap(), stack).unwrap()
     }
 
     /// Compares a plan with its fixture under `testdata/`. With `WSM_WRITE_FIXTURES` set it
@@ -173,6 +185,28 @@ mod tests {
     fn every_accepted_key_translates_as_pinned() {
         let plan = plan_of(include_str!("testdata/every-key.compose.yml"), "pin");
         assert_plan_matches(plan, "every-key.plan.json");
+    }
+
+    #[test]
+    fn plan_gives_scripts_services_networks_and_warnings() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let host = Host::new(rt.handle().clone(), Default::default());
+        let mut engine = Engine::new();
+        register(&mut engine, &host);
+        let seen: String = engine
+            .eval(
+                r#"
+                let doc = compose::parse("services:\n  b:\n    image: i\n    restart: always\n  a:\n    image: ${IMG}\n", #{ IMG: "j" });
+                let p = compose::plan(doc, "st");
+                let s = p.services;
+                `${p.keys()} ${s[0].name} ${s[1].name} ${s[0].spec.TaskTemplate.ContainerSpec.Image} ${p.networks[0].name} ${p.networks[0].spec.Driver} ${p.warnings}`
+                "#,
+            )
+            .unwrap();
+        assert_eq!(
+            seen,
+            r#"["networks", "services", "warnings"] st_a st_b j st_default overlay ["service b: ignoring \"restart\" (not used on a swarm)"]"#
+        );
     }
 
     #[test]
