@@ -23,6 +23,9 @@ use tokio::sync::Notify;
 /// The result type of every primitive.
 pub type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 
+/// The label `docker stack` uses to group a stack's objects.
+pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
+
 /// Options given on the command line that every script sees as `OPTS`.
 #[derive(Debug, Clone, Default)]
 pub struct GlobalOpts {
