@@ -158,11 +158,11 @@ mod tests {
         plan(&parse(compose, &e).unwrap(), stack).unwrap()
     }
 
-    /// Compares a plan with its fixture under `testdata/`. With `WSM_WRITE_FIXTURES` set it
+    /// Compares a plan with its fixture under `tests/fixtures/compose/`. With `WSM_WRITE_FIXTURES` set it
     /// rewrites the fixture first, for a deliberate change whose diff is then reviewed.
     fn assert_plan_matches(plan: Value, fixture: &str) {
         let path = format!(
-            "{}/src/host/compose/testdata/{fixture}",
+            "{}/tests/fixtures/compose/{fixture}",
             env!("CARGO_MANIFEST_DIR")
         );
         if std::env::var_os("WSM_WRITE_FIXTURES").is_some() {
@@ -175,15 +175,18 @@ mod tests {
     #[test]
     fn the_bundled_compose_file_translates_as_pinned() {
         let plan = plan_of(
-            include_str!("../../../stdlib/wavelet-stack.compose.yml"),
+            include_str!("../../../stdlib/wavelet/stack.compose.yml"),
             "pin",
         );
-        assert_plan_matches(plan, "wavelet-stack.plan.json");
+        assert_plan_matches(plan, "bundled-stack.plan.json");
     }
 
     #[test]
     fn every_accepted_key_translates_as_pinned() {
-        let plan = plan_of(include_str!("testdata/every-key.compose.yml"), "pin");
+        let plan = plan_of(
+            include_str!("../../../tests/fixtures/compose/every-key.compose.yml"),
+            "pin",
+        );
         assert_plan_matches(plan, "every-key.plan.json");
     }
 
