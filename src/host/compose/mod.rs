@@ -142,19 +142,14 @@ mod tests {
             .collect()
     }
 
-    /// The plan of a compose file interpolated with a fixed env.
+    /// The plan of a compose file interpolated with the fixed env of
+    /// `tests/fixtures/compose/pinned.env` (KEY=VALUE lines).
     fn plan_of(compose: &str, stack: &str) -> Value {
-        let e = env(&[
-            ("REGISTRY", "registry.example:5000"),
-            ("WAVELET_TAG", "v1"),
-            ("WAVELET_NODES", "2"),
-            ("WAVELET_BENCHMARK_NODES", "1"),
-            ("WAVELET_API_HOST", "api.example"),
-            ("WAVELET_NO_RPC", "false"),
-            ("WAVELET_KEYS", "k1,k2"),
-            ("WAVELET_GENESIS", "genesis"),
-            ("WAVELET_MEMORY_MAX", "1024"),
-        ]);
+        let e: BTreeMap<String, String> = include_str!("../../../tests/fixtures/compose/pinned.env")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         plan(&parse(compose, &e).unwrap(), stack).unwrap()
     }
 
@@ -175,7 +170,7 @@ mod tests {
     #[test]
     fn the_bundled_compose_file_translates_as_pinned() {
         let plan = plan_of(
-            include_str!("../../../stdlib/wavelet/stack.compose.yml"),
+            include_str!("../../../tests/fixtures/compose/bundled-stack.compose.yml"),
             "pin",
         );
         assert_plan_matches(plan, "bundled-stack.plan.json");
