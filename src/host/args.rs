@@ -63,7 +63,7 @@ fn specs(usage: &str) -> Vec<Spec> {
         // `[--tail <n>]` spans two tokens.
         let mut tok = tok.to_string();
         if tok.starts_with('[') && !tok.contains(']') {
-            while let Some(next) = tokens.next() {
+            for next in tokens.by_ref() {
                 tok.push(' ');
                 tok.push_str(next);
                 if next.ends_with(']') {

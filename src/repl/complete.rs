@@ -64,6 +64,9 @@ impl Drop for Deadline {
     }
 }
 
+/// A completer's candidates and when it was asked.
+type Asked = (Instant, Vec<String>);
+
 /// Completion, and the validator that lets a Rhai block continue on the next line.
 #[derive(Helper, Highlighter, Hinter)]
 pub struct ReplHelper<'a> {
@@ -75,7 +78,7 @@ pub struct ReplHelper<'a> {
     /// Variables, functions and module aliases of the session, refreshed before each prompt.
     pub session_names: Vec<String>,
     /// A completer's candidates by (completer, stack), with when they were asked.
-    candidates: RefCell<HashMap<(String, String), (Instant, Vec<String>)>>,
+    candidates: RefCell<HashMap<(String, String), Asked>>,
     files: FilenameCompleter,
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map as JsonMap, Value};
 
-use super::service::Draft;
+use super::draft::Draft;
 use super::values::{bytes, insert_durations, int, stack_labels, text};
 
 /// Applies a service's `deploy:` map (anything else counts as empty) to the spec being built.

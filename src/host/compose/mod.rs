@@ -8,6 +8,7 @@
 //! the stack's top-level networks.
 
 mod deploy;
+mod draft;
 mod interpolate;
 mod mounts;
 mod objects;
@@ -145,11 +146,12 @@ mod tests {
     /// The plan of a compose file interpolated with the fixed env of
     /// `tests/fixtures/compose/pinned.env` (KEY=VALUE lines).
     fn plan_of(compose: &str, stack: &str) -> Value {
-        let e: BTreeMap<String, String> = include_str!("../../../tests/fixtures/compose/pinned.env")
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let e: BTreeMap<String, String> =
+            include_str!("../../../tests/fixtures/compose/pinned.env")
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         plan(&parse(compose, &e).unwrap(), stack).unwrap()
     }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map as JsonMap, Value};
 
-use super::service::Draft;
+use super::draft::Draft;
 use super::values::{int, text};
 
 /// Applies a service's `ports:` list to the endpoint of the spec being built, ordered by
