@@ -2,18 +2,15 @@
 //! file only parses the command line and hands over to the engine (or the REPL). The command
 //! families come from the search path (`scripts/<family>/`), so clap learns them at start-up.
 
-mod engine;
-mod host;
-mod repl;
-
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
-use engine::{CliError, SearchPath, Shell};
-use host::{GlobalOpts, Host};
+use wsm::engine::{self, CliError, SearchPath, Shell};
+use wsm::host::{GlobalOpts, Host};
+use wsm::repl;
 
 /// The command line: global options, the built-in subcommands, and one subcommand per family
 /// and per command directly in `scripts/`.
