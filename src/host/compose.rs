@@ -868,6 +868,26 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
+    // compose::plan(doc, stack) — what `e.deploy` creates: #{services: [#{name, spec}],
+    // networks: [#{name, spec}], warnings: [..]}, services in deploy order.
+    m.set_native_fn(
+        "plan",
+        |doc: Dynamic, stack: &str| -> ScriptResult<Dynamic> {
+            let doc = to_json(&doc)?;
+            let (specs, warnings) = translate(&doc, stack).map_err(script_err)?;
+            let networks = stack_networks(&doc, stack).map_err(script_err)?;
+            let services: Vec<Value> = specs
+                .into_iter()
+                .map(|(short, spec)| json!({"name": format!("{stack}_{short}"), "spec": spec}))
+                .collect();
+            let networks: Vec<Value> = networks
+                .into_iter()
+                .map(|(name, spec)| json!({"name": name, "spec": spec}))
+                .collect();
+            to_dynamic(&json!({"services": services, "networks": networks, "warnings": warnings}))
+        },
+    );
+
     engine.register_static_module("compose", m.into());
 }
 

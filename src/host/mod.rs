@@ -7,8 +7,9 @@ pub mod compose;
 pub mod config;
 pub mod docker;
 pub mod http;
+pub mod opts;
+pub mod progress;
 pub mod ssh;
-pub mod swarm;
 pub mod term;
 
 use std::future::Future;
@@ -21,6 +22,9 @@ use tokio::sync::Notify;
 
 /// The result type of every primitive.
 pub type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// The label `docker stack` uses to group a stack's objects.
+pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 
 /// Options given on the command line that every script sees as `OPTS`.
 #[derive(Debug, Clone, Default)]
