@@ -8,8 +8,9 @@ pub mod compose;
 pub mod config;
 pub mod docker;
 pub mod http;
+pub mod opts;
+pub mod progress;
 pub mod ssh;
-pub mod swarm;
 pub mod term;
 
 use std::future::Future;

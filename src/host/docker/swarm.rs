@@ -1,26 +1,34 @@
 //! Swarm membership on an engine handle (`docker::connect(…)`): init, join, leave, join tokens
-//! and node removal — what `manage-swarm` needs beyond the stack primitives of `docker.rs`.
+//! and node removal — what `manage-swarm` needs beyond the stack primitives of `stack.rs`.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bollard::models::{SwarmInitRequest, SwarmJoinRequest};
 use bollard::query_parameters::{DeleteNodeOptions, LeaveSwarmOptions};
 use rhai::{Dynamic, Engine, Map};
 
-use super::docker::EngineHandle;
-use super::{script_err, to_dynamic, Host, ScriptResult};
+use super::{absent_on_404, failed, EngineHandle};
+use crate::host::{to_dynamic, Host, ScriptResult};
 
-/// The engine's own message for an API error, prefixed with what was being done.
-fn failed(what: &str, host: &str, e: bollard::errors::Error) -> Box<rhai::EvalAltResult> {
-    let msg = match e {
-        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
-        other => other.to_string(),
-    };
-    script_err(format!("{what} on {host}: {}", msg.trim()))
+/// Where a manager listens for the other nodes of its swarm: every address, the swarm port.
+const LISTEN_ADDR: &str = "0.0.0.0:2377";
+
+/// Runs one call on an engine; its error says what was being done, on which engine.
+fn call_on<T>(
+    h: &Host,
+    e: &EngineHandle,
+    what: &str,
+    call: impl Future<Output = Result<T, bollard::errors::Error>>,
+) -> ScriptResult<T> {
+    h.block(async {
+        call.await
+            .map_err(|err| failed(&format!("{what} on {}", e.host), err))
+    })
 }
 
 /// Registers the swarm methods of the `Engine` type.
-pub fn register(engine: &mut Engine, host: &Arc<Host>) {
+pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     // e.swarm_init(advertise_addr) — make this engine the first manager of a new swarm,
     // advertised on that address; returns the node id.
     let h = host.clone();
@@ -28,16 +36,11 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         "swarm_init",
         move |e: &mut EngineHandle, advertise_addr: &str| -> ScriptResult<String> {
             let req = SwarmInitRequest {
-                listen_addr: Some("0.0.0.0:2377".into()),
+                listen_addr: Some(LISTEN_ADDR.into()),
                 advertise_addr: Some(advertise_addr.to_string()),
                 ..Default::default()
             };
-            h.block(async {
-                e.docker
-                    .init_swarm(req)
-                    .await
-                    .map_err(|err| failed("swarm init", &e.host, err))
-            })
+            call_on(&h, e, "swarm init", e.docker.init_swarm(req))
         },
     );
     // e.swarm_inspect() — the swarm as its manager sees it (ID, JoinTokens.Worker/Manager, …).
@@ -45,13 +48,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_fn(
         "swarm_inspect",
         move |e: &mut EngineHandle| -> ScriptResult<Dynamic> {
-            let swarm = h.block(async {
-                e.docker
-                    .inspect_swarm()
-                    .await
-                    .map_err(|err| failed("swarm inspect", &e.host, err))
-            })?;
-            to_dynamic(&swarm)
+            to_dynamic(&call_on(&h, e, "swarm inspect", e.docker.inspect_swarm())?)
         },
     );
     // e.swarm_join(manager_addr, token, advertise_addr) — join the swarm managed at
@@ -65,18 +62,13 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
               advertise_addr: &str|
               -> ScriptResult<()> {
             let req = SwarmJoinRequest {
-                listen_addr: Some("0.0.0.0:2377".into()),
+                listen_addr: Some(LISTEN_ADDR.into()),
                 advertise_addr: Some(advertise_addr.to_string()),
                 remote_addrs: Some(vec![manager.to_string()]),
                 join_token: Some(token.to_string()),
                 ..Default::default()
             };
-            h.block(async {
-                e.docker
-                    .join_swarm(req)
-                    .await
-                    .map_err(|err| failed("swarm join", &e.host, err))
-            })
+            call_on(&h, e, "swarm join", e.docker.join_swarm(req))
         },
     );
     // e.swarm_leave(force) — leave the swarm (force: even as the last manager).
@@ -84,12 +76,8 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_fn(
         "swarm_leave",
         move |e: &mut EngineHandle, force: bool| -> ScriptResult<()> {
-            h.block(async {
-                e.docker
-                    .leave_swarm(Some(LeaveSwarmOptions { force }))
-                    .await
-                    .map_err(|err| failed("swarm leave", &e.host, err))
-            })
+            let options = LeaveSwarmOptions { force };
+            call_on(&h, e, "swarm leave", e.docker.leave_swarm(Some(options)))
         },
     );
     // e.node_remove(id, force) — remove a node from the swarm; false when it was not there.
@@ -97,20 +85,9 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_fn(
         "node_remove",
         move |e: &mut EngineHandle, id: &str, force: bool| -> ScriptResult<bool> {
-            h.block(async {
-                match e
-                    .docker
-                    .delete_node(id, Some(DeleteNodeOptions { force }))
-                    .await
-                {
-                    Ok(()) => Ok(true),
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => Ok(false),
-                    Err(err) => Err(failed(&format!("node rm {id}"), &e.host, err)),
-                }
-            })
+            let removal = e.docker.delete_node(id, Some(DeleteNodeOptions { force }));
+            let removed = call_on(&h, e, &format!("node rm {id}"), absent_on_404(removal))?;
+            Ok(removed.is_some())
         },
     );
     // e.swarm_state() — #{local_state, node_id, node_addr, is_manager} of this engine.
@@ -118,12 +95,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_fn(
         "swarm_state",
         move |e: &mut EngineHandle| -> ScriptResult<Map> {
-            let info = h.block(async {
-                e.docker
-                    .info()
-                    .await
-                    .map_err(|err| failed("info", &e.host, err))
-            })?;
+            let info = call_on(&h, e, "info", e.docker.info())?;
             let sw = info.swarm.unwrap_or_default();
             let mut m = Map::new();
             m.insert(

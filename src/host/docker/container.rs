@@ -1,0 +1,403 @@
+//! Container I/O on an engine handle: run a command (collecting its output, in many containers
+//! at once, or interactively with our terminal), stream logs, attach to a console.
+
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
+use bollard::query_parameters::{AttachContainerOptions, LogsOptions};
+use bollard::Docker;
+use futures_util::{Stream, StreamExt};
+use rhai::{Array, Engine, Map, Module};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::{engine_error, EngineHandle};
+use crate::host::opts::{opt_bool, opt_int, opt_str};
+use crate::host::{script_err, term, Host, ScriptResult};
+
+/// Which of a container's output streams a chunk came from.
+#[derive(Clone, Copy)]
+enum Channel {
+    Stdout,
+    Stderr,
+}
+
+/// What a command run in a container left behind.
+struct ExecOutput {
+    exit_code: i64,
+    stdout: String,
+    stderr: String,
+}
+
+impl ExecOutput {
+    /// The script's view: `#{exit_code, stdout, stderr}`.
+    fn into_map(self) -> Map {
+        let mut m = Map::new();
+        m.insert("exit_code".into(), self.exit_code.into());
+        m.insert("stdout".into(), self.stdout.into());
+        m.insert("stderr".into(), self.stderr.into());
+        m
+    }
+}
+
+/// Hands each chunk of a container's output to `write`, until the stream ends.
+async fn drain(
+    output: impl Stream<Item = Result<LogOutput, bollard::errors::Error>>,
+    mut write: impl FnMut(Channel, &[u8]) -> std::io::Result<()>,
+) -> ScriptResult<()> {
+    let mut output = std::pin::pin!(output);
+    while let Some(chunk) = output.next().await {
+        match chunk.map_err(engine_error)? {
+            LogOutput::StdErr { message } => write(Channel::Stderr, &message),
+            other => write(Channel::Stdout, &other.into_bytes()),
+        }
+        .map_err(script_err)?;
+    }
+    Ok(())
+}
+
+/// Writes a chunk of container output to our own stdout or stderr, at once.
+fn to_terminal(channel: Channel, bytes: &[u8]) -> std::io::Result<()> {
+    fn write_now(mut w: impl Write, bytes: &[u8]) -> std::io::Result<()> {
+        w.write_all(bytes)?;
+        w.flush().ok();
+        Ok(())
+    }
+    match channel {
+        Channel::Stdout => write_now(std::io::stdout().lock(), bytes),
+        Channel::Stderr => write_now(std::io::stderr().lock(), bytes),
+    }
+}
+
+/// Copies this process's stdin into a container stream. Reading a terminal blocks, so a plain
+/// thread reads; the runtime does not wait for it at exit. At end of input the returned
+/// receiver fires; the stream is then shut down (an exec's stdin closes), or, with `keep_open`,
+/// left open, because closing an attach stream would close the container's own stdin.
+fn pump_stdin(
+    mut input: Pin<Box<dyn AsyncWrite + Send>>,
+    keep_open: bool,
+) -> tokio::sync::oneshot::Receiver<()> {
+    use std::io::Read;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let (eof_tx, eof_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut stdin = std::io::stdin();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || tx.blocking_send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(data) = rx.recv().await {
+            if input.write_all(&data).await.is_err() {
+                break;
+            }
+            let _ = input.flush().await;
+        }
+        let _ = eof_tx.send(());
+        if keep_open {
+            std::future::pending::<()>().await;
+        }
+        let _ = input.shutdown().await;
+    });
+    eof_rx
+}
+
+/// Creates an exec of `cmd` in a container, with its output (and stdin, when asked) attached.
+async fn create_exec(
+    d: &Docker,
+    container: &str,
+    cmd: Vec<String>,
+    stdin: bool,
+    tty: bool,
+) -> ScriptResult<String> {
+    let created = d
+        .create_exec(
+            container,
+            CreateExecOptions {
+                attach_stdin: Some(stdin),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                tty: Some(tty),
+                cmd: Some(cmd),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(engine_error)?;
+    Ok(created.id)
+}
+
+/// An exec's exit code once it has ended, -1 when the engine does not know one.
+async fn exit_code(d: &Docker, exec_id: &str) -> ScriptResult<i64> {
+    let inspect = d.inspect_exec(exec_id).await.map_err(engine_error)?;
+    Ok(inspect.exit_code.unwrap_or(-1))
+}
+
+/// Runs a command in a container and collects its output and exit code; `stdin` is written
+/// to the command's standard input, which is then closed.
+async fn exec(
+    d: &Docker,
+    container: &str,
+    cmd: Vec<String>,
+    stdin: Option<String>,
+) -> ScriptResult<ExecOutput> {
+    let id = create_exec(d, container, cmd, stdin.is_some(), false).await?;
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let StartExecResults::Attached { output, mut input } =
+        d.start_exec(&id, None).await.map_err(engine_error)?
+    {
+        if let Some(data) = stdin {
+            input.write_all(data.as_bytes()).await.map_err(script_err)?;
+            input.shutdown().await.map_err(script_err)?;
+        }
+        drain(output, |channel, bytes| {
+            match channel {
+                Channel::Stdout => stdout.extend_from_slice(bytes),
+                Channel::Stderr => stderr.extend_from_slice(bytes),
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(ExecOutput {
+        exit_code: exit_code(d, &id).await?,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+/// Runs a command in a container: (exit code, stdout, stderr).
+pub async fn exec_collect(
+    d: &Docker,
+    container: &str,
+    cmd: Vec<String>,
+) -> ScriptResult<(i64, String, String)> {
+    let out = exec(d, container, cmd, None).await?;
+    Ok((out.exit_code, out.stdout, out.stderr))
+}
+
+/// Sizes an exec's TTY like our terminal, now and whenever ours is resized.
+async fn follow_terminal_size(d: &Docker, exec_id: &str) {
+    async fn resize(d: &Docker, exec_id: &str) {
+        if let Some((width, height)) = term::size() {
+            let _ = d
+                .resize_exec(exec_id, ResizeExecOptions { width, height })
+                .await;
+        }
+    }
+    resize(d, exec_id).await;
+    let (d, id) = (d.clone(), exec_id.to_string());
+    tokio::spawn(async move {
+        let Ok(mut winch) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        else {
+            return;
+        };
+        while winch.recv().await.is_some() {
+            resize(&d, &id).await;
+        }
+    });
+}
+
+/// Runs a command in a container with this process's stdin, stdout and stderr (and a TTY
+/// when asked, sized like ours); returns its exit code.
+async fn exec_interactive(
+    d: &Docker,
+    container: &str,
+    cmd: Vec<String>,
+    tty: bool,
+) -> ScriptResult<i64> {
+    let id = create_exec(d, container, cmd, true, tty).await?;
+    let started = d
+        .start_exec(
+            &id,
+            Some(StartExecOptions {
+                detach: false,
+                tty,
+                output_capacity: None,
+            }),
+        )
+        .await
+        .map_err(engine_error)?;
+    if let StartExecResults::Attached { output, input } = started {
+        let _raw = tty.then(term::RawMode::enable);
+        if tty {
+            follow_terminal_size(d, &id).await;
+        }
+        let _eof = pump_stdin(input, false);
+        drain(output, to_terminal).await?;
+    }
+    exit_code(d, &id).await
+}
+
+/// Attaches to a container's console: our stdin to its stdin, its output to ours. Ctrl-P
+/// Ctrl-Q detaches; so does the end of our input. Detaching never stops the container.
+async fn attach(d: &Docker, container: &str) -> ScriptResult<()> {
+    let inspect = d
+        .inspect_container(container, None)
+        .await
+        .map_err(engine_error)?;
+    let tty = inspect.config.and_then(|c| c.tty).unwrap_or(false);
+    let res = d
+        .attach_container(
+            container,
+            Some(AttachContainerOptions {
+                detach_keys: Some("ctrl-p,ctrl-q".into()),
+                logs: false,
+                stream: true,
+                stdin: true,
+                stdout: true,
+                stderr: true,
+            }),
+        )
+        .await
+        .map_err(engine_error)?;
+    let _raw = tty.then(term::RawMode::enable);
+    // End of our input detaches, after a moment for the answer to what was sent.
+    let eof = pump_stdin(res.input, true);
+    let output = drain(res.output, to_terminal);
+    tokio::pin!(output);
+    tokio::select! {
+        r = &mut output => r?,
+        _ = eof => {
+            let _ = tokio::time::timeout(Duration::from_millis(1500), &mut output).await;
+        }
+    }
+    Ok(())
+}
+
+/// Streams a container's logs to stdout and stderr until they end (or Ctrl-C with follow).
+async fn logs(
+    d: &Docker,
+    container: &str,
+    follow: bool,
+    tail: String,
+    since: i32,
+) -> ScriptResult<()> {
+    let stream = d.logs(
+        container,
+        Some(LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            since,
+            tail,
+            ..Default::default()
+        }),
+    );
+    drain(stream, to_terminal).await
+}
+
+/// The command of a script's array, each element as its text.
+fn command(cmd: &Array) -> Vec<String> {
+    cmd.iter().map(|c| c.to_string()).collect()
+}
+
+/// Registers the container functions of the `docker::` module.
+pub(super) fn register_static(m: &mut Module, host: &Arc<Host>) {
+    // docker::exec_all(targets, cmd) — run one command in many containers at once; targets are
+    // maps with `engine` and `container` (other keys are copied into each result).
+    let h = host.clone();
+    m.set_native_fn(
+        "exec_all",
+        move |targets: Array, cmd: Array| -> ScriptResult<Array> {
+            let cmd = command(&cmd);
+            let mut jobs = Vec::new();
+            for t in targets {
+                let t: Map = t
+                    .try_cast()
+                    .ok_or_else(|| script_err("exec_all takes maps with engine and container"))?;
+                let engine = t
+                    .get("engine")
+                    .and_then(|e| e.clone().try_cast::<EngineHandle>())
+                    .ok_or_else(|| script_err("exec_all: a target has no engine"))?;
+                let container = t
+                    .get("container")
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                jobs.push((t, engine, container));
+            }
+            let results = h.block(async {
+                let futs = jobs
+                    .iter()
+                    .map(|(_, e, c)| exec(&e.docker, c, cmd.clone(), None));
+                Ok(futures_util::future::join_all(futs).await)
+            })?;
+            let mut out = Array::new();
+            for ((t, _, _), r) in jobs.into_iter().zip(results) {
+                let mut m = r?.into_map();
+                for (k, v) in t {
+                    if k != "engine" {
+                        m.entry(k).or_insert(v);
+                    }
+                }
+                out.push(m.into());
+            }
+            Ok(out)
+        },
+    );
+}
+
+/// Registers the container methods of the `Engine` type.
+pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
+    // e.exec(container, cmd_array) / e.exec(container, cmd_array, stdin_text) — run a command,
+    // returning #{exit_code, stdout, stderr}.
+    let h = host.clone();
+    engine.register_fn(
+        "exec",
+        move |e: &mut EngineHandle, container: &str, cmd: Array| -> ScriptResult<Map> {
+            let out = h.block(exec(&e.docker, container, command(&cmd), None))?;
+            Ok(out.into_map())
+        },
+    );
+    let h = host.clone();
+    engine.register_fn(
+        "exec",
+        move |e: &mut EngineHandle,
+              container: &str,
+              cmd: Array,
+              stdin: &str|
+              -> ScriptResult<Map> {
+            let stdin = Some(stdin.to_string());
+            let out = h.block(exec(&e.docker, container, command(&cmd), stdin))?;
+            Ok(out.into_map())
+        },
+    );
+
+    // e.exec_interactive(container, cmd_array, tty) — run with our stdin/stdout; exit code.
+    let h = host.clone();
+    engine.register_fn(
+        "exec_interactive",
+        move |e: &mut EngineHandle, container: &str, cmd: Array, tty: bool| -> ScriptResult<i64> {
+            h.block(exec_interactive(&e.docker, container, command(&cmd), tty))
+        },
+    );
+
+    // e.logs(container, opts) — stream logs; opts: follow (false), tail ("all"), since (unix secs).
+    let h = host.clone();
+    engine.register_fn(
+        "logs",
+        move |e: &mut EngineHandle, container: &str, opts: Map| -> ScriptResult<()> {
+            let follow = opt_bool(&opts, "follow", false);
+            let tail = opt_str(&opts, "tail", "all");
+            let since = opt_int(&opts, "since", 0) as i32;
+            h.block(logs(&e.docker, container, follow, tail, since))
+        },
+    );
+
+    // e.attach(container) — the container's console until Ctrl-P Ctrl-Q or end of input.
+    let h = host.clone();
+    engine.register_fn(
+        "attach",
+        move |e: &mut EngineHandle, container: &str| -> ScriptResult<()> {
+            h.block(attach(&e.docker, container))
+        },
+    );
+}
