@@ -233,6 +233,7 @@ fn main() -> ExitCode {
     // Blocking reads (an attach's stdin) must not keep the process alive.
     runtime.shutdown_background();
     engine::cleanup_temp_dirs();
+    wsm::host::ssh::close_all();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(e),

@@ -64,8 +64,13 @@ impl ConnectOptions {
         }
     }
 
+    /// One session per user, host and port (`ssh://root@h` and `root@h:22` share one).
     fn cache_key(&self, target: &str) -> String {
-        format!("{target}|{:?}|{}", self.key, self.strict)
+        let who = match parse_target(target) {
+            Ok((user, host, port)) => format!("{user}@{host}:{}", port.unwrap_or(22)),
+            Err(_) => target.to_string(),
+        };
+        format!("{who}|{:?}|{}", self.key, self.strict)
     }
 }
 
@@ -147,16 +152,58 @@ async fn open(target: &str, opts: &ConnectOptions) -> Result<Session, String> {
     }
 }
 
-/// Connects to `target`, reusing an open session to it.
-fn connect(host: &Host, target: &str, opts: &ConnectOptions) -> ScriptResult<SshSession> {
+/// The open session to `target` with the default options, opened if there is none: what the
+/// Docker client's SSH transport shares with `ssh::connect(target)`.
+pub async fn shared_session(target: &str) -> Result<Arc<Session>, String> {
+    let opts = ConnectOptions::from_map(&Map::new());
     let key = opts.cache_key(target);
-    if let Some((_, s)) = SESSIONS
+    if let Some(s) = cached(&key) {
+        return Ok(s.session);
+    }
+    let session = Arc::new(open(target, &opts).await?);
+    let s = SshSession {
+        target: target.to_string(),
+        session: session.clone(),
+    };
+    SESSIONS.lock().expect("ssh sessions").push((key, s));
+    Ok(session)
+}
+
+fn cached(key: &str) -> Option<SshSession> {
+    SESSIONS
         .lock()
         .expect("ssh sessions")
         .iter()
-        .find(|(k, _)| *k == key)
-    {
-        return Ok(s.clone());
+        .find(|(k, _)| k == key)
+        .map(|(_, s)| s.clone())
+}
+
+/// Ends every master connection this process opened and removes its control folder, so that
+/// no ssh process and no `.ssh-connection*` folder outlives wsm.
+pub fn close_all() {
+    let sessions: Vec<(String, SshSession)> =
+        std::mem::take(&mut *SESSIONS.lock().expect("ssh sessions"));
+    for (_, s) in sessions {
+        let socket = s.session.control_socket().to_path_buf();
+        let _ = std::process::Command::new("ssh")
+            .arg("-S")
+            .arg(&socket)
+            .args(["-O", "exit", "wsm-master"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if let Some(dir) = socket.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Connects to `target`, reusing an open session to it.
+fn connect(host: &Host, target: &str, opts: &ConnectOptions) -> ScriptResult<SshSession> {
+    let key = opts.cache_key(target);
+    if let Some(s) = cached(&key) {
+        return Ok(s);
     }
     let session = host.block(async { open(target, opts).await.map_err(script_err) })?;
     if host.opts.verbose {
