@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, Map, Module};
@@ -115,31 +114,7 @@ pub fn render(map: &BTreeMap<String, String>) -> String {
         .collect()
 }
 
-/// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync of the
-/// directory. `private` makes the file 0600 from its creation on.
-pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(
-            ".{}.",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("wsm")
-        ))
-        .suffix(".tmp")
-        .tempfile_in(&dir)?;
-    let mode = if private { 0o600 } else { 0o644 };
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    fs::File::open(&dir)?.sync_all()?;
-    Ok(())
-}
+pub use super::output::write_atomic;
 
 fn to_map(values: BTreeMap<String, String>) -> Map {
     values

@@ -9,6 +9,7 @@ pub mod config;
 pub mod docker;
 pub mod http;
 pub mod opts;
+pub mod output;
 pub mod progress;
 pub mod ssh;
 pub mod term;
