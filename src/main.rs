@@ -188,6 +188,9 @@ fn main() -> ExitCode {
         let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
         return ExitCode::SUCCESS;
     }
+    if let Err(e) = check_config_dir(&matches, &opts.config_dir) {
+        return report(e);
+    }
     let mut batch = None;
     if let Some(("run", m)) = sub {
         let file = m.get_one::<PathBuf>("file").expect("required").clone();
@@ -269,6 +272,30 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(e),
     }
+}
+
+/// An explicit configuration directory (`-C`, `WSM_CONFIG_DIR`) must exist: silently using the
+/// defaults instead would act on the wrong stacks. The default `./config` may be absent.
+fn check_config_dir(matches: &ArgMatches, dir: &std::path::Path) -> Result<(), CliError> {
+    let explicit = matches!(
+        matches.value_source("config-dir"),
+        Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+    );
+    if explicit && !dir.is_dir() {
+        let what = if dir.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        return Err(CliError::usage(
+            format!(
+                "the configuration directory {} {what} (given with -C or WSM_CONFIG_DIR); create it or name another",
+                dir.display()
+            ),
+            None,
+        ));
+    }
+    Ok(())
 }
 
 fn report(err: CliError) -> ExitCode {

@@ -239,6 +239,17 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         eprintln!("warning: {s}");
         Ok(())
     });
+    // term::warn_once(text) — "warning: text" on stderr, once per process (a config read again
+    // by the REPL's completion does not repeat it).
+    m.set_native_fn("warn_once", |s: &str| {
+        static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+        if !said.iter().any(|x| x == s) {
+            eprintln!("warning: {s}");
+            said.push(s.to_string());
+        }
+        Ok(())
+    });
     // term::is_tty() — whether stdout is a terminal.
     m.set_native_fn("is_tty", || Ok(std::io::stdout().is_terminal()));
     // term::clear() — clear the screen (for `status watch`).
