@@ -188,6 +188,9 @@ fn main() -> ExitCode {
         let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
         return ExitCode::SUCCESS;
     }
+    if let Err(e) = check_config_dir(&matches, &opts.config_dir) {
+        return report(e);
+    }
     let mut batch = None;
     if let Some(("run", m)) = sub {
         let file = m.get_one::<PathBuf>("file").expect("required").clone();
@@ -204,19 +207,42 @@ fn main() -> ExitCode {
         Err(e) => return report(CliError::failed(format!("cannot start the runtime: {e}"))),
     };
     let host = Host::new(runtime.handle().clone(), opts);
-    // Ctrl-C interrupts the running operation; a second one ends the process.
+    // Ctrl-C interrupts the running operation; a second one ends the process after putting
+    // back what the command changed. While the editor has the terminal, Ctrl-C is the editor's.
     let h = host.clone();
     runtime.spawn(async move {
         loop {
             if tokio::signal::ctrl_c().await.is_err() {
                 return;
             }
+            if h.child_has_terminal() {
+                continue;
+            }
             if h.is_interrupted() {
+                h.cleanups.run_all().await;
                 std::process::exit(130);
             }
             h.interrupt();
         }
     });
+    // SIGTERM ends the command: what it changed is put back at once, then it has a moment to
+    // unwind (its temporary files go with it) before the process ends regardless.
+    let sigterm = {
+        let _entered = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    };
+    if let Ok(mut sigterm) = sigterm {
+        let h = host.clone();
+        runtime.spawn(async move {
+            if sigterm.recv().await.is_some() {
+                h.terminate();
+                h.cleanups.run_all().await;
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                eprintln!("error: terminated");
+                std::process::exit(143);
+            }
+        });
+    }
 
     let shell = Shell::new(host.clone(), search);
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
@@ -230,6 +256,15 @@ fn main() -> ExitCode {
             Some("wsm [OPTIONS] <COMMAND>".into()),
         )),
     };
+    host.run_cleanups();
+    let result = match result {
+        _ if host.is_terminated() => Err(CliError {
+            code: 143,
+            message: "terminated".into(),
+            usage: None,
+        }),
+        r => r,
+    };
     // Blocking reads (an attach's stdin) must not keep the process alive.
     runtime.shutdown_background();
     engine::cleanup_temp_dirs();
@@ -238,6 +273,30 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(e),
     }
+}
+
+/// An explicit configuration directory (`-C`, `WSM_CONFIG_DIR`) must exist: silently using the
+/// defaults instead would act on the wrong stacks. The default `./config` may be absent.
+fn check_config_dir(matches: &ArgMatches, dir: &std::path::Path) -> Result<(), CliError> {
+    let explicit = matches!(
+        matches.value_source("config-dir"),
+        Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+    );
+    if explicit && !dir.is_dir() {
+        let what = if dir.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        return Err(CliError::usage(
+            format!(
+                "the configuration directory {} {what} (given with -C or WSM_CONFIG_DIR); create it or name another",
+                dir.display()
+            ),
+            None,
+        ));
+    }
+    Ok(())
 }
 
 fn report(err: CliError) -> ExitCode {

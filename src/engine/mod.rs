@@ -72,6 +72,7 @@ impl Shell {
         host::term::register(&mut engine, &host);
         host::http::register(&mut engine, &host);
         host::archive::register(&mut engine, &host);
+        host::cleanup::register(&mut engine, &host);
         host::ssh::register(&mut engine, &host);
         register_resources(&mut engine, &search);
         register_temp_dir(&mut engine);

@@ -13,6 +13,7 @@ use rhai::{Dynamic, Engine, Map, Module};
 use sha2::{Digest, Sha256};
 
 use super::docker::EngineHandle;
+use super::output::{self, OutputFile};
 use super::{script_err, Host, ScriptResult};
 
 /// Lists every file under a container directory with its size and modification time (to the
@@ -226,22 +227,11 @@ async fn dump(
     attempts: u32,
     level: u32,
 ) -> ScriptResult<Map> {
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = out
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| super::usage_err(format!("{} is not a file name", out.display())))?;
+    let out = OutputFile::check(out).map_err(super::usage_err)?;
     for attempt in 1..=attempts {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".partial")
-            .tempfile_in(&parent)
-            .map_err(|err| {
-                super::usage_err(format!("cannot write beside {}: {err}", out.display()))
-            })?;
+        let tmp = out.temp_file(true).map_err(|err| {
+            super::usage_err(format!("cannot write beside {}: {err}", out.path.display()))
+        })?;
         let before = remote_listing(e, container, dir).await?;
         let Copied {
             bytes,
@@ -257,16 +247,12 @@ async fn dump(
             eprintln!("dump-db: the copy of {dir} does not list the files the node has (attempt {attempt} of {attempts}); copying again");
             continue;
         }
-        tmp.persist(out).map_err(|err| {
+        out.commit(tmp).map_err(|err| {
             script_err(format!(
-                "cannot rename the dump to {}: {}",
-                out.display(),
-                err.error
+                "cannot rename the dump to {}: {err}",
+                out.path.display()
             ))
         })?;
-        std::fs::File::open(&parent)
-            .and_then(|d| d.sync_all())
-            .map_err(script_err)?;
         let mut m = Map::new();
         m.insert("attempts".into(), Dynamic::from(attempt as i64));
         m.insert("checksum".into(), checksum.into());
@@ -351,7 +337,13 @@ async fn download(e: &EngineHandle, container: &str, src: &str, dest: &Path) -> 
     let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let mut archive = tar::Archive::new(ChanReader::new(rx));
         archive.set_preserve_permissions(true);
-        archive.unpack(&target)
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let into = target.join(entry.path()?);
+            output::check_unpack_target(&into).map_err(std::io::Error::other)?;
+            entry.unpack_in(&target)?;
+        }
+        Ok(())
     });
     let mut stream = e.docker.download_from_container(
         container,
@@ -443,6 +435,11 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
               -> ScriptResult<()> {
             let dest = Path::new(dest);
             if dest.is_dir() {
+                let top = Path::new(src.trim_end_matches('/'))
+                    .file_name()
+                    .map(|n| dest.join(n))
+                    .unwrap_or_else(|| dest.to_path_buf());
+                output::check_unpack_target(&top).map_err(super::usage_err)?;
                 return h.block(download(&e, container, src, dest));
             }
             if !may_rename {
@@ -451,17 +448,14 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
                     dest.display()
                 )));
             }
+            let out = OutputFile::check(dest).map_err(super::usage_err)?;
             // Unpack beside the destination, then rename into place: no half-copied file under
             // the destination's name.
-            let parent = match dest.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
             let staging = tempfile::Builder::new()
                 .prefix(".wsm-cp-")
-                .tempdir_in(&parent)
+                .tempdir_in(&out.dir)
                 .map_err(|err| {
-                    super::usage_err(format!("cannot write into {}: {err}", parent.display()))
+                    super::usage_err(format!("cannot write into {}: {err}", out.dir.display()))
                 })?;
             h.block(download(&e, container, src, staging.path()))?;
             let entry = std::fs::read_dir(staging.path())
@@ -469,11 +463,19 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
                 .flatten()
                 .next()
                 .ok_or_else(|| script_err(format!("{src} copied nothing")))?;
-            std::fs::rename(entry.path(), dest).map_err(|err| {
+            out.replace_with(&entry.path()).map_err(|err| {
                 script_err(format!("cannot move the copy to {}: {err}", dest.display()))
             })
         },
     );
+
+    // archive::check_output(path) — refuse (exit 2) an output file that is a device, FIFO,
+    // socket or directory, or whose directory does not exist; returns the path to be written.
+    m.set_native_fn("check_output", |path: &str| -> ScriptResult<String> {
+        OutputFile::check(Path::new(path))
+            .map(|o| o.path.display().to_string())
+            .map_err(super::usage_err)
+    });
 
     engine.register_static_module("archive", m.into());
 }

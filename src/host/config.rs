@@ -3,13 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, Map, Module};
 
-use super::{script_err, Host, ScriptResult};
+use super::{script_err, usage_err, Host, ScriptResult};
 
 /// Keys the scripts declared secret (`config::declare_secrets`), beside the ones named so.
 static DECLARED_SECRETS: std::sync::Mutex<std::collections::BTreeSet<String>> =
@@ -44,7 +43,8 @@ impl std::fmt::Display for ParseError {
 
 /// Parses `KEY=VALUE` text. Comments (`#`) and blank lines are skipped, an optional `export `
 /// prefix is accepted, and values may be quoted with `'…'` or `"…"`. Nothing is expanded:
-/// `$(cmd)` and `${VAR}` stay literal text.
+/// `$(cmd)` and `${VAR}` stay literal text. An error names the file, the line and the key,
+/// never any of the line's other text: it may be a secret.
 pub fn parse(text: &str, file: &str) -> Result<BTreeMap<String, String>, ParseError> {
     let mut out = BTreeMap::new();
     for (idx, raw) in text.lines().enumerate() {
@@ -58,31 +58,51 @@ pub fn parse(text: &str, file: &str) -> Result<BTreeMap<String, String>, ParseEr
             line: idx + 1,
             message,
         };
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| err(format!("expected KEY=VALUE, found {line:?}")))?;
+        // The key the line seems to set, named in errors; nothing after it is ever shown.
+        let lead: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let about = if lead.is_empty() {
+            String::new()
+        } else {
+            format!("{lead}: ")
+        };
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(err(format!(
+                "{about}expected KEY=VALUE, but the line has no '=' (the line is not shown: it may hold a secret)"
+            )));
+        };
         let key = key.trim();
-        if key.is_empty()
-            || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            || key.starts_with(|c: char| c.is_ascii_digit())
-        {
-            return Err(err(format!("{key:?} is not a valid key name")));
+        if !is_key_name(key) {
+            return Err(err(format!(
+                "{about}the text before '=' is not a key name (letters, digits and '_', not starting with a digit)"
+            )));
         }
-        out.insert(key.to_string(), unquote(value.trim()).map_err(err)?);
+        let value = unquote(value.trim()).map_err(|m| err(format!("{key}: {m}")))?;
+        out.insert(key.to_string(), value);
     }
     Ok(out)
 }
 
+/// Whether `key` may name a config key.
+fn is_key_name(key: &str) -> bool {
+    !key.is_empty()
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+}
+
 /// Strips one level of matching quotes; a trailing ` # comment` after an unquoted value is dropped.
+/// Errors describe the value without showing it.
 fn unquote(value: &str) -> Result<String, String> {
     for q in ['"', '\''] {
         if let Some(rest) = value.strip_prefix(q) {
             let end = rest
                 .rfind(q)
-                .ok_or_else(|| format!("unterminated {q} quote in value"))?;
+                .ok_or_else(|| format!("the value's {q} quote is not closed"))?;
             let tail = rest[end + 1..].trim();
             if !tail.is_empty() && !tail.starts_with('#') {
-                return Err(format!("unexpected text after quoted value: {tail:?}"));
+                return Err(format!("unexpected text after the {q}-quoted value"));
             }
             return Ok(rest[..end].to_string());
         }
@@ -115,31 +135,7 @@ pub fn render(map: &BTreeMap<String, String>) -> String {
         .collect()
 }
 
-/// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync of the
-/// directory. `private` makes the file 0600 from its creation on.
-pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(
-            ".{}.",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("wsm")
-        ))
-        .suffix(".tmp")
-        .tempfile_in(&dir)?;
-    let mode = if private { 0o600 } else { 0o644 };
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    fs::File::open(&dir)?.sync_all()?;
-    Ok(())
-}
+pub use super::output::write_atomic;
 
 fn to_map(values: BTreeMap<String, String>) -> Map {
     values
@@ -155,13 +151,43 @@ fn from_map(map: &Map) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Reads and parses a config file; a missing file is an empty map.
-pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    match fs::read_to_string(path) {
-        Ok(text) => parse(&text, &path.display().to_string()).map_err(|e| e.to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+/// Reads a config file's text; a missing file is `None`. Text that is not UTF-8 is bad input
+/// (a usage error, exit code 2); other failures to read are errors.
+pub fn read_text(path: &Path) -> ScriptResult<Option<String>> {
+    match fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+            usage_err(format!(
+                "{}:{line}: the file is not UTF-8 text; save it as UTF-8",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(script_err(format!("cannot read {}: {e}", path.display()))),
     }
+}
+
+/// Parses config text, a malformed line being bad input (exit code 2).
+fn parse_input(text: &str, origin: &str) -> ScriptResult<BTreeMap<String, String>> {
+    parse(text, origin).map_err(|e| usage_err(e.to_string()))
+}
+
+/// Reads and parses a config file; a missing file is an empty map.
+pub fn read_file(path: &Path) -> ScriptResult<BTreeMap<String, String>> {
+    match read_text(path)? {
+        Some(text) => parse_input(&text, &path.display().to_string()),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+/// Writes config text as it is (comments and blank lines kept) after checking that it parses;
+/// 0600 when any key holds a secret.
+fn write_text(path: &Path, text: &str) -> ScriptResult<()> {
+    let values = parse_input(text, &path.display().to_string())?;
+    let private = values.keys().any(|k| is_secret_key(k));
+    write_atomic(path, text.as_bytes(), private)
+        .map_err(|e| script_err(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Registers the `config::` module.
@@ -174,7 +200,18 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     // config::read(path) — parse a KEY=VALUE file into a map; a missing file gives #{}.
     m.set_native_fn("read", |path: &str| -> ScriptResult<Map> {
-        read_file(Path::new(path)).map(to_map).map_err(script_err)
+        read_file(Path::new(path)).map(to_map)
+    });
+
+    // config::read_text(path) — a config file's text as it is; "" when it does not exist.
+    m.set_native_fn("read_text", |path: &str| -> ScriptResult<String> {
+        Ok(read_text(Path::new(path))?.unwrap_or_default())
+    });
+
+    // config::write_text(path, text) — atomic write of text that parses, comments and all;
+    // 0600 when any key holds a secret.
+    m.set_native_fn("write_text", |path: &str, text: &str| {
+        write_text(Path::new(path), text)
     });
 
     // config::exists(path)
@@ -182,7 +219,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     // config::parse(text, origin) — parse KEY=VALUE text; errors name `origin` and the line.
     m.set_native_fn("parse", |text: &str, origin: &str| -> ScriptResult<Map> {
-        parse(text, origin).map(to_map).map_err(script_err)
+        parse_input(text, origin).map(to_map)
     });
 
     // config::render(map) — sorted KEY=VALUE lines, quoted where needed.
@@ -270,6 +307,22 @@ mod tests {
         );
         assert!(parse("1A=2", "f").is_err());
         assert!(parse("A='open", "f").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_never_show_the_value() {
+        for line in [
+            "WAVELET_KEYS secretvalue123",
+            "WAVELET_KEYS secretvalue=123",
+            "WAVELET_KEYS='secretvalue123",
+            "WAVELET_KEYS=\"secretvalue123\" secretvalue123",
+        ] {
+            let e = parse(&format!("A=1\n{line}\n"), "f")
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("f:2: WAVELET_KEYS: "), "{e}");
+            assert!(!e.contains("secretvalue"), "{e}");
+        }
     }
 
     #[test]

@@ -4,11 +4,13 @@
 
 pub mod archive;
 pub mod args;
+pub mod cleanup;
 pub mod compose;
 pub mod config;
 pub mod docker;
 pub mod http;
 pub mod opts;
+pub mod output;
 pub mod progress;
 pub mod ssh;
 pub mod term;
@@ -41,7 +43,12 @@ pub struct Host {
     pub rt: tokio::runtime::Handle,
     pub opts: GlobalOpts,
     interrupted: AtomicBool,
+    terminated: AtomicBool,
     interrupt: Notify,
+    /// A child (the editor) has the terminal: Ctrl-C is its to handle, not wsm's.
+    child_has_terminal: AtomicBool,
+    /// What must be put back however the running command ends.
+    pub cleanups: cleanup::Cleanups,
     engines: std::sync::Mutex<std::collections::HashMap<String, docker::EngineHandle>>,
 }
 
@@ -51,7 +58,10 @@ impl Host {
             rt,
             opts,
             interrupted: AtomicBool::new(false),
+            terminated: AtomicBool::new(false),
             interrupt: Notify::new(),
+            child_has_terminal: AtomicBool::new(false),
+            cleanups: Default::default(),
             engines: Default::default(),
         })
     }
@@ -62,9 +72,40 @@ impl Host {
         self.interrupt.notify_waiters();
     }
 
+    /// Marks the process terminated (SIGTERM): the operation is interrupted and the command
+    /// ends with exit code 143.
+    pub fn terminate(&self) {
+        self.terminated.store(true, Ordering::SeqCst);
+        self.interrupt();
+    }
+
+    /// Whether SIGTERM arrived.
+    pub fn is_terminated(&self) -> bool {
+        self.terminated.load(Ordering::SeqCst)
+    }
+
     /// Clears the interrupt flag before the next command (the REPL goes on after Ctrl-C).
     pub fn clear_interrupt(&self) {
         self.interrupted.store(false, Ordering::SeqCst);
+    }
+
+    /// Runs the cleanup actions still pending (the end of a command, however it ended).
+    pub fn run_cleanups(&self) {
+        self.rt.block_on(self.cleanups.run_all());
+    }
+
+    /// Runs `f` while a child process owns the terminal: Ctrl-C reaches the child (it shares
+    /// our process group) and does not interrupt wsm.
+    pub fn with_child_on_terminal<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.child_has_terminal.store(true, Ordering::SeqCst);
+        let out = f();
+        self.child_has_terminal.store(false, Ordering::SeqCst);
+        out
+    }
+
+    /// Whether a child process owns the terminal (see [`Host::with_child_on_terminal`]).
+    pub fn child_has_terminal(&self) -> bool {
+        self.child_has_terminal.load(Ordering::SeqCst)
     }
 
     /// Prints a progress line of an operation: stdout, or stderr under `--json` so that

@@ -76,8 +76,51 @@ pub fn ago(timestamp: &str) -> String {
     }
 }
 
+/// Where editor sessions keep their private copy: `$XDG_RUNTIME_DIR/wsm/edit` (a per-user
+/// tmpfs, gone at logout or reboot) when there is one, else `$XDG_STATE_HOME/wsm/edit`. Never
+/// a shared /tmp: a copy that a SIGKILL leaves behind stays where only the user can read it,
+/// and the next edit removes it.
+fn edit_sessions_dir() -> ScriptResult<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|d| d.is_absolute() && d.is_dir())
+        .or_else(dirs::state_dir)
+        .ok_or_else(|| script_err("no directory for the editor's copy: set XDG_STATE_HOME"))?;
+    let dir = base.join("wsm").join("edit");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| script_err(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(script_err)?;
+    Ok(dir)
+}
+
+/// Removes the copies of editor sessions whose wsm process is gone (killed with SIGKILL, say).
+fn remove_stale_sessions(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.split('.').next())
+            .and_then(|p| p.parse::<libc::pid_t>().ok());
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        let gone = pid.is_some_and(|p| {
+            let status = unsafe { libc::kill(p, 0) };
+            status != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        });
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Runs the user's editor (`$VISUAL`, `$EDITOR`, else `vi`) on `text`; returns the new text.
-fn edit(text: &str, name: &str) -> ScriptResult<String> {
+/// The copy is private (0600 in a 0700 directory) and removed however wsm ends; while the
+/// editor runs, Ctrl-C is the editor's.
+fn edit(host: &Host, text: &str, name: &str) -> ScriptResult<String> {
+    use super::cleanup::Action;
     let editor = std::env::var("VISUAL")
         .or_else(|_| std::env::var("EDITOR"))
         .ok()
@@ -85,21 +128,63 @@ fn edit(text: &str, name: &str) -> ScriptResult<String> {
         .unwrap_or_else(|| "vi".into());
     let mut words = shell_words::split(&editor)
         .map_err(|e| script_err(format!("cannot parse the editor command {editor:?}: {e}")))?;
-    let dir = tempfile::tempdir().map_err(script_err)?;
+    if words.is_empty() {
+        return Err(script_err(format!(
+            "the editor command {editor:?} is empty"
+        )));
+    }
+    let sessions = edit_sessions_dir()?;
+    remove_stale_sessions(&sessions);
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{}.", std::process::id()))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir_in(&sessions)
+        .map_err(script_err)?;
+    let remove = host.cleanups.add(
+        "removing the editor's copy",
+        Action::RemovePath(dir.path().to_path_buf()),
+    );
     let path = dir.path().join(name);
-    super::config::write_atomic(&path, text.as_bytes(), true).map_err(script_err)?;
-    let program = words.remove(0);
-    let status = std::process::Command::new(&program)
-        .args(&words)
-        .arg(&path)
-        .status()
-        .map_err(|e| script_err(format!("cannot start the editor {program:?}: {e}")))?;
+    let edited = super::output::write_atomic(&path, text.as_bytes(), true)
+        .map_err(script_err)
+        .and_then(|()| run_editor(host, &words.remove(0), &words, &path));
+    let result = edited.and_then(|()| std::fs::read_to_string(&path).map_err(script_err));
+    drop(dir);
+    host.cleanups.cancel(remove);
+    if host.is_interrupted() {
+        return Err(super::interrupted());
+    }
+    result
+}
+
+/// Runs the editor on `path` with the terminal; SIGTERM to wsm stops it too.
+fn run_editor(
+    host: &Host,
+    program: &str,
+    args: &[String],
+    path: &std::path::Path,
+) -> ScriptResult<()> {
+    let status = host.with_child_on_terminal(|| {
+        let mut child = std::process::Command::new(program)
+            .args(args)
+            .arg(path)
+            .spawn()?;
+        let stop = host.cleanups.add(
+            "stopping the editor",
+            super::cleanup::Action::Terminate(child.id()),
+        );
+        let status = child.wait();
+        host.cleanups.cancel(stop);
+        status
+    });
+    let status =
+        status.map_err(|e| script_err(format!("cannot start the editor {program:?}: {e}")))?;
     if !status.success() {
         return Err(script_err(format!(
             "the editor {program:?} exited with {status}; nothing was saved"
         )));
     }
-    std::fs::read_to_string(&path).map_err(script_err)
+    Ok(())
 }
 
 fn read_line(prompt: &str) -> ScriptResult<String> {
@@ -154,6 +239,17 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         eprintln!("warning: {s}");
         Ok(())
     });
+    // term::warn_once(text) — "warning: text" on stderr, once per process (a config read again
+    // by the REPL's completion does not repeat it).
+    m.set_native_fn("warn_once", |s: &str| {
+        static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+        if !said.iter().any(|x| x == s) {
+            eprintln!("warning: {s}");
+            said.push(s.to_string());
+        }
+        Ok(())
+    });
     // term::is_tty() — whether stdout is a terminal.
     m.set_native_fn("is_tty", || Ok(std::io::stdout().is_terminal()));
     // term::clear() — clear the screen (for `status watch`).
@@ -163,7 +259,8 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         Ok(())
     });
     // term::edit(text, file_name) — edit text in $VISUAL / $EDITOR / vi.
-    m.set_native_fn("edit", |text: &str, name: &str| edit(text, name));
+    let h = host.clone();
+    m.set_native_fn("edit", move |text: &str, name: &str| edit(&h, text, name));
     // term::prompt(question) — a line from the user.
     m.set_native_fn("prompt", |q: &str| read_line(q));
     // term::confirm(question) — true when the user types y or yes; `--yes` answers for them.

@@ -119,6 +119,7 @@ pub fn run(shell: &Shell) -> Result<(), CliError> {
         } else {
             session.eval(shell, &line)
         };
+        shell.host.run_cleanups();
         match outcome {
             Ok(Flow::Continue) => {}
             Ok(Flow::Exit) => break,

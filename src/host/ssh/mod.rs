@@ -395,16 +395,14 @@ async fn write_remote(
 
 /// Fetches `remote` into `local` atomically (a temp file beside it, renamed when complete).
 async fn download(s: &SshSession, remote: &str, local: &Path) -> ScriptResult<()> {
-    let dir = match local.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| script_err(format!("cannot create {}: {e}", dir.display())))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".wsm-download.")
-        .tempfile_in(&dir)
-        .map_err(|e| script_err(format!("cannot write in {}: {e}", dir.display())))?;
+    if let Some(dir) = local.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| script_err(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let out = super::output::OutputFile::check(local).map_err(super::usage_err)?;
+    let tmp = out
+        .temp_file(true)
+        .map_err(|e| script_err(format!("cannot write in {}: {e}", out.dir.display())))?;
     let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(script_err)?);
     let ran = run_to(s, &format!("cat -- {}", quote(remote)), &mut file).await?;
     if ran.code != 0 {
@@ -415,9 +413,8 @@ async fn download(s: &SshSession, remote: &str, local: &Path) -> ScriptResult<()
         )));
     }
     file.sync_all().await.map_err(script_err)?;
-    tmp.persist(local)
-        .map_err(|e| script_err(format!("cannot write {}: {}", local.display(), e.error)))?;
-    Ok(())
+    out.commit(tmp)
+        .map_err(|e| script_err(format!("cannot write {}: {e}", local.display())))
 }
 
 fn to_session(s: &mut SshSession) -> SshSession {

@@ -1,0 +1,200 @@
+//! `cleanup::` — undo actions that must run however a command ends. A script registers one
+//! before it changes something that must be put back (a frozen process to thaw); on the normal
+//! path it runs or cancels it itself; on an error, Ctrl-C or SIGTERM the host runs whatever is
+//! still pending. A script cannot catch an interrupt, so only the host can promise this.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rhai::{Array, Engine, Module};
+
+use super::docker::EngineHandle;
+use super::{script_err, Host, ScriptResult};
+
+/// How long one cleanup action may take before it is given up (and said so).
+const ACTION_DEADLINE: Duration = Duration::from_secs(15);
+
+/// One thing to put back.
+pub enum Action {
+    /// Run a command in a container (e.g. `pkill -CONT -x wavelet`).
+    Exec {
+        engine: EngineHandle,
+        container: String,
+        cmd: Vec<String>,
+    },
+    /// Remove a local file or directory tree (e.g. a private copy holding secrets).
+    RemovePath(PathBuf),
+    /// Send SIGTERM to a child process wsm started (e.g. the editor).
+    Terminate(u32),
+}
+
+struct Pending {
+    what: String,
+    action: Action,
+}
+
+/// The pending cleanup actions of the running command.
+#[derive(Default)]
+pub struct Cleanups {
+    next: std::sync::atomic::AtomicI64,
+    pending: std::sync::Mutex<BTreeMap<i64, Pending>>,
+    /// Held while actions run, so that a signal arriving meanwhile waits for them before the
+    /// process exits.
+    running: tokio::sync::Mutex<()>,
+}
+
+impl Cleanups {
+    /// Registers an action; `what` says what it does, for a message if it fails. Returns its id.
+    pub fn add(&self, what: impl Into<String>, action: Action) -> i64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let pending = Pending {
+            what: what.into(),
+            action,
+        };
+        self.lock().insert(id, pending);
+        id
+    }
+
+    /// Forgets an action without running it; false when it was not pending.
+    pub fn cancel(&self, id: i64) -> bool {
+        self.lock().remove(&id).is_some()
+    }
+
+    /// Runs one action now (if still pending) and forgets it.
+    pub async fn run(&self, id: i64) -> Result<(), String> {
+        let _running = self.running.lock().await;
+        let Some(p) = self.lock().remove(&id) else {
+            return Ok(());
+        };
+        perform(p).await
+    }
+
+    /// Runs every pending action, newest first; failures are reported on stderr. Each action
+    /// runs once, even when a signal and the end of the command both ask for it.
+    pub async fn run_all(&self) {
+        let _running = self.running.lock().await;
+        let pending = std::mem::take(&mut *self.lock());
+        for (_, p) in pending.into_iter().rev() {
+            if let Err(e) = perform(p).await {
+                eprintln!("warning: {e}");
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Performs one action within [`ACTION_DEADLINE`]; the error names what it was for.
+async fn perform(p: Pending) -> Result<(), String> {
+    let what = p.what;
+    let work = async {
+        match p.action {
+            Action::Exec {
+                engine,
+                container,
+                cmd,
+            } => super::docker::exec_collect(&engine.docker, &container, cmd)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Action::RemovePath(path) => {
+                let removed = match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+                    Ok(_) => std::fs::remove_file(&path),
+                    Err(_) => Ok(()),
+                };
+                removed.map_err(|e| format!("{}: {e}", path.display()))
+            }
+            Action::Terminate(pid) => {
+                // SAFETY: kill() with a pid of our own child and a valid signal number.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+                Ok(())
+            }
+        }
+    };
+    match tokio::time::timeout(ACTION_DEADLINE, work).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("cleanup failed ({what}): {e}")),
+        Err(_) => Err(format!(
+            "cleanup gave up after {} s ({what})",
+            ACTION_DEADLINE.as_secs()
+        )),
+    }
+}
+
+/// Registers the `cleanup::` module.
+pub fn register(engine: &mut Engine, host: &Arc<Host>) {
+    let mut m = Module::new();
+
+    // cleanup::exec(engine, container, argv, what) — run argv in the container when the command
+    // ends by error, Ctrl-C or SIGTERM (unless run or cancelled first); returns its id.
+    let h = host.clone();
+    m.set_native_fn(
+        "exec",
+        move |e: EngineHandle, container: &str, argv: Array, what: &str| -> ScriptResult<i64> {
+            let cmd: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+            if cmd.is_empty() {
+                return Err(script_err("cleanup::exec needs a command"));
+            }
+            let action = Action::Exec {
+                engine: e,
+                container: container.to_string(),
+                cmd,
+            };
+            Ok(h.cleanups.add(what, action))
+        },
+    );
+
+    // cleanup::run(id) — run a pending action now (the normal path); Ctrl-C does not cut it short.
+    let h = host.clone();
+    m.set_native_fn("run", move |id: i64| -> ScriptResult<()> {
+        h.rt.block_on(h.cleanups.run(id)).map_err(script_err)
+    });
+
+    // cleanup::cancel(id) — forget a pending action; false when it was not pending.
+    let h = host.clone();
+    m.set_native_fn("cancel", move |id: i64| Ok(h.cleanups.cancel(id)));
+
+    engine.register_static_module("cleanup", m.into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn pending_actions_run_once_newest_first_and_cancelled_ones_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        for p in [&a, &b, &c] {
+            std::fs::write(p, "x").unwrap();
+        }
+        let cleanups = Cleanups::default();
+        let ia = cleanups.add("remove a", Action::RemovePath(a.clone()));
+        let ib = cleanups.add("remove b", Action::RemovePath(b.clone()));
+        cleanups.add("remove c", Action::RemovePath(c.clone()));
+        assert!(cleanups.cancel(ib));
+        let rt = rt();
+        rt.block_on(cleanups.run(ia)).unwrap();
+        assert!(!a.exists());
+        rt.block_on(cleanups.run_all());
+        assert!(!c.exists() && b.exists(), "b was cancelled, c was pending");
+        assert!(!cleanups.cancel(ia), "a ran already");
+        rt.block_on(cleanups.run_all());
+    }
+}
