@@ -200,29 +200,6 @@ fn unversioned(text: &str) -> String {
     out
 }
 
-/// Every leaf path where the two values differ.
-fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            for k in keys {
-                let (p, q) = (
-                    x.get(k).unwrap_or(&Value::Null),
-                    y.get(k).unwrap_or(&Value::Null),
-                );
-                differences(&format!("{path}.{k}"), p, q, out);
-            }
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                differences(&format!("{path}[{i}]"), p, q, out);
-            }
-        }
-        _ if a != b => out.push(format!("{path}: wsm {a} / docker {b}")),
-        _ => {}
-    }
-}
-
 /// What a stack left on the swarm, by kind.
 fn snapshot(stack: &str) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
     ["service", "network", "secret", "config"]

@@ -33,30 +33,6 @@ fn stored_spec(stack: &str, service: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// Every leaf path where the two values differ.
-fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            for k in keys {
-                differences(
-                    &format!("{path}.{k}"),
-                    x.get(k).unwrap_or(&Value::Null),
-                    y.get(k).unwrap_or(&Value::Null),
-                    out,
-                );
-            }
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                differences(&format!("{path}[{i}]"), p, q, out);
-            }
-        }
-        _ if a != b => out.push(format!("{path}: wsm {a} / docker stack deploy {b}")),
-        _ => {}
-    }
-}
-
 #[test]
 fn specs_match_docker_stack_deploy_field_by_field() {
     // No images are needed: specs are compared, tasks are not awaited. Both stacks publish
