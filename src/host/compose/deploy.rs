@@ -42,16 +42,27 @@ pub(super) fn apply(d: &mut Draft, v: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// `mode` and `replicas`: global, or replicated with one replica unless told otherwise.
+/// `mode` and `replicas`: replicated (one replica unless told), global, or a job.
 fn mode(deploy: &JsonMap<String, Value>) -> Result<Value, String> {
     let mode = deploy.get("mode").map(text).unwrap_or_default();
     let replicas = match deploy.get("replicas") {
-        Some(v) if !v.is_null() => int(v, "replicas")?,
-        _ => 1,
+        Some(v) if !v.is_null() => Some(int(v, "replicas")?),
+        _ => None,
+    };
+    let no_replicas = || match replicas {
+        Some(_) => {
+            Err("replicas can only be used with replicated or replicated-job mode".to_string())
+        }
+        None => Ok(()),
     };
     match mode.as_str() {
-        "global" => Ok(json!({"Global": {}})),
-        "" | "replicated" => Ok(json!({"Replicated": {"Replicas": replicas}})),
+        "global" => no_replicas().map(|_| json!({"Global": {}})),
+        "global-job" => no_replicas().map(|_| json!({"GlobalJob": {}})),
+        "replicated-job" => Ok(match replicas {
+            Some(n) => json!({"ReplicatedJob": {"MaxConcurrent": n, "TotalCompletions": n}}),
+            None => json!({"ReplicatedJob": {}}),
+        }),
+        "" | "replicated" => Ok(json!({"Replicated": {"Replicas": replicas.unwrap_or(1)}})),
         m => Err(format!("unknown deploy mode {m:?}")),
     }
 }
@@ -95,7 +106,8 @@ fn placement(pl: &JsonMap<String, Value>) -> Result<Value, String> {
     Ok(Value::Object(p))
 }
 
-/// `resources`: cpus and memory of the limits and reservations.
+/// `resources`: cpus, memory and pids of the limits; cpus, memory and generic resources of
+/// the reservations.
 fn resources(res: &JsonMap<String, Value>) -> Result<Value, String> {
     let mut r = JsonMap::new();
     for (key, field) in [("limits", "Limits"), ("reservations", "Reservations")] {
@@ -103,10 +115,26 @@ fn resources(res: &JsonMap<String, Value>) -> Result<Value, String> {
             let mut y = JsonMap::new();
             if let Some(c) = x.get("cpus") {
                 let cpus: f64 = text(c).parse().map_err(|_| format!("invalid cpus {c}"))?;
-                y.insert("NanoCPUs".into(), json!((cpus * 1e9) as i64));
+                y.insert("NanoCPUs".into(), json!((cpus * 1e9).round() as i64));
             }
             if let Some(m) = x.get("memory") {
                 y.insert("MemoryBytes".into(), json!(bytes(m)?));
+            }
+            if let Some(p) = x.get("pids") {
+                y.insert("Pids".into(), json!(int(p, "pids")?));
+            }
+            if let Some(Value::Array(g)) = x.get("generic_resources") {
+                let generic = g
+                    .iter()
+                    .filter_map(|g| g.get("discrete_resource_spec"))
+                    .map(|d| {
+                        Ok(json!({"DiscreteResourceSpec": {
+                            "Kind": d.get("kind").map(text).unwrap_or_default(),
+                            "Value": int(d.get("value").unwrap_or(&json!(0)), "generic resource value")?,
+                        }}))
+                    })
+                    .collect::<Result<Vec<Value>, String>>()?;
+                y.insert("GenericResources".into(), json!(generic));
             }
             r.insert(field.into(), Value::Object(y));
         }

@@ -39,7 +39,11 @@ impl<'a> Draft<'a> {
             endpoint: JsonMap::new(),
         };
         // The stack's `default` network unless the service names its own.
-        draft.attach(vec![(format!("{stack}_default"), vec![name.to_string()])]);
+        draft.attach(vec![(
+            format!("{stack}_default"),
+            vec![name.to_string()],
+            None,
+        )]);
         let service = &mut draft.service;
         service.insert("Name".into(), json!(format!("{stack}_{name}")));
         service.insert("Labels".into(), stack_labels(stack, None));
@@ -53,12 +57,22 @@ impl<'a> Draft<'a> {
         Ok(())
     }
 
-    /// Sets the task's networks: (full network name, aliases), ordered by name.
-    pub fn attach(&mut self, mut nets: Vec<(String, Vec<String>)>) {
-        nets.sort();
+    /// Sets the task's networks: (full network name, aliases, driver options), ordered by
+    /// name.
+    pub fn attach(&mut self, mut nets: Vec<(String, Vec<String>, Option<Value>)>) {
+        nets.sort_by(|a, b| a.0.cmp(&b.0));
         let nets = nets
             .into_iter()
-            .map(|(target, aliases)| json!({"Target": target, "Aliases": aliases}))
+            .map(|(target, aliases, driver_opts)| {
+                let mut n = json!({"Target": target});
+                if !aliases.is_empty() {
+                    n["Aliases"] = json!(aliases);
+                }
+                if let Some(o) = driver_opts {
+                    n["DriverOpts"] = o;
+                }
+                n
+            })
             .collect();
         self.task.insert("Networks".into(), Value::Array(nets));
     }

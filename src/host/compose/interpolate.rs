@@ -76,15 +76,40 @@ fn expand(body: &str, env: &BTreeMap<String, String>) -> Result<String, String> 
     })
 }
 
-/// Interpolates every string scalar of a parsed compose document.
+/// Interpolates every string scalar of a parsed compose document; an error names the key
+/// path (`services.web.image`) below `path`.
 pub(super) fn interpolate_value(
     v: &mut Value,
     env: &BTreeMap<String, String>,
+    path: &str,
 ) -> Result<(), String> {
+    let child = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
     match v {
-        Value::String(s) => *s = interpolate(s, env)?,
-        Value::Array(a) => a.iter_mut().try_for_each(|x| interpolate_value(x, env))?,
-        Value::Object(o) => o.values_mut().try_for_each(|x| interpolate_value(x, env))?,
+        Value::String(s) => {
+            *s = interpolate(s, env).map_err(|e| {
+                if path.is_empty() {
+                    e
+                } else {
+                    format!("{path}: {e}")
+                }
+            })?
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                interpolate_value(x, env, &format!("{path}[{i}]"))?;
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                interpolate_value(x, env, &child(k))?;
+            }
+        }
         _ => {}
     }
     Ok(())

@@ -3,16 +3,22 @@
 //! `compose/convert`), so that `e.deploy` creates what `docker stack deploy` would. Nothing
 //! here knows about Wavelet; any stack's compose file goes through the same code.
 //!
-//! By job: `interpolate` substitutes variables, `values` converts compose values, `service`
-//! translates a service key by key (with `deploy`, `ports` and `mounts`), `objects` handles
-//! the stack's top-level networks.
+//! By job: `load` reads, checks (`schema`), interpolates (`interpolate`) and merges (`merge`)
+//! compose files; `values` converts compose values; `service` translates a service key by key
+//! (with `deploy`, `container`, `ports` and `mounts`); `objects` handles the stack's
+//! top-level networks and `files` its secrets and configs.
 
+mod container;
 mod deploy;
 mod draft;
+mod files;
 mod interpolate;
+mod load;
+mod merge;
 mod mounts;
 mod objects;
 mod ports;
+mod schema;
 mod service;
 mod values;
 
@@ -22,23 +28,30 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, Map, Module};
 use serde_json::{json, Value};
 
-use super::{script_err, to_dynamic, to_json, Host, ScriptResult};
+use super::{script_err, to_dynamic, to_json, usage_err, Host, ScriptResult};
 
 // `docker.rs` imports the label from here.
 pub use super::NAMESPACE_LABEL;
+pub use files::versioned;
 pub use interpolate::interpolate;
+pub use load::{load, parse_yaml};
 pub use objects::stack_networks;
+pub use service::{tagged_image, IMAGE_LABEL};
 
-/// Parses compose YAML and interpolates it with `env`.
+/// Parses one compose file's text and interpolates it with `env` alone, paths resolving
+/// against `dir`: `compose::load` for text a script holds.
+pub fn parse_in(
+    text: &str,
+    env: &BTreeMap<String, String>,
+    dir: &std::path::Path,
+) -> Result<Value, String> {
+    load(&[("compose file".into(), text.into())], dir, env)
+}
+
+/// [`parse_in`] against the current directory.
 pub fn parse(text: &str, env: &BTreeMap<String, String>) -> Result<Value, String> {
-    let mut doc: Value =
-        serde_yaml::from_str(text).map_err(|e| format!("invalid compose file: {e}"))?;
-    interpolate::interpolate_value(&mut doc, env)?;
-    if !doc.get("services").is_some_and(Value::is_object) {
-        return Err("invalid compose file: no `services` map".into());
-    }
-    values::cast_typed_fields(&mut doc);
-    Ok(doc)
+    let dir = std::env::current_dir().map_err(|e| format!("no current directory: {e}"))?;
+    parse_in(text, env, &dir)
 }
 
 /// Translates every service of the document: (service specs by short name, warnings).
@@ -63,8 +76,9 @@ pub fn translate(
 }
 
 /// What deploying the document as stack `stack` creates: `{services: [{name, spec}],
-/// networks: [{name, spec}], warnings: [..]}`, services by short name, networks as
-/// [`stack_networks`] orders them, names in full.
+/// networks: [{name, spec}], volumes: [{name, spec}], configs: [{name, key, external, spec?,
+/// file?}], secrets: [..], warnings: [..]}`. Services by short name, networks as
+/// [`stack_networks`] orders them, names in full; configs and secrets as `files` names them.
 pub fn plan(doc: &Value, stack: &str) -> Result<Value, String> {
     let (specs, warnings) = translate(doc, stack)?;
     let services: Vec<Value> = specs
@@ -75,7 +89,14 @@ pub fn plan(doc: &Value, stack: &str) -> Result<Value, String> {
         .into_iter()
         .map(|(name, spec)| json!({"name": name, "spec": spec}))
         .collect();
-    Ok(json!({"services": services, "networks": networks, "warnings": warnings}))
+    Ok(json!({
+        "services": services,
+        "networks": networks,
+        "volumes": objects::stack_volumes(doc, stack),
+        "configs": files::plan_objects(doc, stack, "configs")?,
+        "secrets": files::plan_objects(doc, stack, "secrets")?,
+        "warnings": warnings,
+    }))
 }
 
 /// A script's env map as interpolation values; `()` entries count as unset.
@@ -86,16 +107,68 @@ fn env_map(env: &Map) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// `compose::load`'s work: read the files (stdin for `-`), build the interpolation values,
+/// load. Paths resolve against the first file's directory (the current one for stdin).
+fn load_files(files: &rhai::Array, opts: &Map) -> Result<Value, String> {
+    let names: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+    let cwd = std::env::current_dir().map_err(|e| format!("no current directory: {e}"))?;
+    let dir = match names.first() {
+        Some(first) if first != "-" => {
+            let p = cwd.join(first);
+            p.parent().map(|d| d.to_path_buf()).unwrap_or(cwd.clone())
+        }
+        _ => cwd.clone(),
+    };
+    let mut texts = Vec::new();
+    for name in &names {
+        let text = if name == "-" {
+            let mut t = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+                .map_err(|e| format!("cannot read the compose file from stdin: {e}"))?;
+            t
+        } else {
+            std::fs::read_to_string(cwd.join(name))
+                .map_err(|e| format!("cannot read compose file {name}: {e}"))?
+        };
+        texts.push((name.clone(), text));
+    }
+    let env_files: Vec<std::path::PathBuf> = opts
+        .get("env_files")
+        .and_then(|f| f.clone().into_array().ok())
+        .unwrap_or_default()
+        .iter()
+        .map(|f| cwd.join(f.to_string()))
+        .collect();
+    let explicit = opts
+        .get("env")
+        .and_then(|e| e.clone().try_cast::<Map>())
+        .map(|e| env_map(&e))
+        .unwrap_or_default();
+    let env = load::environment(&dir, &env_files, &explicit)?;
+    load(&texts, &dir, &env)
+}
+
 /// Registers the `compose::` module.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
     let _ = host;
 
-    // compose::parse(yaml_text, env) — parse and interpolate a compose file into a map.
+    // compose::parse(yaml_text, env) — parse and interpolate one compose file's text with
+    // `env` alone into a map (paths against the current directory); bad input is a usage error.
     m.set_native_fn("parse", |text: &str, env: Map| -> ScriptResult<Dynamic> {
-        let doc = parse(text, &env_map(&env)).map_err(script_err)?;
+        let doc = parse(text, &env_map(&env)).map_err(usage_err)?;
         to_dynamic(&doc)
     });
+
+    // compose::load(files, opts) — the merged, interpolated document of compose files
+    // (`"-"` = stdin), as `docker stack deploy -c … -c …` reads them. opts: env_files
+    // (paths), env (map). Bad input is a usage error naming the file and the key.
+    m.set_native_fn(
+        "load",
+        |files: rhai::Array, opts: Map| -> ScriptResult<Dynamic> {
+            to_dynamic(&load_files(&files, &opts).map_err(usage_err)?)
+        },
+    );
 
     // compose::interpolate(text, env) — `${VAR-default}` substitution on one string.
     m.set_native_fn(
@@ -107,7 +180,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     // compose::to_yaml(doc) — render a (modified) compose document as YAML.
     m.set_native_fn("to_yaml", |doc: Dynamic| -> ScriptResult<String> {
-        serde_yaml::to_string(&to_json(&doc)?).map_err(script_err)
+        serde_saphyr::to_string(&to_json(&doc)?).map_err(script_err)
     });
 
     // compose::specs(doc, stack) — the Engine API service specs `deploy` would send.
@@ -152,7 +225,8 @@ mod tests {
                 .filter_map(|l| l.split_once('='))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-        plan(&parse(compose, &e).unwrap(), stack).unwrap()
+        let dir = std::path::Path::new("/compose");
+        plan(&parse_in(compose, &e, dir).unwrap(), stack).unwrap()
     }
 
     /// Compares a plan with its fixture under `tests/fixtures/compose/`. With `WSM_WRITE_FIXTURES` set it
@@ -205,7 +279,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             seen,
-            r#"["networks", "services", "warnings"] st_a st_b j st_default overlay ["service b: ignoring \"restart\" (not used on a swarm)"]"#
+            r#"["configs", "networks", "secrets", "services", "volumes", "warnings"] st_a st_b j:latest st_default overlay ["service b: ignoring unsupported options: restart"]"#
         );
     }
 
@@ -215,11 +289,15 @@ mod tests {
             let doc = parse(&format!("services:\n  x:\n{service}"), &env(&[])).unwrap();
             translate(&doc, "st").unwrap_err()
         };
-        assert_eq!(
-            error("    image: i\n    privileged: true\n    zz_unknown: 1\n"),
-            "service x: the key \"privileged\" is not supported by wsm"
-        );
         assert_eq!(error("    command: c\n"), "service x: no image");
+        assert_eq!(
+            error("    image: i\n    deploy: {mode: global, replicas: 2}\n"),
+            "service x: replicas can only be used with replicated or replicated-job mode"
+        );
+        assert_eq!(
+            error("    image: i\n    secrets: [s]\n"),
+            "service x: undefined secret \"s\""
+        );
         assert_eq!(
             error("    image: i\n    deploy: {mode: daemon}\n"),
             "service x: unknown deploy mode \"daemon\""

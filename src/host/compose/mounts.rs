@@ -4,20 +4,46 @@
 use serde_json::{json, Map as JsonMap, Value};
 
 use super::objects::{declarations, explicit_name, is_external};
-use super::values::{boolean, stack_labels, text};
+use super::values::{boolean, bytes, stack_labels, text};
+
+/// Bind propagation modes of the short syntax.
+const PROPAGATION: [&str; 6] = [
+    "shared", "rshared", "slave", "rslave", "private", "rprivate",
+];
 
 /// Translates one volume entry of a service in stack `stack` into an Engine API mount.
 pub(super) fn mount(v: &Value, doc: &Value, stack: &str) -> Result<Value, String> {
-    let (kind, source, target, read_only, nocopy) = match v {
-        Value::Object(o) => (
-            o.get("type").map(text).unwrap_or_else(|| "volume".into()),
-            o.get("source").map(text).unwrap_or_default(),
-            o.get("target").map(text).unwrap_or_default(),
-            o.get("read_only").is_some_and(boolean),
-            o.get("volume")
+    let mut m = JsonMap::new();
+    let (kind, source, nocopy) = match v {
+        Value::Object(o) => {
+            let kind = o.get("type").map(text).unwrap_or_else(|| "volume".into());
+            m.insert("Type".into(), json!(kind));
+            m.insert(
+                "Target".into(),
+                json!(o.get("target").map(text).unwrap_or_default()),
+            );
+            if o.get("read_only").is_some_and(boolean) {
+                m.insert("ReadOnly".into(), json!(true));
+            }
+            if let Some(c) = o.get("consistency").map(text).filter(|c| !c.is_empty()) {
+                m.insert("Consistency".into(), json!(c));
+            }
+            if let Some(p) = o.get("bind").and_then(|b| b.get("propagation")) {
+                m.insert("BindOptions".into(), json!({"Propagation": text(p)}));
+            }
+            if let Some(t) = o.get("tmpfs") {
+                let mut opts = JsonMap::new();
+                if let Some(size) = t.get("size") {
+                    opts.insert("SizeBytes".into(), json!(bytes(size)?));
+                }
+                m.insert("TmpfsOptions".into(), Value::Object(opts));
+            }
+            let nocopy = o
+                .get("volume")
                 .and_then(|x| x.get("nocopy"))
-                .is_some_and(boolean),
-        ),
+                .is_some_and(boolean);
+            (kind, o.get("source").map(text).unwrap_or_default(), nocopy)
+        }
         _ => {
             let s = text(v);
             let parts: Vec<&str> = s.split(':').collect();
@@ -27,28 +53,26 @@ pub(super) fn mount(v: &Value, doc: &Value, stack: &str) -> Result<Value, String
                 [s, t, m] => (*s, *t, *m),
                 _ => return Err(format!("invalid volume {s:?}")),
             };
-            let kind = if src.starts_with('/') || src.starts_with('.') {
-                "bind"
-            } else {
-                "volume"
-            };
-            (
-                kind.to_string(),
-                src.to_string(),
-                tgt.to_string(),
-                mode.split(',').any(|m| m == "ro"),
-                mode.split(',').any(|m| m == "nocopy"),
-            )
+            let bind = src.starts_with('/') || src.starts_with('.') || src.starts_with('~');
+            let kind = if bind { "bind" } else { "volume" };
+            let modes: Vec<&str> = mode.split(',').collect();
+            m.insert("Type".into(), json!(kind));
+            m.insert("Target".into(), json!(tgt));
+            if modes.contains(&"ro") {
+                m.insert("ReadOnly".into(), json!(true));
+            }
+            if let Some(p) = modes.iter().find(|x| PROPAGATION.contains(*x)) {
+                m.insert("BindOptions".into(), json!({"Propagation": p}));
+            }
+            (kind.to_string(), src.to_string(), modes.contains(&"nocopy"))
         }
     };
-    let mut m = JsonMap::new();
-    m.insert("Type".into(), json!(kind));
-    m.insert("Target".into(), json!(target));
-    if read_only {
-        m.insert("ReadOnly".into(), json!(true));
-    }
     if kind != "volume" {
-        m.insert("Source".into(), json!(source));
+        if !source.is_empty() {
+            m.insert("Source".into(), json!(source));
+        } else if kind == "bind" {
+            return Err("invalid bind source, source cannot be empty".into());
+        }
         return Ok(Value::Object(m));
     }
     if source.is_empty() {
@@ -57,28 +81,39 @@ pub(super) fn mount(v: &Value, doc: &Value, stack: &str) -> Result<Value, String
     let decl = declarations(doc, "volumes")
         .and_then(|d| d.get(&source))
         .ok_or_else(|| format!("undefined volume {source:?}"))?;
-    let full_name = explicit_name(Some(decl)).unwrap_or_else(|| format!("{stack}_{source}"));
+    let external_name = decl
+        .get("external")
+        .and_then(|e| e.get("name"))
+        .map(text)
+        .filter(|n| !n.is_empty());
+    let full_name = match (
+        explicit_name(Some(decl)).or(external_name),
+        is_external(Some(decl)),
+    ) {
+        (Some(n), _) => n,
+        (None, true) => source.clone(),
+        (None, false) => format!("{stack}_{source}"),
+    };
     m.insert("Source".into(), json!(full_name));
-    if !is_external(Some(decl)) {
-        m.insert("VolumeOptions".into(), volume_options(decl, stack, nocopy));
-    }
-    Ok(Value::Object(m))
-}
-
-/// The options a stack's own volume is created with on first use: its labels and driver.
-fn volume_options(decl: &Value, stack: &str, nocopy: bool) -> Value {
     let mut opts = JsonMap::new();
     if nocopy {
         opts.insert("NoCopy".into(), json!(true));
     }
-    opts.insert("Labels".into(), stack_labels(stack, decl.get("labels")));
-    if let Some(driver) = decl.get("driver") {
-        let mut dc = JsonMap::new();
-        dc.insert("Name".into(), json!(text(driver)));
-        if let Some(o) = decl.get("driver_opts") {
-            dc.insert("Options".into(), o.clone());
+    if !is_external(Some(decl)) {
+        opts.insert("Labels".into(), stack_labels(stack, decl.get("labels")));
+        let driver = decl.get("driver").map(text).unwrap_or_default();
+        let driver_opts = decl.get("driver_opts").filter(|o| o.is_object());
+        if !driver.is_empty() || driver_opts.is_some() {
+            let mut dc = JsonMap::new();
+            dc.insert("Name".into(), json!(driver));
+            if let Some(Value::Object(o)) = driver_opts {
+                let o: JsonMap<String, Value> =
+                    o.iter().map(|(k, v)| (k.clone(), json!(text(v)))).collect();
+                dc.insert("Options".into(), Value::Object(o));
+            }
+            opts.insert("DriverConfig".into(), Value::Object(dc));
         }
-        opts.insert("DriverConfig".into(), Value::Object(dc));
     }
-    Value::Object(opts)
+    m.insert("VolumeOptions".into(), Value::Object(opts));
+    Ok(Value::Object(m))
 }

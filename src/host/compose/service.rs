@@ -5,19 +5,24 @@
 use serde_json::{json, Map as JsonMap, Value};
 
 use super::draft::Draft;
-use super::objects::{attached_networks, network_name};
+use super::objects::{attached_networks, network_decl, network_name};
 use super::values::{
     boolean, command_list, duration_ns, insert_durations, int, key_values, stack_labels, text,
 };
-use super::{deploy, mounts, ports};
+use super::{container, deploy, mounts, ports, schema};
 
 /// Applies one compose key's value to the spec being built.
 type Apply = fn(&mut Draft, &Value) -> Result<(), String>;
 
-/// Every service key wsm accepts, with what applies it. They run in this order whatever the
-/// order in the file, so a service with several errors always reports the same one first.
+/// Every service key wsm translates on its own, with what applies it. They run in this order
+/// whatever the order in the file, so a service with several errors always reports the same
+/// one first. Keys that act together (`cap_add`/`cap_drop`, `dns`/`dns_search`, `secrets`,
+/// `configs` and `credential_spec`, `restart` under `deploy.restart_policy`) are in
+/// `TOGETHER` and applied by `service_spec`.
 const KEYS: &[(&str, Apply)] = &[
-    ("image", |d, v| d.contain("Image", json!(text(v)))),
+    ("image", |d, v| {
+        d.contain("Image", json!(tagged_image(&text(v))))
+    }),
     ("labels", |d, v| {
         d.contain("Labels", stack_labels(d.stack, Some(v)))
     }),
@@ -38,34 +43,57 @@ const KEYS: &[(&str, Apply)] = &[
     }),
     ("read_only", |d, v| d.contain("ReadOnly", json!(boolean(v)))),
     ("init", |d, v| d.contain("Init", json!(boolean(v)))),
+    ("isolation", |d, v| d.contain("Isolation", json!(text(v)))),
+    ("oom_score_adj", |d, v| {
+        d.contain("OomScoreAdj", json!(int(v, "oom_score_adj")?))
+    }),
     ("stop_grace_period", |d, v| {
         d.contain("StopGracePeriod", json!(duration_ns(v)?))
     }),
-    ("extra_hosts", extra_hosts),
+    ("extra_hosts", container::extra_hosts),
+    ("ulimits", container::ulimits),
+    ("sysctls", container::sysctls),
     ("healthcheck", healthcheck),
     ("volumes", volumes),
     ("networks", networks),
     ("logging", logging),
     ("deploy", deploy::apply),
     ("ports", ports::apply),
+    // Read into `environment` by `compose::load`; nothing is left to translate.
+    ("env_file", |_, _| Ok(())),
+    // Not used by `docker stack deploy` either.
+    ("depends_on", |_, _| Ok(())),
 ];
 
-/// Service keys that `docker stack deploy` ignores; they are accepted and reported.
-const IGNORED_KEYS: &[&str] = &[
-    "build",
-    "container_name",
-    "depends_on",
-    "restart",
-    "links",
-    "network_mode",
-    "cgroup_parent",
-    "devices",
-    "security_opt",
-    "userns_mode",
+/// Keys applied together by `service_spec`, after `KEYS`.
+const TOGETHER: &[&str] = &[
+    "cap_add",
+    "cap_drop",
+    "dns",
+    "dns_search",
+    "secrets",
+    "configs",
+    "credential_spec",
 ];
+
+/// An image reference with the `:latest` tag docker's client adds when it has neither tag nor
+/// digest, so switching between wsm and `docker stack deploy` rolls nothing.
+pub fn tagged_image(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.is_empty() || image.contains('@') || last.contains(':') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// The label `docker stack deploy` records the file's image under, which
+/// `resolve_image: "changed"` compares with.
+pub const IMAGE_LABEL: &str = "com.docker.stack.image";
 
 /// Translates service `name` of an interpolated compose document into an Engine API service
-/// spec for stack `stack`. Unsupported keys are errors, ignored ones are returned as warnings.
+/// spec for stack `stack`. Keys docker ignores are returned as warnings; keys outside the
+/// schema were refused by `compose::load`, and are refused here too.
 pub(super) fn service_spec(
     doc: &Value,
     stack: &str,
@@ -77,7 +105,8 @@ pub(super) fn service_spec(
         .and_then(Value::as_object)
         .ok_or_else(|| format!("no service {name:?} in the compose file"))?;
     let ctx = |e: String| format!("service {name}: {e}");
-    if !svc.contains_key("image") {
+    let image = svc.get("image").map(text).unwrap_or_default();
+    if image.is_empty() {
         return Err(ctx("no image".into()));
     }
     let mut draft = Draft::new(doc, stack, name);
@@ -86,16 +115,67 @@ pub(super) fn service_spec(
             apply(&mut draft, v).map_err(ctx)?;
         }
     }
+    together(&mut draft, svc).map_err(ctx)?;
+    let mut ignored = Vec::new();
     for key in svc.keys() {
-        if IGNORED_KEYS.contains(&key.as_str()) {
+        if schema::IGNORED.contains(&key.as_str()) {
+            ignored.push(key.as_str());
+        } else if key == "tmpfs" {
             warnings.push(format!(
-                "service {name}: ignoring {key:?} (not used on a swarm)"
+                "service {name}: \"tmpfs\" is ignored on a swarm, as docker stack deploy ignores it; use a volume of type tmpfs"
             ));
-        } else if !KEYS.iter().any(|(known, _)| known == key) {
-            return Err(ctx(format!("the key {key:?} is not supported by wsm")));
+        } else if !KEYS.iter().any(|(known, _)| known == key)
+            && !TOGETHER.contains(&key.as_str())
+            && !key.starts_with("x-")
+        {
+            return Err(ctx(format!("unknown key {key:?}")));
         }
     }
+    if !ignored.is_empty() {
+        warnings.push(format!(
+            "service {name}: ignoring unsupported options: {}",
+            ignored.join(", ")
+        ));
+    }
+    if let Some(Value::Object(labels)) = draft.service.get_mut("Labels") {
+        labels.insert(IMAGE_LABEL.into(), json!(image));
+    }
     Ok(draft.finish())
+}
+
+/// The keys that act together: capabilities, DNS, the legacy restart policy, and the
+/// secret and config references (a credential spec's config among them).
+fn together(d: &mut Draft, svc: &JsonMap<String, Value>) -> Result<(), String> {
+    container::capabilities(d, svc)?;
+    container::dns(d, svc)?;
+    let has_policy = svc
+        .get("deploy")
+        .and_then(|x| x.get("restart_policy"))
+        .is_some_and(|p| !p.is_null());
+    if let (Some(r), false) = (svc.get("restart"), has_policy) {
+        container::restart(d, r)?;
+    }
+    if let Some(v) = svc.get("secrets") {
+        let refs = container::file_refs(d, "secrets", v)?;
+        d.contain("Secrets", json!(refs))?;
+    }
+    let mut configs = match svc.get("configs") {
+        Some(v) => container::file_refs(d, "configs", v)?,
+        None => Vec::new(),
+    };
+    if let Some(runtime) = svc
+        .get("credential_spec")
+        .map(|c| container::credential_spec(d, c))
+        .transpose()?
+        .flatten()
+    {
+        configs.push(runtime);
+    }
+    if svc.contains_key("configs") || !configs.is_empty() {
+        configs.sort_by(|a, b| text(&a["ConfigName"]).cmp(&text(&b["ConfigName"])));
+        d.contain("Configs", json!(configs))?;
+    }
+    Ok(())
 }
 
 /// `environment`: KEY=VALUE list or map into `Env`, sorted by key; a key without a value
@@ -114,21 +194,6 @@ fn environment(d: &mut Draft, v: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// `extra_hosts`: the Engine's format is "IP host", compose's "host:IP".
-fn extra_hosts(d: &mut Draft, v: &Value) -> Result<(), String> {
-    let Value::Array(hosts) = v else {
-        return Ok(());
-    };
-    let hosts: Vec<String> = hosts
-        .iter()
-        .map(|h| match text(h).split_once(':') {
-            Some((host, ip)) => format!("{ip} {host}"),
-            None => text(h),
-        })
-        .collect();
-    d.contain("Hosts", json!(hosts))
-}
-
 /// `healthcheck`: a shell string or exec list test, its timings and retries, or `disable`.
 fn healthcheck(d: &mut Draft, v: &Value) -> Result<(), String> {
     let Value::Object(hc) = v else {
@@ -136,6 +201,9 @@ fn healthcheck(d: &mut Draft, v: &Value) -> Result<(), String> {
     };
     let mut h = JsonMap::new();
     if hc.get("disable").is_some_and(boolean) {
+        if hc.get("test").is_some_and(|t| !t.is_null()) {
+            return Err("healthcheck: test and disable can't be set at the same time".into());
+        }
         h.insert("Test".into(), json!(["NONE"]));
     } else {
         match hc.get("test") {
@@ -154,6 +222,7 @@ fn healthcheck(d: &mut Draft, v: &Value) -> Result<(), String> {
                 ("interval", "Interval"),
                 ("timeout", "Timeout"),
                 ("start_period", "StartPeriod"),
+                ("start_interval", "StartInterval"),
             ],
         )?;
         if let Some(v) = hc.get("retries") {
@@ -180,14 +249,18 @@ fn networks(d: &mut Draft, v: &Value) -> Result<(), String> {
     let Some(attached) = attached_networks(v) else {
         return Ok(());
     };
-    let nets = attached
-        .into_iter()
-        .map(|(short, extra)| {
-            let mut aliases = vec![d.name.to_string()];
-            aliases.extend(extra);
-            (network_name(d.doc, d.stack, &short), aliases)
-        })
-        .collect();
+    let mut nets = Vec::new();
+    for (short, mut aliases, driver_opts) in attached {
+        if short != "default" && network_decl(d.doc, &short).is_none() {
+            return Err(format!("undefined network {short:?}"));
+        }
+        let target = network_name(d.doc, d.stack, &short);
+        // Docker adds the service's name only on user-defined networks.
+        if !matches!(target.as_str(), "host" | "bridge" | "none" | "default") {
+            aliases.push(d.name.to_string());
+        }
+        nets.push((target, aliases, driver_opts));
+    }
     d.attach(nets);
     Ok(())
 }
@@ -195,11 +268,13 @@ fn networks(d: &mut Draft, v: &Value) -> Result<(), String> {
 /// `logging`: the log driver and its options.
 fn logging(d: &mut Draft, v: &Value) -> Result<(), String> {
     if let Value::Object(lg) = v {
-        d.task.insert(
-            "LogDriver".into(),
-            json!({"Name": lg.get("driver").map(text).unwrap_or_default(),
-                   "Options": lg.get("options").cloned().unwrap_or(json!({}))}),
-        );
+        let mut driver = json!({"Name": lg.get("driver").map(text).unwrap_or_default()});
+        if let Some(Value::Object(o)) = lg.get("options") {
+            let options: JsonMap<String, Value> =
+                o.iter().map(|(k, v)| (k.clone(), json!(text(v)))).collect();
+            driver["Options"] = Value::Object(options);
+        }
+        d.task.insert("LogDriver".into(), driver);
     }
     Ok(())
 }
@@ -223,7 +298,6 @@ mod tests {
         assert_eq!(s["Name"], "st_web");
         assert_eq!(s["Labels"][NAMESPACE_LABEL], "st");
         let cs = &s["TaskTemplate"]["ContainerSpec"];
-        assert_eq!(cs["Image"], "nginx");
         assert_eq!(cs["Args"], json!(["run", "--x", "a b"]));
         assert_eq!(cs["Env"], json!(["A=1", "B=2"]));
         assert_eq!(cs["HealthCheck"]["Test"], json!(["CMD-SHELL", "check"]));
@@ -234,11 +308,21 @@ mod tests {
         assert_eq!(s["Mode"]["Replicated"]["Replicas"], 3);
         assert_eq!(s["UpdateConfig"]["Parallelism"], 1);
         assert_eq!(s["TaskTemplate"]["Networks"][0]["Target"], "st_default");
-        let bad = parse(
-            "services:\n  x:\n    image: i\n    privileged: true\n",
+        assert_eq!(cs["Image"], "nginx:latest");
+        assert_eq!(s["Labels"][IMAGE_LABEL], "nginx");
+        let ignored = parse(
+            "services:\n  x:\n    image: i\n    privileged: true\n    restart: on-failure:3\n",
             &env(&[]),
         )
         .unwrap();
-        assert!(service_spec(&bad, "st", "x", &mut w).is_err());
+        let s = service_spec(&ignored, "st", "x", &mut w).unwrap();
+        assert_eq!(
+            s["TaskTemplate"]["RestartPolicy"],
+            json!({"Condition": "on-failure", "MaxAttempts": 3})
+        );
+        assert_eq!(
+            w,
+            ["service x: ignoring unsupported options: privileged, restart"]
+        );
     }
 }

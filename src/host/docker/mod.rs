@@ -3,11 +3,14 @@
 //! maps in the Engine API's own shape (`Spec`, `Status`, `DesiredState`, …).
 //!
 //! This file holds the connection, the listers and what every family shares (error messages,
-//! "404 means absent", filters); the methods live by job in `stack`, `container`, `image` and
-//! `swarm`, each with its own `register`.
+//! "404 means absent", filters); the methods live by job in `stack` (with `converge`, the wait,
+//! and `objects`, secrets and configs), `container`, `image` and `swarm`, each with its own
+//! `register`.
 
 mod container;
+mod converge;
 mod image;
+mod objects;
 mod ssh_transport;
 mod stack;
 mod swarm;

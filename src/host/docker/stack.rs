@@ -2,7 +2,7 @@
 //! scale a service, remove the stack — the way `docker stack deploy / rm` do, with the same
 //! namespace label, so the Docker CLI and wsm see each other's stacks.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,14 +13,17 @@ use rhai::{Array, Dynamic, Engine, Map};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::converge::{converge, task_ids};
 use super::image::{registry_credentials, registry_of};
+use super::objects::{self, FileObject, Kind};
 use super::{
-    absent_on_404, docker_message, engine_error, failed, list_networks, list_nodes, list_services,
-    list_tasks, stack_filter, str_at, EngineHandle,
+    absent_on_404, docker_message, engine_error, failed, list_networks, list_services, list_tasks,
+    stack_filter, str_at, EngineHandle,
 };
-use crate::host::opts::{opt_bool, opt_secs, secs};
+use crate::host::compose::IMAGE_LABEL;
+use crate::host::opts::{opt_bool, opt_secs, opt_str, secs};
 use crate::host::progress::ProgressDisplay;
-use crate::host::{interrupted, script_err, Host, ScriptResult};
+use crate::host::{script_err, usage_err, Host, ScriptResult};
 
 /// What `e.deploy` creates, as `compose::plan` describes it.
 #[derive(Deserialize)]
@@ -29,7 +32,22 @@ struct Plan {
     #[serde(default)]
     networks: Vec<Named>,
     #[serde(default)]
+    secrets: Vec<FileObject>,
+    #[serde(default)]
+    configs: Vec<FileObject>,
+    #[serde(default)]
     warnings: Vec<String>,
+}
+
+/// How `e.deploy` goes about it: `opts` of the script.
+struct DeployOptions {
+    /// Remove the stack's services the plan no longer has.
+    prune: bool,
+    /// "always" (query the registry for every image's digest), "changed" (only for images
+    /// that changed since the last deploy) or "never", as `docker stack deploy --resolve-image`.
+    resolve_image: String,
+    /// Send the registry credentials of `~/.docker/config.json` to the swarm's nodes.
+    with_registry_auth: bool,
 }
 
 /// A service or network of a plan: its full name and its Engine API spec.
@@ -39,167 +57,18 @@ struct Named {
     spec: Value,
 }
 
-/// The number of tasks a service wants: its replicas, or one per ready node when global.
-fn desired_count(svc: &Value, ready_nodes: usize) -> usize {
-    let mode = &svc["Spec"]["Mode"];
-    if mode.get("Global").is_some() {
-        ready_nodes
-    } else {
-        mode["Replicated"]["Replicas"].as_u64().unwrap_or(1) as usize
-    }
-}
-
-/// Whether a service's tasks are one-shot: a completed task is then done, not missing.
-fn is_one_shot(svc: &Value) -> bool {
-    matches!(
-        str_at(svc, &["Spec", "TaskTemplate", "RestartPolicy", "Condition"]),
-        "none" | "on-failure"
-    )
-}
-
-/// How far one service has got, for the progress display and the verdict.
-struct ServiceState {
-    running: usize,
-    desired: usize,
-    failure: Option<String>,
-}
-
-/// Reads where every service of `stack` stands. `known` holds task ids that existed before
-/// the operation began, whose failures are history, not news.
-async fn service_states(
-    d: &Docker,
-    stack: &str,
-    known: &HashSet<String>,
-) -> ScriptResult<BTreeMap<String, ServiceState>> {
-    let (services, tasks, nodes) = tokio::try_join!(
-        list_services(d, stack_filter(stack)),
-        list_tasks(d, stack_filter(stack)),
-        list_nodes(d)
-    )?;
-    let ready = nodes
-        .iter()
-        .filter(|n| str_at(n, &["Status", "State"]) == "ready")
-        .count();
-    let mut out = BTreeMap::new();
-    for svc in &services {
-        let id = str_at(svc, &["ID"]);
-        let name = str_at(svc, &["Spec", "Name"]).to_string();
-        let mine: Vec<&Value> = tasks
-            .iter()
-            .filter(|t| str_at(t, &["ServiceID"]) == id)
-            .collect();
-        let one_shot = is_one_shot(svc);
-        let running = mine
-            .iter()
-            .filter(|t| {
-                let state = str_at(t, &["Status", "State"]);
-                str_at(t, &["DesiredState"]) == "running" && state == "running"
-                    || one_shot && state == "complete"
-            })
-            .count();
-        let failures: Vec<&&Value> = mine
-            .iter()
-            .filter(|t| !known.contains(str_at(t, &["ID"])))
-            .filter(|t| matches!(str_at(t, &["Status", "State"]), "rejected" | "failed"))
-            .collect();
-        let failure = if failures.len() >= 3 || (one_shot && !failures.is_empty()) {
-            let t = failures[0];
-            let err = str_at(t, &["Status", "Err"]);
-            Some(format!(
-                "service {name}: {} task(s) {}: {}",
-                failures.len(),
-                str_at(t, &["Status", "State"]),
-                if err.is_empty() {
-                    str_at(t, &["Status", "Message"])
-                } else {
-                    err
-                }
-            ))
-        } else {
-            None
-        };
-        out.insert(
-            name,
-            ServiceState {
-                running,
-                desired: desired_count(svc, ready),
-                failure,
-            },
-        );
-    }
-    Ok(out)
-}
-
-/// The ids of the stack's tasks now: their later failures are history, not news.
-async fn task_ids(d: &Docker, stack: &str) -> ScriptResult<HashSet<String>> {
-    Ok(list_tasks(d, stack_filter(stack))
-        .await?
-        .iter()
-        .map(|t| str_at(t, &["ID"]).to_string())
-        .collect())
-}
-
-/// Waits until every service of `stack` runs its desired tasks, failing with a task's error
-/// when tasks keep being rejected or failing, and giving up at the deadline.
-async fn converge(
-    host: &Host,
-    d: &Docker,
-    stack: &str,
-    known: &HashSet<String>,
-    timeout: Duration,
-) -> ScriptResult<()> {
-    let deadline = Instant::now() + timeout;
-    let mut display = ProgressDisplay::new();
-    loop {
-        let states = service_states(d, stack, known).await?;
-        let mut done = true;
-        for (name, s) in &states {
-            let state = if s.running == s.desired {
-                "converged"
-            } else {
-                done = false;
-                "waiting"
-            };
-            display.update(
-                name,
-                format!("{}/{} running ({state})", s.running, s.desired),
-            );
-            if let Some(f) = &s.failure {
-                display.finish();
-                return Err(script_err(f));
-            }
-        }
-        if done {
-            display.finish();
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            display.finish();
-            let pending: Vec<String> = states
-                .iter()
-                .filter(|(_, s)| s.running != s.desired)
-                .map(|(n, s)| format!("{n} {}/{}", s.running, s.desired))
-                .collect();
-            return Err(script_err(format!(
-                "stack {stack} did not converge within {} s: {}",
-                timeout.as_secs(),
-                pending.join(", ")
-            )));
-        }
-        if host.is_interrupted() {
-            display.finish();
-            return Err(interrupted());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// Pins each service's image to the digest its registry holds now (`name:tag@sha256:…`), as
 /// `docker stack deploy` does, so every node runs the same image and `update` notices a new
 /// push. An image the registry cannot tell about keeps its tag (shown with `-v`).
-async fn pin_image_digests(host: &Host, d: &Docker, services: &mut [Named]) {
+async fn pin_image_digests(
+    host: &Host,
+    d: &Docker,
+    services: &mut [Named],
+    only: &HashSet<String>,
+) {
     let images: BTreeSet<String> = services
         .iter()
+        .filter(|s| only.contains(&s.name))
         .filter_map(|s| {
             s.spec
                 .pointer("/TaskTemplate/ContainerSpec/Image")
@@ -234,7 +103,7 @@ async fn pin_image_digests(host: &Host, d: &Docker, services: &mut [Named]) {
         .await
         .into_iter()
         .collect();
-    for service in services {
+    for service in services.iter_mut().filter(|s| only.contains(&s.name)) {
         if let Some(Value::String(image)) = service
             .spec
             .pointer_mut("/TaskTemplate/ContainerSpec/Image")
@@ -246,18 +115,49 @@ async fn pin_image_digests(host: &Host, d: &Docker, services: &mut [Named]) {
     }
 }
 
-/// Creates the plan's missing networks and its services, updates the services that exist,
-/// removes services the plan no longer has when `prune`. Returns the plan's service names.
+/// Which services get their image resolved to a digest, as `docker stack deploy` decides:
+/// all with "always", new ones and those whose file image changed with "changed", none with
+/// "never". A service whose file image did not change otherwise keeps the image it runs, so
+/// an unchanged deploy rolls nothing.
+fn resolve_images(services: &mut [Named], existing: &[Value], mode: &str) -> HashSet<String> {
+    let mut query = HashSet::new();
+    for svc in services.iter_mut() {
+        let old = existing
+            .iter()
+            .find(|s| str_at(s, &["Spec", "Name"]) == svc.name);
+        let file_image = str_at(&svc.spec, &["Labels", IMAGE_LABEL]).to_string();
+        let unchanged =
+            old.is_some_and(|o| str_at(o, &["Spec", "Labels", IMAGE_LABEL]) == file_image);
+        let resolve = match mode {
+            "always" => true,
+            "changed" => !unchanged,
+            _ => false,
+        };
+        if resolve {
+            query.insert(svc.name.clone());
+        } else if let (true, Some(o)) = (unchanged, old) {
+            let running = o["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].clone();
+            svc.spec["TaskTemplate"]["ContainerSpec"]["Image"] = running;
+        }
+    }
+    query
+}
+
+/// Creates the plan's missing networks, secrets and configs and its services, updates the
+/// services that exist, removes services the plan no longer has when `prune`, and the content
+/// versions of secrets and configs no service uses any more. Returns the plan's service names.
 async fn deploy(
     host: &Host,
     d: &Docker,
     stack: &str,
     plan: Plan,
-    prune: bool,
+    opts: &DeployOptions,
 ) -> ScriptResult<Vec<String>> {
     let Plan {
         mut services,
         networks,
+        secrets,
+        configs,
         warnings,
     } = plan;
     if host.opts.verbose {
@@ -277,11 +177,25 @@ async fn deploy(
         let req: NetworkCreateRequest = serde_json::from_value(net.spec).map_err(script_err)?;
         d.create_network(req).await.map_err(engine_error)?;
     }
-    pin_image_digests(host, d, &mut services).await;
+    let secret_ids = objects::ensure(host, d, Kind::Secret, &secrets).await?;
+    let config_ids = objects::ensure(host, d, Kind::Config, &configs).await?;
+    for svc in services.iter_mut() {
+        objects::point_references(&mut svc.spec, Kind::Secret, &secret_ids)?;
+        objects::point_references(&mut svc.spec, Kind::Config, &config_ids)?;
+    }
     let existing = list_services(d, stack_filter(stack)).await?;
+    let query = resolve_images(&mut services, &existing, &opts.resolve_image);
+    pin_image_digests(host, d, &mut services, &query).await;
     let mut names = Vec::new();
-    for Named { name, spec } in services {
-        let typed: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
+    for Named { name, mut spec } in services {
+        let creds = if opts.with_registry_auth {
+            registry_credentials(&registry_of(str_at(
+                &spec,
+                &["TaskTemplate", "ContainerSpec", "Image"],
+            )))
+        } else {
+            None
+        };
         match existing
             .iter()
             .find(|s| str_at(s, &["Spec", "Name"]) == name)
@@ -289,6 +203,11 @@ async fn deploy(
             Some(svc) => {
                 let id = str_at(svc, &["ID"]);
                 host.say(&format!("Updating service {name} (id: {id})"));
+                // As docker: keep the force-update counter, so a deploy rolls nothing by itself.
+                if let Some(force) = svc.pointer("/Spec/TaskTemplate/ForceUpdate") {
+                    spec["TaskTemplate"]["ForceUpdate"] = force.clone();
+                }
+                let typed: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
                 let version = svc["Version"]["Index"].as_i64().unwrap_or(0) as i32;
                 d.update_service(
                     id,
@@ -297,21 +216,22 @@ async fn deploy(
                         version,
                         ..Default::default()
                     },
-                    None,
+                    creds,
                 )
                 .await
                 .map_err(|e| failed(&format!("updating {name}"), e))?;
             }
             None => {
                 host.say(&format!("Creating service {name}"));
-                d.create_service(typed, None)
+                let typed: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
+                d.create_service(typed, creds)
                     .await
                     .map_err(|e| failed(&format!("creating {name}"), e))?;
             }
         }
         names.push(name);
     }
-    if prune {
+    if opts.prune {
         for svc in &existing {
             let name = str_at(svc, &["Spec", "Name"]);
             if !names.iter().any(|n| n == name) {
@@ -321,6 +241,10 @@ async fn deploy(
                     .map_err(engine_error)?;
             }
         }
+    }
+    for (kind, objs) in [(Kind::Secret, &secrets), (Kind::Config, &configs)] {
+        let keep: HashSet<String> = objs.iter().map(|o| o.name.clone()).collect();
+        objects::prune_versions(host, d, stack, kind, &keep).await?;
     }
     Ok(names)
 }
@@ -335,7 +259,7 @@ async fn remove_stack(
     let deadline = Instant::now() + timeout;
     let services = list_services(d, stack_filter(stack)).await?;
     let networks = list_networks(d, stack_filter(stack)).await?;
-    if services.is_empty() && networks.is_empty() {
+    if services.is_empty() && networks.is_empty() && !objects::any(d, stack).await? {
         host.say(&format!("Nothing found in stack: {stack}"));
         return Ok(false);
     }
@@ -348,6 +272,9 @@ async fn remove_stack(
             .await
             .map_err(engine_error)?;
     }
+    // As `docker stack rm`: the secrets and configs once no service refers to them.
+    objects::remove_all(host, d, stack, Kind::Secret).await?;
+    objects::remove_all(host, d, stack, Kind::Config).await?;
     let mut display = ProgressDisplay::new();
     loop {
         // Tasks leave the swarm's store first; their containers (which hold the volumes) go
@@ -438,9 +365,10 @@ async fn scale(d: &Docker, service: &str, replicas: i64) -> ScriptResult<()> {
 
 /// Registers the stack methods of the `Engine` type.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.deploy(stack, plan, opts) — create/update the stack's networks and services from a
-    // `compose::plan`; opts: prune (true), wait (true), timeout (seconds, 300). Returns the
-    // service names.
+    // e.deploy(stack, plan, opts) — create/update the stack's networks, secrets, configs and
+    // services from a `compose::plan`; opts: prune (true), wait (true), timeout (seconds, 300),
+    // resolve_image ("always" | "changed" | "never"), with_registry_auth (false). Waits until
+    // services run and jobs complete (a failed job fails it). Returns the service names.
     let h = host.clone();
     engine.register_fn(
         "deploy",
@@ -451,13 +379,23 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                         "deploy: the plan must be a map as compose::plan(doc, stack) returns it ({err})"
                     ))
                 })?;
-            let prune = opt_bool(&opts, "prune", true);
+            let resolve_image = opt_str(&opts, "resolve_image", "always");
+            if !matches!(resolve_image.as_str(), "always" | "changed" | "never") {
+                return Err(usage_err(format!(
+                    "resolve_image must be always, changed or never, not {resolve_image:?}"
+                )));
+            }
+            let options = DeployOptions {
+                prune: opt_bool(&opts, "prune", true),
+                resolve_image,
+                with_registry_auth: opt_bool(&opts, "with_registry_auth", false),
+            };
             let wait = opt_bool(&opts, "wait", true);
             let timeout = opt_secs(&opts, "timeout", 300);
             let d = &e.docker;
             let names = h.block(async {
                 let known = task_ids(d, stack).await?;
-                let names = deploy(&h, d, stack, plan, prune).await?;
+                let names = deploy(&h, d, stack, plan, &options).await?;
                 if wait {
                     converge(&h, d, stack, &known, timeout).await?;
                 }
@@ -489,8 +427,8 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.remove_stack(stack, timeout_secs) — remove services, wait for their tasks, remove
-    // networks. Returns false when the stack had nothing.
+    // e.remove_stack(stack, timeout_secs) — remove services, secrets and configs (not external
+    // ones), wait for the tasks, remove networks. Returns false when the stack had nothing.
     let h = host.clone();
     engine.register_fn(
         "remove_stack",

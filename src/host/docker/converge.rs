@@ -1,0 +1,195 @@
+//! Waiting for a stack to converge after a deploy: every service runs its desired tasks, a job
+//! (`replicated-job`, `global-job`) has completed, a one-shot task (restart `none` or
+//! `on-failure`) that completed is done. Tasks that keep failing end the wait with their
+//! error, a job's first failure at once; the wait has a deadline and never hangs.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use serde_json::Value;
+
+use super::{list_nodes, list_services, list_tasks, stack_filter, str_at};
+use crate::host::progress::ProgressDisplay;
+use crate::host::{interrupted, script_err, Host, ScriptResult};
+
+/// Whether a service is a job: its tasks run to completion once.
+fn is_job(svc: &Value) -> bool {
+    let mode = &svc["Spec"]["Mode"];
+    mode.get("ReplicatedJob").is_some() || mode.get("GlobalJob").is_some()
+}
+
+/// The number of tasks a service wants running (or, for a job, completed): its replicas or
+/// total completions, or one per ready node when global.
+fn desired_count(svc: &Value, ready_nodes: usize) -> usize {
+    let mode = &svc["Spec"]["Mode"];
+    if mode.get("Global").is_some() || mode.get("GlobalJob").is_some() {
+        ready_nodes
+    } else if let Some(job) = mode.get("ReplicatedJob") {
+        job["TotalCompletions"].as_u64().unwrap_or(1) as usize
+    } else {
+        mode["Replicated"]["Replicas"].as_u64().unwrap_or(1) as usize
+    }
+}
+
+/// Whether a service's tasks are one-shot: a completed task is then done, not missing.
+fn is_one_shot(svc: &Value) -> bool {
+    is_job(svc)
+        || matches!(
+            str_at(svc, &["Spec", "TaskTemplate", "RestartPolicy", "Condition"]),
+            "none" | "on-failure"
+        )
+}
+
+/// How far one service has got, for the progress display and the verdict.
+struct ServiceState {
+    done: usize,
+    desired: usize,
+    job: bool,
+    failure: Option<String>,
+}
+
+/// Whether a task belongs to the service's current job run (any task of a service that is
+/// not a job).
+fn current_iteration(svc: &Value, task: &Value) -> bool {
+    match svc.pointer("/JobStatus/JobIteration/Index") {
+        Some(index) => task.pointer("/JobIteration/Index") == Some(index),
+        None => true,
+    }
+}
+
+/// Reads where every service of `stack` stands. `known` holds task ids that existed before
+/// the operation began, whose failures are history, not news.
+async fn service_states(
+    d: &Docker,
+    stack: &str,
+    known: &HashSet<String>,
+) -> ScriptResult<BTreeMap<String, ServiceState>> {
+    let (services, tasks, nodes) = tokio::try_join!(
+        list_services(d, stack_filter(stack)),
+        list_tasks(d, stack_filter(stack)),
+        list_nodes(d)
+    )?;
+    let ready = nodes
+        .iter()
+        .filter(|n| str_at(n, &["Status", "State"]) == "ready")
+        .count();
+    let mut out = BTreeMap::new();
+    for svc in &services {
+        let id = str_at(svc, &["ID"]);
+        let name = str_at(svc, &["Spec", "Name"]).to_string();
+        let mine: Vec<&Value> = tasks
+            .iter()
+            .filter(|t| str_at(t, &["ServiceID"]) == id && current_iteration(svc, t))
+            .collect();
+        let (one_shot, job) = (is_one_shot(svc), is_job(svc));
+        let done = mine
+            .iter()
+            .filter(|t| {
+                let state = str_at(t, &["Status", "State"]);
+                (!job && str_at(t, &["DesiredState"]) == "running" && state == "running")
+                    || one_shot && state == "complete"
+            })
+            .count();
+        let failures: Vec<&&Value> = mine
+            .iter()
+            .filter(|t| !known.contains(str_at(t, &["ID"])))
+            .filter(|t| matches!(str_at(t, &["Status", "State"]), "rejected" | "failed"))
+            .collect();
+        let failure = if failures.len() >= 3 || (one_shot && !failures.is_empty()) {
+            let t = failures[0];
+            let err = str_at(t, &["Status", "Err"]);
+            Some(format!(
+                "service {name}: {} task(s) {}: {}",
+                failures.len(),
+                str_at(t, &["Status", "State"]),
+                if err.is_empty() {
+                    str_at(t, &["Status", "Message"])
+                } else {
+                    err
+                }
+            ))
+        } else {
+            None
+        };
+        out.insert(
+            name,
+            ServiceState {
+                done,
+                desired: desired_count(svc, ready),
+                job,
+                failure,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The ids of the stack's tasks now: their later failures are history, not news.
+pub(super) async fn task_ids(d: &Docker, stack: &str) -> ScriptResult<HashSet<String>> {
+    Ok(list_tasks(d, stack_filter(stack))
+        .await?
+        .iter()
+        .map(|t| str_at(t, &["ID"]).to_string())
+        .collect())
+}
+
+/// Waits until every service of `stack` runs its desired tasks (a job: has completed them),
+/// failing with a task's error when tasks keep being rejected or failing, and giving up at
+/// the deadline.
+pub(super) async fn converge(
+    host: &Host,
+    d: &Docker,
+    stack: &str,
+    known: &HashSet<String>,
+    timeout: Duration,
+) -> ScriptResult<()> {
+    let deadline = Instant::now() + timeout;
+    let mut display = ProgressDisplay::new();
+    loop {
+        let states = service_states(d, stack, known).await?;
+        let mut all_done = true;
+        for (name, s) in &states {
+            // A job may complete more tasks than asked; a service is converged at its count.
+            let reached = if s.job {
+                s.done >= s.desired
+            } else {
+                s.done == s.desired
+            };
+            all_done &= reached;
+            let (verb, state) = match (s.job, reached) {
+                (true, true) => ("completed", "done"),
+                (true, false) => ("completed", "running"),
+                (false, true) => ("running", "converged"),
+                (false, false) => ("running", "waiting"),
+            };
+            display.update(name, format!("{}/{} {verb} ({state})", s.done, s.desired));
+            if let Some(f) = &s.failure {
+                display.finish();
+                return Err(script_err(f));
+            }
+        }
+        if all_done {
+            display.finish();
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            display.finish();
+            let pending: Vec<String> = states
+                .iter()
+                .filter(|(_, s)| s.done != s.desired && !(s.job && s.done > s.desired))
+                .map(|(n, s)| format!("{n} {}/{}", s.done, s.desired))
+                .collect();
+            return Err(script_err(format!(
+                "stack {stack} did not converge within {} s: {}",
+                timeout.as_secs(),
+                pending.join(", ")
+            )));
+        }
+        if host.is_interrupted() {
+            display.finish();
+            return Err(interrupted());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
