@@ -165,7 +165,7 @@ fn dump_at_the_freeze(s: &TestStack, container: &str, out: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while !wavelet_state(container).contains('T') {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
@@ -184,13 +184,13 @@ fn sigint_and_sigterm_at_the_freeze_leave_wavelet_running() {
     s.set("WAVELET_NODES", "1");
     s.set("WAVELET_RESTART_ON_PEER_CHANGE", "false");
     // One copy only (the stand-in writes /db every 0.5 s, so it fails and the freeze follows),
-    // and a slow one: ~80 MB of text at gzip level 9.
+    // and a slow one: ~30 MB of text at gzip level 9.
     s.set("WSM_DUMP_ATTEMPTS", "1");
     s.set("WSM_DUMP_LEVEL", "9");
     require_images();
     s.stack(&["start"]).ok();
     let c = s.container("wavelet", 1);
-    docker(&["exec", &c, "sh", "-c", "seq 1 10000000 > /db/zz-bulk"]);
+    docker(&["exec", &c, "sh", "-c", "seq 1 4000000 > /db/zz-bulk"]);
     for (sig, code) in [("INT", 130), ("TERM", 143)] {
         let out = s.dir.path().join(format!("dump-{sig}.tar.gz"));
         let mut child = dump_at_the_freeze(&s, &c, &out);

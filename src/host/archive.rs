@@ -254,15 +254,18 @@ async fn dump(
             ))
         })?;
         let mut m = Map::new();
+        m.insert("consistent".into(), true.into());
         m.insert("attempts".into(), Dynamic::from(attempt as i64));
         m.insert("checksum".into(), checksum.into());
         m.insert("bytes".into(), Dynamic::from(bytes as i64));
         m.insert("files".into(), Dynamic::from(files.len() as i64));
         return Ok(m);
     }
-    Err(script_err(format!(
-        "{dir} kept changing during {attempts} copies; no consistent dump was written"
-    )))
+    // Not an error: the caller decides what to do about a directory that never held still.
+    let mut m = Map::new();
+    m.insert("consistent".into(), false.into());
+    m.insert("attempts".into(), Dynamic::from(attempts as i64));
+    Ok(m)
 }
 
 /// Uploads local paths into a container directory as one tar stream.
@@ -378,7 +381,9 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
 
     // archive::dump(engine, container, dir, out_file, opts) — consistent tar.gz of a container
-    // directory; opts: attempts (5), level (gzip 0-9, 1). Returns #{attempts, checksum, bytes, files}.
+    // directory; opts: attempts (5), level (gzip 0-9, 1). Returns #{consistent: true, attempts,
+    // checksum, bytes, files}, or #{consistent: false, attempts} when the directory changed
+    // during every copy (nothing written).
     let h = host.clone();
     m.set_native_fn(
         "dump",
