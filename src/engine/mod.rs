@@ -68,12 +68,12 @@ impl Shell {
         host::args::register(&mut engine);
         host::config::register(&mut engine, &host);
         host::compose::register(&mut engine, &host);
+        host::fs::register(&mut engine);
         host::docker::register(&mut engine, &host);
         host::term::register(&mut engine, &host);
         host::http::register(&mut engine, &host);
         host::archive::register(&mut engine, &host);
         host::ssh::register(&mut engine, &host);
-        host::swarm::register(&mut engine, &host);
         register_resources(&mut engine, &search);
         register_temp_dir(&mut engine);
         commands::register(&mut engine, &search, &host);
