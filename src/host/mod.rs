@@ -7,6 +7,7 @@ pub mod args;
 pub mod compose;
 pub mod config;
 pub mod docker;
+pub mod fs;
 pub mod http;
 pub mod opts;
 pub mod progress;
