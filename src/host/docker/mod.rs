@@ -8,6 +8,7 @@
 
 mod container;
 mod image;
+mod service;
 mod stack;
 mod swarm;
 
@@ -315,4 +316,5 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     container::register(engine, host);
     image::register(engine, host);
     swarm::register(engine, host);
+    service::register(engine, host);
 }
