@@ -2,7 +2,7 @@
 //! rolling update of its tasks (as `docker service update --force` does, moby#24413), and wait
 //! until an update has reached every task — the Docker CLI's `service rollback/update` wait.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::{absent_on_404, engine_error, failed, list_nodes, list_tasks, str_at, EngineHandle};
 use crate::host::opts::secs;
 use crate::host::progress::ProgressDisplay;
-use crate::host::{interrupted, script_err, to_dynamic, Host, ScriptResult};
+use crate::host::{interrupted, script_err, to_dynamic, usage_err, Host, ScriptResult};
 
 /// The service as the engine shows it, `None` when there is none by that name or id.
 async fn inspect(d: &Docker, service: &str) -> ScriptResult<Option<Value>> {
@@ -53,15 +53,17 @@ async fn update(
     Ok(())
 }
 
-/// Asks the swarm to put a service back to the spec it had before its last update.
+/// Asks the swarm to put a service back to the spec it had before its last update. A service
+/// that was never updated has none: bad input, said in one sentence.
 async fn rollback(d: &Docker, service: &str) -> ScriptResult<()> {
     let svc = existing(d, service).await?;
-    if svc.get("PreviousSpec").is_none_or(Value::is_null) {
-        return Err(script_err(format!(
+    // bollard's model has no PreviousSpec: the engine's refusal tells instead.
+    match update(d, &svc, svc["Spec"].clone(), Some("previous")).await {
+        Err(e) if e.to_string().contains("does not have a previous spec") => Err(usage_err(format!(
             "service {service} has no previous spec to roll back to: it was never updated"
-        )));
+        ))),
+        other => other,
     }
-    update(d, &svc, svc["Spec"].clone(), Some("previous")).await
 }
 
 /// Bumps a service's `TaskTemplate.ForceUpdate`, which replaces every task by the service's
@@ -82,11 +84,12 @@ enum Progress {
     Failed(String),
 }
 
-/// Compares a service's tasks with its current task template: the update has reached the
-/// service when as many tasks as it wants run (or completed, for one-shot tasks) that spec
-/// and no task of an older spec is meant to run. A paused update, or one the swarm rolled back
-/// on its own, is a failure with the swarm's message.
-fn progress_of(svc: &Value, tasks: &[Value], ready_nodes: usize) -> Progress {
+/// Compares a service's tasks with its current spec: the update has reached the service when
+/// as many up-to-date tasks as it wants run (or completed, for one-shot tasks) and no task of
+/// an older spec is meant to run. `current` holds the ids of the tasks the engine calls up to
+/// date (the Docker CLI's `_up-to-date` filter: same spec version as the service). A paused
+/// update, or one the swarm rolled back on its own, is a failure with the swarm's message.
+fn progress_of(svc: &Value, tasks: &[Value], current: &HashSet<String>, ready_nodes: usize) -> Progress {
     let name = str_at(svc, &["Spec", "Name"]);
     let status = &svc["UpdateStatus"];
     let state = str_at(status, &["State"]);
@@ -115,17 +118,14 @@ fn progress_of(svc: &Value, tasks: &[Value], ready_nodes: usize) -> Progress {
         str_at(svc, &["Spec", "TaskTemplate", "RestartPolicy", "Condition"]),
         "none" | "on-failure"
     );
-    let template = &svc["Spec"]["TaskTemplate"];
-    let id = str_at(svc, &["ID"]);
-    let mine = tasks.iter().filter(|t| str_at(t, &["ServiceID"]) == id);
     let (mut updated, mut old) = (0, 0);
-    for t in mine {
+    for t in tasks {
         let task_state = str_at(t, &["Status", "State"]);
-        let current = &t["Spec"] == template;
+        let up_to_date = current.contains(str_at(t, &["ID"]));
         let wanted = str_at(t, &["DesiredState"]) == "running";
-        if current && (wanted && task_state == "running" || one_shot && task_state == "complete") {
+        if up_to_date && (wanted && task_state == "running" || one_shot && task_state == "complete") {
             updated += 1;
-        } else if !current && wanted {
+        } else if !up_to_date && wanted {
             old += 1;
         }
     }
@@ -156,9 +156,23 @@ async fn wait_updated(
         let mut pending = BTreeMap::new();
         for name in services {
             let svc = existing(d, name).await?;
-            let filter = [("service".to_string(), vec![name.clone()])].into();
-            let tasks = list_tasks(d, filter).await?;
-            match progress_of(&svc, &tasks, ready) {
+            let service = |extra: &[(&str, &str)]| {
+                let mut f: HashMap<String, Vec<String>> =
+                    [("service".to_string(), vec![name.clone()])].into();
+                for (k, v) in extra {
+                    f.insert(k.to_string(), vec![v.to_string()]);
+                }
+                f
+            };
+            let (tasks, current) = tokio::try_join!(
+                list_tasks(d, service(&[])),
+                list_tasks(d, service(&[("_up-to-date", "true")]))
+            )?;
+            let current: HashSet<String> = current
+                .iter()
+                .map(|t| str_at(t, &["ID"]).to_string())
+                .collect();
+            match progress_of(&svc, &tasks, &current, ready) {
                 Progress::Done(line) => display.update(name, line),
                 Progress::Waiting(line) => {
                     display.update(name, line.clone());
@@ -193,7 +207,8 @@ async fn wait_updated(
 
 /// Registers the service methods of the `Engine` type.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.service(name) — the service as `docker service inspect` shows it, () when there is none.
+    // e.service(name) — the service as `docker service inspect` shows it (without PreviousSpec),
+    // () when there is none.
     let h = host.clone();
     engine.register_fn(
         "service",
@@ -205,7 +220,8 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.rollback(service) — put the service back to its previous spec (`docker service rollback`).
+    // e.rollback(service) — put the service back to its previous spec (`docker service rollback`);
+    // a usage error when it has none.
     let h = host.clone();
     engine.register_fn(
         "rollback",
@@ -243,43 +259,52 @@ mod tests {
 
     fn service(replicas: u64, force: u64, status: Value) -> Value {
         json!({"ID": "s1", "Spec": {"Name": "st_web", "Mode": {"Replicated": {"Replicas": replicas}},
-            "TaskTemplate": {"ContainerSpec": {"Image": "i"}, "ForceUpdate": force}},
-            "UpdateStatus": status})
+            "TaskTemplate": {"ForceUpdate": force}}, "UpdateStatus": status})
     }
 
-    fn task(force: u64, desired: &str, state: &str) -> Value {
-        json!({"ServiceID": "s1", "DesiredState": desired, "Status": {"State": state},
-            "Spec": {"ContainerSpec": {"Image": "i"}, "ForceUpdate": force}})
+    fn task(id: &str, desired: &str, state: &str) -> Value {
+        json!({"ID": id, "ServiceID": "s1", "DesiredState": desired, "Status": {"State": state}})
+    }
+
+    fn ids(list: &[&str]) -> HashSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
     fn an_update_is_done_when_every_wanted_task_runs_the_current_spec() {
         let svc = service(2, 1, Value::Null);
-        let half = [task(1, "running", "running"), task(0, "running", "running")];
-        assert!(matches!(progress_of(&svc, &half, 1), Progress::Waiting(_)));
+        let half = [task("new", "running", "running"), task("old", "running", "running")];
+        let current = ids(&["new", "new2"]);
+        assert!(matches!(progress_of(&svc, &half, &current, 1), Progress::Waiting(_)));
         let done = [
-            task(1, "running", "running"),
-            task(1, "running", "running"),
-            task(0, "shutdown", "shutdown"),
+            task("new", "running", "running"),
+            task("new2", "running", "running"),
+            task("old", "shutdown", "shutdown"),
         ];
-        assert!(matches!(progress_of(&svc, &done, 1), Progress::Done(_)));
+        assert!(matches!(progress_of(&svc, &done, &current, 1), Progress::Done(_)));
     }
 
     #[test]
     fn a_paused_or_self_rolled_back_update_fails_with_the_swarms_message() {
         let paused = service(1, 1, json!({"State": "paused", "Message": "update paused due to failure"}));
-        let Progress::Failed(why) = progress_of(&paused, &[], 1) else {
+        let Progress::Failed(why) = progress_of(&paused, &[], &ids(&[]), 1) else {
             panic!("a paused update must fail")
         };
         assert_eq!(why, "service st_web: update paused: update paused due to failure");
         let auto = service(1, 1, json!({"State": "rollback_completed", "Message": "rollback completed"}));
-        assert!(matches!(progress_of(&auto, &[], 1), Progress::Failed(_)));
+        assert!(matches!(
+            progress_of(&auto, &[], &ids(&[]), 1),
+            Progress::Failed(_)
+        ));
         let asked = service(
             1,
             1,
             json!({"State": "rollback_completed", "Message": "manually requested rollback"}),
         );
-        let tasks = [task(1, "running", "running")];
-        assert!(matches!(progress_of(&asked, &tasks, 1), Progress::Done(_)));
+        let tasks = [task("t", "running", "running")];
+        assert!(matches!(
+            progress_of(&asked, &tasks, &ids(&["t"]), 1),
+            Progress::Done(_)
+        ));
     }
 }
