@@ -34,12 +34,7 @@ async fn existing(d: &Docker, service: &str) -> ScriptResult<Value> {
 }
 
 /// Sends `spec` as the service's new spec (at the version read), with `rollback` when set.
-async fn update(
-    d: &Docker,
-    svc: &Value,
-    spec: Value,
-    rollback: Option<&str>,
-) -> ScriptResult<()> {
+async fn update(d: &Docker, svc: &Value, spec: Value, rollback: Option<&str>) -> ScriptResult<()> {
     let name = str_at(svc, &["Spec", "Name"]).to_string();
     let typed = serde_json::from_value(spec).map_err(script_err)?;
     let options = UpdateServiceOptions {
@@ -59,9 +54,9 @@ async fn rollback(d: &Docker, service: &str) -> ScriptResult<()> {
     let svc = existing(d, service).await?;
     // bollard's model has no PreviousSpec: the engine's refusal tells instead.
     match update(d, &svc, svc["Spec"].clone(), Some("previous")).await {
-        Err(e) if e.to_string().contains("does not have a previous spec") => Err(usage_err(format!(
-            "service {service} has no previous spec to roll back to: it was never updated"
-        ))),
+        Err(e) if e.to_string().contains("does not have a previous spec") => Err(usage_err(
+            format!("service {service} has no previous spec to roll back to: it was never updated"),
+        )),
         other => other,
     }
 }
@@ -85,11 +80,16 @@ enum Progress {
 }
 
 /// Compares a service's tasks with its current spec: the update has reached the service when
-/// as many up-to-date tasks as it wants run (or completed, for one-shot tasks) and no task of
-/// an older spec is meant to run. `current` holds the ids of the tasks the engine calls up to
+/// as many up-to-date tasks as it wants run (or completed, for one-shot tasks), no task of an
+/// older spec is meant to run, and no task told to stop still runs. `current` holds the ids of the tasks the engine calls up to
 /// date (the Docker CLI's `_up-to-date` filter: same spec version as the service). A paused
 /// update, or one the swarm rolled back on its own, is a failure with the swarm's message.
-fn progress_of(svc: &Value, tasks: &[Value], current: &HashSet<String>, ready_nodes: usize) -> Progress {
+fn progress_of(
+    svc: &Value,
+    tasks: &[Value],
+    current: &HashSet<String>,
+    ready_nodes: usize,
+) -> Progress {
     let name = str_at(svc, &["Spec", "Name"]);
     let status = &svc["UpdateStatus"];
     let state = str_at(status, &["State"]);
@@ -118,19 +118,23 @@ fn progress_of(svc: &Value, tasks: &[Value], current: &HashSet<String>, ready_no
         str_at(svc, &["Spec", "TaskTemplate", "RestartPolicy", "Condition"]),
         "none" | "on-failure"
     );
-    let (mut updated, mut old) = (0, 0);
+    let (mut updated, mut old, mut stopping) = (0, 0, 0);
     for t in tasks {
         let task_state = str_at(t, &["Status", "State"]);
         let up_to_date = current.contains(str_at(t, &["ID"]));
         let wanted = str_at(t, &["DesiredState"]) == "running";
-        if up_to_date && (wanted && task_state == "running" || one_shot && task_state == "complete") {
+        if up_to_date && (wanted && task_state == "running" || one_shot && task_state == "complete")
+        {
             updated += 1;
         } else if !up_to_date && wanted {
             old += 1;
+        } else if !wanted && task_state == "running" {
+            // Told to stop (scaled away, replaced), it counts until it has stopped.
+            stopping += 1;
         }
     }
-    let line = format!("{updated}/{desired} updated, {old} to replace");
-    if updated >= desired && old == 0 {
+    let line = format!("{updated}/{desired} updated, {old} to replace, {stopping} stopping");
+    if updated >= desired && old == 0 && stopping == 0 {
         Progress::Done(line)
     } else {
         Progress::Waiting(line)
@@ -273,25 +277,55 @@ mod tests {
     #[test]
     fn an_update_is_done_when_every_wanted_task_runs_the_current_spec() {
         let svc = service(2, 1, Value::Null);
-        let half = [task("new", "running", "running"), task("old", "running", "running")];
+        let half = [
+            task("new", "running", "running"),
+            task("old", "running", "running"),
+        ];
         let current = ids(&["new", "new2"]);
-        assert!(matches!(progress_of(&svc, &half, &current, 1), Progress::Waiting(_)));
+        assert!(matches!(
+            progress_of(&svc, &half, &current, 1),
+            Progress::Waiting(_)
+        ));
         let done = [
             task("new", "running", "running"),
             task("new2", "running", "running"),
             task("old", "shutdown", "shutdown"),
         ];
-        assert!(matches!(progress_of(&svc, &done, &current, 1), Progress::Done(_)));
+        assert!(matches!(
+            progress_of(&svc, &done, &current, 1),
+            Progress::Done(_)
+        ));
+        let scaled_away = [
+            task("new", "running", "running"),
+            task("new2", "running", "running"),
+            task("new3", "shutdown", "running"),
+        ];
+        let current = ids(&["new", "new2", "new3"]);
+        assert!(matches!(
+            progress_of(&svc, &scaled_away, &current, 1),
+            Progress::Waiting(_)
+        ));
     }
 
     #[test]
     fn a_paused_or_self_rolled_back_update_fails_with_the_swarms_message() {
-        let paused = service(1, 1, json!({"State": "paused", "Message": "update paused due to failure"}));
+        let paused = service(
+            1,
+            1,
+            json!({"State": "paused", "Message": "update paused due to failure"}),
+        );
         let Progress::Failed(why) = progress_of(&paused, &[], &ids(&[]), 1) else {
             panic!("a paused update must fail")
         };
-        assert_eq!(why, "service st_web: update paused: update paused due to failure");
-        let auto = service(1, 1, json!({"State": "rollback_completed", "Message": "rollback completed"}));
+        assert_eq!(
+            why,
+            "service st_web: update paused: update paused due to failure"
+        );
+        let auto = service(
+            1,
+            1,
+            json!({"State": "rollback_completed", "Message": "rollback completed"}),
+        );
         assert!(matches!(
             progress_of(&auto, &[], &ids(&[]), 1),
             Progress::Failed(_)
