@@ -131,13 +131,9 @@ fn multi_call_args(search: &SearchPath) -> Vec<String> {
     args
 }
 
-/// The words of a family or script command as the dispatcher reads them, with the global flags
-/// that followed the command taken out and applied to `opts`.
-fn command_words(name: &str, m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<String> {
-    let mut words = vec![name.to_string()];
-    if let Some(stack) = m.try_get_one::<String>("stack").ok().flatten() {
-        words.extend(["-s".to_string(), stack.clone()]);
-    }
+/// A subcommand's trailing arguments, with the global flags that followed the command taken
+/// out and applied to `opts` (`wsm stack status --json`).
+fn trailing_args(m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<String> {
     let args: Vec<String> = m
         .get_many::<String>("args")
         .into_iter()
@@ -152,7 +148,16 @@ fn command_words(name: &str, m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<Strin
             _ => opts.verbose = true,
         }
     }
-    words.extend(rest);
+    rest
+}
+
+/// The words of a family or script command as the dispatcher reads them.
+fn command_words(name: &str, m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<String> {
+    let mut words = vec![name.to_string()];
+    if let Some(stack) = m.try_get_one::<String>("stack").ok().flatten() {
+        words.extend(["-s".to_string(), stack.clone()]);
+    }
+    words.extend(trailing_args(m, opts));
     words
 }
 
@@ -186,16 +191,7 @@ fn main() -> ExitCode {
     let mut batch = None;
     if let Some(("run", m)) = sub {
         let file = m.get_one::<PathBuf>("file").expect("required").clone();
-        let args: Vec<String> = m
-            .get_many::<String>("args")
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        let (rest, flags) = engine::split_global_flags(&args);
-        opts.json |= flags.iter().any(|f| f == "--json");
-        opts.yes |= flags.iter().any(|f| f == "--yes");
-        opts.verbose |= flags.iter().any(|f| f == "--verbose");
+        let rest = trailing_args(m, &mut opts);
         batch = Some((file, rest));
     }
 
@@ -237,6 +233,7 @@ fn main() -> ExitCode {
     // Blocking reads (an attach's stdin) must not keep the process alive.
     runtime.shutdown_background();
     engine::cleanup_temp_dirs();
+    wsm::host::ssh::close_all();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(e),

@@ -755,3 +755,92 @@ fn providers_are_dropped_in_scripts_and_their_errors_name_file_and_line() {
     );
     assert!(!bed.path("config/swarms").exists());
 }
+
+/// The engine over SSH: the port of `ssh://user@host:port` is used, ssh's own error reaches the
+/// user, and after the command no ssh process or control folder of wsm's is left.
+#[test]
+fn remote_engine_over_ssh_uses_the_port_shares_one_master_and_leaves_nothing_behind() {
+    let bed = Bed::new();
+    let host = Host::up("wsmport", &bed.public_key());
+    let ip = host.ip().to_string();
+    let sshd_config = format!("/run/wsm-hosts/{}/ssh/sshd_config", host.name);
+    let second = Command::new(NETNS_HOST)
+        .args(["exec", &host.name, "/usr/sbin/sshd", "-f", &sshd_config])
+        .arg("-o")
+        .arg(format!("ListenAddress={ip}:2222"))
+        .arg("-o")
+        .arg(format!("PidFile={}", bed.path("sshd2222.pid").display()))
+        .output()
+        .unwrap();
+    assert!(
+        second.status.success(),
+        "a second sshd on port 2222: {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    wait_for("the second sshd", 10, || {
+        std::net::TcpStream::connect((ip.as_str(), 2222)).is_ok()
+    });
+    // Only port 2222 answers from here on: a client that dropped the port would reach port 22.
+    Command::new(NETNS_HOST)
+        .args([
+            "exec", &host.name, "iptables", "-I", "INPUT", "-p", "tcp", "--dport", "22", "-j",
+            "REJECT",
+        ])
+        .output()
+        .unwrap();
+    let script = bed.path("port.rhai");
+    std::fs::write(
+        &script,
+        format!(
+            "let e = docker::connect(\"ssh://root@{ip}:2222\");\nfor i in 0..5 {{ e.info(); e.volumes(#{{}}).len(); }}\nprint(`engine=${{e.info().Name}}`);\nprint(`connections=${{ssh::connect(\"root@{ip}:2222\").run(\"ps -e -o args= | grep -c '^sshd: root@'\").stdout}}`);\n"
+        ),
+    )
+    .unwrap();
+    let r = bed.wsm(&["run", script.to_str().unwrap()]);
+    let out = r.ok();
+    assert!(out.contains(&format!("engine={}", host.name)), "{out}");
+    // Ten API calls and the ssh:: session went over one SSH connection.
+    assert!(out.contains("connections=1\n"), "{out}");
+
+    let closed = bed.path("closed.rhai");
+    std::fs::write(
+        &closed,
+        format!("docker::connect(\"ssh://root@{ip}:2299\").info();\n"),
+    )
+    .unwrap();
+    let r = bed.wsm(&["run", closed.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("2299") && !r.stderr.contains("hyper legacy client"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.to_lowercase().contains("refused") || r.stderr.contains("ssh"),
+        "{}",
+        r.stderr
+    );
+
+    let leftover_ssh = Command::new("pgrep")
+        .args(["-f", &format!(r"^(\S*/)?ssh .*{ip}")])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&leftover_ssh.stdout)
+            .trim()
+            .is_empty(),
+        "ssh processes outlived wsm: {}",
+        String::from_utf8_lossy(&leftover_ssh.stdout)
+    );
+    let dirs: Vec<_> = [bed.path(".xdg-state"), bed.path("")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".ssh-connection")
+        })
+        .map(|e| e.path())
+        .collect();
+    assert!(dirs.is_empty(), "control folders left behind: {dirs:?}");
+}

@@ -5,16 +5,13 @@ use std::time::Duration;
 
 use rhai::{Dynamic, Engine, Map, Module};
 
+use super::opts::opt_int;
 use super::{script_err, to_dynamic, to_json, Host, ScriptResult};
 
 /// Sends one request; returns #{status, body, json, headers}. Network failures are errors,
 /// HTTP error statuses are not (the script decides).
 async fn request(method: &str, url: &str, opts: &Map) -> ScriptResult<Map> {
-    let timeout = opts
-        .get("timeout_ms")
-        .and_then(|v| v.as_int().ok())
-        .unwrap_or(10_000)
-        .max(1) as u64;
+    let timeout = opt_int(opts, "timeout_ms", 10_000).max(1) as u64;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(timeout))
         .build()

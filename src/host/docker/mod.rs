@@ -9,6 +9,7 @@
 mod container;
 mod image;
 mod service;
+mod ssh_transport;
 mod stack;
 mod swarm;
 
@@ -91,7 +92,10 @@ pub async fn connect(host: &str) -> Result<EngineHandle, String> {
     let docker = if let Some(path) = host.strip_prefix("unix://") {
         Docker::connect_with_unix(path, timeout, bollard::API_DEFAULT_VERSION)
     } else if host.starts_with("ssh://") {
-        Docker::connect_with_ssh(&host, timeout, bollard::API_DEFAULT_VERSION, None)
+        ssh_transport::connect(&host, timeout, bollard::API_DEFAULT_VERSION)
+            .await
+            .map_err(|e| format!("cannot connect to the Docker engine at {host}: {e}"))
+            .map(Ok)?
     } else if host.starts_with("tcp://") || host.starts_with("http://") {
         Docker::connect_with_http(&host, timeout, bollard::API_DEFAULT_VERSION)
     } else {

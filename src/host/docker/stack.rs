@@ -446,7 +446,11 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         "deploy",
         move |e: &mut EngineHandle, stack: &str, plan: Dynamic, opts: Map| -> ScriptResult<Array> {
             let plan: Plan = rhai::serde::from_dynamic(&plan)
-                .map_err(|err| script_err(format!("deploy: not a compose::plan: {err}")))?;
+                .map_err(|err| {
+                    script_err(format!(
+                        "deploy: the plan must be a map as compose::plan(doc, stack) returns it ({err})"
+                    ))
+                })?;
             let prune = opt_bool(&opts, "prune", true);
             let wait = opt_bool(&opts, "wait", true);
             let timeout = opt_secs(&opts, "timeout", 300);

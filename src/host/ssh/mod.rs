@@ -13,7 +13,11 @@ use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use rhai::{Array, Dynamic, Engine, Map, Module};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod identity;
+
+use super::opts::{opt_bool, opt_str};
 use super::{script_err, Host, ScriptResult};
+use identity::public_keys;
 
 /// Seconds to wait for a host to answer when no `timeout` is given (`WSM_SSH_TIMEOUT`).
 const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
@@ -49,15 +53,10 @@ impl ConnectOptions {
                     .and_then(|v| v.parse().ok())
             })
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let key = opts
-            .get("key")
-            .map(|v| v.to_string())
+        let key = Some(opt_str(opts, "key", ""))
             .filter(|k| !k.is_empty())
             .map(PathBuf::from);
-        let strict = opts
-            .get("strict")
-            .and_then(|v| v.as_bool().ok())
-            .unwrap_or(false);
+        let strict = opt_bool(opts, "strict", false);
         ConnectOptions {
             timeout: Duration::from_secs(timeout),
             key,
@@ -65,8 +64,13 @@ impl ConnectOptions {
         }
     }
 
+    /// One session per user, host and port (`ssh://root@h` and `root@h:22` share one).
     fn cache_key(&self, target: &str) -> String {
-        format!("{target}|{:?}|{}", self.key, self.strict)
+        let who = match parse_target(target) {
+            Ok((user, host, port)) => format!("{user}@{host}:{}", port.unwrap_or(22)),
+            Err(_) => target.to_string(),
+        };
+        format!("{who}|{:?}|{}", self.key, self.strict)
     }
 }
 
@@ -148,16 +152,58 @@ async fn open(target: &str, opts: &ConnectOptions) -> Result<Session, String> {
     }
 }
 
-/// Connects to `target`, reusing an open session to it.
-fn connect(host: &Host, target: &str, opts: &ConnectOptions) -> ScriptResult<SshSession> {
+/// The open session to `target` with the default options, opened if there is none: what the
+/// Docker client's SSH transport shares with `ssh::connect(target)`.
+pub async fn shared_session(target: &str) -> Result<Arc<Session>, String> {
+    let opts = ConnectOptions::from_map(&Map::new());
     let key = opts.cache_key(target);
-    if let Some((_, s)) = SESSIONS
+    if let Some(s) = cached(&key) {
+        return Ok(s.session);
+    }
+    let session = Arc::new(open(target, &opts).await?);
+    let s = SshSession {
+        target: target.to_string(),
+        session: session.clone(),
+    };
+    SESSIONS.lock().expect("ssh sessions").push((key, s));
+    Ok(session)
+}
+
+fn cached(key: &str) -> Option<SshSession> {
+    SESSIONS
         .lock()
         .expect("ssh sessions")
         .iter()
-        .find(|(k, _)| *k == key)
-    {
-        return Ok(s.clone());
+        .find(|(k, _)| k == key)
+        .map(|(_, s)| s.clone())
+}
+
+/// Ends every master connection this process opened and removes its control folder, so that
+/// no ssh process and no `.ssh-connection*` folder outlives wsm.
+pub fn close_all() {
+    let sessions: Vec<(String, SshSession)> =
+        std::mem::take(&mut *SESSIONS.lock().expect("ssh sessions"));
+    for (_, s) in sessions {
+        let socket = s.session.control_socket().to_path_buf();
+        let _ = std::process::Command::new("ssh")
+            .arg("-S")
+            .arg(&socket)
+            .args(["-O", "exit", "wsm-master"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if let Some(dir) = socket.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Connects to `target`, reusing an open session to it.
+fn connect(host: &Host, target: &str, opts: &ConnectOptions) -> ScriptResult<SshSession> {
+    let key = opts.cache_key(target);
+    if let Some(s) = cached(&key) {
+        return Ok(s);
     }
     let session = host.block(async { open(target, opts).await.map_err(script_err) })?;
     if host.opts.verbose {
@@ -372,71 +418,6 @@ async fn download(s: &SshSession, remote: &str, local: &Path) -> ScriptResult<()
     tmp.persist(local)
         .map_err(|e| script_err(format!("cannot write {}: {}", local.display(), e.error)))?;
     Ok(())
-}
-
-/// The home directory ssh uses: the password database's, not `$HOME`.
-fn passwd_home() -> Option<PathBuf> {
-    // SAFETY: getpwuid returns a pointer into static storage or null; read at once.
-    unsafe {
-        let pw = libc::getpwuid(libc::getuid());
-        if pw.is_null() || (*pw).pw_dir.is_null() {
-            return None;
-        }
-        let dir = std::ffi::CStr::from_ptr((*pw).pw_dir);
-        Some(PathBuf::from(dir.to_string_lossy().into_owned()))
-    }
-}
-
-/// The public keys this user logs in with: the agent's, then the `.pub` files beside the
-/// identity files `ssh` would offer (as `ssh -G` reports them, so ssh_config counts).
-fn public_keys() -> Vec<String> {
-    let mut keys: Vec<String> = Vec::new();
-    let mut add = |line: &str| {
-        let line = line.trim();
-        let mut words = line.split_whitespace();
-        let (Some(kind), Some(blob)) = (words.next(), words.next()) else {
-            return;
-        };
-        if !(kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-")) {
-            return;
-        }
-        if !keys
-            .iter()
-            .any(|k| k.split_whitespace().nth(1) == Some(blob))
-        {
-            keys.push(line.to_string());
-        }
-    };
-    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        if let Ok(out) = std::process::Command::new("ssh-add").arg("-L").output() {
-            if out.status.success() {
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .for_each(&mut add);
-            }
-        }
-    }
-    if let Ok(out) = std::process::Command::new("ssh")
-        .args(["-G", "wsm-identity-probe"])
-        .stdin(std::process::Stdio::null())
-        .output()
-    {
-        let home = passwd_home().unwrap_or_default();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Some(file) = line.strip_prefix("identityfile ") else {
-                continue;
-            };
-            let path = match file.strip_prefix("~/") {
-                Some(rest) => home.join(rest),
-                None => PathBuf::from(file),
-            };
-            let pubfile = PathBuf::from(format!("{}.pub", path.display()));
-            if let Ok(text) = std::fs::read_to_string(&pubfile) {
-                text.lines().for_each(&mut add);
-            }
-        }
-    }
-    keys
 }
 
 fn to_session(s: &mut SshSession) -> SshSession {

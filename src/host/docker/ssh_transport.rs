@@ -1,0 +1,136 @@
+//! The Docker API over SSH, as the Docker CLI does it (`docker system dial-stdio` on the remote
+//! host), but over ONE master connection per host, shared with `ssh::connect`: each HTTP
+//! connection is a new channel of that master, not a new SSH handshake. The port of
+//! `ssh://user@host:port` is honoured, ssh's own error reaches the user, and `ssh::close_all`
+//! ends the master when wsm exits.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bollard::{BollardRequest, ClientVersion, Docker};
+use hyper::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use openssh::{ChildStdin, ChildStdout, Session, Stdio};
+
+use crate::host::ssh;
+
+/// Opens (or reuses) the master connection to the host of `ssh://…` and returns a client that
+/// speaks the Engine API through it.
+pub async fn connect(host: &str, timeout: u64, version: &ClientVersion) -> Result<Docker, String> {
+    let target = host.trim_end_matches('/');
+    let session = ssh::shared_session(target).await?;
+    let client = Client::builder(TokioExecutor::new()).build(DialStdio { session });
+    let transport = move |req: BollardRequest| {
+        let client = client.clone();
+        async move {
+            client
+                .request(req)
+                .await
+                .map_err(|e| bollard::errors::Error::IOError {
+                    err: std::io::Error::other(chain(&e)),
+                })
+        }
+    };
+    Docker::connect_with_custom_transport(transport, Some(target), timeout, version)
+        .map_err(|e| e.to_string())
+}
+
+/// The whole chain of an error's messages, so that what ssh said is not lost.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !msg.is_empty() && !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// Connects hyper to the engine: each connection runs `docker system dial-stdio` on the host.
+#[derive(Clone)]
+struct DialStdio {
+    session: Arc<Session>,
+}
+
+impl tower_service::Service<Uri> for DialStdio {
+    type Response = DialStream;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<DialStream, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let session = self.session.clone();
+        Box::pin(async move {
+            let mut child = session
+                .arc_command("docker")
+                .args(["system", "dial-stdio"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .await
+                .map_err(|e| {
+                    std::io::Error::other(format!("docker system dial-stdio: {}", chain(&e)))
+                })?;
+            let missing = || std::io::Error::other("dial-stdio gave no pipes");
+            let stdin = child.stdin().take().ok_or_else(missing)?;
+            let stdout = child.stdout().take().ok_or_else(missing)?;
+            Ok(DialStream {
+                _child: child,
+                stdin: TokioIo::new(stdin),
+                stdout: TokioIo::new(stdout),
+            })
+        })
+    }
+}
+
+/// One HTTP connection: the remote `dial-stdio`'s stdout to read, its stdin to write.
+struct DialStream {
+    _child: openssh::Child<Arc<Session>>,
+    stdin: TokioIo<ChildStdin>,
+    stdout: TokioIo<ChildStdout>,
+}
+
+impl Connection for DialStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for DialStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stdout).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for DialStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stdin).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stdin).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stdin).poll_shutdown(cx)
+    }
+}
