@@ -367,7 +367,17 @@ mod tests {
     #[test]
     fn repeated_options_and_inline_values() {
         let u = "deploy [-c|--compose-file <file>]... [--resolve-image <mode>] [--prune] [<name>]";
-        let m = p(u, &["-c", "a.yml", "--compose-file=b.yml", "--resolve-image=never", "st"]).unwrap();
+        let m = p(
+            u,
+            &[
+                "-c",
+                "a.yml",
+                "--compose-file=b.yml",
+                "--resolve-image=never",
+                "st",
+            ],
+        )
+        .unwrap();
         assert_eq!(get(&m, "compose_file"), "[\"a.yml\", \"b.yml\"]");
         assert_eq!(get(&m, "resolve_image"), "never");
         assert_eq!(get(&m, "name"), "st");
