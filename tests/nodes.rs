@@ -296,7 +296,7 @@ fn restart_wavelet_gives_every_node_a_new_process_without_losing_a_task() {
             (c, pid)
         })
         .collect();
-    let r = s.stack(&["restart"]);
+    let r = s.stack(&["restart-wavelet"]);
     for n in 1..=5 {
         assert!(
             r.ok().contains(&format!("node {n}: wavelet restarted")),

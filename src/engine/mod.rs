@@ -68,6 +68,7 @@ impl Shell {
         host::args::register(&mut engine);
         host::config::register(&mut engine, &host);
         host::compose::register(&mut engine, &host);
+        host::fs::register(&mut engine);
         host::docker::register(&mut engine, &host);
         host::term::register(&mut engine, &host);
         host::http::register(&mut engine, &host);

@@ -7,6 +7,8 @@
 //! - `[-f]`, `[--hard]`, `[-f|--follow]` a flag (false unless given), `--force` a flag that
 //!   must be given;
 //! - `[--tail <n>]`, `[-n|--tail <n>]` an option with a value (() unless given);
+//!   `[-c|--compose-file <file>]...` one that may be repeated (an array, [] unless given);
+//!   `--tail=5` is the same as `--tail 5`;
 //! - `[watch]`, `watch` a literal word: a flag that is given by writing the word.
 //!
 //! The result is a map from each name (`nodeId`, `follow`, `tail`, `show_secrets`) to its value.
@@ -31,6 +33,7 @@ enum Spec {
     Option {
         names: Vec<String>,
         key: String,
+        repeat: bool,
     },
     Word {
         word: String,
@@ -66,7 +69,7 @@ fn specs(usage: &str) -> Vec<Spec> {
             for next in tokens.by_ref() {
                 tok.push(' ');
                 tok.push_str(next);
-                if next.ends_with(']') {
+                if next.contains(']') {
                     break;
                 }
             }
@@ -86,7 +89,11 @@ fn specs(usage: &str) -> Vec<Spec> {
             let names: Vec<String> = head.split('|').map(str::to_string).collect();
             let key = key_of(&names);
             if words.next().is_some() {
-                out.push(Spec::Option { names, key });
+                out.push(Spec::Option {
+                    names,
+                    key,
+                    repeat: tok.ends_with("]..."),
+                });
             } else {
                 out.push(Spec::Flag {
                     names,
@@ -122,8 +129,13 @@ pub fn parse(usage: &str, args: &[String]) -> Result<Map, String> {
             Spec::Flag { key, .. } => {
                 out.insert(key.into(), false.into());
             }
-            Spec::Option { key, .. } => {
-                out.insert(key.into(), Dynamic::UNIT);
+            Spec::Option { key, repeat, .. } => {
+                let empty = if *repeat {
+                    Array::new().into()
+                } else {
+                    Dynamic::UNIT
+                };
+                out.insert(key.into(), empty);
             }
             Spec::Word { word, .. } => {
                 out.insert(word.replace('-', "_").into(), false.into());
@@ -138,13 +150,21 @@ pub fn parse(usage: &str, args: &[String]) -> Result<Map, String> {
     let mut given = Vec::new();
     let mut i = 0;
     while i < args.len() {
-        let a = &args[i];
+        // `--name=value` is `--name value`.
+        let (name, inline) = match args[i].split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (args[i].clone(), None),
+        };
+        let a = &name;
         let named = specs.iter().find(|s| match s {
             Spec::Flag { names, .. } | Spec::Option { names, .. } => names.contains(a),
             Spec::Word { word, .. } => word == a && given.is_empty(),
             Spec::Positional { .. } => false,
         });
         let in_rest = rest_index.is_some_and(|r| given.len() >= r);
+        if inline.is_some() && !in_rest && !matches!(named, Some(Spec::Option { .. })) {
+            return Err(format!("unknown argument \"{}\"", args[i]));
+        }
         match named {
             Some(Spec::Flag { key, .. }) if !in_rest => {
                 out.insert(key.into(), true.into());
@@ -152,15 +172,30 @@ pub fn parse(usage: &str, args: &[String]) -> Result<Map, String> {
             Some(Spec::Word { word, .. }) if !in_rest => {
                 out.insert(word.replace('-', "_").into(), true.into());
             }
-            Some(Spec::Option { key, .. }) if !in_rest => {
-                i += 1;
-                let value = args.get(i).ok_or_else(|| format!("{a} needs a value"))?;
-                out.insert(key.into(), value.clone().into());
+            Some(Spec::Option { key, repeat, .. }) if !in_rest => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => {
+                        i += 1;
+                        args.get(i)
+                            .cloned()
+                            .ok_or_else(|| format!("{a} needs a value"))?
+                    }
+                };
+                if *repeat {
+                    if let Some(list) = out.get_mut(key.as_str()) {
+                        list.write_lock::<Array>()
+                            .expect("a repeated option holds an array")
+                            .push(value.into());
+                    }
+                } else {
+                    out.insert(key.into(), value.into());
+                }
             }
             _ if a.starts_with('-') && a.len() > 1 && !in_rest => {
                 return Err(format!("unknown argument \"{a}\""));
             }
-            _ => given.push(a.clone()),
+            _ => given.push(args[i].clone()),
         }
         i += 1;
     }
@@ -327,5 +362,31 @@ mod tests {
         assert_eq!(get(&p(shell, &["1"]).unwrap(), "cmd"), "[]");
         let m = p("benchmark [<count>]", &[]).unwrap();
         assert_eq!(get(&m, "count"), "");
+    }
+
+    #[test]
+    fn repeated_options_and_inline_values() {
+        let u = "deploy [-c|--compose-file <file>]... [--resolve-image <mode>] [--prune] [<name>]";
+        let m = p(
+            u,
+            &[
+                "-c",
+                "a.yml",
+                "--compose-file=b.yml",
+                "--resolve-image=never",
+                "st",
+            ],
+        )
+        .unwrap();
+        assert_eq!(get(&m, "compose_file"), "[\"a.yml\", \"b.yml\"]");
+        assert_eq!(get(&m, "resolve_image"), "never");
+        assert_eq!(get(&m, "name"), "st");
+        let m = p(u, &[]).unwrap();
+        assert_eq!(get(&m, "compose_file"), "[]");
+        assert_eq!(get(&m, "name"), "");
+        assert!(p(u, &["--prune=yes"])
+            .unwrap_err()
+            .contains("unknown argument \"--prune=yes\""));
+        assert!(p(u, &["-c"]).unwrap_err().contains("-c needs a value"));
     }
 }

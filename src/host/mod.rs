@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod compose;
 pub mod config;
 pub mod docker;
+pub mod fs;
 pub mod http;
 pub mod opts;
 pub mod output;

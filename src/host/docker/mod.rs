@@ -11,6 +11,7 @@ mod container;
 mod converge;
 mod image;
 mod objects;
+mod service;
 mod ssh_transport;
 mod stack;
 mod swarm;
@@ -322,4 +323,5 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     container::register(engine, host);
     image::register(engine, host);
     swarm::register(engine, host);
+    service::register(engine, host);
 }
