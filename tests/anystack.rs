@@ -415,7 +415,7 @@ fn bad_files_exit_2_naming_the_file_and_key_and_create_nothing() {
     let r = s.wsm(&["stack", "deploy", "-c", "no-such.yml", &s.name]);
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("cannot read no-such.yml: no such file"),
+        r.stderr.contains("no-such.yml") && r.stderr.contains("No such file"),
         "{}",
         r.stderr
     );
