@@ -565,3 +565,80 @@ fn remote_engine_over_ssh_uses_the_port_shares_one_master_and_leaves_nothing_beh
         .collect();
     assert!(dirs.is_empty(), "control folders left behind: {dirs:?}");
 }
+
+/// docker-machine#592: machines left behind cost money. `swarm doctor` finds droplets with
+/// wsm's tag that no recorded swarm holds, and recorded hosts the provider no longer has; with
+/// `--fix` (after typing "fix") it deletes the first and forgets the second, and nothing else.
+#[test]
+fn swarm_doctor_finds_and_fixes_orphans_and_gone_hosts() {
+    let bed = Bed::new();
+    let fake = FakeDo::start(&bed, false);
+    let kept = swarm_name("wdk");
+    let lost = swarm_name("wdl");
+    let gone = swarm_name("wdg");
+    // A swarm whose droplet exists and is recorded, a droplet whose create never got recorded,
+    // and a recorded swarm whose droplet was deleted elsewhere.
+    let kept_id = fake.create_droplet(&format!("{kept}-1"), &["wsm", &format!("wsm-swarm-{kept}")]);
+    let lost_id = fake.create_droplet(&format!("{lost}-1"), &["wsm", &format!("wsm-swarm-{lost}")]);
+    let other_id = fake.create_droplet(&format!("{lost}-x"), &["not-wsm"]);
+    wait_for("the droplets to boot", 60, || {
+        fake.droplets().iter().all(|d| d["status"] == "active")
+    });
+    let swarms = bed.path("config/swarms");
+    std::fs::create_dir_all(&swarms).unwrap();
+    let record = |name: &str, hosts: &str| {
+        let text = format!(
+            "SWARM_NAME={name}\nSWARM_PROVIDER=digitalocean\nDIGITALOCEAN_TOKEN=test-token\nDOCKER_HOST=ssh://root@10.231.0.250\nSWARM_HOSTS={hosts}\n"
+        );
+        std::fs::write(swarms.join(name), text).unwrap();
+    };
+    record(&kept, &format!("{kept}-1/10.231.0.249/{kept_id}"));
+    record(&gone, &format!("{gone}-1/10.231.0.250/9999999"));
+    let kept_record = std::fs::read(swarms.join(&kept)).unwrap();
+
+    let r = bed.wsm(&["--json", "swarm", "doctor"]);
+    let report: Value = serde_json::from_str(r.ok()).expect("one JSON document");
+    let orphans = report["orphans"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "{report}");
+    assert_eq!(orphans[0]["id"], lost_id.as_str(), "{report}");
+    assert_eq!(orphans[0]["swarm"], lost.as_str(), "{report}");
+    assert!(!report.to_string().contains("test-token"), "{report}");
+    let gone_hosts = report["gone"].as_array().unwrap();
+    assert_eq!(gone_hosts.len(), 1, "{report}");
+    assert_eq!(gone_hosts[0]["swarm"], gone.as_str(), "{report}");
+
+    let text = bed.wsm(&["swarm", "doctor", "digitalocean"]);
+    assert!(text.ok().contains(&format!("{lost}-1")), "{}", text.stdout);
+    assert!(text.stderr.contains("--fix"), "{}", text.stderr);
+
+    // Bad input changes nothing; a wrong confirmation changes nothing.
+    let r = bed.wsm(&["swarm", "doctor", "--fix", "--bogus"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = bed.wsm(&["swarm", "doctor", "no/such"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = bed.wsm_in(&bed.path("config"), &["swarm", "doctor", "--fix"], "nope\n");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(fake.droplets().len(), 3);
+    assert!(swarms.join(&gone).exists());
+
+    let r = bed.wsm_in(&bed.path("config"), &["swarm", "doctor", "--fix"], "fix\n");
+    r.ok();
+    let mut left: Vec<String> = fake
+        .droplets()
+        .iter()
+        .map(|d| d["id"].to_string())
+        .collect();
+    left.sort();
+    let mut want = vec![kept_id.clone(), other_id];
+    want.sort();
+    assert_eq!(left, want, "only the orphan is deleted");
+    assert!(!Path::new(&format!("/run/netns/{lost}-1")).exists());
+    assert!(
+        !swarms.join(&gone).exists(),
+        "the gone swarm's record stays"
+    );
+    assert_eq!(std::fs::read(swarms.join(&kept)).unwrap(), kept_record);
+
+    let r = bed.wsm(&["swarm", "doctor", "--fix", "--yes"]);
+    assert!(r.ok().starts_with("Nothing to fix"), "{}", r.stdout);
+}
