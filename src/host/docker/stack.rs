@@ -151,7 +151,16 @@ async fn converge(
     let deadline = Instant::now() + timeout;
     let mut display = ProgressDisplay::new();
     loop {
-        let states = service_states(d, stack, known).await?;
+        let states = match service_states(d, stack, known).await {
+            Ok(states) => states,
+            Err(e) => {
+                if let Err(gone) = engine_gone(&mut display, stack, &e, deadline, timeout).await {
+                    display.finish();
+                    return Err(gone);
+                }
+                continue;
+            }
+        };
         let mut done = true;
         for (name, s) in &states {
             let state = if s.running == s.desired {
@@ -192,6 +201,34 @@ async fn converge(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// During a wait, an engine that does not answer (restarting, or its SSH link down for a while)
+/// is waited for until the deadline, with the reason on the progress line; then it fails with
+/// one line saying so.
+async fn engine_gone(
+    display: &mut ProgressDisplay,
+    stack: &str,
+    e: &rhai::EvalAltResult,
+    deadline: Instant,
+    timeout: Duration,
+) -> ScriptResult<()> {
+    let why = match e {
+        rhai::EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        other => other.to_string(),
+    };
+    if Instant::now() >= deadline {
+        return Err(script_err(format!(
+            "stack {stack}: the Docker engine did not answer again within {} s: {why}",
+            timeout.as_secs()
+        )));
+    }
+    display.update(
+        stack,
+        format!("the engine does not answer, retrying: {why}"),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
 }
 
 /// Pins each service's image to the digest its registry holds now (`name:tag@sha256:…`), as
@@ -352,15 +389,28 @@ async fn remove_stack(
     loop {
         // Tasks leave the swarm's store first; their containers (which hold the volumes) go
         // a moment later. Wait for both, on this engine.
-        let tasks = list_tasks(d, stack_filter(stack)).await?;
-        let containers = d
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(stack_filter(stack)),
-                ..Default::default()
-            }))
-            .await
-            .map_err(engine_error)?;
+        let listed = async {
+            let tasks = list_tasks(d, stack_filter(stack)).await?;
+            let containers = d
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(stack_filter(stack)),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(engine_error)?;
+            Ok::<_, Box<rhai::EvalAltResult>>((tasks, containers))
+        };
+        let (tasks, containers) = match listed.await {
+            Ok(both) => both,
+            Err(e) => {
+                if let Err(gone) = engine_gone(&mut display, stack, &e, deadline, timeout).await {
+                    display.finish();
+                    return Err(gone);
+                }
+                continue;
+            }
+        };
         display.update(
             stack,
             format!(
