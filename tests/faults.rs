@@ -43,43 +43,6 @@ fn a_workers_engine_killed_during_start() {
 }
 
 #[test]
-fn a_nodes_engine_killed_during_dump_db_from_that_host() {
-    let sw = swarm();
-    let _only = ENGINES.write().unwrap_or_else(|e| e.into_inner());
-    let case = Case::new("wfd");
-    case.stack(&["start"]).ok();
-    let (container, slot) = case.node_on(&sw.worker);
-    grow_db(&sw.worker, &container, 300);
-    let out = case.path("node.tar.gz");
-    std::fs::write(&out, b"the previous dump").unwrap();
-    let config = std::fs::read(case.config_file()).unwrap();
-    let child = case.spawn(&["dump-db", &slot, out.to_str().unwrap()]);
-    wait_for_partial(&out);
-    let _revive = Revive(&sw.worker);
-    kill_dockerd(&sw.worker);
-    let (r, took) = finish(child, Instant::now(), 60);
-    eprintln!(
-        "dump-db after the fault: {} in {took:?}\n{}{}",
-        r.code, r.stdout, r.stderr
-    );
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    let line = error_line(&r);
-    assert!(line.contains(sw.worker.ip()), "which host? {line}");
-    assert!(
-        !r.stderr.contains("freezing"),
-        "a lost engine is no changing /db: {}",
-        r.stderr
-    );
-    assert_eq!(std::fs::read(&out).unwrap(), b"the previous dump");
-    assert_eq!(
-        files_starting(out.parent().unwrap(), ".node.tar.gz"),
-        Vec::<String>::new()
-    );
-    assert_eq!(std::fs::read(case.config_file()).unwrap(), config);
-    assert_eq!(case.services().len(), 4, "the stack was touched");
-}
-
-#[test]
 fn the_managers_engine_killed_during_stop() {
     let sw = swarm();
     let _only = ENGINES.write().unwrap_or_else(|e| e.into_inner());
@@ -105,46 +68,66 @@ fn the_managers_engine_killed_during_stop() {
     assert!(case.services().is_empty());
 }
 
-#[test]
-fn the_ssh_link_cut_during_dump_db() {
+/// Starts a stack, fills the /db of its node on the worker, and dumps that node over an old
+/// dump; `fault` strikes once the copy is half-way and returns what undoes it. The dump must
+/// fail within `within` with one line naming the worker, and nothing may be lost: the old
+/// dump's bytes, no temp file beside it, no freeze, the config, the stack's services.
+fn dump_db_with_fault<G>(prefix: &str, within: Duration, fault: impl FnOnce(&Case) -> G) {
     let sw = swarm();
-    let _shared = ENGINES.read().unwrap_or_else(|e| e.into_inner());
-    let case = Case::new("wfc");
+    let case = Case::new(prefix);
     case.stack(&["start"]).ok();
     let (container, slot) = case.node_on(&sw.worker);
     grow_db(&sw.worker, &container, 300);
     let out = case.path("node.tar.gz");
     std::fs::write(&out, b"the previous dump").unwrap();
+    let config = std::fs::read(case.config_file()).unwrap();
     let child = case.spawn(&["dump-db", &slot, out.to_str().unwrap()]);
     wait_for_partial(&out);
-    let _cut = Cut::link(&sw.worker, &case.path(".xdg-state"));
+    let _undo = fault(&case);
     let (r, took) = finish(child, Instant::now(), 60);
     eprintln!(
-        "dump-db after the cut: {} in {took:?}\n{}{}",
-        r.code, r.stdout, r.stderr
+        "dump-db after the fault: {} in {took:?}\n{}",
+        r.code, r.stderr
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
     let line = error_line(&r);
     assert!(line.contains(sw.worker.ip()), "which host? {line}");
     assert!(
         !r.stderr.contains("freezing"),
-        "a cut link is no changing /db: {}",
+        "a lost engine is no changing /db: {}",
         r.stderr
     );
-    // WSM_SSH_TIMEOUT=5: three unanswered keep-alives, 15 s, end the link.
-    assert!(took < Duration::from_secs(35), "took {took:?}");
+    assert!(took < within, "took {took:?}");
     assert_eq!(std::fs::read(&out).unwrap(), b"the previous dump");
-    assert_eq!(
-        files_starting(out.parent().unwrap(), ".node.tar.gz"),
-        Vec::<String>::new()
-    );
-    assert_eq!(case.services().len(), 4);
-    assert!(case.converged(), "{:?}", case.services());
+    let temps = files_starting(out.parent().unwrap(), ".node.tar.gz");
+    assert!(temps.is_empty(), "{temps:?}");
+    assert_eq!(std::fs::read(case.config_file()).unwrap(), config);
+    assert_eq!(case.services().len(), 4, "the stack was touched");
+}
+
+#[test]
+fn a_nodes_engine_killed_during_dump_db_from_that_host() {
+    let _only = ENGINES.write().unwrap_or_else(|e| e.into_inner());
+    let worker = &swarm().worker;
+    dump_db_with_fault("wfd", Duration::from_secs(10), |_| {
+        let revive = Revive(worker);
+        kill_dockerd(worker);
+        revive
+    });
+}
+
+#[test]
+fn the_ssh_link_cut_during_dump_db() {
+    let _shared = ENGINES.read().unwrap_or_else(|e| e.into_inner());
+    // WSM_SSH_TIMEOUT=5: three unanswered keep-alives, 15 s, end the link.
+    dump_db_with_fault("wfc", Duration::from_secs(35), |case| {
+        Cut::link(&swarm().worker, &case.path(".xdg-state"))
+    });
 }
 
 #[test]
 fn the_registry_answering_500_during_build_all_nodes() {
-    let _shared = ENGINES.read().unwrap_or_else(|e| e.into_inner());
+    // On the local engine, not the bed: it needs no lock.
     let registry = FailingRegistry::start();
     let s = TestStack::new("wfr");
     s.set("REGISTRY", &registry.addr);

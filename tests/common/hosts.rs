@@ -116,6 +116,19 @@ impl Bed {
     }
 }
 
+/// The port a fixture server prints first on stdout as `PORT=<n>`.
+pub fn port_line(child: &mut Child, what: &str) -> u16 {
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("PORT=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{what} did not start: {line:?}"))
+}
+
 /// One netns host with sshd, brought down in Drop.
 pub struct Host {
     pub name: String,
@@ -184,16 +197,7 @@ impl FakeDo {
             }
         }
         let mut child = c.spawn().expect("start the fake DigitalOcean API");
-        let mut line = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("PORT=")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("fake DigitalOcean API did not start: {line:?}"));
+        let port = port_line(&mut child, "the fake DigitalOcean API");
         let fake = FakeDo { child, port, state };
         std::fs::write(
             bed.path("config/default"),

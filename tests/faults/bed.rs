@@ -519,16 +519,7 @@ impl FailingRegistry {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("PORT=")
-            .expect("registry port")
-            .to_string();
+        let port = port_line(&mut child, "tests/fixtures/failing-registry");
         let addr = format!("127.0.0.1:{port}");
         let base = format!("{addr}/wavelet:latest");
         let out = Command::new("sh")
