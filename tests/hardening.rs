@@ -52,6 +52,49 @@ fn wavelet_state(container: &str) -> String {
     .to_string()
 }
 
+/// The host pids of the container's wavelet processes: the container shares the host's kernel,
+/// so their state can be read from the host's /proc at once, without a `docker exec` that may
+/// itself take seconds on a busy machine.
+fn wavelet_host_pids(container: &str) -> Vec<u32> {
+    let init: u32 = docker(&["inspect", "-f", "{{.State.Pid}}", container])
+        .trim()
+        .parse()
+        .unwrap();
+    let mut out = Vec::new();
+    let mut todo = vec![init];
+    while let Some(pid) = todo.pop() {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "wavelet" {
+            out.push(pid);
+        }
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// The states (`S`, `R`, `T`, …) of processes, read from the host's /proc.
+fn host_states(pids: &[u32]) -> String {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| rest.chars().next().unwrap_or('?'))
+        })
+        .collect()
+}
+
 /// Sends a signal (`INT`, `TERM`, `KILL`) to a process, or with `-` to a process group.
 fn signal(sig: &str, pid: &str) {
     let status = Command::new("kill")
@@ -194,11 +237,17 @@ fn sigint_and_sigterm_at_the_freeze_leave_wavelet_running() {
     for (sig, code) in [("INT", 130), ("TERM", 143)] {
         let out = s.dir.path().join(format!("dump-{sig}.tar.gz"));
         let mut child = dump_at_the_freeze(&s, &c, &out);
+        let pids = wavelet_host_pids(&c);
+        assert!(
+            host_states(&pids).contains('T'),
+            "SIG{sig}: wavelet is not frozen"
+        );
         signal(sig, &child.id().to_string());
         let signalled = Instant::now();
-        let mut state = wavelet_state(&c);
-        while state.contains('T') && signalled.elapsed() < Duration::from_secs(1) {
-            state = wavelet_state(&c);
+        let mut state = host_states(&pids);
+        while state.contains('T') && signalled.elapsed() < Duration::from_millis(1500) {
+            std::thread::sleep(Duration::from_millis(10));
+            state = host_states(&pids);
         }
         assert!(
             signalled.elapsed() <= Duration::from_millis(1500)

@@ -9,292 +9,13 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::hosts::*;
 use common::*;
 use serde_json::Value;
-
-const NETNS_HOST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/netns-host");
-const FAKE_DO: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/fake-digitalocean/server.py"
-);
-
-/// A first netns-host index for this process: spread so parallel test binaries rarely collide
-/// (netns-host refuses a used index under its lock; callers move on to the next one).
-fn index_base() -> u32 {
-    100 + (std::process::id() % 7) * 20
-}
-
-/// A test's SSH identity and wsm environment: key, ssh config, known_hosts, wrapper, config dir.
-struct Bed {
-    dir: tempfile::TempDir,
-}
-
-impl Bed {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let p = dir.path();
-        std::fs::create_dir_all(p.join("bin")).unwrap();
-        std::fs::create_dir_all(p.join("config")).unwrap();
-        std::fs::write(p.join("config/default"), "").unwrap();
-        let key = p.join("id_ed25519");
-        let ok = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "wsm-test", "-f"])
-            .arg(&key)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "ssh-keygen");
-        std::fs::write(p.join("known_hosts"), "").unwrap();
-        std::fs::write(
-            p.join("ssh_config"),
-            format!(
-                "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n",
-                key.display(),
-                p.join("known_hosts").display()
-            ),
-        )
-        .unwrap();
-        let wrapper = p.join("bin/ssh");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nexec /usr/bin/ssh -F {} \"$@\"\n",
-                p.join("ssh_config").display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Bed { dir }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn public_key(&self) -> PathBuf {
-        self.path("id_ed25519.pub")
-    }
-
-    /// `wsm -C <config> …` with this bed's ssh, XDG dirs and short timeouts.
-    fn command(&self, config: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_wsm"));
-        c.arg("-C")
-            .arg(config)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("WSM_CONFIG_DIR")
-            .env_remove("DOCKER_HOST")
-            .env_remove("SSH_AUTH_SOCK")
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    self.path("bin").display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
-            .env("XDG_CONFIG_HOME", self.path(".xdg-config"))
-            .env("XDG_STATE_HOME", self.path(".xdg-state"))
-            .env("WSM_SSH_TIMEOUT", "5");
-        c
-    }
-
-    fn wsm(&self, args: &[&str]) -> Run {
-        self.wsm_in(&self.path("config"), args, "")
-    }
-
-    fn wsm_in(&self, config: &Path, args: &[&str], stdin: &str) -> Run {
-        let mut child = self
-            .command(config, args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run wsm");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).ok();
-        child.wait_with_output().expect("wsm output").into()
-    }
-}
-
-/// One netns host with sshd, brought down in Drop.
-struct Host {
-    name: String,
-    env: std::collections::HashMap<String, String>,
-}
-
-impl Host {
-    fn up(prefix: &str, authorized_keys: &Path) -> Host {
-        let name = unique(prefix);
-        for index in index_base()..245 {
-            let out = Command::new(NETNS_HOST)
-                .args(["up", &name, &index.to_string(), "--sshd"])
-                .arg(authorized_keys)
-                .output()
-                .unwrap();
-            if out.status.success() {
-                let env = String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter_map(|l| l.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                return Host { name, env };
-            }
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(err.contains("already used"), "netns-host up {name}: {err}");
-        }
-        panic!("no free netns-host index");
-    }
-
-    fn ip(&self) -> &str {
-        &self.env["IP"]
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        Command::new(NETNS_HOST)
-            .args(["down", &self.name])
-            .output()
-            .ok();
-    }
-}
-
-/// The fake DigitalOcean API, stopped in Drop: it deletes the droplets (hosts) it made, and
-/// every host its state still lists is brought down here as well.
-struct FakeDo {
-    child: Child,
-    port: u16,
-    state: PathBuf,
-}
-
-impl FakeDo {
-    fn start(bed: &Bed, images: bool) -> FakeDo {
-        let state = bed.path("fake-do");
-        let mut c = Command::new("python3");
-        c.arg(FAKE_DO)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--token", "test-token", "--index-base"])
-            .arg(index_base().to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if images {
-            for image in IMAGES {
-                c.args(["--load-image", image]);
-            }
-        }
-        let mut child = c.spawn().expect("start the fake DigitalOcean API");
-        let mut line = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("PORT=")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("fake DigitalOcean API did not start: {line:?}"));
-        let fake = FakeDo { child, port, state };
-        std::fs::write(
-            bed.path("config/default"),
-            format!(
-                "DIGITALOCEAN_API_URL=http://127.0.0.1:{port}\nDIGITALOCEAN_POLL_MS=300\nDIGITALOCEAN_BACKOFF_MS=100\nSWARM_READY_TIMEOUT=120\n"
-            ),
-        )
-        .unwrap();
-        fake
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Makes matching requests fail: see server.py's /_fault.
-    fn fault(&self, fault: Value) {
-        let body = fault.to_string();
-        let out = Command::new("curl")
-            .args(["-fsS", "-X", "POST", "--data", &body, &self.url("/_fault")])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "set fault");
-    }
-
-    fn droplets(&self) -> Vec<Value> {
-        let out = Command::new("curl")
-            .args(["-fsS", &self.url("/_state")])
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).expect("fake state");
-        v["droplets"].as_array().cloned().unwrap_or_default()
-    }
-
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.state.join("requests.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-impl Drop for FakeDo {
-    fn drop(&mut self) {
-        // SIGTERM: the server deletes its droplets (hosts down), then exits.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        self.child.kill().ok();
-        self.child.wait().ok();
-        let text = std::fs::read_to_string(self.state.join("droplets.json")).unwrap_or_default();
-        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            for d in v["droplets"].as_array().cloned().unwrap_or_default() {
-                if let Some(h) = d["_host"].as_str() {
-                    Command::new(NETNS_HOST).args(["down", h]).output().ok();
-                }
-            }
-        }
-    }
-}
-
-/// `docker` against one netns host's own socket.
-fn docker_on(host: &str, args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .arg("-H")
-        .arg(format!("unix:///run/wsm-hosts/{host}/docker.sock"))
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    assert!(
-        out.status.success(),
-        "docker on {host} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ready_nodes(host: &str) -> Vec<String> {
-    docker_on(
-        host,
-        &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
-    )
-    .lines()
-    .filter(|l| l.ends_with(" Ready"))
-    .map(|l| l.split(' ').next().unwrap().to_string())
-    .collect()
-}
 
 /// A droplet's /etc as its own sshd sessions see it (the overlay's upper layer).
 fn droplet_etc(host: &str, rel: &str) -> PathBuf {
@@ -792,7 +513,7 @@ fn remote_engine_over_ssh_uses_the_port_shares_one_master_and_leaves_nothing_beh
     std::fs::write(
         &script,
         format!(
-            "let e = docker::connect(\"ssh://root@{ip}:2222\");\nfor i in 0..5 {{ e.info(); e.volumes(#{{}}).len(); }}\nprint(`engine=${{e.info().Name}}`);\nprint(`connections=${{ssh::connect(\"root@{ip}:2222\").run(\"ps -e -o args= | grep -c '^sshd: root@'\").stdout}}`);\n"
+            "let e = docker::connect(\"ssh://root@{ip}:2222\");\nfor i in 0..5 {{ e.info(); e.volumes(#{{}}).len(); }}\nprint(`engine=${{e.info().Name}}`);\nprint(`connections=${{ssh::connect(\"root@{ip}:2222\").run(\"ss -Htn state established '( sport = :2222 )' | wc -l\").stdout}}`);\n"
         ),
     )
     .unwrap();
@@ -843,4 +564,81 @@ fn remote_engine_over_ssh_uses_the_port_shares_one_master_and_leaves_nothing_beh
         .map(|e| e.path())
         .collect();
     assert!(dirs.is_empty(), "control folders left behind: {dirs:?}");
+}
+
+/// docker-machine#592: machines left behind cost money. `swarm doctor` finds droplets with
+/// wsm's tag that no recorded swarm holds, and recorded hosts the provider no longer has; with
+/// `--fix` (after typing "fix") it deletes the first and forgets the second, and nothing else.
+#[test]
+fn swarm_doctor_finds_and_fixes_orphans_and_gone_hosts() {
+    let bed = Bed::new();
+    let fake = FakeDo::start(&bed, false);
+    let kept = swarm_name("wdk");
+    let lost = swarm_name("wdl");
+    let gone = swarm_name("wdg");
+    // A swarm whose droplet exists and is recorded, a droplet whose create never got recorded,
+    // and a recorded swarm whose droplet was deleted elsewhere.
+    let kept_id = fake.create_droplet(&format!("{kept}-1"), &["wsm", &format!("wsm-swarm-{kept}")]);
+    let lost_id = fake.create_droplet(&format!("{lost}-1"), &["wsm", &format!("wsm-swarm-{lost}")]);
+    let other_id = fake.create_droplet(&format!("{lost}-x"), &["not-wsm"]);
+    wait_for("the droplets to boot", 60, || {
+        fake.droplets().iter().all(|d| d["status"] == "active")
+    });
+    let swarms = bed.path("config/swarms");
+    std::fs::create_dir_all(&swarms).unwrap();
+    let record = |name: &str, hosts: &str| {
+        let text = format!(
+            "SWARM_NAME={name}\nSWARM_PROVIDER=digitalocean\nDIGITALOCEAN_TOKEN=test-token\nDOCKER_HOST=ssh://root@10.231.0.250\nSWARM_HOSTS={hosts}\n"
+        );
+        std::fs::write(swarms.join(name), text).unwrap();
+    };
+    record(&kept, &format!("{kept}-1/10.231.0.249/{kept_id}"));
+    record(&gone, &format!("{gone}-1/10.231.0.250/9999999"));
+    let kept_record = std::fs::read(swarms.join(&kept)).unwrap();
+
+    let r = bed.wsm(&["--json", "swarm", "doctor"]);
+    let report: Value = serde_json::from_str(r.ok()).expect("one JSON document");
+    let orphans = report["orphans"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "{report}");
+    assert_eq!(orphans[0]["id"], lost_id.as_str(), "{report}");
+    assert_eq!(orphans[0]["swarm"], lost.as_str(), "{report}");
+    assert!(!report.to_string().contains("test-token"), "{report}");
+    let gone_hosts = report["gone"].as_array().unwrap();
+    assert_eq!(gone_hosts.len(), 1, "{report}");
+    assert_eq!(gone_hosts[0]["swarm"], gone.as_str(), "{report}");
+
+    let text = bed.wsm(&["swarm", "doctor", "digitalocean"]);
+    assert!(text.ok().contains(&format!("{lost}-1")), "{}", text.stdout);
+    assert!(text.stderr.contains("--fix"), "{}", text.stderr);
+
+    // Bad input changes nothing; a wrong confirmation changes nothing.
+    let r = bed.wsm(&["swarm", "doctor", "--fix", "--bogus"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = bed.wsm(&["swarm", "doctor", "no/such"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = bed.wsm_in(&bed.path("config"), &["swarm", "doctor", "--fix"], "nope\n");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(fake.droplets().len(), 3);
+    assert!(swarms.join(&gone).exists());
+
+    let r = bed.wsm_in(&bed.path("config"), &["swarm", "doctor", "--fix"], "fix\n");
+    r.ok();
+    let mut left: Vec<String> = fake
+        .droplets()
+        .iter()
+        .map(|d| d["id"].to_string())
+        .collect();
+    left.sort();
+    let mut want = vec![kept_id.clone(), other_id];
+    want.sort();
+    assert_eq!(left, want, "only the orphan is deleted");
+    assert!(!Path::new(&format!("/run/netns/{lost}-1")).exists());
+    assert!(
+        !swarms.join(&gone).exists(),
+        "the gone swarm's record stays"
+    );
+    assert_eq!(std::fs::read(swarms.join(&kept)).unwrap(), kept_record);
+
+    let r = bed.wsm(&["swarm", "doctor", "--fix", "--yes"]);
+    assert!(r.ok().starts_with("Nothing to fix"), "{}", r.stdout);
 }

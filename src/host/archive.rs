@@ -194,7 +194,10 @@ async fn download_gz(
                 }
             }
             Err(err) => {
-                failure = Some(format!("copying {dir} out of the container: {err}"));
+                failure = Some(format!(
+                    "copying {dir} out of the container on {}: {err}",
+                    e.host
+                ));
                 break;
             }
         }

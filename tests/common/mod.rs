@@ -3,6 +3,8 @@
 //! `Drop` (services, network, volumes) even when the test fails. The Docker CLI is the witness.
 #![allow(dead_code)]
 
+pub mod hosts;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

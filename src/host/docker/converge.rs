@@ -147,7 +147,16 @@ pub(super) async fn converge(
     let deadline = Instant::now() + timeout;
     let mut display = ProgressDisplay::new();
     loop {
-        let states = service_states(d, stack, known).await?;
+        let states = match service_states(d, stack, known).await {
+            Ok(states) => states,
+            Err(e) => {
+                if let Err(gone) = engine_gone(&mut display, stack, &e, deadline, timeout).await {
+                    display.finish();
+                    return Err(gone);
+                }
+                continue;
+            }
+        };
         let mut all_done = true;
         for (name, s) in &states {
             // A job may complete more tasks than asked; a service is converged at its count.
@@ -192,4 +201,32 @@ pub(super) async fn converge(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// During a wait, an engine that does not answer (restarting, or its SSH link down for a while)
+/// is waited for until the deadline, with the reason on the progress line; then it fails with
+/// one line saying so.
+pub(super) async fn engine_gone(
+    display: &mut ProgressDisplay,
+    stack: &str,
+    e: &rhai::EvalAltResult,
+    deadline: Instant,
+    timeout: Duration,
+) -> ScriptResult<()> {
+    let why = match e {
+        rhai::EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        other => other.to_string(),
+    };
+    if Instant::now() >= deadline {
+        return Err(script_err(format!(
+            "stack {stack}: the Docker engine did not answer again within {} s: {why}",
+            timeout.as_secs()
+        )));
+    }
+    display.update(
+        stack,
+        format!("the engine does not answer, retrying: {why}"),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
 }

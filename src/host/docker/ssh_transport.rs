@@ -24,14 +24,21 @@ pub async fn connect(host: &str, timeout: u64, version: &ClientVersion) -> Resul
     let target = host.trim_end_matches('/');
     let session = ssh::shared_session(target).await?;
     let client = Client::builder(TokioExecutor::new()).build(DialStdio { session });
+    let name = target.to_string();
     let transport = move |req: BollardRequest| {
         let client = client.clone();
+        let name = name.clone();
         async move {
+            // Which engine and what happened, in one line: the engine restarting, or the link
+            // to its host cut, reads "lost the connection to the Docker engine at ssh://…".
             client
                 .request(req)
                 .await
                 .map_err(|e| bollard::errors::Error::IOError {
-                    err: std::io::Error::other(chain(&e)),
+                    err: std::io::Error::other(format!(
+                        "lost the connection to the Docker engine at {name}: {}",
+                        chain(&e)
+                    )),
                 })
         }
     };

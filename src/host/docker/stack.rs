@@ -13,7 +13,7 @@ use rhai::{Array, Dynamic, Engine, Map};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::converge::{converge, task_ids};
+use super::converge::{converge, engine_gone, task_ids};
 use super::image::{registry_credentials, registry_of};
 use super::objects::{self, FileObject, Kind};
 use super::{
@@ -279,15 +279,28 @@ async fn remove_stack(
     loop {
         // Tasks leave the swarm's store first; their containers (which hold the volumes) go
         // a moment later. Wait for both, on this engine.
-        let tasks = list_tasks(d, stack_filter(stack)).await?;
-        let containers = d
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(stack_filter(stack)),
-                ..Default::default()
-            }))
-            .await
-            .map_err(engine_error)?;
+        let listed = async {
+            let tasks = list_tasks(d, stack_filter(stack)).await?;
+            let containers = d
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(stack_filter(stack)),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(engine_error)?;
+            Ok::<_, Box<rhai::EvalAltResult>>((tasks, containers))
+        };
+        let (tasks, containers) = match listed.await {
+            Ok(both) => both,
+            Err(e) => {
+                if let Err(gone) = engine_gone(&mut display, stack, &e, deadline, timeout).await {
+                    display.finish();
+                    return Err(gone);
+                }
+                continue;
+            }
+        };
         display.update(
             stack,
             format!(

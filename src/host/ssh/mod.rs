@@ -121,7 +121,9 @@ async fn open(target: &str, opts: &ConnectOptions) -> Result<Session, String> {
     let mut b = SessionBuilder::default();
     b.user(user.clone())
         .connect_timeout(opts.timeout)
-        .server_alive_interval(Duration::from_secs(15))
+        // A link that stops carrying packets is given up after 3 unanswered keep-alives (3 ×
+        // the connect timeout), so that nothing waits on a cut link for TCP's own minutes.
+        .server_alive_interval(opts.timeout)
         .known_hosts_check(if opts.strict {
             KnownHosts::Strict
         } else {

@@ -1,0 +1,309 @@
+//! Hosts of this machine for the multi-host suites (tests/swarm.rs, tests/faults.rs): a test's
+//! SSH identity and wsm environment (`Bed`), a netns host with sshd (`Host`), and the fake
+//! DigitalOcean API (`FakeDo`), each cleaned up in `Drop`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{unique, Run, IMAGES};
+
+pub const NETNS_HOST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/netns-host");
+pub const FAKE_DO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/fake-digitalocean/server.py"
+);
+
+/// A first netns-host index for this process: spread so parallel test binaries rarely collide
+/// (netns-host refuses a used index under its lock; callers move on to the next one).
+pub fn index_base() -> u32 {
+    100 + (std::process::id() % 7) * 20
+}
+
+/// A test's SSH identity and wsm environment: key, ssh config, known_hosts, wrapper, config dir.
+pub struct Bed {
+    pub dir: tempfile::TempDir,
+}
+
+impl Bed {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("bin")).unwrap();
+        std::fs::create_dir_all(p.join("config")).unwrap();
+        std::fs::write(p.join("config/default"), "").unwrap();
+        let key = p.join("id_ed25519");
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "wsm-test", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ssh-keygen");
+        std::fs::write(p.join("known_hosts"), "").unwrap();
+        std::fs::write(
+            p.join("ssh_config"),
+            format!(
+                "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n",
+                key.display(),
+                p.join("known_hosts").display()
+            ),
+        )
+        .unwrap();
+        let wrapper = p.join("bin/ssh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec /usr/bin/ssh -F {} \"$@\"\n",
+                p.join("ssh_config").display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Bed { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn public_key(&self) -> PathBuf {
+        self.path("id_ed25519.pub")
+    }
+
+    /// `wsm -C <config> …` with this bed's ssh, XDG dirs and short timeouts.
+    pub fn command(&self, config: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wsm"));
+        c.arg("-C")
+            .arg(config)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("WSM_CONFIG_DIR")
+            .env_remove("DOCKER_HOST")
+            .env_remove("SSH_AUTH_SOCK")
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    self.path("bin").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("XDG_CONFIG_HOME", self.path(".xdg-config"))
+            .env("XDG_STATE_HOME", self.path(".xdg-state"))
+            .env("WSM_SSH_TIMEOUT", "5");
+        c
+    }
+
+    pub fn wsm(&self, args: &[&str]) -> Run {
+        self.wsm_in(&self.path("config"), args, "")
+    }
+
+    pub fn wsm_in(&self, config: &Path, args: &[&str], stdin: &str) -> Run {
+        let mut child = self
+            .command(config, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run wsm");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).ok();
+        child.wait_with_output().expect("wsm output").into()
+    }
+}
+
+/// The port a fixture server prints first on stdout as `PORT=<n>`.
+pub fn port_line(child: &mut Child, what: &str) -> u16 {
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("PORT=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{what} did not start: {line:?}"))
+}
+
+/// One netns host with sshd, brought down in Drop.
+pub struct Host {
+    pub name: String,
+    pub env: std::collections::HashMap<String, String>,
+}
+
+impl Host {
+    pub fn up(prefix: &str, authorized_keys: &Path) -> Host {
+        let name = unique(prefix);
+        for index in index_base()..245 {
+            let out = Command::new(NETNS_HOST)
+                .args(["up", &name, &index.to_string(), "--sshd"])
+                .arg(authorized_keys)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                let env = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                return Host { name, env };
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("already used"), "netns-host up {name}: {err}");
+        }
+        panic!("no free netns-host index");
+    }
+
+    pub fn ip(&self) -> &str {
+        &self.env["IP"]
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        Command::new(NETNS_HOST)
+            .args(["down", &self.name])
+            .output()
+            .ok();
+    }
+}
+
+/// The fake DigitalOcean API, stopped in Drop: it deletes the droplets (hosts) it made, and
+/// every host its state still lists is brought down here as well.
+pub struct FakeDo {
+    child: Child,
+    pub port: u16,
+    pub state: PathBuf,
+}
+
+impl FakeDo {
+    pub fn start(bed: &Bed, images: bool) -> FakeDo {
+        let state = bed.path("fake-do");
+        let mut c = Command::new("python3");
+        c.arg(FAKE_DO)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--token", "test-token", "--index-base"])
+            .arg(index_base().to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if images {
+            for image in IMAGES {
+                c.args(["--load-image", image]);
+            }
+        }
+        let mut child = c.spawn().expect("start the fake DigitalOcean API");
+        let port = port_line(&mut child, "the fake DigitalOcean API");
+        let fake = FakeDo { child, port, state };
+        std::fs::write(
+            bed.path("config/default"),
+            format!(
+                "DIGITALOCEAN_API_URL=http://127.0.0.1:{port}\nDIGITALOCEAN_POLL_MS=300\nDIGITALOCEAN_BACKOFF_MS=100\nSWARM_READY_TIMEOUT=120\n"
+            ),
+        )
+        .unwrap();
+        fake
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Makes matching requests fail: see server.py's /_fault.
+    pub fn fault(&self, fault: Value) {
+        let body = fault.to_string();
+        let out = Command::new("curl")
+            .args(["-fsS", "-X", "POST", "--data", &body, &self.url("/_fault")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "set fault");
+    }
+
+    /// Makes a droplet through the API as wsm would, without wsm: returns its id.
+    pub fn create_droplet(&self, name: &str, tags: &[&str]) -> String {
+        let body = serde_json::json!({"name": name, "region": "nyc1", "size": "s-1vcpu-1gb", "image": "debian-12-x64", "tags": tags});
+        let out = Command::new("curl")
+            .args(["-fsS", "-H", "Authorization: Bearer test-token", "--data"])
+            .arg(body.to_string())
+            .arg(self.url("/v2/droplets"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "create droplet {name}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["droplet"]["id"].to_string()
+    }
+
+    pub fn droplets(&self) -> Vec<Value> {
+        let out = Command::new("curl")
+            .args(["-fsS", &self.url("/_state")])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).expect("fake state");
+        v["droplets"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.state.join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for FakeDo {
+    fn drop(&mut self) {
+        // SIGTERM: the server deletes its droplets (hosts down), then exits.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.child.kill().ok();
+        self.child.wait().ok();
+        let text = std::fs::read_to_string(self.state.join("droplets.json")).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            for d in v["droplets"].as_array().cloned().unwrap_or_default() {
+                if let Some(h) = d["_host"].as_str() {
+                    Command::new(NETNS_HOST).args(["down", h]).output().ok();
+                }
+            }
+        }
+    }
+}
+
+/// `docker` against one netns host's own socket.
+pub fn docker_on(host: &str, args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .arg("-H")
+        .arg(format!("unix:///run/wsm-hosts/{host}/docker.sock"))
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker on {host} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn ready_nodes(host: &str) -> Vec<String> {
+    docker_on(
+        host,
+        &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+    )
+    .lines()
+    .filter(|l| l.ends_with(" Ready"))
+    .map(|l| l.split(' ').next().unwrap().to_string())
+    .collect()
+}
