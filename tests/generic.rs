@@ -233,19 +233,19 @@ impl Drop for Machine {
 }
 
 #[test]
-fn generic_swarm_on_existing_machines_create_run_a_stack_and_destroy_leaving_them_running() {
+fn generic_swarm_on_existing_machines_create_run_a_stack_expand_and_destroy_leaving_them_running() {
     require_images();
     let bed = Bed::new();
     let key = bed.path("id_ed25519.pub");
     let machines: Vec<Machine> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..3)
+        let handles: Vec<_> = (0..4)
             .map(|_| s.spawn(|| Machine::up("wgh", &key)))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let sw = unique("wgs");
     let record = bed.path(&format!("config/swarms/{sw}"));
-    let host_args: Vec<String> = machines
+    let host_args: Vec<String> = machines[..3]
         .iter()
         .flat_map(|m| ["--host".to_string(), m.ip.clone()])
         .collect();
@@ -318,7 +318,7 @@ fn generic_swarm_on_existing_machines_create_run_a_stack_and_destroy_leaving_the
             "{nodes}"
         );
     }
-    for m in &machines {
+    for m in &machines[..3] {
         let d = std::fs::read_to_string(m.etc("wsm/swarm"))
             .unwrap_or_else(|e| panic!("descriptor on {}: {e}", m.name));
         assert!(d.contains(&format!("SWARM_NAME={sw}")), "{d}");
@@ -370,9 +370,25 @@ fn generic_swarm_on_existing_machines_create_run_a_stack_and_destroy_leaving_the
         .map(|l| l.split(' ').next().unwrap())
         .collect();
     on.sort();
-    let mut names: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
+    let mut names: Vec<&str> = machines[..3].iter().map(|m| m.name.as_str()).collect();
     names.sort();
     assert_eq!(on, names, "{tasks}");
+
+    // expand adds the fourth machine as a worker.
+    let r = bed.wsm(&["swarm", "expand", &sw, "--host", &machines[3].ip]);
+    assert!(r.ok().contains("now has 4 host(s)"), "{}", r.stdout);
+    let workers = machines[0].docker(&[
+        "node",
+        "ls",
+        "--filter",
+        "role=worker",
+        "--format",
+        "{{.Hostname}} {{.Status}}",
+    ]);
+    assert_eq!(workers, format!("{} Ready", machines[3].name));
+    assert!(std::fs::read_to_string(machines[3].etc("wsm/swarm"))
+        .unwrap()
+        .contains(&format!("{sw}-4/")));
 
     // destroy says the machines stay, asks, and a wrong answer changes nothing.
     let r = bed.wsm_in(&bed.path("config"), &["swarm", "destroy", &sw], "nope\n");
