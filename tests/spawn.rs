@@ -51,10 +51,17 @@ impl Spawned {
 
     /// `spawn deploy -c svc.yml -n NAME --detach` of the service file `yml`.
     fn deploy(&self, yml: &str) -> Run {
+        self.deploy_with(yml, &[])
+    }
+
+    /// `deploy` with more arguments (`--on NODE`).
+    fn deploy_with(&self, yml: &str, more: &[&str]) -> Run {
         self.write("svc.yml", yml);
-        self.wsm(&[
+        let mut args = vec![
             "spawn", "deploy", "-c", "svc.yml", "-n", &self.name, "--detach",
-        ])
+        ];
+        args.extend_from_slice(more);
+        self.wsm(&args)
     }
 
     /// The ID of the container of the service's running task.
@@ -145,7 +152,7 @@ fn witnessed_free() -> Vec<(String, i64, i64)> {
 /// witness sees; other tests on the swarm may change them meanwhile, so it tries a few times.
 fn assert_scan_matches_docker(s: &Spawned) {
     let mut last = (Vec::new(), Vec::new());
-    for _ in 0..8 {
+    for _ in 0..20 {
         let before = witnessed_free();
         let scan: Value = serde_json::from_str(s.wsm(&["spawn", "scan", "--json"]).ok()).unwrap();
         let mut seen: Vec<(String, i64, i64)> = scan
@@ -179,12 +186,31 @@ fn a_deployed_service_has_its_files_volume_and_resources_and_scan_counts_it() {
     assert_scan_matches_docker(&s);
     let mut s = s;
     s.volumes.push("foo".into());
-    let run = s.deploy(&format!(
-        "image: {BASE}\nmemAlloc: 96M\ncpuShares: 512\nautoRestart: true\nrestartInt: 5s\n\
+    let node = docker(&[
+        "node",
+        "inspect",
+        "self",
+        "--format",
+        "{{.Description.Hostname}}",
+    ]);
+    let run = s.deploy_with(
+        &format!(
+            "image: {BASE}\nmemAlloc: 96M\ncpuShares: 512\nautoRestart: true\nrestartInt: 5s\n\
          includedFiles: [a.txt, lib/b.cfg]\nincludedDirs: [conf]\nvolumes: [foo]\n\
          run:\n  - echo up\n  - sleep 100000\n"
-    ));
+        ),
+        &["--on", node.trim()],
+    );
     run.ok();
+    let placement = docker(&[
+        "service",
+        "inspect",
+        &s.name,
+        "--format",
+        "{{json .Spec.TaskTemplate.Placement.Constraints}}",
+    ]);
+    let id = docker(&["node", "inspect", "self", "--format", "{{.ID}}"]);
+    assert_eq!(placement.trim(), format!("[\"node.id == {}\"]", id.trim()));
 
     // The included files and folder, under their own names in the working directory.
     let seen = s.exec("pwd; cat a.txt b.cfg conf/sub/c.txt; test -d /srv/foo && echo vol");
