@@ -95,14 +95,45 @@ impl Spawned {
 
 impl Drop for Spawned {
     fn drop(&mut self) {
-        docker_quiet(&["service", "rm", &self.name]);
+        // Retried until the engine agrees: a removal the engine refused once must not leave a
+        // running service (and its volume in use) behind.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !docker_quiet(&[
+            "service",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={}", self.name),
+        ])
+        .trim()
+        .is_empty()
+            && Instant::now() < deadline
+        {
+            docker_quiet(&["service", "rm", &self.name]);
+            std::thread::sleep(Duration::from_millis(500));
+        }
         remove_stack(&self.name);
         for v in &self.volumes {
-            docker_quiet(&["volume", "rm", "-f", v]);
+            while Instant::now() < deadline
+                && docker_quiet(&["volume", "ls", "-q", "--filter", &format!("name=^{v}$")])
+                    .lines()
+                    .any(|l| l == v)
+            {
+                docker_quiet(&["volume", "rm", "-f", v]);
+                std::thread::sleep(Duration::from_millis(500));
+            }
         }
         let reference = format!("reference=wsm-spawn-{}", self.name);
-        for image in docker_quiet(&["images", "-q", "--filter", &reference]).lines() {
-            docker_quiet(&["rmi", "-f", image]);
+        // By name: identical builds of other tests share the image ID.
+        let names = docker_quiet(&[
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "--filter",
+            &reference,
+        ]);
+        for image in names.lines() {
+            docker_quiet(&["rmi", image]);
         }
     }
 }
