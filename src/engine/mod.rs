@@ -69,6 +69,7 @@ impl Shell {
         host::config::register(&mut engine, &host);
         host::compose::register(&mut engine, &host);
         host::fs::register(&mut engine);
+        host::yaml::register(&mut engine);
         host::docker::register(&mut engine, &host);
         host::term::register(&mut engine, &host);
         host::http::register(&mut engine, &host);

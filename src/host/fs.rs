@@ -1,7 +1,9 @@
-//! `fs::` — reading the user's own files (a compose file, an env file) as text. Config files
-//! have `config::`; this is for files whose format another primitive parses.
+//! `fs::` — the user's own files (a compose file, an env file) as text, and the few writes a
+//! script needs to assemble a folder (e.g. an image build context). Config files have
+//! `config::`; this is for files whose format another primitive parses.
 
 use std::io::Read;
+use std::path::Path;
 
 use rhai::{Engine, Module};
 
@@ -26,6 +28,41 @@ pub fn read(path: &str) -> Result<String, String> {
     })
 }
 
+/// Copies a file, or a folder with everything under it, to `dest` (which must not exist; its
+/// parent folders are created).
+/// Links are copied as the files they point to.
+pub fn copy(from: &Path, dest: &Path) -> Result<(), String> {
+    let fail =
+        |e: std::io::Error| format!("cannot copy {} to {}: {e}", from.display(), dest.display());
+    if dest.exists() {
+        return Err(format!(
+            "cannot copy {} to {}: it exists",
+            from.display(),
+            dest.display()
+        ));
+    }
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(fail)?;
+    }
+    if from.is_dir() {
+        std::fs::create_dir_all(dest).map_err(fail)?;
+        for entry in std::fs::read_dir(from).map_err(fail)? {
+            let entry = entry.map_err(fail)?;
+            copy(&entry.path(), &dest.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::copy(from, dest)
+            .map(|_| ())
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    format!("cannot copy {}: no such file", from.display())
+                }
+                _ => fail(e),
+            })
+    }
+}
+
 /// Registers the `fs::` module.
 pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
@@ -34,8 +71,18 @@ pub fn register(engine: &mut Engine) {
         read(path).map_err(script_err)
     });
     // fs::is_file(path) — whether a regular file (or a link to one) is there.
-    m.set_native_fn("is_file", |path: &str| {
-        Ok(std::path::Path::new(path).is_file())
+    m.set_native_fn("is_file", |path: &str| Ok(Path::new(path).is_file()));
+    // fs::is_dir(path) — whether a folder (or a link to one) is there.
+    m.set_native_fn("is_dir", |path: &str| Ok(Path::new(path).is_dir()));
+    // fs::write(path, text) — create or replace a file with this text (e.g. a Dockerfile in a
+    // temp_dir()); user files that must be replaced atomically go through `config::`.
+    m.set_native_fn("write", |path: &str, text: &str| -> ScriptResult<()> {
+        std::fs::write(path, text).map_err(|e| script_err(format!("cannot write {path}: {e}")))
+    });
+    // fs::copy(from, dest) — copy a file, or a folder and everything under it, to `dest`,
+    // which must not exist yet (its parent folders are created).
+    m.set_native_fn("copy", |from: &str, dest: &str| -> ScriptResult<()> {
+        copy(Path::new(from), Path::new(dest)).map_err(script_err)
     });
     engine.register_static_module("fs", m.into());
 }
@@ -50,6 +97,21 @@ mod tests {
             read("/nonexistent/compose.yml").unwrap_err(),
             "cannot read /nonexistent/compose.yml: no such file"
         );
+    }
+
+    #[test]
+    fn a_folder_copies_with_everything_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("conf");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("sub/a.txt"), "a").unwrap();
+        let dest = dir.path().join("out/conf");
+        copy(&src, &dest).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dest.join("sub/a.txt")).unwrap(),
+            "a"
+        );
+        assert!(copy(&src, &dest).unwrap_err().ends_with("it exists"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod output;
 pub mod progress;
 pub mod ssh;
 pub mod term;
+pub mod yaml;
 
 use std::future::Future;
 use std::path::PathBuf;
