@@ -1,5 +1,5 @@
 //! Guards against hostile or careless input (issue 13): scripts that grow without end or never
-//! stop.
+//! stop, and config values out of range or too large.
 //! The witnesses: exit codes and messages, the process's peak memory (`wait4`), and the Docker
 //! CLI (`docker service ls`, `docker config ls`).
 
@@ -138,4 +138,106 @@ fn an_endless_loop_in_a_batch_file_without_a_terminal_ends() {
         .run
         .stderr
         .contains("WSM_MAX_OPERATIONS must be a whole number"));
+}
+
+/// Asserts that `stack start` refused the config as bad input before creating anything.
+fn refused_before_anything_is_created(s: &TestStack, run: &Run) -> String {
+    assert_eq!(
+        run.code, 2,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        s.services().is_empty(),
+        "services were created: {:?}",
+        s.services()
+    );
+    let first = run.stderr.lines().next().unwrap_or_default().to_string();
+    assert!(first.starts_with("error: "), "{}", run.stderr);
+    first
+}
+
+#[test]
+fn a_port_out_of_range_is_refused_before_any_service_is_created() {
+    let s = TestStack::new("port");
+    s.set("WAVELET_API_PORT", "99999");
+    let r = s.stack(&["start"]);
+    let line = refused_before_anything_is_created(&s, &r);
+    assert!(
+        line.contains("WAVELET_API_PORT")
+            && line.contains("from 1 to 65535")
+            && line.contains("99999"),
+        "{line}"
+    );
+    // The environment is a layer like the files, checked the same way.
+    s.set("WAVELET_API_PORT", "");
+    let mut cmd = s.command(&["stack", "-s", &s.name, "start"]);
+    cmd.env("WAVELET_NODES", "0");
+    let r: Run = cmd.output().unwrap().into();
+    let line = refused_before_anything_is_created(&s, &r);
+    assert!(
+        line.contains("WAVELET_NODES in the environment") && line.contains("from 1 to 48"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_long_run_of_digits_is_not_a_number_and_is_shown_only_in_part() {
+    let s = TestStack::new("digits");
+    s.set("WAVELET_NODES", &"7".repeat(4000));
+    let started = Instant::now();
+    let r = s.stack(&["start"]);
+    let line = refused_before_anything_is_created(&s, &r);
+    assert!(
+        line.contains("WAVELET_NODES") && line.contains("(4000 characters)"),
+        "{line}"
+    );
+    assert!(
+        line.len() < 300,
+        "the error shows the whole value: {} bytes",
+        line.len()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_value_over_its_length_is_refused_and_a_secret_is_never_shown() {
+    let s = TestStack::new("long");
+    s.set("REGISTRY", &"r".repeat(5000));
+    let line = refused_before_anything_is_created(&s, &s.stack(&["start"]));
+    assert!(
+        line.contains("REGISTRY") && line.contains("at most 4096"),
+        "{line}"
+    );
+    assert!(line.len() < 300, "{line}");
+
+    s.set("REGISTRY", "");
+    let secret = format!("topsecret{}", "k".repeat(70000));
+    s.set("WAVELET_KEYS", &secret);
+    let line = refused_before_anything_is_created(&s, &s.stack(&["start"]));
+    assert!(
+        line.contains("WAVELET_KEYS") && line.contains("at most 65536"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("topsecret") && !line.contains("kkkk"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_config_file_of_fifty_megabytes_is_refused_at_once_and_not_printed() {
+    let s = TestStack::new("huge");
+    let value = "9".repeat(50_000_000);
+    std::fs::write(s.config_file(), format!("WAVELET_NODES={value}\n")).unwrap();
+    let started = Instant::now();
+    let r = s.stack(&["start"]);
+    let line = refused_before_anything_is_created(&s, &r);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(line.contains("at most 1048576"), "{line}");
+    assert!(r.stderr.len() < 1000, "stderr is {} bytes", r.stderr.len());
 }

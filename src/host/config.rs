@@ -9,7 +9,11 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, Map, Module};
 
-use super::{script_err, Host, ScriptResult};
+use super::{script_err, usage_err, Host, ScriptResult};
+
+/// The most a config file may hold. Real ones are a few KiB; the largest values (key material,
+/// a genesis document) are 64 KiB each. Anything larger is refused before it is read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Keys the scripts declared secret (`config::declare_secrets`), beside the ones named so.
 static DECLARED_SECRETS: std::sync::Mutex<std::collections::BTreeSet<String>> =
@@ -155,13 +159,61 @@ fn from_map(map: &Map) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Reads and parses a config file; a missing file is an empty map.
-pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    match fs::read_to_string(path) {
-        Ok(text) => parse(&text, &path.display().to_string()).map_err(|e| e.to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+/// Why a config file could not be had: it is too large (bad input, exit 2), or it could not be
+/// read or parsed.
+#[derive(Debug)]
+pub enum ReadError {
+    TooLarge(String),
+    Other(String),
+}
+
+impl ReadError {
+    fn into_script_error(self) -> Box<rhai::EvalAltResult> {
+        match self {
+            ReadError::TooLarge(m) => usage_err(m),
+            ReadError::Other(m) => script_err(m),
+        }
     }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::TooLarge(m) | ReadError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Refuses config text over [`MAX_CONFIG_BYTES`], naming where it came from.
+fn check_size(len: u64, origin: &str) -> Result<(), String> {
+    if len > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{origin} is {len} bytes; a config file may hold at most {MAX_CONFIG_BYTES} (1 MiB)"
+        ));
+    }
+    Ok(())
+}
+
+/// Reads and parses a config file; a missing file is an empty map. Its size is checked before
+/// it is read, and no more than the limit is ever read (a file growing meanwhile, a device).
+pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ReadError> {
+    use std::io::Read;
+    let origin = path.display().to_string();
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(ReadError::Other(format!("cannot read {origin}: {e}"))),
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    check_size(len, &origin).map_err(ReadError::TooLarge)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadError::Other(format!("cannot read {origin}: {e}")))?;
+    check_size(bytes.len() as u64, &origin).map_err(ReadError::TooLarge)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ReadError::Other(format!("cannot read {origin}: it is not UTF-8 text")))?;
+    parse(&text, &origin).map_err(|e| ReadError::Other(e.to_string()))
 }
 
 /// Registers the `config::` module.
@@ -174,7 +226,9 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     // config::read(path) — parse a KEY=VALUE file into a map; a missing file gives #{}.
     m.set_native_fn("read", |path: &str| -> ScriptResult<Map> {
-        read_file(Path::new(path)).map(to_map).map_err(script_err)
+        read_file(Path::new(path))
+            .map(to_map)
+            .map_err(ReadError::into_script_error)
     });
 
     // config::exists(path)
@@ -182,6 +236,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     // config::parse(text, origin) — parse KEY=VALUE text; errors name `origin` and the line.
     m.set_native_fn("parse", |text: &str, origin: &str| -> ScriptResult<Map> {
+        check_size(text.len() as u64, origin).map_err(usage_err)?;
         parse(text, origin).map(to_map).map_err(script_err)
     });
 
@@ -285,6 +340,23 @@ mod tests {
             m.insert(k.to_string(), v.to_string());
         }
         assert_eq!(parse(&render(&m), "r").unwrap(), m);
+    }
+
+    #[test]
+    fn a_config_file_over_the_limit_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        let f = fs::File::create(&p).unwrap();
+        // Sparse: 50 MB that reading would take seconds to go through.
+        f.set_len(50 << 20).unwrap();
+        let started = std::time::Instant::now();
+        match read_file(&p) {
+            Err(ReadError::TooLarge(m)) => assert!(m.contains("at most 1048576"), "{m}"),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_millis(200));
+        let err = check_size(MAX_CONFIG_BYTES + 1, "remote").unwrap_err();
+        assert!(err.starts_with("remote is"), "{err}");
     }
 
     #[test]
