@@ -75,6 +75,7 @@ impl Shell {
         host::http::register(&mut engine, &host);
         host::archive::register(&mut engine, &host);
         host::ssh::register(&mut engine, &host);
+        host::lock::register(&mut engine, &host);
         register_resources(&mut engine, &search);
         register_temp_dir(&mut engine);
         commands::register(&mut engine, &search, &host);

@@ -8,6 +8,7 @@ pub mod compose;
 pub mod config;
 pub mod docker;
 pub mod http;
+pub mod lock;
 pub mod opts;
 pub mod progress;
 pub mod ssh;
