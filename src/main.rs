@@ -244,6 +244,9 @@ fn main() -> ExitCode {
         });
     }
 
+    if let Err(e) = engine::limits::check_env() {
+        return report(CliError::usage(e, None));
+    }
     let shell = Shell::new(host.clone(), search);
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let result = match (sub, words, batch) {

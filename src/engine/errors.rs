@@ -99,6 +99,10 @@ pub fn to_cli_error(err: &EvalAltResult, origin: &str, usage: Option<String>) ->
             message: "interrupted".into(),
             usage: None,
         },
+        EvalAltResult::ErrorTooManyOperations(..) | EvalAltResult::ErrorDataTooLarge(..) => {
+            let limits = super::limits::current();
+            CliError::failed(limits.message(cause).unwrap_or_else(|| cause.to_string()))
+        }
         EvalAltResult::ErrorParsing(..) | EvalAltResult::ErrorModuleNotFound(..) => {
             let loc = inner_loc
                 .unwrap_or_else(|| format!("{origin}:{}", cause.position().line().unwrap_or(0)));

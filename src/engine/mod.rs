@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod errors;
+pub mod limits;
 pub mod search;
 
 use std::collections::HashMap;
@@ -19,13 +20,14 @@ pub use search::SearchPath;
 use crate::host::{self, Host, ScriptResult};
 
 /// An engine with wsm's limits and nothing registered: deep enough for real scripts, bounded
-/// so that a runaway script fails instead of overflowing the stack.
+/// so that a runaway script fails instead of overflowing the stack or taking all memory, and
+/// ends when no terminal is there to interrupt it (`limits`).
 fn limited_engine() -> Engine {
     let mut engine = Engine::new();
     engine.set_max_call_levels(96);
     engine.set_max_expr_depths(128, 64);
     engine.set_max_modules(256);
-    engine.set_max_string_size(256 << 20);
+    limits::current().apply(&mut engine);
     engine.disable_symbol("eval");
     engine
 }
@@ -76,6 +78,7 @@ impl Shell {
         host::archive::register(&mut engine, &host);
         host::cleanup::register(&mut engine, &host);
         host::ssh::register(&mut engine, &host);
+        host::lock::register(&mut engine, &host);
         register_resources(&mut engine, &search);
         register_temp_dir(&mut engine);
         commands::register(&mut engine, &search, &host);

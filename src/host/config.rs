@@ -10,6 +10,10 @@ use rhai::{Dynamic, Engine, Map, Module};
 
 use super::{script_err, usage_err, Host, ScriptResult};
 
+/// The most a config file may hold. Real ones are a few KiB; the largest values (key material,
+/// a genesis document) are 64 KiB each. Anything larger is refused before it is read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Keys the scripts declared secret (`config::declare_secrets`), beside the ones named so.
 static DECLARED_SECRETS: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -154,7 +158,7 @@ fn from_map(map: &Map) -> BTreeMap<String, String> {
 /// Reads a config file's text; a missing file is `None`. Text that is not UTF-8 is bad input
 /// (a usage error, exit code 2); other failures to read are errors.
 pub fn read_text(path: &Path) -> ScriptResult<Option<String>> {
-    match fs::read(path) {
+    match read_bounded(path) {
         Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|e| {
             let at = e.utf8_error().valid_up_to();
             let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
@@ -164,6 +168,7 @@ pub fn read_text(path: &Path) -> ScriptResult<Option<String>> {
             ))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => Err(usage_err(e.to_string())),
         Err(e) => Err(script_err(format!("cannot read {}: {e}", path.display()))),
     }
 }
@@ -188,6 +193,30 @@ fn write_text(path: &Path, text: &str) -> ScriptResult<()> {
     let private = values.keys().any(|k| is_secret_key(k));
     write_atomic(path, text.as_bytes(), private)
         .map_err(|e| script_err(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Refuses config text over [`MAX_CONFIG_BYTES`], naming where it came from.
+fn check_size(len: u64, origin: &str) -> Result<(), String> {
+    if len > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{origin} is {len} bytes; a config file may hold at most {MAX_CONFIG_BYTES} (1 MiB)"
+        ));
+    }
+    Ok(())
+}
+
+/// A file's bytes, its size checked before it is read and no more than the limit ever read (a
+/// file growing meanwhile, a device). Too large is bad input.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let origin = path.display().to_string();
+    let file = fs::File::open(path)?;
+    let too_large = |m: String| std::io::Error::new(std::io::ErrorKind::FileTooLarge, m);
+    check_size(file.metadata().map(|m| m.len()).unwrap_or(0), &origin).map_err(too_large)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+    check_size(bytes.len() as u64, &origin).map_err(too_large)?;
+    Ok(bytes)
 }
 
 /// Registers the `config::` module.
@@ -219,6 +248,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     // config::parse(text, origin) — parse KEY=VALUE text; errors name `origin` and the line.
     m.set_native_fn("parse", |text: &str, origin: &str| -> ScriptResult<Map> {
+        check_size(text.len() as u64, origin).map_err(usage_err)?;
         parse_input(text, origin).map(to_map)
     });
 
@@ -338,6 +368,26 @@ mod tests {
             m.insert(k.to_string(), v.to_string());
         }
         assert_eq!(parse(&render(&m), "r").unwrap(), m);
+    }
+
+    #[test]
+    fn a_config_file_over_the_limit_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        let f = fs::File::create(&p).unwrap();
+        // Sparse: 50 MB that reading would take seconds to go through.
+        f.set_len(50 << 20).unwrap();
+        let started = std::time::Instant::now();
+        let err = read_file(&p).expect_err("a 50 MB config file is refused");
+        let m = err.to_string();
+        assert!(m.contains("at most 1048576"), "{m}");
+        assert!(
+            matches!(*err, rhai::EvalAltResult::ErrorRuntime(ref v, _) if v.is_map()),
+            "bad input: {m}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_millis(200));
+        let err = check_size(MAX_CONFIG_BYTES + 1, "remote").unwrap_err();
+        assert!(err.starts_with("remote is"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod docker;
 pub mod fs;
 pub mod http;
+pub mod lock;
 pub mod opts;
 pub mod output;
 pub mod progress;
