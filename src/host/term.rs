@@ -158,6 +158,31 @@ fn edit(host: &Host, text: &str, name: &str) -> ScriptResult<String> {
 }
 
 /// Runs the editor on `path` with the terminal; SIGTERM to wsm stops it too.
+/// SIGINT ignored by this process until dropped, then its earlier handler put back.
+struct SigintIgnored(libc::sigaction);
+
+impl SigintIgnored {
+    fn new() -> Self {
+        // SAFETY: sigaction only reads and writes the structs given.
+        unsafe {
+            let mut ignore: libc::sigaction = std::mem::zeroed();
+            ignore.sa_sigaction = libc::SIG_IGN;
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGINT, &ignore, &mut old);
+            SigintIgnored(old)
+        }
+    }
+}
+
+impl Drop for SigintIgnored {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`; restores the handler saved there.
+        unsafe {
+            libc::sigaction(libc::SIGINT, &self.0, std::ptr::null_mut());
+        }
+    }
+}
+
 fn run_editor(
     host: &Host,
     program: &str,
@@ -165,10 +190,21 @@ fn run_editor(
     path: &std::path::Path,
 ) -> ScriptResult<()> {
     let status = host.with_child_on_terminal(|| {
-        let mut child = std::process::Command::new(program)
-            .args(args)
-            .arg(path)
-            .spawn()?;
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new(program);
+        command.args(args).arg(path);
+        // Ctrl-C is the editor's while it runs: wsm ignores SIGINT (as system(3) does while it
+        // waits), so a signal handled late cannot abandon a saved edit; the editor gets the
+        // default disposition back before it starts.
+        // SAFETY: signal() is async-signal-safe, the only call made between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let _ignored = SigintIgnored::new();
+        let mut child = command.spawn()?;
         let stop = host.cleanups.add(
             "stopping the editor",
             super::cleanup::Action::Terminate(child.id()),
