@@ -6,99 +6,14 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::hosts::{index_base, Bed, NETNS_HOST};
 use common::*;
 
-const NETNS_HOST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/netns-host");
 const IMAGE: &str = "localhost:5000/wavelet-stack-base:latest";
-
-/// A test's SSH identity (key, ssh config, known_hosts, an `ssh` wrapper first on PATH) and
-/// config directory.
-struct Bed {
-    dir: tempfile::TempDir,
-}
-
-impl Bed {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let p = dir.path();
-        std::fs::create_dir_all(p.join("bin")).unwrap();
-        std::fs::create_dir_all(p.join("config")).unwrap();
-        std::fs::write(p.join("config/default"), "").unwrap();
-        let key = p.join("id_ed25519");
-        let ok = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "wsm-test", "-f"])
-            .arg(&key)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "ssh-keygen");
-        std::fs::write(p.join("known_hosts"), "").unwrap();
-        std::fs::write(
-            p.join("ssh_config"),
-            format!(
-                "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n",
-                key.display(),
-                p.join("known_hosts").display()
-            ),
-        )
-        .unwrap();
-        let wrapper = p.join("bin/ssh");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nexec /usr/bin/ssh -F {} \"$@\"\n",
-                p.join("ssh_config").display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Bed { dir }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// `wsm -C <config> …` with this bed's ssh and XDG dirs and a 5 s SSH connect timeout.
-    fn wsm_in(&self, config: &Path, args: &[&str], stdin: &str) -> Run {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsm"))
-            .arg("-C")
-            .arg(config)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("WSM_CONFIG_DIR")
-            .env_remove("DOCKER_HOST")
-            .env_remove("SSH_AUTH_SOCK")
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    self.path("bin").display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
-            .env("XDG_CONFIG_HOME", self.path(".xdg-config"))
-            .env("XDG_STATE_HOME", self.path(".xdg-state"))
-            .env("WSM_SSH_TIMEOUT", "5")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run wsm");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).ok();
-        child.wait_with_output().expect("wsm output").into()
-    }
-
-    fn wsm(&self, args: &[&str]) -> Run {
-        self.wsm_in(&self.path("config"), args, "")
-    }
-}
 
 /// A machine that exists before wsm: a netns host with the test image loaded and an sshd in a
 /// mount namespace of its own over an /etc overlay. Stopped and removed in Drop.
@@ -111,7 +26,7 @@ struct Machine {
 impl Machine {
     fn up(prefix: &str, public_key: &Path) -> Machine {
         let name = unique(prefix);
-        let base = 100 + (std::process::id() % 7) * 20 + 7;
+        let base = index_base() + 7;
         let mut env = None;
         for index in base..245 {
             let out = Command::new(NETNS_HOST)
@@ -236,7 +151,7 @@ impl Drop for Machine {
 fn generic_swarm_on_existing_machines_create_run_a_stack_expand_and_destroy_leaving_them_running() {
     require_images();
     let bed = Bed::new();
-    let key = bed.path("id_ed25519.pub");
+    let key = bed.public_key();
     let machines: Vec<Machine> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
             .map(|_| s.spawn(|| Machine::up("wgh", &key)))

@@ -288,15 +288,7 @@ fn over_asking_is_refused_and_leaves_nothing_behind() {
         run.stderr
     );
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
-    assert!(docker_quiet(&[
-        "service",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("name={}", s.name)
-    ])
-    .trim()
-    .is_empty());
+    assert!(no_service_named(&s.name), "a service was left behind");
     let label = format!("label=com.docker.stack.namespace={}", s.name);
     assert!(docker_quiet(&["network", "ls", "-q", "--filter", &label])
         .trim()
@@ -379,13 +371,12 @@ fn bad_service_files_exit_2_naming_the_key_and_the_file() {
             run.stderr
         );
     }
-    assert!(docker_quiet(&[
-        "service",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("name={}", s.name)
-    ])
-    .trim()
-    .is_empty());
+    assert!(no_service_named(&s.name), "a service was left behind");
+}
+
+/// Whether the swarm has no service whose name contains `name` (the Docker CLI as witness).
+fn no_service_named(name: &str) -> bool {
+    docker_quiet(&["service", "ls", "-q", "--filter", &format!("name={name}")])
+        .trim()
+        .is_empty()
 }

@@ -342,15 +342,15 @@ mod tests {
     #[test]
     fn errors_name_the_key_and_never_show_the_value() {
         for line in [
-            "WAVELET_KEYS secretvalue123",
-            "WAVELET_KEYS secretvalue=123",
-            "WAVELET_KEYS='secretvalue123",
-            "WAVELET_KEYS=\"secretvalue123\" secretvalue123",
+            "API_KEYS secretvalue123",
+            "API_KEYS secretvalue=123",
+            "API_KEYS='secretvalue123",
+            "API_KEYS=\"secretvalue123\" secretvalue123",
         ] {
             let e = parse(&format!("A=1\n{line}\n"), "f")
                 .unwrap_err()
                 .to_string();
-            assert!(e.starts_with("f:2: WAVELET_KEYS: "), "{e}");
+            assert!(e.starts_with("f:2: API_KEYS: "), "{e}");
             assert!(!e.contains("secretvalue"), "{e}");
         }
     }

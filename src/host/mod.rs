@@ -150,6 +150,22 @@ pub fn interrupted() -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated(Dynamic::from("interrupted"), Position::NONE).into()
 }
 
+/// An error's message followed by those of its sources, each once: openssh and hyper put what
+/// `ssh` or the connection said in the source, which a plain `to_string` would lose.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !msg.is_empty() && !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
 /// Turns any error into a script runtime error carrying its message intact.
 pub fn script_err(e: impl std::fmt::Display) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(Dynamic::from(e.to_string()), Position::NONE).into()

@@ -30,17 +30,7 @@ struct Source {
 /// Parses YAML text named `name` into a JSON value: duplicate keys refused, merge keys
 /// applied. The error is one line naming the file, the position and the key.
 pub fn parse_yaml(text: &str, name: &str) -> Result<Value, String> {
-    let options = serde_saphyr::options! { strict_booleans: true };
-    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| {
-        let first = e.to_string();
-        let first = first.lines().next().unwrap_or_default();
-        let first = first.strip_prefix("error: ").unwrap_or(first);
-        let first = first
-            .split(", set DuplicateKeyPolicy")
-            .next()
-            .unwrap_or(first);
-        format!("{name}: {first}")
-    })
+    crate::host::yaml::parse(text, name)
 }
 
 /// Reads KEY=VALUE lines: `#` comments and blank lines skipped, an `export ` prefix and

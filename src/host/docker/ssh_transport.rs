@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use openssh::{ChildStdin, ChildStdout, Session, Stdio};
 
-use crate::host::ssh;
+use crate::host::{error_chain, ssh};
 
 /// Opens (or reuses) the master connection to the host of `ssh://…` and returns a client that
 /// speaks the Engine API through it.
@@ -37,28 +37,13 @@ pub async fn connect(host: &str, timeout: u64, version: &ClientVersion) -> Resul
                 .map_err(|e| bollard::errors::Error::IOError {
                     err: std::io::Error::other(format!(
                         "lost the connection to the Docker engine at {name}: {}",
-                        chain(&e)
+                        error_chain(&e)
                     )),
                 })
         }
     };
     Docker::connect_with_custom_transport(transport, Some(target), timeout, version)
         .map_err(|e| e.to_string())
-}
-
-/// The whole chain of an error's messages, so that what ssh said is not lost.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !msg.is_empty() && !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
-    }
-    out
 }
 
 /// Connects hyper to the engine: each connection runs `docker system dial-stdio` on the host.
@@ -87,7 +72,7 @@ impl tower_service::Service<Uri> for DialStdio {
                 .spawn()
                 .await
                 .map_err(|e| {
-                    std::io::Error::other(format!("docker system dial-stdio: {}", chain(&e)))
+                    std::io::Error::other(format!("docker system dial-stdio: {}", error_chain(&e)))
                 })?;
             let missing = || std::io::Error::other("dial-stdio gave no pipes");
             let stdin = child.stdin().take().ok_or_else(missing)?;

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod identity;
 
 use super::opts::{opt_bool, opt_str};
-use super::{script_err, Host, ScriptResult};
+use super::{error_chain, script_err, Host, ScriptResult};
 use identity::public_keys;
 
 /// Seconds to wait for a host to answer when no `timeout` is given (`WSM_SSH_TIMEOUT`).
@@ -101,21 +101,6 @@ fn parse_target(target: &str) -> Result<(String, String, Option<u16>), String> {
     Ok((user, host, port))
 }
 
-/// The whole chain of an error's messages: openssh puts what `ssh` said in the source.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !msg.is_empty() && !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
-    }
-    out
-}
-
 async fn open(target: &str, opts: &ConnectOptions) -> Result<Session, String> {
     let (user, host, port) = parse_target(target)?;
     let mut b = SessionBuilder::default();
@@ -145,7 +130,7 @@ async fn open(target: &str, opts: &ConnectOptions) -> Result<Session, String> {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(format!(
             "cannot reach {user}@{host} over SSH: {}",
-            chain(&e)
+            error_chain(&e)
         )),
         Err(_) => Err(format!(
             "cannot reach {user}@{host} over SSH: no answer within {} s",
@@ -279,7 +264,7 @@ async fn run(
     line: &str,
     stdin: Option<&mut (dyn tokio::io::AsyncRead + Unpin + Send)>,
 ) -> ScriptResult<Ran> {
-    let fail = |e: openssh::Error| script_err(format!("ssh {}: {}", s.target, chain(&e)));
+    let fail = |e: openssh::Error| script_err(format!("ssh {}: {}", s.target, error_chain(&e)));
     let mut cmd = s.session.shell(line);
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -328,7 +313,7 @@ async fn run_to(
     line: &str,
     sink: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
 ) -> ScriptResult<Ran> {
-    let fail = |e: openssh::Error| script_err(format!("ssh {}: {}", s.target, chain(&e)));
+    let fail = |e: openssh::Error| script_err(format!("ssh {}: {}", s.target, error_chain(&e)));
     let mut cmd = s.session.shell(line);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
