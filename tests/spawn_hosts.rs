@@ -382,6 +382,20 @@ fn on_places_the_service_on_that_host_and_scan_changes_for_that_host_only() {
         assert_eq!(row["node"], host.name.as_str(), "{rows}");
         assert_eq!(row["state"], "running", "{rows}");
 
+        // scan of one node lists the service with its reservation on the chosen node only.
+        for (h, listed) in [(host, true), (other, false)] {
+            let one: Value =
+                serde_json::from_str(sw.spawn(&["scan", &h.name, "--json"], true).ok()).unwrap();
+            let found = one["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["name"] == s.name.as_str())
+                .map(|x| (x["memory"].as_i64(), x["cpu_shares"].as_i64()));
+            let want = listed.then_some((Some(MEMORY), Some(SHARES)));
+            assert_eq!(found, want, "spawn scan {}: {one}", h.name);
+        }
+
         // scan: the chosen node lost exactly the reservation, the other kept its numbers.
         let after = sw.scan_witnessed();
         let (mem, cpu) = before[&host.name];
