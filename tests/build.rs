@@ -8,41 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-/// A registry of this test's own on a free loopback port, stopped on drop.
-struct Registry {
-    port: u16,
-}
-
-impl Registry {
-    fn start(htpasswd: Option<&std::path::Path>) -> Self {
-        let port = free_port();
-        let mut cmd = Command::new("tests/fixtures/registry");
-        cmd.args(["up", &port.to_string()]);
-        if let Some(h) = htpasswd {
-            cmd.arg("--htpasswd").arg(h);
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "registry: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Registry { port }
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = Command::new("tests/fixtures/registry")
-            .args(["down", &self.port.to_string()])
-            .status();
-    }
-}
-
 /// The digest a registry serves for repo:tag, read with curl (the registry's own answer).
 fn registry_digest(registry: &str, repo: &str, tag: &str, auth: Option<&str>) -> String {
     let mut cmd = Command::new("curl");

@@ -2,7 +2,7 @@
 //! the Docker CLI as the witness: included files and folders in the task's working directory, a
 //! volume that survives a restart, reservations and limits, scan's free memory and CPU against
 //! `docker node inspect`, over-asking refused with nothing left behind, restart policies, and
-//! bad files refused naming the key and the file. The multi-host case is not covered here.
+//! bad files refused naming the key and the file. The multi-host case is tests/spawn_hosts.rs.
 
 mod common;
 

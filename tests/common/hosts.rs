@@ -1,6 +1,7 @@
-//! Hosts of this machine for the multi-host suites (tests/swarm.rs, tests/faults.rs): a test's
-//! SSH identity and wsm environment (`Bed`), a netns host with sshd (`Host`), and the fake
-//! DigitalOcean API (`FakeDo`), each cleaned up in `Drop`.
+//! Hosts of this machine for the multi-host suites (tests/swarm.rs, tests/faults.rs,
+//! tests/generic.rs, tests/spawn_hosts.rs): a test's SSH identity and wsm environment (`Bed`), a
+//! netns host with sshd (`Host`), and the fake DigitalOcean API (`FakeDo`), each cleaned up in
+//! `Drop`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -160,6 +161,21 @@ impl Host {
 
     pub fn ip(&self) -> &str {
         &self.env["IP"]
+    }
+
+    /// Makes the machine's `127.0.0.1:<port>` (a test's registry) answer on this host's loopback
+    /// too (`netns-host forward`), so one image name pushes and pulls on every host.
+    pub fn forward(&self, port: u16) {
+        let out = Command::new(NETNS_HOST)
+            .args(["forward", &self.name, &port.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "netns-host forward {} {port}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

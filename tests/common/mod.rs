@@ -304,6 +304,46 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A real image registry of a test's own (tests/fixtures/registry, Debian's docker-registry) on
+/// a free loopback port, stopped and its storage removed in `Drop`.
+pub struct Registry {
+    pub port: u16,
+}
+
+impl Registry {
+    /// Starts one, with `htpasswd` logins when given.
+    pub fn start(htpasswd: Option<&Path>) -> Self {
+        let port = free_port();
+        let mut cmd = Command::new(REGISTRY_FIXTURE);
+        cmd.args(["up", &port.to_string()]);
+        if let Some(h) = htpasswd {
+            cmd.arg("--htpasswd").arg(h);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "registry: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Registry { port }
+    }
+
+    /// `127.0.0.1:<port>`, as images and REGISTRY name it.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = Command::new(REGISTRY_FIXTURE)
+            .args(["down", &self.port.to_string()])
+            .status();
+    }
+}
+
+const REGISTRY_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/registry");
+
 /// GET over plain HTTP/1.0 on loopback with a timeout; returns (status, body).
 pub fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};

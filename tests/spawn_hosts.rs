@@ -1,0 +1,453 @@
+//! `wsm spawn` on a swarm of two hosts (netns hosts with sshd, tests/fixtures/netns-host): the
+//! service file's image built on the manager, pushed to REGISTRY (a registry of this binary's
+//! own on the machine's loopback, forwarded onto each host's loopback with `netns-host forward`)
+//! and pulled by the node `--on` names; the task runs there, and `spawn scan` shows that node's
+//! free memory and CPU shares reduced by the reservation and the other node's unchanged. wsm
+//! reaches the manager over real SSH; the Docker CLI on each host's own socket is the witness.
+//!
+//! One test bed for the whole file, made by the first test that needs it and brought down when
+//! the test binary exits (`atexit`), also after a failure. The base image is loaded into the
+//! manager only: the worker can run the service only by pulling what the manager pushed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::hosts::*;
+use common::*;
+use serde_json::Value;
+
+/// The base image of the services; only the manager has it.
+const BASE: &str = "localhost:5000/wavelet-stack-base:latest";
+
+/// What each spawned service reserves: memAlloc 64M, cpuShares 256.
+const MEMORY: i64 = 64 * 1024 * 1024;
+const SHARES: i64 = 256;
+
+/// The shared swarm: a manager and a worker, and the registry both reach as 127.0.0.1:<port>.
+struct Swarm {
+    bed: Bed,
+    registry: Registry,
+    manager: Host,
+    worker: Host,
+}
+
+static SWARM: OnceLock<Swarm> = OnceLock::new();
+
+fn swarm() -> &'static Swarm {
+    SWARM.get_or_init(|| {
+        let s = Swarm::new();
+        // Statics are never dropped: bring the hosts and the registry down when the binary exits.
+        unsafe { libc::atexit(tear_down) };
+        s
+    })
+}
+
+extern "C" fn tear_down() {
+    if let Some(s) = SWARM.get() {
+        Command::new(NETNS_HOST)
+            .args(["down", &s.manager.name, &s.worker.name])
+            .output()
+            .ok();
+        Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/registry"
+        ))
+        .args(["down", &s.registry.port.to_string()])
+        .output()
+        .ok();
+        std::fs::remove_dir_all(s.bed.dir.path()).ok();
+    }
+}
+
+impl Swarm {
+    fn new() -> Swarm {
+        let t0 = Instant::now();
+        let bed = Bed::new();
+        // On a panic below, what was made so far goes with its `Drop`.
+        let registry = Registry::start(None);
+        let manager = Host::up("wspm", &bed.public_key());
+        let worker = Host::up("wspw", &bed.public_key());
+        let mut known = String::new();
+        for h in [&manager, &worker] {
+            known += &std::fs::read_to_string(&h.env["SSH_KNOWN_HOSTS"]).unwrap();
+            h.forward(registry.port);
+        }
+        std::fs::write(bed.path("known_hosts"), known).unwrap();
+        let out = Command::new(NETNS_HOST)
+            .args(["load-image", &manager.name, BASE])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "load-image: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        docker_on(
+            &manager.name,
+            &["swarm", "init", "--advertise-addr", manager.ip()],
+        );
+        let token = docker_on(&manager.name, &["swarm", "join-token", "-q", "worker"]);
+        docker_on(
+            &worker.name,
+            &[
+                "swarm",
+                "join",
+                "--advertise-addr",
+                worker.ip(),
+                "--token",
+                token.trim(),
+                &format!("{}:2377", manager.ip()),
+            ],
+        );
+        wait_for("both nodes ready", 60, || {
+            ready_nodes(&manager.name).len() == 2
+        });
+        eprintln!("spawn_hosts: test bed ready in {:?}", t0.elapsed());
+        Swarm {
+            bed,
+            registry,
+            manager,
+            worker,
+        }
+    }
+
+    /// `docker` on the manager's own socket.
+    fn docker(&self, args: &[&str]) -> String {
+        docker_on(&self.manager.name, args)
+    }
+
+    /// `wsm spawn …` against the manager over SSH, with REGISTRY set when `registry`.
+    fn spawn(&self, args: &[&str], registry: bool) -> Run {
+        let mut all = vec!["spawn"];
+        all.extend_from_slice(args);
+        let mut c = self.bed.command(&self.bed.path("config"), &all);
+        c.env("DOCKER_HOST", format!("ssh://root@{}", self.manager.ip()))
+            .env_remove("REGISTRY")
+            .stdin(Stdio::null());
+        if registry {
+            c.env("REGISTRY", self.registry.addr());
+        }
+        c.output().expect("run wsm").into()
+    }
+
+    /// `spawn scan --json`: hostname → (free memory, free CPU shares).
+    fn scan(&self) -> BTreeMap<String, (i64, i64)> {
+        let scan: Value = serde_json::from_str(self.spawn(&["scan", "--json"], true).ok()).unwrap();
+        scan.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["hostname"].as_str().unwrap().to_string(),
+                    (
+                        n["free_memory"].as_i64().unwrap(),
+                        n["free_cpu_shares"].as_i64().unwrap(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// What `docker node inspect` and the reservations of the running tasks (`docker node ps`,
+    /// `docker inspect`) say each node has free: hostname → (memory, CPU shares).
+    fn witnessed_free(&self) -> BTreeMap<String, (i64, i64)> {
+        let mut out = BTreeMap::new();
+        for id in self.docker(&["node", "ls", "-q"]).lines() {
+            let node: Value = serde_json::from_str(&self.docker(&[
+                "node",
+                "inspect",
+                id,
+                "--format",
+                "{{json .Description}}",
+            ]))
+            .unwrap();
+            let mut mem = node["Resources"]["MemoryBytes"].as_i64().unwrap();
+            let mut cpu = node["Resources"]["NanoCPUs"].as_i64().unwrap();
+            let tasks = self.docker(&[
+                "node",
+                "ps",
+                id,
+                "-q",
+                "--no-trunc",
+                "--filter",
+                "desired-state=running",
+            ]);
+            for t in tasks.lines().filter(|t| !t.is_empty()) {
+                let r: Value = serde_json::from_str(&self.docker(&[
+                    "inspect",
+                    t,
+                    "--format",
+                    "{{json .Spec.Resources.Reservations}}",
+                ]))
+                .unwrap_or(Value::Null);
+                mem -= r["MemoryBytes"].as_i64().unwrap_or(0);
+                cpu -= r["NanoCPUs"].as_i64().unwrap_or(0);
+            }
+            let host = node["Hostname"].as_str().unwrap().to_string();
+            out.insert(host, (mem, cpu * 1024 / 1_000_000_000));
+        }
+        out
+    }
+
+    /// The scan, once it equals the witness for every node (a task just placed or removed may
+    /// take a moment to show in both alike).
+    fn scan_witnessed(&self) -> BTreeMap<String, (i64, i64)> {
+        let mut last = (BTreeMap::new(), BTreeMap::new());
+        for _ in 0..20 {
+            let (seen, docker) = (self.scan(), self.witnessed_free());
+            if seen == docker && docker.len() == 2 {
+                return seen;
+            }
+            last = (seen, docker);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        panic!("scan {:?} differs from docker's {:?}", last.0, last.1);
+    }
+}
+
+/// A spawned service of one test, removed with its containers in `Drop`, even on failure.
+struct Spawned {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl Spawned {
+    fn new(prefix: &str) -> Self {
+        Spawned {
+            name: unique(prefix),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `spawn deploy -c <file> -n NAME --detach` and `more`, of the service file `yml`.
+    fn deploy(&self, yml: &str, more: &[&str], registry: bool) -> Run {
+        let file = self.dir.path().join("svc.yml");
+        std::fs::write(&file, yml).unwrap();
+        let file = file.to_str().unwrap().to_string();
+        let mut args = vec!["deploy", "-c", &file, "-n", &self.name, "--detach"];
+        args.extend_from_slice(more);
+        swarm().spawn(&args, registry)
+    }
+
+    /// `docker service ps` of the tasks, newest first: "node state error" lines.
+    fn tasks(&self) -> String {
+        swarm()
+            .docker(&[
+                "service",
+                "ps",
+                &self.name,
+                "--no-trunc",
+                "--format",
+                "{{.Node}} {{.CurrentState}} {{.Error}}",
+            ])
+            .trim()
+            .to_string()
+    }
+
+    /// Waits until the newest task runs on `host`; panics with what `service ps` said.
+    fn wait_running_on(&self, host: &Host) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let want = format!("{} Running", host.name);
+        loop {
+            let tasks = self.tasks();
+            if tasks.starts_with(&want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not running on {} after 120 s; docker service ps:\n{tasks}",
+                self.name,
+                host.name
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The containers of the service on `host`'s engine.
+    fn containers_on(&self, host: &Host) -> String {
+        let filter = format!("label=com.docker.swarm.service.name={}", self.name);
+        docker_on(&host.name, &["ps", "-q", "--filter", &filter])
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let sw = swarm();
+        let on = |h: &Host, args: &[&str]| {
+            Command::new("docker")
+                .arg("-H")
+                .arg(format!("unix:///run/wsm-hosts/{}/docker.sock", h.name))
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let filter = format!("label=com.docker.swarm.service.name={}", self.name);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            on(&sw.manager, &["service", "rm", &self.name]);
+            let left = on(&sw.manager, &["service", "ls", "-q", "--filter", &filter])
+                + &on(&sw.manager, &["ps", "-aq", "--filter", &filter])
+                + &on(&sw.worker, &["ps", "-aq", "--filter", &filter]);
+            if left.trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// A service file of MEMORY and SHARES running a shell that waits.
+fn service_file() -> String {
+    format!("image: {BASE}\nmemAlloc: 64M\ncpuShares: {SHARES}\nautoRestart: true\nrun:\n  - echo up\n  - sleep 100000\n")
+}
+
+#[test]
+fn on_places_the_service_on_that_host_and_scan_changes_for_that_host_only() {
+    let sw = swarm();
+    let has_base = Command::new("docker")
+        .args([
+            "-H",
+            &sw.worker.env["DOCKER_HOST"],
+            "image",
+            "inspect",
+            BASE,
+        ])
+        .output()
+        .unwrap();
+    assert!(!has_base.status.success(), "the worker has the base image");
+    let mut kept = Vec::new();
+    // The worker first: it has no base image, so its task runs only from the registry.
+    for (host, other) in [(&sw.worker, &sw.manager), (&sw.manager, &sw.worker)] {
+        let before = sw.scan_witnessed();
+        let s = Spawned::new("sph");
+        s.deploy(&service_file(), &["--on", &host.name], true).ok();
+
+        // The task runs on the chosen node, its container on that host's engine only.
+        s.wait_running_on(host);
+        assert!(!s.containers_on(host).is_empty());
+        assert!(
+            s.containers_on(other).is_empty(),
+            "a container on {}",
+            other.name
+        );
+        let node_id = sw.docker(&["node", "inspect", &host.name, "--format", "{{.ID}}"]);
+        let constraints = sw.docker(&[
+            "service",
+            "inspect",
+            &s.name,
+            "--format",
+            "{{json .Spec.TaskTemplate.Placement.Constraints}}",
+        ]);
+        assert_eq!(
+            constraints.trim(),
+            format!("[\"node.id == {}\"]", node_id.trim())
+        );
+
+        // The image went through REGISTRY: pinned to the digest the registry serves.
+        let image = sw.docker(&[
+            "service",
+            "inspect",
+            &s.name,
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        ]);
+        let repo = format!("wsm-spawn-{}", s.name);
+        let prefix = format!("{}/{repo}:", sw.registry.addr());
+        assert!(image.starts_with(&prefix), "{image}");
+        let (reference, digest) = image.trim().split_once('@').expect("a pinned digest");
+        let (repository, tag) = reference.rsplit_once(':').unwrap();
+        let served = registry_digest(&sw.registry.addr(), &repo, tag);
+        assert_eq!(digest, served);
+        // The chosen host's engine holds the image under the registry's name.
+        let images = docker_on(&host.name, &["images", "--format", "{{.Repository}}"]);
+        assert!(images.lines().any(|r| r == repository), "{images}");
+
+        // spawn ls names the node.
+        let rows: Value = serde_json::from_str(sw.spawn(&["ls", "--json"], true).ok()).unwrap();
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == s.name.as_str())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(row["node"], host.name.as_str(), "{rows}");
+        assert_eq!(row["state"], "running", "{rows}");
+
+        // scan of one node lists the service with its reservation on the chosen node only.
+        for (h, listed) in [(host, true), (other, false)] {
+            let one: Value =
+                serde_json::from_str(sw.spawn(&["scan", &h.name, "--json"], true).ok()).unwrap();
+            let found = one["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["name"] == s.name.as_str())
+                .map(|x| (x["memory"].as_i64(), x["cpu_shares"].as_i64()));
+            let want = listed.then_some((Some(MEMORY), Some(SHARES)));
+            assert_eq!(found, want, "spawn scan {}: {one}", h.name);
+        }
+
+        // scan: the chosen node lost exactly the reservation, the other kept its numbers.
+        let after = sw.scan_witnessed();
+        let (mem, cpu) = before[&host.name];
+        assert_eq!(after[&host.name], (mem - MEMORY, cpu - SHARES), "{after:?}");
+        assert_eq!(after[&other.name], before[&other.name], "{after:?}");
+        kept.push(s);
+    }
+}
+
+#[test]
+fn without_registry_a_multi_host_deploy_is_refused_before_anything_is_built() {
+    let sw = swarm();
+    let s = Spawned::new("spn");
+    let run = s.deploy(&service_file(), &[], false);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("2 nodes") && run.stderr.contains("set REGISTRY"),
+        "{}",
+        run.stderr
+    );
+    assert!(sw
+        .docker(&[
+            "service",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={}", s.name)
+        ])
+        .trim()
+        .is_empty());
+    let images = sw.docker(&["images", "--format", "{{.Repository}}"]);
+    assert!(!images.contains(&s.name), "{images}");
+}
+
+/// The digest the registry serves for repo:tag (curl, the registry's own answer).
+fn registry_digest(registry: &str, repo: &str, tag: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-fsSI",
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+        ])
+        .arg(format!("http://{registry}/v2/{repo}/manifests/{tag}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "no manifest for {repo}:{tag}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("docker-content-digest:")
+                .map(|d| d.trim().to_string())
+        })
+        .expect("Docker-Content-Digest")
+}
