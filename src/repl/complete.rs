@@ -10,12 +10,10 @@ use std::time::{Duration, Instant};
 
 use rhai::{Array, Scope};
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
-use rustyline::validate::{ValidationContext, ValidationResult, Validator};
-use rustyline::{Context, Helper, Highlighter, Hinter};
+use rustyline::{Context, Helper, Highlighter, Hinter, Validator};
 
-use super::session::is_incomplete;
-use super::{is_command_line, CommandWords};
-use crate::engine::{self, Shell};
+use super::{is_command_line, types, CommandWords};
+use crate::engine::{self, docs, Shell};
 use crate::host::Host;
 
 /// How long a completer's candidates for a stack are reused before it is asked again.
@@ -67,8 +65,8 @@ impl Drop for Deadline {
 /// A completer's candidates and when it was asked.
 type Asked = (Instant, Vec<String>);
 
-/// Completion, and the validator that lets a Rhai block continue on the next line.
-#[derive(Helper, Highlighter, Hinter)]
+/// Completion: command lines, Rhai names, and the methods of a value's type after `.`.
+#[derive(Helper, Highlighter, Hinter, Validator)]
 pub struct ReplHelper<'a> {
     shell: &'a Shell,
     /// The first words of command lines.
@@ -77,6 +75,10 @@ pub struct ReplHelper<'a> {
     rhai_names: Vec<String>,
     /// Variables, functions and module aliases of the session, refreshed before each prompt.
     pub session_names: Vec<String>,
+    /// The type of each variable of the session, refreshed before each prompt.
+    pub session_types: HashMap<String, String>,
+    /// The methods of every type the engine knows.
+    catalog: docs::Catalog,
     /// A completer's candidates by (completer, stack), with when they were asked.
     candidates: RefCell<HashMap<(String, String), Asked>>,
     files: FilenameCompleter,
@@ -104,6 +106,8 @@ impl<'a> ReplHelper<'a> {
             words,
             rhai_names: names.into_iter().collect(),
             session_names: Vec::new(),
+            session_types: HashMap::new(),
+            catalog: docs::Catalog::of(&shell.engine),
             candidates: RefCell::new(HashMap::new()),
             files: FilenameCompleter::new(),
         }
@@ -242,6 +246,9 @@ impl<'a> ReplHelper<'a> {
             .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
             .map_or(0, |i| i + 1);
         let prefix = &line[start..pos];
+        if line[..start].ends_with('.') {
+            return (start, self.complete_member(&line[..start - 1], prefix));
+        }
         if prefix.is_empty() {
             return (start, Vec::new());
         }
@@ -252,6 +259,19 @@ impl<'a> ReplHelper<'a> {
             .cloned()
             .collect();
         (start, matching(prefix, names, ""))
+    }
+}
+
+impl ReplHelper<'_> {
+    /// The methods of the type of the expression before the `.` (`e` → the engine's methods).
+    fn complete_member(&self, receiver: &str, prefix: &str) -> Vec<Pair> {
+        let Some(ty) = types::expression_type(receiver, &self.session_types) else {
+            return Vec::new();
+        };
+        let Some(methods) = self.catalog.methods.get(&ty) else {
+            return Vec::new();
+        };
+        matching(prefix, methods.iter().cloned().collect(), "")
     }
 }
 
@@ -306,19 +326,6 @@ impl Completer for ReplHelper<'_> {
             self.complete_command(line, pos, ctx)
         } else {
             self.complete_rhai(line, pos)
-        })
-    }
-}
-
-impl Validator for ReplHelper<'_> {
-    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        let input = ctx.input();
-        if input.trim().is_empty() || is_command_line(input, &self.words) {
-            return Ok(ValidationResult::Valid(None));
-        }
-        Ok(match self.shell.engine.compile(input) {
-            Err(e) if is_incomplete(input, &e) => ValidationResult::Incomplete,
-            _ => ValidationResult::Valid(None),
         })
     }
 }

@@ -1,12 +1,12 @@
 //! Rhai typed at the prompt, evaluated line by line, and the parse test that lets an unfinished
 //! block continue on the next line.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use rhai::{Dynamic, EvalAltResult, LexError, ParseError, ParseErrorType, Position, Scope, AST};
 
 use super::Flow;
-use crate::engine::{self, CliError, Shell};
+use crate::engine::{self, docs, CliError, Shell};
 
 /// Rhai evaluated line by line, the way rhai's own REPL does: one scope for the variables, an
 /// AST that keeps only function definitions, and the top-level imports kept as text (clearing
@@ -61,6 +61,18 @@ impl RhaiSession {
             }
         }
         result
+    }
+
+    /// The type of each variable's value as scripts name it (`e` → `Engine`), for completion
+    /// and `help e.deploy`.
+    pub fn types(&self, engine: &rhai::Engine) -> HashMap<String, String> {
+        self.scope
+            .iter_raw()
+            .map(|(name, _, value)| {
+                let ty = engine.map_type_name(value.type_name());
+                (name.to_string(), docs::simple_type(ty).to_string())
+            })
+            .collect()
     }
 
     /// Variable, function and module alias names, for completion.

@@ -129,7 +129,7 @@ fn first_param_type(params: &str) -> Option<String> {
 }
 
 /// Rhai's names for the standard types in signatures, shortened as scripts know them.
-fn simple_type(ty: &str) -> &str {
+pub fn simple_type(ty: &str) -> &str {
     let last = ty.rsplit("::").next().unwrap_or(ty);
     match last {
         "ImmutableString" | "String" | "&str" | "str" => "string",
@@ -233,9 +233,9 @@ pub fn suggest(not_found: &str) -> Option<String> {
         .collect();
     close.sort();
     close.dedup_by(|a, b| a.1 == b.1);
-    if close.is_empty() {
-        return None;
-    }
+    // The nearest ones only: one edit away does not come with three edits away.
+    let best = close.first()?.0;
+    close.retain(|(d, _)| *d <= best + 1);
     let named: Vec<String> = close
         .iter()
         .take(3)
