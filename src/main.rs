@@ -90,6 +90,9 @@ fn cli(search: &SearchPath) -> Command {
             )
             .arg(trailing()),
     )
+    .subcommand(Command::new("doc").about(
+        "Print the reference of every command, module, function and method as Markdown",
+    ))
     .subcommand(
         Command::new("completions")
             .about("Print a shell completion script")
@@ -175,7 +178,7 @@ fn main() -> ExitCode {
     };
     let sub = matches.subcommand();
     let words = match sub {
-        Some(("repl" | "run" | "completions", _)) | None => None,
+        Some(("repl" | "run" | "completions" | "doc", _)) | None => None,
         Some((name, m)) => Some(command_words(name, m, &mut opts)),
     };
     if let Some(("completions", m)) = sub {
@@ -186,6 +189,11 @@ fn main() -> ExitCode {
         clap_complete::generate(shell, &mut cli(&search), "wsm", &mut script);
         // A reader that stops early (`| head`) is not an error.
         let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+        return ExitCode::SUCCESS;
+    }
+    if let Some(("doc", _)) = sub {
+        let text = engine::docs::reference::markdown(&search);
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
         return ExitCode::SUCCESS;
     }
     if let Err(e) = check_config_dir(&matches, &opts.config_dir) {

@@ -44,8 +44,19 @@ pub fn help(
         if let Some(section) = render_section(first, width) {
             parts.push(section);
         }
-        if let Some(doc) = lookup(&key_for(first, types)) {
+        let key = key_for(first, types);
+        if let Some(doc) = lookup(&key) {
             parts.push(render(doc, width));
+        } else if let Some(method) = key.strip_prefix("Stack.") {
+            // A stack handle's methods are its families' commands.
+            let cmd = method.replace('_', "-");
+            for family in families(search).into_iter().filter(|f| f.takes_stack()) {
+                let found = find_family_command(search, &family.name, &cmd)
+                    .or_else(|| find_family_command(search, &family.name, method));
+                if let Some((name, doc)) = found {
+                    parts.push(command_help(&family.prefix(), &name, &doc, width));
+                }
+            }
         }
     }
     if parts.is_empty() {

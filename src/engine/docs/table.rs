@@ -28,7 +28,7 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ("http", "HTTP requests with deadlines (providers' APIs)."),
     ("term", "The terminal: tables, JSON, warnings, prompts, the editor, sleeping."),
     ("yaml", "Any YAML as a value."),
-    ("Stack", "A stack seen from a script or the REPL (`stack(\"demo\")`): one method per command of every family that acts on a stack, e.g. `s.status()`, `s.logs(\"1\", \"--tail\", \"5\")`."),
+    ("Stack", "A stack seen from a script or the REPL (`stack(\"demo\")`): one method per command of every family that acts on a stack, e.g. `st.status()`, `st.logs(\"1\", \"--tail\", \"5\")`."),
     ("global", "Functions outside any module."),
 ];
 
