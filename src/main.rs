@@ -41,6 +41,13 @@ fn cli(search: &SearchPath) -> Command {
                 .value_parser(clap::value_parser!(PathBuf))
                 .help("Configuration directory (default: $WSM_CONFIG_DIR, else ./config)"),
         )
+        .arg(
+            Arg::new("context")
+                .long("context")
+                .global(true)
+                .value_name("NAME")
+                .help("The Docker context to use, as docker --context (overrides DOCKER_HOST, DOCKER_CONTEXT and `docker context use`)"),
+        )
         .arg(flag(
             "json",
             None,
@@ -176,6 +183,9 @@ fn main() -> ExitCode {
         yes: matches.get_flag("yes"),
         verbose: matches.get_flag("verbose"),
     };
+    if let Some(name) = matches.get_one::<String>("context") {
+        wsm::host::docker::context::set_context_flag(name);
+    }
     let sub = matches.subcommand();
     let words = match sub {
         Some(("repl" | "run" | "completions" | "doc", _)) | None => None,
