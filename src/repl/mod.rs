@@ -2,6 +2,7 @@
 //! (`stack -s demo status`, `swarm …`, `run FILE`, `help`, `exit`) or Rhai, evaluated
 //! incrementally: variables stay in one scope, functions and imports stay defined.
 
+pub mod candidates;
 mod complete;
 mod session;
 mod types;
