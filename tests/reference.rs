@@ -14,11 +14,19 @@ fn the_checked_in_reference_is_what_wsm_doc_prints() {
         .env("XDG_CONFIG_HOME", dir.path())
         .output()
         .expect("run wsm doc");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let generated = String::from_utf8(out.stdout).expect("UTF-8");
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/REFERENCE.md");
     let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
-    for needle in ["#### `docker::connect`", "#### `e.deploy`", "| `manage-stack [-s <stackName>] status"] {
+    for needle in [
+        "#### `docker::connect`",
+        "#### `e.deploy`",
+        "| `manage-stack [-s <stackName>] status",
+    ] {
         assert!(generated.contains(needle), "wsm doc lacks {needle:?}");
     }
     assert!(

@@ -320,7 +320,13 @@ fn tab_after_a_dot_offers_the_methods_of_the_value_type() {
         .session
         .exp_string("wsm> e.")
         .expect("the list, then the line again");
-    for method in ["deploy", "services", "stack_state", "wait_converged", "api_version"] {
+    for method in [
+        "deploy",
+        "services",
+        "stack_state",
+        "wait_converged",
+        "api_version",
+    ] {
         assert!(listed.contains(method), "e.<Tab> offers {method}: {listed}");
     }
     repl.session.send_control('c').expect("Ctrl-C");
@@ -369,8 +375,14 @@ fn help_prints_the_doc_of_a_module_a_method_and_a_command_within_the_width() {
         .exp_string("docker::connect(host: string) -> Engine")
         .expect("help docker lists connect");
     repl.expect("docker::exec_all");
-    repl.eval(":help ssh::connect", "ssh::connect(target: string, opts: map) -> SshSession");
-    repl.eval("help stack status", "usage: manage-stack [-s <stackName>] status");
+    repl.eval(
+        ":help ssh::connect",
+        "ssh::connect(target: string, opts: map) -> SshSession",
+    );
+    repl.eval(
+        "help stack status",
+        "usage: manage-stack [-s <stackName>] status",
+    );
     repl.eval("help dockr", "did you mean docker");
     repl.quit();
 }
@@ -382,7 +394,10 @@ fn a_misspelt_method_names_the_one_that_exists() {
     repl.quiet("let e = docker::connect(docker::default_host());");
     repl.eval("e.servics(#{})", "did you mean e.service, e.services?");
     repl.eval("e.swarm_stat()", "did you mean e.swarm_state?");
-    repl.eval("e.services()", "it is called as e.services(filters: map) -> array");
+    repl.eval(
+        "e.services()",
+        "it is called as e.services(filters: map) -> array",
+    );
     repl.eval("docker::conect(\"\")", "did you mean docker::connect");
     repl.quit();
 }

@@ -161,7 +161,11 @@ fn find_command(
 }
 
 /// The name and doc of a family's command (or alias); "" for the commands directly in `scripts/`.
-pub fn find_family_command(search: &SearchPath, family: &str, cmd: &str) -> Option<(String, CommandDoc)> {
+pub fn find_family_command(
+    search: &SearchPath,
+    family: &str,
+    cmd: &str,
+) -> Option<(String, CommandDoc)> {
     find_command(search, family, cmd).map(|(name, _, doc)| (name, doc))
 }
 

@@ -151,7 +151,11 @@ impl<'a> Candidates<'a> {
             .iter()
             .map(|(name, _)| name.to_string())
             .collect();
-        topics.extend(engine::docs::DOCS.iter().map(|d| engine::docs::display_name(d.name)));
+        topics.extend(
+            engine::docs::DOCS
+                .iter()
+                .map(|d| engine::docs::display_name(d.name)),
+        );
         topics.extend(
             engine::families(&self.shell.search)
                 .iter()
@@ -161,7 +165,11 @@ impl<'a> Candidates<'a> {
     }
 
     /// Asks `ask` unless its answer for `key` is a few seconds old.
-    fn cached(&self, key: (String, String), ask: impl FnOnce() -> Option<Vec<String>>) -> Vec<String> {
+    fn cached(
+        &self,
+        key: (String, String),
+        ask: impl FnOnce() -> Option<Vec<String>>,
+    ) -> Vec<String> {
         if let Some((at, found)) = self.cache.borrow().get(&key) {
             if at.elapsed() < CANDIDATE_CACHE_TTL {
                 return found.clone();
@@ -180,7 +188,10 @@ impl<'a> Candidates<'a> {
         let key = (completer.to_string(), stack.to_string());
         self.cached(key, || {
             let (module, function) = completer.rsplit_once("::")?;
-            self.eval_names(&format!("import {module:?} as m; m::{function}(STACK)"), stack)
+            self.eval_names(
+                &format!("import {module:?} as m; m::{function}(STACK)"),
+                stack,
+            )
         })
     }
 
@@ -222,5 +233,4 @@ impl<'a> Candidates<'a> {
         }
         None
     }
-
 }

@@ -104,10 +104,19 @@ mod tests {
         let ty = |t: &str| expression_type(t, &vars);
         assert_eq!(ty("e").as_deref(), Some("Engine"));
         assert_eq!(ty("let x = e").as_deref(), Some("Engine"));
-        assert_eq!(ty("docker::connect(docker::default_host())").as_deref(), Some("Engine"));
+        assert_eq!(
+            ty("docker::connect(docker::default_host())").as_deref(),
+            Some("Engine")
+        );
         assert_eq!(ty("print(docker::connect(\"\")").as_deref(), Some("Engine"));
-        assert_eq!(ty("e.lock_stack(\"a\", \"b\", 0)").as_deref(), Some("StackLock"));
-        assert_eq!(ty("ssh::connect(\"root@h\")").as_deref(), Some("SshSession"));
+        assert_eq!(
+            ty("e.lock_stack(\"a\", \"b\", 0)").as_deref(),
+            Some("StackLock")
+        );
+        assert_eq!(
+            ty("ssh::connect(\"root@h\")").as_deref(),
+            Some("SshSession")
+        );
         assert_eq!(ty("stack(\"demo\")").as_deref(), Some("Stack"));
         assert_eq!(ty("\"a.b\"").as_deref(), Some("string"));
         assert_eq!(ty("unknown"), None);

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{distance, display_name, lookup, render, render_section, wrap, DOCS, SECTIONS};
+use super::{display_name, distance, lookup, render, render_section, wrap, DOCS, SECTIONS};
 use crate::engine::{families, find_family_command, list_commands, CliError, SearchPath};
 
 /// The help of a topic; `types` maps the session's variables to their types (`e` → `Engine`).
@@ -31,7 +31,10 @@ pub fn help(
                 Some((name, doc)) => parts.push(command_help(&family.prefix(), &name, &doc, width)),
                 None => {
                     return Err(CliError::usage(
-                        format!("{} has no command {cmd:?}; see help {first}", family.short_name()),
+                        format!(
+                            "{} has no command {cmd:?}; see help {first}",
+                            family.short_name()
+                        ),
                         None,
                     ))
                 }
@@ -60,7 +63,10 @@ pub fn help(
         }
     }
     if parts.is_empty() {
-        return Err(CliError::usage(no_help(search, first), Some("help [<topic>]".into())));
+        return Err(CliError::usage(
+            no_help(search, first),
+            Some("help [<topic>]".into()),
+        ));
     }
     Ok(parts.join("\n\n"))
 }
@@ -76,9 +82,21 @@ fn key_for(topic: &str, types: &HashMap<String, String>) -> String {
     }
 }
 
-fn command_help(prefix: &str, name: &str, doc: &crate::engine::commands::CommandDoc, width: usize) -> String {
-    let usage = if doc.usage.is_empty() { name } else { &doc.usage };
-    let mut out = format!("usage: {prefix} {usage}\n  {}", wrap(&doc.help, width.saturating_sub(2), "  "));
+fn command_help(
+    prefix: &str,
+    name: &str,
+    doc: &crate::engine::commands::CommandDoc,
+    width: usize,
+) -> String {
+    let usage = if doc.usage.is_empty() {
+        name
+    } else {
+        &doc.usage
+    };
+    let mut out = format!(
+        "usage: {prefix} {usage}\n  {}",
+        wrap(&doc.help, width.saturating_sub(2), "  ")
+    );
     if !doc.aliases.is_empty() {
         out.push_str(&format!("\n  also: {}", doc.aliases.join(", ")));
     }

@@ -27,10 +27,7 @@ pub struct Doc {
 impl Doc {
     /// The type a call returns, from the first signature's `-> Type`.
     pub fn returns(&self) -> Option<&'static str> {
-        self.sigs
-            .first()?
-            .rsplit_once("->")
-            .map(|(_, t)| t.trim())
+        self.sigs.first()?.rsplit_once("->").map(|(_, t)| t.trim())
     }
 
     /// The module (`docker`) or type (`Engine`) it belongs to, "global" for neither.
@@ -46,10 +43,7 @@ impl Doc {
 
     /// The name within its module or type: `connect`, `deploy`.
     pub fn short(&self) -> &'static str {
-        self.name
-            .rsplit(['.', ':'])
-            .next()
-            .unwrap_or(self.name)
+        self.name.rsplit(['.', ':']).next().unwrap_or(self.name)
     }
 
     /// The first sentence of its text.
@@ -236,11 +230,7 @@ pub fn suggest(not_found: &str) -> Option<String> {
     // The nearest ones only: one edit away does not come with three edits away.
     let best = close.first()?.0;
     close.retain(|(d, _)| *d <= best + 1);
-    let named: Vec<String> = close
-        .iter()
-        .take(3)
-        .map(|(_, c)| display_name(c))
-        .collect();
+    let named: Vec<String> = close.iter().take(3).map(|(_, c)| display_name(c)).collect();
     Some(format!("did you mean {}?", named.join(", ")))
 }
 
@@ -332,12 +322,18 @@ mod tests {
     #[test]
     fn registered_signatures_are_keyed_as_documented() {
         let key = |s| key_of_signature(s);
-        assert_eq!(key("docker::connect(_)").as_deref(), Some("docker::connect"));
+        assert_eq!(
+            key("docker::connect(_)").as_deref(),
+            Some("docker::connect")
+        );
         assert_eq!(
             key("deploy(_: &mut Engine, _: string, _: map) -> array").as_deref(),
             Some("Engine.deploy")
         );
-        assert_eq!(key("get$host(_: &mut Engine) -> string").as_deref(), Some("Engine.host"));
+        assert_eq!(
+            key("get$host(_: &mut Engine) -> string").as_deref(),
+            Some("Engine.host")
+        );
         assert_eq!(key("stack(_: string) -> Stack").as_deref(), Some("stack"));
         assert_eq!(key("+(_: i64, _: i64) -> i64"), None);
     }
@@ -388,7 +384,10 @@ mod tests {
     fn text_wraps_within_the_width() {
         let text = "one two three four five six seven eight nine ten eleven twelve";
         let wrapped = wrap(text, 20, "  ");
-        assert!(wrapped.lines().all(|l| l.chars().count() <= 20), "{wrapped}");
+        assert!(
+            wrapped.lines().all(|l| l.chars().count() <= 20),
+            "{wrapped}"
+        );
         assert_eq!(wrapped.split_whitespace().count(), 12);
     }
 
@@ -401,6 +400,9 @@ mod tests {
 
     #[test]
     fn summaries_end_at_the_first_sentence() {
-        assert_eq!(first_sentence("A thing, e.g. this. More."), "A thing, e.g. this.");
+        assert_eq!(
+            first_sentence("A thing, e.g. this. More."),
+            "A thing, e.g. this."
+        );
     }
 }

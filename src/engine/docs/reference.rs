@@ -38,7 +38,11 @@ pub fn markdown(search: &SearchPath) -> String {
             stack_methods(&mut out, search);
         }
         for doc in section(name) {
-            let _ = write!(out, "\n#### `{}`\n\n```rhai\n", super::display_name(doc.name));
+            let _ = write!(
+                out,
+                "\n#### `{}`\n\n```rhai\n",
+                super::display_name(doc.name)
+            );
             for sig in doc.sigs {
                 out.push_str(sig);
                 out.push('\n');
@@ -52,7 +56,11 @@ pub fn markdown(search: &SearchPath) -> String {
 fn command_table(out: &mut String, prefix: &str, search: &SearchPath, family: &str) {
     out.push_str("| usage | what it does |\n| --- | --- |\n");
     for (name, doc) in list_commands(search, family) {
-        let usage = if doc.usage.is_empty() { name } else { doc.usage };
+        let usage = if doc.usage.is_empty() {
+            name
+        } else {
+            doc.usage
+        };
         let also = if doc.aliases.is_empty() {
             String::new()
         } else {

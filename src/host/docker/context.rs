@@ -106,7 +106,12 @@ fn from_context(name: &str, source: &str) -> Result<Endpoint, String> {
         value["Endpoints"]["docker"]["Host"]
             .as_str()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("Docker context {name:?} has no Docker endpoint ({})", meta.display()))?
+            .ok_or_else(|| {
+                format!(
+                    "Docker context {name:?} has no Docker endpoint ({})",
+                    meta.display()
+                )
+            })?
             .to_string()
     };
     Ok(Endpoint {

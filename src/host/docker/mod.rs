@@ -222,7 +222,10 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         } else {
             None
         };
-        let key = chosen.as_ref().map_or(addr, |c| c.host.as_str()).to_string();
+        let key = chosen
+            .as_ref()
+            .map_or(addr, |c| c.host.as_str())
+            .to_string();
         if let Some(e) = h.engines.lock().expect("engine cache").get(&key) {
             return Ok(e.clone());
         }
@@ -233,7 +236,9 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             })
         })?;
         if h.opts.verbose {
-            let how = chosen.map(|c| format!(", {}", c.describe())).unwrap_or_default();
+            let how = chosen
+                .map(|c| format!(", {}", c.describe()))
+                .unwrap_or_default();
             eprintln!(
                 "docker: connected to {} (API version {}{how})",
                 e.host, e.api_version
