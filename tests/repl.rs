@@ -149,6 +149,13 @@ fn rhai_lines_keep_variables_and_functions() {
         "=> \"sync\"",
     );
     repl.eval("n::parse_id(\"3\").slot", "=> 3");
+    // An imported module's functions complete after its alias.
+    repl.keys("n::parse_i\t");
+    repl.session
+        .exp_string("n::parse_id")
+        .expect("an imported module's function completes");
+    repl.line("(\"2\").slot");
+    repl.expect("=> 2");
     repl.quit();
 }
 

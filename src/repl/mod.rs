@@ -98,7 +98,7 @@ pub fn run(shell: &Shell) -> Result<(), CliError> {
     loop {
         let types = session.types(&shell.engine);
         if let Some(helper) = rl.helper_mut() {
-            helper.session_names = session.names();
+            helper.session_names = session.names(&shell.engine);
             helper.session_types = types.clone();
         }
         let line = match read_input(&mut rl, shell, &words) {

@@ -75,8 +75,9 @@ impl RhaiSession {
             .collect()
     }
 
-    /// Variable, function and module alias names, for completion.
-    pub fn names(&self) -> Vec<String> {
+    /// Variable, function and module alias names, and the functions of imported modules
+    /// (`n::parse_id` after `import "nodes" as n`), for completion.
+    pub fn names(&self, engine: &rhai::Engine) -> Vec<String> {
         let mut names: BTreeSet<String> = self
             .scope
             .iter_raw()
@@ -84,12 +85,30 @@ impl RhaiSession {
             .collect();
         names.extend(self.functions.iter_functions().map(|f| f.name.to_string()));
         for import in &self.imports {
-            if let Some(alias) = import
-                .trim_end_matches(';')
-                .rsplit_once(" as ")
-                .map(|(_, a)| a.trim())
-            {
-                names.insert(alias.to_string());
+            let Some((path, alias)) =
+                import
+                    .trim_end_matches(';')
+                    .rsplit_once(" as ")
+                    .map(|(p, a)| {
+                        (
+                            p.trim_start_matches("import").trim().trim_matches('"'),
+                            a.trim(),
+                        )
+                    })
+            else {
+                continue;
+            };
+            names.insert(alias.to_string());
+            let Ok(module) = engine
+                .module_resolver()
+                .resolve(engine, None, path, Position::NONE)
+            else {
+                continue;
+            };
+            for sig in module.gen_fn_signatures_with_mapper(std::borrow::Cow::Borrowed) {
+                if let Some((name, _)) = sig.split_once('(') {
+                    names.insert(format!("{alias}::{name}"));
+                }
             }
         }
         names.into_iter().collect()
