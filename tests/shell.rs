@@ -309,13 +309,13 @@ fn the_docker_context_in_use_is_the_one_the_docker_cli_would_use() {
     let good = unique("good");
     let bad = unique("bad");
     let missing_socket = home.path().join("no-engine.sock");
-    home.docker_ok(&[
-        "context",
-        "create",
-        &good,
-        "--docker",
-        "host=unix:///var/run/docker.sock",
-    ]);
+    // The good context reaches the local engine by a path of its own, so that wsm's use of it
+    // shows in the address it connects to.
+    let own_socket = home.path().join("engine.sock");
+    std::os::unix::fs::symlink("/var/run/docker.sock", &own_socket).expect("symlink");
+    let own_host = format!("unix://{}", own_socket.display());
+    let good_endpoint = format!("host={own_host}");
+    home.docker_ok(&["context", "create", &good, "--docker", &good_endpoint]);
     home.docker_ok(&[
         "context",
         "create",
@@ -355,9 +355,10 @@ fn the_docker_context_in_use_is_the_one_the_docker_cli_would_use() {
     assert!(names.contains(&s.name), "{names:?}");
     assert!(witness.contains(&s.name), "{witness:?}");
     assert!(
-        ls.stderr.contains(&format!("Docker context \"{good}\""))
+        ls.stderr.contains(&format!("connected to {own_host}"))
+            && ls.stderr.contains(&format!("Docker context \"{good}\""))
             && ls.stderr.contains("config.json"),
-        "-v names the context: {}",
+        "-v names the context and its endpoint: {}",
         ls.stderr
     );
 
