@@ -390,6 +390,22 @@ fn help_prints_the_doc_of_a_module_a_method_and_a_command_within_the_width() {
         "help stack status",
         "usage: manage-stack [-s <stackName>] status",
     );
+    repl.line("help stack");
+    let listing = repl
+        .session
+        .exp_string("Usage: manage-stack [-s <stackName>] <command>")
+        .expect("help stack lists the family's commands");
+    assert!(
+        listing.contains("dump-db <nodeId> <outputFile>"),
+        "{listing}"
+    );
+    for line in listing.lines().skip(1) {
+        assert!(
+            line.trim_end().chars().count() <= 60,
+            "a help line is wider than the terminal: {line:?}"
+        );
+    }
+    repl.prompt();
     repl.eval("help dockr", "did you mean docker");
     repl.quit();
 }

@@ -292,7 +292,11 @@ fn run_command_line(
                 title[..1].make_ascii_uppercase();
                 println!(
                     "\n{title} commands ({short} …):\n{}",
-                    engine::family_usage(&shell.search, &family.name)
+                    engine::docs::help::family_listing(
+                        &shell.search,
+                        &family,
+                        engine::docs::terminal_width()
+                    )
                 );
             }
         }

@@ -25,7 +25,7 @@ pub fn help(
                 family.short_name(),
                 family.name,
                 wrap(&family.doc.help, width, ""),
-                crate::engine::family_usage(search, &family.name)
+                family_listing(search, &family, width)
             )),
             Some(cmd) => match find_family_command(search, &family.name, cmd) {
                 Some((name, doc)) => parts.push(command_help(&family.prefix(), &name, &doc, width)),
@@ -69,6 +69,34 @@ pub fn help(
         ));
     }
     Ok(parts.join("\n\n"))
+}
+
+/// A family's commands, each usage line followed by its help wrapped to `width`.
+pub fn family_listing(search: &SearchPath, family: &crate::engine::Family, width: usize) -> String {
+    let mut out = String::from("Commands:");
+    for (name, doc) in list_commands(search, &family.name) {
+        let usage = if doc.usage.is_empty() {
+            &name
+        } else {
+            &doc.usage
+        };
+        let also = if doc.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (also: {})", doc.aliases.join(", "))
+        };
+        out.push_str(&format!(
+            "\n  {}\n      {}",
+            wrap(usage, width.saturating_sub(2), "      "),
+            wrap(
+                &format!("{}{also}", doc.help),
+                width.saturating_sub(6),
+                "      "
+            )
+        ));
+    }
+    out.push_str(&format!("\n\nUsage: {} <command> [args…]", family.prefix()));
+    out
 }
 
 /// The doc key a topic names: `e.deploy` with `e` an `Engine` → `Engine.deploy`.
