@@ -345,6 +345,14 @@ fn tab_after_a_dot_offers_the_methods_of_the_value_type() {
         .expect("e.swarm_st completes");
     repl.line("().is_manager");
     repl.expect("=> true");
+    // Rhai's own types too: a string's methods.
+    repl.quiet("let word = \"abc\";");
+    repl.keys("word.to_up\t");
+    repl.session
+        .exp_string("to_upper")
+        .expect("a string's method completes");
+    repl.line("()");
+    repl.expect("=> \"ABC\"");
     // The type of a call comes from its documented return type.
     repl.keys("stack(\"x\").stat\t");
     repl.session

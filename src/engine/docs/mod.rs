@@ -148,10 +148,23 @@ impl Catalog {
     /// Reads the engine's registered signatures, Rhai's packages included.
     pub fn of(engine: &Engine) -> Self {
         let mut catalog = Catalog::default();
+        let registered: BTreeSet<String> = engine.gen_fn_signatures(false).into_iter().collect();
         for sig in engine.gen_fn_signatures(true) {
-            let Some(key) = key_of_signature(&sig) else {
+            let Some(mut key) = key_of_signature(&sig) else {
                 continue;
             };
+            // Rhai's own functions are methods of their first argument's type whether or not
+            // they take it `&mut` (`"abc".to_upper()`).
+            if !registered.contains(&sig) && !key.contains(['.', ':']) {
+                if let Some(ty) = sig
+                    .split_once('(')
+                    .and_then(|(_, params)| params.split([',', ')']).next())
+                    .and_then(|first| first.split_once(':'))
+                    .map(|(_, ty)| simple_type(ty.trim()))
+                {
+                    key = format!("{ty}.{key}");
+                }
+            }
             match key.split_once('.') {
                 Some((ty, method)) => {
                     catalog
