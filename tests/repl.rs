@@ -353,6 +353,18 @@ fn tab_after_a_dot_offers_the_methods_of_the_value_type() {
         .expect("a string's method completes");
     repl.line("()");
     repl.expect("=> \"ABC\"");
+    // A map's keys are offered as its properties.
+    repl.quiet("let info = e.swarm_state();");
+    repl.keys("info.node_\t");
+    repl.session
+        .exp_string("info.node_")
+        .expect("the common prefix");
+    repl.keys("\t");
+    repl.session
+        .exp_string("node_addr")
+        .expect("a map's keys are offered");
+    repl.session.send_control('c').expect("Ctrl-C");
+    repl.prompt();
     // The type of a call comes from its documented return type.
     repl.keys("stack(\"x\").stat\t");
     repl.session

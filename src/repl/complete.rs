@@ -27,6 +27,8 @@ pub struct ReplHelper<'a> {
     pub session_names: Vec<String>,
     /// The type of each variable of the session, refreshed before each prompt.
     pub session_types: HashMap<String, String>,
+    /// The keys of the session's variables that hold maps, refreshed before each prompt.
+    pub session_map_keys: HashMap<String, Vec<String>>,
     /// The methods of every type the engine knows.
     catalog: docs::Catalog,
     /// What command lines' words can be.
@@ -56,6 +58,7 @@ impl<'a> ReplHelper<'a> {
             rhai_names: names.into_iter().collect(),
             session_names: Vec::new(),
             session_types: HashMap::new(),
+            session_map_keys: HashMap::new(),
             catalog: docs::Catalog::of(&shell.engine),
             candidates: Candidates::new(shell),
             files: FilenameCompleter::new(),
@@ -105,10 +108,18 @@ impl ReplHelper<'_> {
         let Some(ty) = types::expression_type(receiver, &self.session_types) else {
             return Vec::new();
         };
-        let Some(methods) = self.catalog.methods.get(&ty) else {
-            return Vec::new();
-        };
-        matching(prefix, methods.iter().cloned().collect(), "")
+        let mut names: Vec<String> = self
+            .catalog
+            .methods
+            .get(&ty)
+            .map(|m| m.iter().cloned().collect())
+            .unwrap_or_default();
+        // A map variable's keys are properties of it.
+        let variable = types::trailing_variable(receiver);
+        if let Some(keys) = variable.and_then(|v| self.session_map_keys.get(v)) {
+            names.extend(keys.iter().filter(|k| types::is_identifier(k)).cloned());
+        }
+        matching(prefix, names, "")
     }
 }
 

@@ -100,6 +100,7 @@ pub fn run(shell: &Shell) -> Result<(), CliError> {
         if let Some(helper) = rl.helper_mut() {
             helper.session_names = session.names(&shell.engine);
             helper.session_types = types.clone();
+            helper.session_map_keys = session.map_keys();
         }
         let line = match read_input(&mut rl, shell, &words) {
             Ok(Some(line)) => line,

@@ -75,6 +75,20 @@ impl RhaiSession {
             .collect()
     }
 
+    /// The keys of each variable that holds a map (`i.ServerVersion` after `let i = e.info()`).
+    pub fn map_keys(&self) -> HashMap<String, Vec<String>> {
+        self.scope
+            .iter_raw()
+            .filter_map(|(name, _, value)| {
+                let map = value.read_lock::<rhai::Map>()?;
+                Some((
+                    name.to_string(),
+                    map.keys().map(|k| k.to_string()).collect(),
+                ))
+            })
+            .collect()
+    }
+
     /// Variable, function and module alias names, and the functions of imported modules
     /// (`n::parse_id` after `import "nodes" as n`), for completion.
     pub fn names(&self, engine: &rhai::Engine) -> Vec<String> {

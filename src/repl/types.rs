@@ -70,6 +70,17 @@ fn trailing_expression(text: &str) -> Option<&str> {
     (!expr.is_empty() && depth == 0 && quote.is_none()).then_some(expr)
 }
 
+/// The variable the text ends with, when the expression before the `.` is just a variable.
+pub fn trailing_variable(text: &str) -> Option<&str> {
+    trailing_expression(text).filter(|e| is_identifier(e))
+}
+
+/// Whether a map key can follow a `.` (`ServerVersion`, not `desired-state`).
+pub fn is_identifier(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_alphanumeric() || c == '_')
+}
+
 /// Splits at `sep` outside brackets and strings.
 fn split_top_level(text: &str, sep: char) -> Vec<&str> {
     let mut parts = Vec::new();
@@ -121,5 +132,12 @@ mod tests {
         assert_eq!(ty("\"a.b\"").as_deref(), Some("string"));
         assert_eq!(ty("unknown"), None);
         assert_eq!(ty("1 + unknown_fn()"), None);
+    }
+
+    #[test]
+    fn only_a_bare_variable_is_a_variable() {
+        assert_eq!(trailing_variable("print(info"), Some("info"));
+        assert_eq!(trailing_variable("x.info"), None);
+        assert_eq!(trailing_variable("e.info()"), None);
     }
 }
