@@ -57,7 +57,7 @@ fn cli(search: &SearchPath) -> Command {
         .arg(flag(
             "verbose",
             Some('v'),
-            "Say more: API version in use, script positions in errors",
+            "Say more: the Docker engine and context in use, API version, script positions in errors",
         ));
     for family in engine::families(search) {
         let mut sub = Command::new(family.short_name().to_string())

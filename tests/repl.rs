@@ -363,6 +363,10 @@ fn tab_after_a_dot_offers_the_methods_of_the_value_type() {
     repl.session
         .exp_string("node_addr")
         .expect("a map's keys are offered");
+    // The line is shown again under the list; the prompt to wait for comes after Ctrl-C.
+    repl.session
+        .exp_string("wsm> info.node_")
+        .expect("the line again");
     repl.session.send_control('c').expect("Ctrl-C");
     repl.prompt();
     // The type of a call comes from its documented return type.
