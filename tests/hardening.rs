@@ -441,6 +441,12 @@ fn bad_node_ids_and_missing_config_dirs_exit_2() {
     let r = s.stack(&["dump-db", "999999999999999999999", "out.tar.gz"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(!r.stderr.contains(".rhai"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("\"999999999999999999999\" is not a node id: the slot is too large"),
+        "{}",
+        r.stderr
+    );
 
     let missing = s.dir.path().join("no-such-config");
     let r = wsm_in(s.dir.path(), &missing, &["stack", "-s", &s.name, "config"]);

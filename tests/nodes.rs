@@ -54,24 +54,6 @@ fn wavelet_pid(container: &str) -> String {
     pid
 }
 
-/// The files of a tar.gz made by dump-db: path below the top folder → bytes.
-fn archive_files(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
-    let gz = flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap());
-    let mut out = BTreeMap::new();
-    for entry in tar::Archive::new(gz).entries().unwrap() {
-        let mut e = entry.unwrap();
-        if !e.header().entry_type().is_file() {
-            continue;
-        }
-        let p = e.path().unwrap().into_owned();
-        let rel: std::path::PathBuf = p.components().skip(1).collect();
-        let mut bytes = Vec::new();
-        e.read_to_end(&mut bytes).unwrap();
-        out.insert(rel.display().to_string(), bytes);
-    }
-    out
-}
-
 /// Waits until a node has written its first table file (about 20 s after it starts), so that
 /// a copy of its database has immutable files to compare.
 fn wait_for_table(container: &str) {

@@ -1,67 +1,45 @@
-//! Node-id resolution: `parse_id` of `stdlib/nodes.rhai` and of `stdlib/wavelet/nodes.rhai`,
-//! run in an engine built by `wsm::engine::Shell` (every primitive, the bundled stdlib, the
-//! limits). Any id gives #{service, slot} with a slot from 1, or a usage error (exit code 2);
-//! anything else (a script error, exit 1, or a panic) is a crash.
+//! Node-id parsing: `wsm::host::node_id::parse`, which `nodes::parse_id` of `stdlib/nodes.rhai`
+//! (and so Wavelet's `wavelet/nodes::parse_id`) calls, for the general kind (any service) and
+//! for a kind with a service list and a default service, as Wavelet's. Any id gives a service
+//! and a slot from 1, or a message that names the id; a panic is a crash.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
-use rhai::{Map, Scope, AST};
-use wsm::engine::{to_cli_error, SearchPath, Shell};
-use wsm::host::{GlobalOpts, Host};
-
-const SCRIPT: &str = r#"
-fn general(id) { import "nodes" as n; n::parse_id(id) }
-fn wavelet(id) { import "wavelet/nodes" as w; w::parse_id(id) }
-"#;
-
-struct Fixture {
-    shell: Shell,
-    ast: AST,
-    _rt: tokio::runtime::Runtime,
-}
-
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let host = Host::new(rt.handle().clone(), GlobalOpts::default());
-        let shell = Shell::new(host, SearchPath::from_env());
-        let ast = shell.engine.compile(SCRIPT).expect("fixture compiles");
-        Fixture {
-            shell,
-            ast,
-            _rt: rt,
-        }
-    })
-}
+use wsm::host::node_id::{parse, Kind};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(id) = std::str::from_utf8(data) else {
         return;
     };
-    let f = fixture();
-    for func in ["general", "wavelet"] {
-        let options = rhai::CallFnOptions::new().eval_ast(false);
-        let r = f.shell.engine.call_fn_with_options::<Map>(
-            options,
-            &mut Scope::new(),
-            &f.ast,
-            func,
-            (id.to_string(),),
-        );
-        match r {
-            Ok(m) => {
-                let slot = m["slot"].as_int().expect("slot is a number");
-                assert!(slot >= 1, "{func}({id:?}) gave slot {slot}");
-                assert!(m["service"].is_string(), "{func}({id:?}) gave {m:?}");
+    let kinds = [
+        Kind::default(),
+        Kind {
+            services: ["sync", "loadbalancer", "benchmark", "wavelet"].map(String::from).to_vec(),
+            default_service: "wavelet".into(),
+        },
+    ];
+    for kind in &kinds {
+        match parse(id, kind) {
+            Ok(n) => {
+                assert!(n.slot >= 1, "{id:?} gave slot {}", n.slot);
+                assert!(
+                    n.service == kind.default_service || id.starts_with(&n.service),
+                    "{id:?} gave service {:?}",
+                    n.service
+                );
+                if !kind.services.is_empty() && !n.service.is_empty() {
+                    assert!(
+                        kind.services.contains(&n.service) || n.service == kind.default_service,
+                        "{id:?} gave a service outside the kind: {:?}",
+                        n.service
+                    );
+                }
             }
-            Err(e) => {
-                let err = to_cli_error(&e, "fuzz", None);
-                assert_eq!(err.code, 2, "{func}({id:?}): {} ({e:?})", err.message);
+            Err(message) => {
+                assert!(
+                    message.starts_with(&format!("\"{id}\" is not a node id: ")),
+                    "{id:?}: {message}"
+                );
             }
         }
     }

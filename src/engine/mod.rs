@@ -72,6 +72,7 @@ impl Shell {
         let h = host.clone();
         engine.on_progress(move |_| h.is_interrupted().then(|| Dynamic::from("interrupted")));
         host::args::register(&mut engine);
+        host::node_id::register(&mut engine);
         host::config::register(&mut engine, &host);
         host::compose::register(&mut engine, &host);
         host::fs::register(&mut engine);

@@ -3,9 +3,9 @@
 //! `config::`; this is for files whose format another primitive parses.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rhai::{Engine, Module};
+use rhai::{Array, Dynamic, Engine, Map, Module};
 
 use super::{script_err, ScriptResult};
 
@@ -63,6 +63,72 @@ pub fn copy(from: &Path, dest: &Path) -> Result<(), String> {
     }
 }
 
+/// Puts the finished file `staged` in place at `path`, keeping what was at `path` as `backup`.
+/// `path` is first hard-linked to a temporary name beside `backup` and that link renamed over
+/// `backup`; then `staged` is renamed over `path`. So at every moment `path` and `backup` each
+/// hold a whole file (the old or the new one), and a crash loses neither. The three paths must
+/// be on one file system.
+pub fn rotate_in(staged: &Path, path: &Path, backup: &Path) -> Result<(), String> {
+    let fail =
+        |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
+    if !staged.is_file() {
+        return Err(format!(
+            "cannot rotate in {}: no such file",
+            staged.display()
+        ));
+    }
+    if path.is_file() {
+        let mut link = backup.as_os_str().to_owned();
+        link.push(".link");
+        let link = PathBuf::from(link);
+        let _ = std::fs::remove_file(&link);
+        std::fs::hard_link(path, &link).map_err(|e| fail("link", path, e))?;
+        std::fs::rename(&link, backup).map_err(|e| fail("replace", backup, e))?;
+    }
+    std::fs::rename(staged, path).map_err(|e| fail("replace", path, e))
+}
+
+/// What is at a path: #{kind: "file" | "dir" | "other", size, modified (seconds since the
+/// epoch), modified_at (RFC 3339)}, or () when nothing is there. Links are followed.
+fn stat(path: &str) -> Dynamic {
+    let Ok(md) = std::fs::metadata(path) else {
+        return Dynamic::UNIT;
+    };
+    let kind = if md.is_file() {
+        "file"
+    } else if md.is_dir() {
+        "dir"
+    } else {
+        "other"
+    };
+    let modified = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let mut m = Map::new();
+    m.insert("kind".into(), kind.into());
+    m.insert("size".into(), Dynamic::from_int(md.len() as i64));
+    m.insert("modified".into(), Dynamic::from_float(modified));
+    if let Ok(t) = md.modified() {
+        let at = humantime::format_rfc3339_seconds(t).to_string();
+        m.insert("modified_at".into(), at.into());
+    }
+    Dynamic::from_map(m)
+}
+
+/// The names in a folder, sorted.
+fn list(dir: &str) -> Result<Array, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {dir}: {e}"))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names.into_iter().map(Dynamic::from).collect())
+}
+
 /// Registers the `fs::` module.
 pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
@@ -84,12 +150,89 @@ pub fn register(engine: &mut Engine) {
     m.set_native_fn("copy", |from: &str, dest: &str| -> ScriptResult<()> {
         copy(Path::new(from), Path::new(dest)).map_err(script_err)
     });
+    // fs::state_dir() — where wsm keeps its state: $XDG_STATE_HOME/wsm (~/.local/state/wsm).
+    m.set_native_fn("state_dir", || -> ScriptResult<String> {
+        dirs::state_dir()
+            .map(|d| d.join("wsm").display().to_string())
+            .ok_or_else(|| script_err("no state directory: set XDG_STATE_HOME"))
+    });
+    // fs::stat(path) — #{kind: "file"|"dir"|"other", size, modified, modified_at} or ().
+    m.set_native_fn("stat", |path: &str| Ok(stat(path)));
+    // fs::list(dir) — the names in a folder, sorted.
+    m.set_native_fn("list", |dir: &str| -> ScriptResult<Array> {
+        list(dir).map_err(script_err)
+    });
+    // fs::mkdir(path) — create a folder and its parents (mode 0700 for the new ones).
+    m.set_native_fn("mkdir", |path: &str| -> ScriptResult<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(|e| script_err(format!("cannot create {path}: {e}")))
+    });
+    // fs::append(path, text) — add text at the end of a file, creating it (0600).
+    m.set_native_fn("append", |path: &str, text: &str| -> ScriptResult<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| script_err(format!("cannot append to {path}: {e}")))
+    });
+    // fs::remove(path) — remove a file; whether one was there.
+    m.set_native_fn("remove", |path: &str| -> ScriptResult<bool> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(script_err(format!("cannot remove {path}: {e}"))),
+        }
+    });
+    // fs::rotate_in(staged, path, backup) — put the finished file `staged` at `path`, keeping
+    // the file that was there as `backup`; both stay whole at every moment.
+    m.set_native_fn(
+        "rotate_in",
+        |staged: &str, path: &str, backup: &str| -> ScriptResult<()> {
+            rotate_in(Path::new(staged), Path::new(path), Path::new(backup)).map_err(script_err)
+        },
+    );
     engine.register_static_module("fs", m.into());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotate_in_keeps_the_previous_file_as_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staged, path, backup) = (
+            dir.path().join("n.new"),
+            dir.path().join("n"),
+            dir.path().join("n.backup"),
+        );
+        for (round, text) in ["one", "two", "three"].iter().enumerate() {
+            std::fs::write(&staged, text).unwrap();
+            rotate_in(&staged, &path, &backup).unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), *text);
+            assert!(!staged.exists());
+            if round > 0 {
+                let previous = ["one", "two", "three"][round - 1];
+                assert_eq!(std::fs::read_to_string(&backup).unwrap(), previous);
+            } else {
+                assert!(!backup.exists());
+            }
+        }
+        assert_eq!(list(dir.path().to_str().unwrap()).unwrap().len(), 2);
+        assert!(
+            rotate_in(&staged, &path, &backup).is_err(),
+            "nothing staged"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "three");
+    }
 
     #[test]
     fn a_missing_file_is_named_in_one_sentence() {

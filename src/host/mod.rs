@@ -11,6 +11,7 @@ pub mod docker;
 pub mod fs;
 pub mod http;
 pub mod lock;
+pub mod node_id;
 pub mod opts;
 pub mod output;
 pub mod progress;

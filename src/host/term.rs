@@ -335,6 +335,10 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0))
     });
+    // term::timestamp() — now, as RFC 3339 UTC to the second ("2026-12-01T17:03:04Z").
+    m.set_native_fn("timestamp", || {
+        Ok(humantime::format_rfc3339_seconds(SystemTime::now()).to_string())
+    });
     engine.register_static_module("term", m.into());
 
     // trimmed(text) — text without surrounding white space (Rhai's own trim() works in place).

@@ -343,3 +343,35 @@ pub fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// The files of a tar stream (gzip-compressed when `gzip`), such as a dump-db archive: path
+/// below the top folder → bytes.
+pub fn tar_files(
+    reader: impl std::io::Read,
+    gzip: bool,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let reader: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::GzDecoder::new(reader))
+    } else {
+        Box::new(reader)
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for entry in tar::Archive::new(reader).entries().unwrap() {
+        let mut e = entry.unwrap();
+        if !e.header().entry_type().is_file() {
+            continue;
+        }
+        let p = e.path().unwrap().into_owned();
+        let rel: PathBuf = p.components().skip(1).collect();
+        let mut bytes = Vec::new();
+        e.read_to_end(&mut bytes).unwrap();
+        out.insert(rel.display().to_string(), bytes);
+    }
+    out
+}
+
+/// The files of a tar.gz made by dump-db: path below the top folder → bytes.
+pub fn archive_files(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    tar_files(std::fs::File::open(path).unwrap(), true)
+}
