@@ -24,7 +24,8 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ("args", "A command's arguments read against its usage line."),
     ("archive", "tar.gz archives of container folders: consistent dumps, checksums, copies in and out."),
     ("cleanup", "Undo actions the host runs however a command ends (error, Ctrl-C, SIGTERM)."),
-    ("fs", "A user's files as text; folders for build contexts."),
+    ("fs", "A user's files as text; folders for build contexts; wsm's state folder and files replaced whole."),
+    ("node_id", "Node ids (`service[.slot]` and an application's own forms) read into service and slot."),
     ("http", "HTTP requests with deadlines (providers' APIs)."),
     ("term", "The terminal: tables, JSON, warnings, prompts, the editor, sleeping."),
     ("yaml", "Any YAML as a value."),
@@ -128,6 +129,16 @@ pub const DOCS: &[Doc] = &[
     doc!("fs::is_dir", ["fs::is_dir(path: string) -> bool"], "Whether a folder (or a link to one) is there."),
     doc!("fs::write", ["fs::write(path: string, text: string)"], "Creates or replaces a file with this text (e.g. a Dockerfile in a `temp_dir()`); user files that must be replaced atomically go through `config::`."),
     doc!("fs::copy", ["fs::copy(from: string, dest: string)"], "Copies a file, or a folder and everything under it, to `dest`, which must not exist yet (its parent folders are made)."),
+    doc!("fs::state_dir", ["fs::state_dir() -> string"], "Where wsm keeps its state: `$XDG_STATE_HOME/wsm` (`~/.local/state/wsm`); fails when there is no state folder to use."),
+    doc!("fs::stat", ["fs::stat(path: string) -> map"], "`#{kind: \"file\" | \"dir\" | \"other\", size, modified, modified_at}` of a path (modified in seconds since the epoch, modified_at as RFC 3339), or () when nothing is there."),
+    doc!("fs::list", ["fs::list(dir: string) -> array"], "The names in a folder, sorted; fails naming the folder when it cannot be read."),
+    doc!("fs::mkdir", ["fs::mkdir(path: string)"], "Creates a folder and its parents (mode 0700 for the new ones)."),
+    doc!("fs::append", ["fs::append(path: string, text: string)"], "Adds text at the end of a file, creating it (mode 0600)."),
+    doc!("fs::remove", ["fs::remove(path: string) -> bool"], "Removes a file; false when there was none."),
+    doc!("fs::rotate_in", ["fs::rotate_in(staged: string, path: string, backup: string)"], "Puts the finished file `staged` at `path`, keeping the file that was there as `backup`; both stay whole at every moment."),
+    // node_id::
+    doc!("node_id::parse", ["node_id::parse(id: string, kind: map) -> map"], "Parses a node id (`service[.slot]`, or an application's own forms described by `kind`: `services`, `default_service`) into `#{service, slot}`; bad input is a usage error (exit 2) that lists the forms."),
+    doc!("node_id::forms", ["node_id::forms(kind: map) -> string"], "How node ids of that kind are written, for messages."),
     // http::
     doc!("http::request", ["http::request(method: string, url: string, opts: map) -> map"], "An HTTP request. opts: `headers` (map), `json` (a value sent as JSON) or `body` (text), `timeout_ms` (10000). Returns `#{status, headers, body, json}`; fails on a network error or the deadline, not on an error status."),
     doc!("http::get", ["http::get(url: string, timeout_ms: int) -> map"], "A GET with a deadline; the same result as `http::request`."),
@@ -145,7 +156,8 @@ pub const DOCS: &[Doc] = &[
     doc!("term::confirm", ["term::confirm(question: string) -> bool"], "True when the user types y or yes; `--yes` answers for them, and without a terminal it is a usage error."),
     doc!("term::sleep", ["term::sleep(ms: int)"], "Sleeps, cut short by Ctrl-C (an error then)."),
     doc!("term::run", ["term::run(argv: array) -> int"], "Runs a local program with this terminal; returns its exit code."),
-    doc!("term::now", ["term::now() -> int"], "Seconds since the epoch."),
+    doc!("term::now", ["term::now() -> float"], "Seconds since the epoch, with their fraction."),
+    doc!("term::timestamp", ["term::timestamp() -> string"], "Now, as RFC 3339 UTC to the second (`2026-12-01T17:03:04Z`)."),
     // yaml::
     doc!("yaml::parse", ["yaml::parse(text: string, name: string) -> map"], "A YAML document as maps, arrays and scalars; bad YAML is an error naming `name` (e.g. the file it came from)."),
     // Stack
