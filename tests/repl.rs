@@ -401,6 +401,7 @@ fn help_prints_the_doc_of_a_module_a_method_and_a_command_within_the_width() {
         );
     }
     repl.prompt();
+    repl.eval("help e", "e.swarm_state() -> map");
     repl.line("help docker");
     repl.session
         .exp_string("docker::connect(host: string) -> Engine")

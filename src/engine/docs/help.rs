@@ -44,7 +44,9 @@ pub fn help(
         parts.push(command_help("wsm", &name, &doc, width));
     }
     if topic.len() == 1 {
-        if let Some(section) = render_section(first, width) {
+        // A variable of the session: its type's methods (`help e`).
+        let section_name = types.get(first).map(String::as_str).unwrap_or(first);
+        if let Some(section) = render_section(section_name, width) {
             parts.push(section);
         }
         let key = key_for(first, types);
