@@ -41,6 +41,13 @@ fn cli(search: &SearchPath) -> Command {
                 .value_parser(clap::value_parser!(PathBuf))
                 .help("Configuration directory (default: $WSM_CONFIG_DIR, else ./config)"),
         )
+        .arg(
+            Arg::new("context")
+                .long("context")
+                .global(true)
+                .value_name("NAME")
+                .help("The Docker context to use, as docker --context (overrides DOCKER_HOST, DOCKER_CONTEXT and `docker context use`)"),
+        )
         .arg(flag(
             "json",
             None,
@@ -50,7 +57,7 @@ fn cli(search: &SearchPath) -> Command {
         .arg(flag(
             "verbose",
             Some('v'),
-            "Say more: API version in use, script positions in errors",
+            "Say more: the Docker engine and context in use, API version, script positions in errors",
         ));
     for family in engine::families(search) {
         let mut sub = Command::new(family.short_name().to_string())
@@ -91,8 +98,17 @@ fn cli(search: &SearchPath) -> Command {
             .arg(trailing()),
     )
     .subcommand(
+        Command::new("__complete")
+            .hide(true)
+            .about("The candidates for the last word of a command line (for the completion scripts)")
+            .arg(trailing()),
+    )
+    .subcommand(Command::new("doc").about(
+        "Print the reference of every command, module, function and method as Markdown",
+    ))
+    .subcommand(
         Command::new("completions")
-            .about("Print a shell completion script")
+            .about("Print a shell completion script (bash, zsh and fish complete stack names and node ids too)")
             .arg(
                 Arg::new("shell")
                     .required(true)
@@ -173,22 +189,59 @@ fn main() -> ExitCode {
         yes: matches.get_flag("yes"),
         verbose: matches.get_flag("verbose"),
     };
+    if let Some(name) = matches.get_one::<String>("context") {
+        wsm::host::docker::context::set_context_flag(name);
+    }
     let sub = matches.subcommand();
     let words = match sub {
-        Some(("repl" | "run" | "completions", _)) | None => None,
+        Some(("repl" | "run" | "completions" | "doc" | "__complete", _)) | None => None,
         Some((name, m)) => Some(command_words(name, m, &mut opts)),
     };
     if let Some(("completions", m)) = sub {
         let shell = *m
             .get_one::<clap_complete::Shell>("shell")
             .expect("required");
-        let mut script = Vec::new();
-        clap_complete::generate(shell, &mut cli(&search), "wsm", &mut script);
+        let mut names = vec!["wsm".to_string()];
+        names.extend(engine::families(&search).into_iter().map(|f| f.name));
+        names.extend(engine::list_commands(&search, "").into_keys());
+        let script = match wsm::completion::script(&shell.to_string(), &names) {
+            Some(text) => text.into_bytes(),
+            None => {
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cli(&search), "wsm", &mut script);
+                script
+            }
+        };
         // A reader that stops early (`| head`) is not an error.
         let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = check_config_dir(&matches, &opts.config_dir) {
+    if let Some(("doc", _)) = sub {
+        let text = engine::docs::reference::markdown(&search);
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+        return ExitCode::SUCCESS;
+    }
+    let mut completing = None;
+    if let Some(("__complete", m)) = sub {
+        let words: Vec<String> = m
+            .get_many::<String>("args")
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        // The line's own -C and --context count, not the ones wsm was started with.
+        for pair in words.windows(2) {
+            match pair[0].as_str() {
+                "-C" | "--config-dir" => opts.config_dir = PathBuf::from(&pair[1]),
+                "--context" => wsm::host::docker::context::set_context_flag(&pair[1]),
+                _ => {}
+            }
+        }
+        completing = Some(words);
+    }
+    if completing.is_some() {
+        // Completion must print nothing but candidates.
+    } else if let Err(e) = check_config_dir(&matches, &opts.config_dir) {
         return report(e);
     }
     let mut batch = None;
@@ -249,6 +302,13 @@ fn main() -> ExitCode {
     }
     let shell = Shell::new(host.clone(), search);
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if let Some(words) = completing {
+        for candidate in wsm::completion::candidates(&shell, &words) {
+            println!("{candidate}");
+        }
+        runtime.shutdown_background();
+        return ExitCode::SUCCESS;
+    }
     let result = match (sub, words, batch) {
         (_, Some(words), _) => shell.dispatch(&words),
         (_, _, Some((file, args))) => shell.run_batch(&file, &args),

@@ -1,5 +1,6 @@
 //! The REPL driven through a real pseudo-terminal: Rhai evaluation, commands, completion,
-//! history and Ctrl-C. None of it needs Docker.
+//! history, Ctrl-C, help and the continuation prompt. Only the tests that connect an engine
+//! handle need Docker (the local engine).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,6 +10,7 @@ use tempfile::TempDir;
 
 const TIMEOUT_MS: u64 = 10_000;
 const PROMPT: &str = "wsm> ";
+const CONTINUATION: &str = "...> ";
 
 /// A private world for one test: working directory, config dir, XDG state and config homes.
 struct World {
@@ -40,6 +42,11 @@ impl World {
 
     /// Starts `wsm -C <config> repl` and waits for its first prompt.
     fn repl(&self) -> Repl {
+        self.repl_with(&[])
+    }
+
+    /// Starts the REPL with more environment variables.
+    fn repl_with(&self, env: &[(&str, &str)]) -> Repl {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsm"));
         cmd.arg("-C").arg(self.path("config")).arg("repl");
         cmd.current_dir(self.path("cwd"));
@@ -50,6 +57,7 @@ impl World {
             .env("XDG_CONFIG_HOME", self.path("xdg-config"))
             .env("HOME", self.path("home"))
             .env("TERM", "xterm");
+        cmd.envs(env.iter().copied());
         let session = spawn_command(cmd, Some(TIMEOUT_MS)).expect("spawn wsm repl");
         let mut repl = Repl { session };
         repl.prompt();
@@ -67,6 +75,13 @@ impl Repl {
     /// (the line editor drops what it read past the end of a line), so wait before typing.
     fn prompt(&mut self) {
         self.session.exp_string(PROMPT).expect("a prompt");
+    }
+
+    /// Waits for the prompt of a line that continues an unfinished block.
+    fn continuation(&mut self) {
+        self.session
+            .exp_string(CONTINUATION)
+            .expect("a continuation prompt");
     }
 
     /// Types keys without pressing Enter.
@@ -121,9 +136,11 @@ fn rhai_lines_keep_variables_and_functions() {
     repl.expect("=> 42");
     repl.quiet("fn twice(a) { a * 2 }");
     repl.eval("twice(x)", "=> 80");
-    // A block left open continues on the next line.
+    // A block left open continues on the next line, under the continuation prompt.
     repl.line("fn f(a) {");
+    repl.continuation();
     repl.line("  a * 2");
+    repl.continuation();
     repl.line("}");
     repl.prompt();
     repl.eval("f(21)", "=> 42");
@@ -132,6 +149,13 @@ fn rhai_lines_keep_variables_and_functions() {
         "=> \"sync\"",
     );
     repl.eval("n::parse_id(\"3\").slot", "=> 3");
+    // An imported module's functions complete after its alias.
+    repl.keys("n::parse_i\t");
+    repl.session
+        .exp_string("n::parse_id")
+        .expect("an imported module's function completes");
+    repl.line("(\"2\").slot");
+    repl.expect("=> 2");
     repl.quit();
 }
 
@@ -272,5 +296,156 @@ fn a_dropped_in_family_is_completed_and_run() {
     repl.line("repl");
     repl.expect("hello repl");
     repl.eval("wsm(\"greetings hello rhai\")", "hello rhai");
+    repl.quit();
+}
+
+#[test]
+fn the_continuation_prompt_shows_until_the_block_ends() {
+    let world = World::new();
+    let mut repl = world.repl();
+    repl.line("let total = [1, 2,");
+    repl.continuation();
+    repl.line("  3].reduce(|sum, x| sum + x, 0);");
+    repl.prompt();
+    repl.eval("total", "=> 6");
+    // Ctrl-C under the continuation prompt drops the whole block.
+    repl.line("fn never(a) {");
+    repl.continuation();
+    repl.session.send_control('c').expect("Ctrl-C");
+    repl.prompt();
+    repl.eval("never(1)", "error:");
+    repl.quit();
+}
+
+#[test]
+fn tab_after_a_dot_offers_the_methods_of_the_value_type() {
+    let world = World::new();
+    let mut repl = world.repl();
+    repl.quiet("let e = docker::connect(docker::default_host());");
+    repl.keys("e.\t\t");
+    let listed = repl
+        .session
+        .exp_string("wsm> e.")
+        .expect("the list, then the line again");
+    for method in [
+        "deploy",
+        "services",
+        "stack_state",
+        "wait_converged",
+        "api_version",
+    ] {
+        assert!(listed.contains(method), "e.<Tab> offers {method}: {listed}");
+    }
+    repl.session.send_control('c').expect("Ctrl-C");
+    repl.prompt();
+    // A prefix narrows them; one match is inserted.
+    repl.keys("e.swarm_st\t");
+    repl.session
+        .exp_string("swarm_state")
+        .expect("e.swarm_st completes");
+    repl.line("().is_manager");
+    repl.expect("=> true");
+    // Rhai's own types too: a string's methods.
+    repl.quiet("let word = \"abc\";");
+    repl.keys("word.to_up\t");
+    repl.session
+        .exp_string("to_upper")
+        .expect("a string's method completes");
+    repl.line("()");
+    repl.expect("=> \"ABC\"");
+    // A map's keys are offered as its properties.
+    repl.quiet("let info = e.swarm_state();");
+    repl.keys("info.node_\t");
+    repl.session
+        .exp_string("info.node_")
+        .expect("the common prefix");
+    repl.keys("\t");
+    repl.session
+        .exp_string("node_addr")
+        .expect("a map's keys are offered");
+    // The line is shown again under the list; the prompt to wait for comes after Ctrl-C.
+    repl.session
+        .exp_string("wsm> info.node_")
+        .expect("the line again");
+    repl.session.send_control('c').expect("Ctrl-C");
+    repl.prompt();
+    // The type of a call comes from its documented return type.
+    repl.keys("stack(\"x\").stat\t");
+    repl.session
+        .exp_string("status")
+        .expect("a stack handle's command methods complete");
+    repl.session.send_control('c').expect("Ctrl-C");
+    repl.prompt();
+    repl.quit();
+}
+
+#[test]
+fn help_prints_the_doc_of_a_module_a_method_and_a_command_within_the_width() {
+    let world = World::new();
+    let mut repl = world.repl_with(&[("COLUMNS", "60")]);
+    repl.quiet("let e = docker::connect(docker::default_host());");
+    repl.line("help e.deploy");
+    let out = repl
+        .session
+        .exp_string("Returns the service names.")
+        .expect("the doc of e.deploy");
+    assert!(
+        out.contains("e.deploy(stack: string, plan: map, opts: map) -> array"),
+        "{out}"
+    );
+    assert!(out.contains("resolve_image"), "{out}");
+    for line in out.lines().skip(2) {
+        assert!(
+            line.trim_end().chars().count() <= 60,
+            "a help line is wider than the terminal: {line:?}"
+        );
+    }
+    repl.prompt();
+    repl.eval("help e", "e.swarm_state() -> map");
+    repl.line("help docker");
+    repl.session
+        .exp_string("docker::connect(host: string) -> Engine")
+        .expect("help docker lists connect");
+    repl.expect("docker::exec_all");
+    repl.eval(
+        ":help ssh::connect",
+        "ssh::connect(target: string, opts: map) -> SshSession",
+    );
+    repl.eval(
+        "help stack status",
+        "usage: manage-stack [-s <stackName>] status",
+    );
+    repl.line("help stack");
+    let listing = repl
+        .session
+        .exp_string("Usage: manage-stack [-s <stackName>] <command>")
+        .expect("help stack lists the family's commands");
+    assert!(
+        listing.contains("dump-db <nodeId> <outputFile>"),
+        "{listing}"
+    );
+    for line in listing.lines().skip(1) {
+        assert!(
+            line.trim_end().chars().count() <= 60,
+            "a help line is wider than the terminal: {line:?}"
+        );
+    }
+    repl.prompt();
+    repl.eval("help dockr", "did you mean docker");
+    repl.quit();
+}
+
+#[test]
+fn a_misspelt_method_names_the_one_that_exists() {
+    let world = World::new();
+    let mut repl = world.repl();
+    repl.quiet("let e = docker::connect(docker::default_host());");
+    repl.eval("e.servics(#{})", "did you mean e.service, e.services?");
+    repl.eval("e.swarm_stat()", "did you mean e.swarm_state?");
+    repl.eval(
+        "e.services()",
+        "it is called as e.services(filters: map) -> array",
+    );
+    repl.eval("docker::conect(\"\")", "did you mean docker::connect");
     repl.quit();
 }

@@ -160,6 +160,15 @@ fn find_command(
         })
 }
 
+/// The name and doc of a family's command (or alias); "" for the commands directly in `scripts/`.
+pub fn find_family_command(
+    search: &SearchPath,
+    family: &str,
+    cmd: &str,
+) -> Option<(String, CommandDoc)> {
+    find_command(search, family, cmd).map(|(name, _, doc)| (name, doc))
+}
+
 /// How a family's usage lines begin ("wsm" for the commands directly in `scripts/`).
 fn prefix_of(search: &SearchPath, family: &str) -> String {
     match find_family(search, family) {

@@ -111,7 +111,13 @@ pub fn to_cli_error(err: &EvalAltResult, origin: &str, usage: Option<String>) ->
         other => {
             let pos = other.position();
             let loc = inner_loc.unwrap_or_else(|| format!("{origin}:{}", pos.line().unwrap_or(0)));
-            CliError::failed(format!("{other} ({loc})"))
+            let hint = match other {
+                EvalAltResult::ErrorFunctionNotFound(sig, _) => super::docs::suggest(sig)
+                    .map(|s| format!("; {s}"))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            CliError::failed(format!("{other} ({loc}){hint}"))
         }
     }
 }

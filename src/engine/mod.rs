@@ -3,6 +3,7 @@
 //! reach the user (`errors`).
 
 pub mod commands;
+pub mod docs;
 pub mod errors;
 pub mod limits;
 pub mod search;
@@ -13,7 +14,10 @@ use std::sync::{Arc, Mutex};
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Scope};
 
-pub use commands::{dispatch, families, family_usage, list_commands, split_global_flags, Family};
+pub use commands::{
+    dispatch, families, family_usage, find_family_command, list_commands, split_global_flags,
+    Family,
+};
 pub use errors::{to_cli_error, CliError};
 pub use search::SearchPath;
 
@@ -83,6 +87,7 @@ impl Shell {
         register_resources(&mut engine, &search);
         register_temp_dir(&mut engine);
         commands::register(&mut engine, &search, &host);
+        docs::remember(&engine);
         Shell {
             engine,
             host,

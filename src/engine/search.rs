@@ -60,6 +60,11 @@ impl SearchPath {
         SearchPath { dirs }
     }
 
+    /// Only the copy bundled with the binary (tests that must not see dropped-in scripts).
+    pub fn bundled_only() -> Self {
+        SearchPath { dirs: Vec::new() }
+    }
+
     fn bundled(rel: &str) -> Option<&'static include_dir::File<'static>> {
         let (top, rest) = rel.split_once('/')?;
         let (_, root) = BUNDLED.iter().find(|(name, _)| *name == top)?;

@@ -2,9 +2,12 @@
 //! (`stack -s demo status`, `swarm …`, `run FILE`, `help`, `exit`) or Rhai, evaluated
 //! incrementally: variables stay in one scope, functions and imports stay defined.
 
+pub mod candidates;
 mod complete;
 mod session;
+mod types;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rustyline::error::ReadlineError;
@@ -17,11 +20,16 @@ use session::RhaiSession;
 
 const PROMPT: &str = "wsm> ";
 
+/// The prompt of the lines that continue an unfinished Rhai block.
+const CONTINUATION_PROMPT: &str = "...> ";
+
 const HELP: &str = "\
 Type a command as in the shell, or Rhai:
   <family> [-s NAME] <command> [args…]  run a command of a family (Tab completes commands and ids)
   run FILE [args…]                      run a Rhai batch file with ARGS
-  help                                  this text
+  help [<topic>]                        this text; a module (help docker), a function or
+                                        method (help docker::connect, help e.deploy), a
+                                        family or command (help stack status); also :help
   exit, quit or Ctrl-D                  leave
 Rhai lines keep their variables and functions, e.g.
   let s = stack(\"demo\"); s.status()
@@ -50,7 +58,7 @@ impl CommandWords {
             words.offered.push(name.clone());
             words.all.push(name);
         }
-        for builtin in ["run", "help", "exit", "quit"] {
+        for builtin in ["run", "help", ":help", "exit", "quit"] {
             words.all.push(builtin.into());
         }
         words
@@ -88,12 +96,15 @@ pub fn run(shell: &Shell) -> Result<(), CliError> {
     let mut history_warned = false;
     let mut session = RhaiSession::new();
     loop {
+        let types = session.types(&shell.engine);
         if let Some(helper) = rl.helper_mut() {
-            helper.session_names = session.names();
+            helper.session_names = session.names(&shell.engine);
+            helper.session_types = types.clone();
+            helper.session_map_keys = session.map_keys();
         }
-        let line = match rl.readline(PROMPT) {
-            Ok(line) => line,
-            Err(ReadlineError::Interrupted) => continue,
+        let line = match read_input(&mut rl, shell, &words) {
+            Ok(Some(line)) => line,
+            Ok(None) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(terminal_error(&e)),
         };
@@ -115,7 +126,7 @@ pub fn run(shell: &Shell) -> Result<(), CliError> {
         }
         shell.host.clear_interrupt();
         let outcome = if is_command_line(&line, &words) {
-            run_command_line(shell, &line)
+            run_command_line(shell, &line, &types)
         } else {
             session.eval(shell, &line)
         };
@@ -127,6 +138,42 @@ pub fn run(shell: &Shell) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Reads one input: a line, and while it is an unfinished Rhai block (`fn f(x) {`) more lines
+/// under the continuation prompt. None when Ctrl-C cancelled it.
+fn read_input(
+    rl: &mut Editor<ReplHelper, FileHistory>,
+    shell: &Shell,
+    words: &CommandWords,
+) -> Result<Option<String>, ReadlineError> {
+    let mut input = match rl.readline(PROMPT) {
+        Ok(line) => line,
+        Err(ReadlineError::Interrupted) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    while !is_command_line(&input, words) && is_unfinished(shell, &input) {
+        match rl.readline(CONTINUATION_PROMPT) {
+            Ok(more) => {
+                input.push('\n');
+                input.push_str(&more);
+            }
+            Err(ReadlineError::Interrupted) => return Ok(None),
+            // Ctrl-D ends the block: it runs, and its error says what is missing.
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(input))
+}
+
+/// Whether Rhai input only lacks its end, so the next line continues it.
+fn is_unfinished(shell: &Shell, input: &str) -> bool {
+    !input.trim().is_empty()
+        && shell
+            .engine
+            .compile(input)
+            .is_err_and(|e| session::is_incomplete(input, &e))
 }
 
 /// What the loop does after a line.
@@ -207,8 +254,13 @@ fn is_command_line(line: &str, words: &CommandWords) -> bool {
         || rest.starts_with('['))
 }
 
-/// Runs a command line exactly as the CLI would.
-fn run_command_line(shell: &Shell, line: &str) -> Result<Flow, CliError> {
+/// Runs a command line exactly as the CLI would; `types` are the session's variables' types
+/// (for `help e.deploy`).
+fn run_command_line(
+    shell: &Shell,
+    line: &str,
+    types: &HashMap<String, String>,
+) -> Result<Flow, CliError> {
     let words = shell_words::split(line)
         .map_err(|e| CliError::usage(format!("cannot split the line: {e}"), None))?;
     let words = engine::commands::session_flags(&shell.host, &words)?;
@@ -217,15 +269,35 @@ fn run_command_line(shell: &Shell, line: &str) -> Result<Flow, CliError> {
     };
     match first.as_str() {
         "exit" | "quit" => return Ok(Flow::Exit),
-        "help" => {
+        "help" | ":help" if !rest.is_empty() => {
+            let width = engine::docs::terminal_width();
+            println!(
+                "{}",
+                engine::docs::help::help(&shell.search, rest, types, width)?
+            );
+        }
+        "help" | ":help" => {
             println!("{HELP}");
+            let modules: Vec<&str> = engine::docs::SECTIONS.iter().map(|(n, _)| *n).collect();
+            println!(
+                "\n{}",
+                engine::docs::wrap(
+                    &format!("Modules and types (help <name>): {}.", modules.join(", ")),
+                    engine::docs::terminal_width(),
+                    "  "
+                )
+            );
             for family in engine::families(&shell.search) {
                 let short = family.short_name();
                 let mut title = short.to_string();
                 title[..1].make_ascii_uppercase();
                 println!(
                     "\n{title} commands ({short} …):\n{}",
-                    engine::family_usage(&shell.search, &family.name)
+                    engine::docs::help::family_listing(
+                        &shell.search,
+                        &family,
+                        engine::docs::terminal_width()
+                    )
                 );
             }
         }

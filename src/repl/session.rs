@@ -1,12 +1,12 @@
 //! Rhai typed at the prompt, evaluated line by line, and the parse test that lets an unfinished
 //! block continue on the next line.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use rhai::{Dynamic, EvalAltResult, LexError, ParseError, ParseErrorType, Position, Scope, AST};
 
 use super::Flow;
-use crate::engine::{self, CliError, Shell};
+use crate::engine::{self, docs, CliError, Shell};
 
 /// Rhai evaluated line by line, the way rhai's own REPL does: one scope for the variables, an
 /// AST that keeps only function definitions, and the top-level imports kept as text (clearing
@@ -63,8 +63,35 @@ impl RhaiSession {
         result
     }
 
-    /// Variable, function and module alias names, for completion.
-    pub fn names(&self) -> Vec<String> {
+    /// The type of each variable's value as scripts name it (`e` → `Engine`), for completion
+    /// and `help e.deploy`.
+    pub fn types(&self, engine: &rhai::Engine) -> HashMap<String, String> {
+        self.scope
+            .iter_raw()
+            .map(|(name, _, value)| {
+                let ty = engine.map_type_name(value.type_name());
+                (name.to_string(), docs::simple_type(ty).to_string())
+            })
+            .collect()
+    }
+
+    /// The keys of each variable that holds a map (`i.ServerVersion` after `let i = e.info()`).
+    pub fn map_keys(&self) -> HashMap<String, Vec<String>> {
+        self.scope
+            .iter_raw()
+            .filter_map(|(name, _, value)| {
+                let map = value.read_lock::<rhai::Map>()?;
+                Some((
+                    name.to_string(),
+                    map.keys().map(|k| k.to_string()).collect(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Variable, function and module alias names, and the functions of imported modules
+    /// (`n::parse_id` after `import "nodes" as n`), for completion.
+    pub fn names(&self, engine: &rhai::Engine) -> Vec<String> {
         let mut names: BTreeSet<String> = self
             .scope
             .iter_raw()
@@ -72,12 +99,30 @@ impl RhaiSession {
             .collect();
         names.extend(self.functions.iter_functions().map(|f| f.name.to_string()));
         for import in &self.imports {
-            if let Some(alias) = import
-                .trim_end_matches(';')
-                .rsplit_once(" as ")
-                .map(|(_, a)| a.trim())
-            {
-                names.insert(alias.to_string());
+            let Some((path, alias)) =
+                import
+                    .trim_end_matches(';')
+                    .rsplit_once(" as ")
+                    .map(|(p, a)| {
+                        (
+                            p.trim_start_matches("import").trim().trim_matches('"'),
+                            a.trim(),
+                        )
+                    })
+            else {
+                continue;
+            };
+            names.insert(alias.to_string());
+            let Ok(module) = engine
+                .module_resolver()
+                .resolve(engine, None, path, Position::NONE)
+            else {
+                continue;
+            };
+            for sig in module.gen_fn_signatures_with_mapper(std::borrow::Cow::Borrowed) {
+                if let Some((name, _)) = sig.split_once('(') {
+                    names.insert(format!("{alias}::{name}"));
+                }
             }
         }
         names.into_iter().collect()

@@ -8,6 +8,7 @@
 //! `register`.
 
 mod container;
+pub mod context;
 mod converge;
 mod image;
 mod objects;
@@ -76,18 +77,18 @@ async fn absent_on_404<T>(
     }
 }
 
-/// The address wsm talks to when no host is given: `DOCKER_HOST`, else the local socket.
+/// The address wsm talks to when no host is given, chosen as the Docker CLI chooses it
+/// (`context`); the local socket when that cannot be told (connect then says why).
 pub fn default_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+    context::default_endpoint()
+        .map(|e| e.host)
+        .unwrap_or_else(|_| context::LOCAL_SOCKET.into())
 }
 
 /// Connects to `host` ("" for the default), negotiating the API version.
 pub async fn connect(host: &str) -> Result<EngineHandle, String> {
     let host = if host.is_empty() {
-        default_host()
+        context::default_endpoint()?.host
     } else {
         host.to_string()
     };
@@ -212,21 +213,34 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_get("api_version", |e: &mut EngineHandle| e.api_version.clone());
 
     let mut m = Module::new();
-    // docker::connect(host) — connect ("" = DOCKER_HOST or the local socket); cached per host.
+    // docker::connect(host) — connect ("" = the Docker CLI's choice: --context, DOCKER_HOST,
+    // DOCKER_CONTEXT, the current context); cached per host.
     let h = host.clone();
     m.set_native_fn("connect", move |addr: &str| -> ScriptResult<EngineHandle> {
-        let key = if addr.is_empty() {
-            default_host()
+        let chosen = if addr.is_empty() {
+            Some(context::default_endpoint().map_err(super::usage_err)?)
         } else {
-            addr.to_string()
+            None
         };
+        let key = chosen
+            .as_ref()
+            .map_or(addr, |c| c.host.as_str())
+            .to_string();
         if let Some(e) = h.engines.lock().expect("engine cache").get(&key) {
             return Ok(e.clone());
         }
-        let e = h.block(async { connect(&key).await.map_err(script_err) })?;
+        let e = h.block(async {
+            connect(&key).await.map_err(|e| match &chosen {
+                Some(c) if c.context.is_some() => script_err(format!("{e} ({})", c.describe())),
+                _ => script_err(e),
+            })
+        })?;
         if h.opts.verbose {
+            let how = chosen
+                .map(|c| format!(", {}", c.describe()))
+                .unwrap_or_default();
             eprintln!(
-                "docker: connected to {} (API version {})",
+                "docker: connected to {} (API version {}{how})",
                 e.host, e.api_version
             );
         }
@@ -237,7 +251,9 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         Ok(e)
     });
     // docker::default_host() — where `connect("")` goes.
-    m.set_native_fn("default_host", || Ok(default_host()));
+    m.set_native_fn("default_host", || -> ScriptResult<String> {
+        Ok(context::default_endpoint().map_err(super::usage_err)?.host)
+    });
     container::register_static(&mut m, host);
     engine.register_static_module("docker", m.into());
 

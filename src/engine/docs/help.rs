@@ -1,0 +1,158 @@
+//! `help <topic>`: a module or type (`help docker`, `help Engine`), a function or method
+//! (`help docker::connect`, `help e.deploy` with `e` a variable of the session,
+//! `help Engine.deploy`), a family or command (`help stack`, `help stack status`), wrapped to
+//! the terminal's width.
+
+use std::collections::HashMap;
+
+use super::{display_name, distance, lookup, render, render_section, wrap, DOCS, SECTIONS};
+use crate::engine::{families, find_family_command, list_commands, CliError, SearchPath};
+
+/// The help of a topic; `types` maps the session's variables to their types (`e` → `Engine`).
+pub fn help(
+    search: &SearchPath,
+    topic: &[String],
+    types: &HashMap<String, String>,
+    width: usize,
+) -> Result<String, CliError> {
+    let first = topic.first().map(String::as_str).unwrap_or("");
+    let mut parts: Vec<String> = Vec::new();
+    // A family, and with a second word one of its commands.
+    if let Some(family) = families(search).into_iter().find(|f| f.answers_to(first)) {
+        match topic.get(1) {
+            None => parts.push(format!(
+                "{} ({}): {}\n\n{}",
+                family.short_name(),
+                family.name,
+                wrap(&family.doc.help, width, ""),
+                family_listing(search, &family, width)
+            )),
+            Some(cmd) => match find_family_command(search, &family.name, cmd) {
+                Some((name, doc)) => parts.push(command_help(&family.prefix(), &name, &doc, width)),
+                None => {
+                    return Err(CliError::usage(
+                        format!(
+                            "{} has no command {cmd:?}; see help {first}",
+                            family.short_name()
+                        ),
+                        None,
+                    ))
+                }
+            },
+        }
+    } else if let Some((name, doc)) = find_family_command(search, "", first) {
+        parts.push(command_help("wsm", &name, &doc, width));
+    }
+    if topic.len() == 1 {
+        // A variable of the session: its type's methods (`help e`).
+        let section_name = types.get(first).map(String::as_str).unwrap_or(first);
+        if let Some(section) = render_section(section_name, width) {
+            parts.push(section);
+        }
+        let key = key_for(first, types);
+        if let Some(doc) = lookup(&key) {
+            parts.push(render(doc, width));
+        } else if let Some(method) = key.strip_prefix("Stack.") {
+            // A stack handle's methods are its families' commands.
+            let cmd = method.replace('_', "-");
+            for family in families(search).into_iter().filter(|f| f.takes_stack()) {
+                let found = find_family_command(search, &family.name, &cmd)
+                    .or_else(|| find_family_command(search, &family.name, method));
+                if let Some((name, doc)) = found {
+                    parts.push(command_help(&family.prefix(), &name, &doc, width));
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Err(CliError::usage(
+            no_help(search, first),
+            Some("help [<topic>]".into()),
+        ));
+    }
+    Ok(parts.join("\n\n"))
+}
+
+/// A family's commands, each usage line followed by its help wrapped to `width`.
+pub fn family_listing(search: &SearchPath, family: &crate::engine::Family, width: usize) -> String {
+    let mut out = String::from("Commands:");
+    for (name, doc) in list_commands(search, &family.name) {
+        let usage = if doc.usage.is_empty() {
+            &name
+        } else {
+            &doc.usage
+        };
+        let also = if doc.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (also: {})", doc.aliases.join(", "))
+        };
+        out.push_str(&format!(
+            "\n  {}\n      {}",
+            wrap(usage, width.saturating_sub(2), "      "),
+            wrap(
+                &format!("{}{also}", doc.help),
+                width.saturating_sub(6),
+                "      "
+            )
+        ));
+    }
+    out.push_str(&format!("\n\nUsage: {} <command> [args…]", family.prefix()));
+    out
+}
+
+/// The doc key a topic names: `e.deploy` with `e` an `Engine` → `Engine.deploy`.
+fn key_for(topic: &str, types: &HashMap<String, String>) -> String {
+    match topic.split_once('.') {
+        Some((var, method)) if !topic.contains("::") => {
+            let ty = types.get(var).map(String::as_str).unwrap_or(var);
+            format!("{ty}.{}", method.trim_end_matches("()"))
+        }
+        _ => topic.trim_end_matches("()").to_string(),
+    }
+}
+
+fn command_help(
+    prefix: &str,
+    name: &str,
+    doc: &crate::engine::commands::CommandDoc,
+    width: usize,
+) -> String {
+    let usage = if doc.usage.is_empty() {
+        name
+    } else {
+        &doc.usage
+    };
+    let mut out = format!(
+        "usage: {prefix} {usage}\n  {}",
+        wrap(&doc.help, width.saturating_sub(2), "  ")
+    );
+    if !doc.aliases.is_empty() {
+        out.push_str(&format!("\n  also: {}", doc.aliases.join(", ")));
+    }
+    out
+}
+
+/// "no help for X", with the closest topics.
+fn no_help(search: &SearchPath, topic: &str) -> String {
+    let short = topic.rsplit(['.', ':']).next().unwrap_or(topic);
+    let mut topics: Vec<String> = DOCS.iter().map(|d| display_name(d.name)).collect();
+    topics.extend(SECTIONS.iter().map(|(n, _)| n.to_string()));
+    topics.extend(families(search).iter().map(|f| f.short_name().to_string()));
+    topics.extend(list_commands(search, "").into_keys());
+    let mut close: Vec<(usize, String)> = topics
+        .into_iter()
+        .map(|t| {
+            let d = distance(t.rsplit(['.', ':']).next().unwrap_or(&t), short);
+            (d, t)
+        })
+        .filter(|(d, _)| *d <= 2.max(short.len() / 3))
+        .collect();
+    close.sort();
+    close.dedup();
+    if close.is_empty() {
+        return format!("no help for {topic:?}; `help` lists the modules and families");
+    }
+    let names: Vec<String> = close.into_iter().take(4).map(|(_, t)| t).collect();
+    format!("no help for {topic:?}; did you mean {}?", names.join(", "))
+}
