@@ -122,6 +122,19 @@ fn specs(usage: &str) -> Vec<Spec> {
 /// Parses `args` against a usage line; the error is one sentence for the user.
 pub fn parse(usage: &str, args: &[String]) -> Result<Map, String> {
     let specs = specs(usage);
+    // Each element of the usage line is stored under its own key: a line naming one twice
+    // (`[--x <a>]... [--x <b>]`, or `<x>` beside `--x`) is the script's mistake, said as such.
+    let mut keys = std::collections::HashSet::new();
+    for spec in &specs {
+        let key = match spec {
+            Spec::Flag { key, .. } | Spec::Option { key, .. } => key.clone(),
+            Spec::Word { word, .. } => word.replace('-', "_"),
+            Spec::Positional { name, .. } => name.clone(),
+        };
+        if !keys.insert(key.clone()) {
+            return Err(format!("the usage line \"{usage}\" names \"{key}\" twice"));
+        }
+    }
     let mut out = Map::new();
     let mut positionals = Vec::new();
     for spec in &specs {
@@ -362,6 +375,17 @@ mod tests {
         assert_eq!(get(&p(shell, &["1"]).unwrap(), "cmd"), "[]");
         let m = p("benchmark [<count>]", &[]).unwrap();
         assert_eq!(get(&m, "count"), "");
+    }
+
+    #[test]
+    fn a_usage_line_naming_a_key_twice_is_an_error_not_a_panic() {
+        // Found by fuzzing (args_parse): the second element overwrote the first's array.
+        let e = p("x [--a <v>]... [--a <w>]", &["--a", "1"]).unwrap_err();
+        assert_eq!(
+            e,
+            "the usage line \"x [--a <v>]... [--a <w>]\" names \"a\" twice"
+        );
+        assert!(p("x <a> [--a <v>]", &["1"]).is_err());
     }
 
     #[test]

@@ -56,15 +56,26 @@ fn port_configs(p: &Value) -> Result<Vec<Value>, String> {
         [_ip, p, t] => (*p, *t),
         _ => return Err(format!("invalid port {spec:?}")),
     };
+    // A port or a range of ports, each 0-65535, the range's start not after its end.
     let range = |s: &str| -> Result<(i64, i64), String> {
         let bad = || format!("invalid port {spec:?}");
-        match s.split_once('-') {
-            Some((a, b)) => Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?)),
+        let port = |t: &str| -> Result<i64, String> {
+            t.parse::<i64>()
+                .ok()
+                .filter(|n| (0..=65535).contains(n))
+                .ok_or_else(bad)
+        };
+        let (a, b) = match s.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
             None => {
-                let n = s.parse().map_err(|_| bad())?;
-                Ok((n, n))
+                let n = port(s)?;
+                (n, n)
             }
+        };
+        if a > b {
+            return Err(bad());
         }
+        Ok((a, b))
     };
     let (t0, t1) = range(target)?;
     let (p0, p1) = if published.is_empty() {
@@ -98,5 +109,15 @@ mod tests {
         let p = port_configs(&json!({"target": 80, "mode": "host"})).unwrap();
         assert_eq!(p[0]["PublishMode"], "host");
         assert!(port_configs(&json!("1-3:1-2")).is_err());
+        // Found by fuzzing (compose_plan): a huge range once tried to allocate every port.
+        for bad in [
+            "0-9223372036854775807",
+            "80-70",
+            "65536",
+            "-1:80",
+            "1:99999",
+        ] {
+            assert!(port_configs(&json!(bad)).is_err(), "{bad}");
+        }
     }
 }
