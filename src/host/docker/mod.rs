@@ -9,8 +9,11 @@
 
 mod container;
 mod converge;
+mod diff;
 mod image;
 mod objects;
+mod revisions;
+mod rollback;
 mod service;
 mod ssh_transport;
 mod stack;
@@ -334,4 +337,5 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     swarm::register(engine, host);
     service::register(engine, host);
     store::register(engine, host);
+    rollback::register(engine, host);
 }

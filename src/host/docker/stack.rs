@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::converge::{converge, engine_gone, task_ids};
 use super::image::{registry_credentials, registry_of};
 use super::objects::{self, FileObject, Kind};
+use super::rollback::{deploy_recorded, Safety};
 use super::{
     absent_on_404, docker_message, engine_error, failed, list_networks, list_services, list_tasks,
     stack_filter, str_at, EngineHandle,
@@ -27,7 +28,7 @@ use crate::host::{script_err, usage_err, Host, ScriptResult};
 
 /// What `e.deploy` creates, as `compose::plan` describes it.
 #[derive(Deserialize)]
-struct Plan {
+pub(super) struct Plan {
     services: Vec<Named>,
     #[serde(default)]
     networks: Vec<Named>,
@@ -40,9 +41,12 @@ struct Plan {
 }
 
 /// How `e.deploy` goes about it: `opts` of the script.
-struct DeployOptions {
+pub(super) struct DeployOptions {
     /// Remove the stack's services the plan no longer has.
     prune: bool,
+    /// Config and secret versions to keep although the plan no longer has them: those the
+    /// stack's kept revisions use.
+    pub keep_objects: HashSet<String>,
     /// "always" (query the registry for every image's digest), "changed" (only for images
     /// that changed since the last deploy) or "never", as `docker stack deploy --resolve-image`.
     resolve_image: String,
@@ -52,7 +56,7 @@ struct DeployOptions {
 
 /// A service or network of a plan: its full name and its Engine API spec.
 #[derive(Deserialize)]
-struct Named {
+pub(super) struct Named {
     name: String,
     spec: Value,
 }
@@ -146,7 +150,7 @@ fn resolve_images(services: &mut [Named], existing: &[Value], mode: &str) -> Has
 /// Creates the plan's missing networks, secrets and configs and its services, updates the
 /// services that exist, removes services the plan no longer has when `prune`, and the content
 /// versions of secrets and configs no service uses any more. Returns the plan's service names.
-async fn deploy(
+pub(super) async fn deploy(
     host: &Host,
     d: &Docker,
     stack: &str,
@@ -243,7 +247,8 @@ async fn deploy(
         }
     }
     for (kind, objs) in [(Kind::Secret, &secrets), (Kind::Config, &configs)] {
-        let keep: HashSet<String> = objs.iter().map(|o| o.name.clone()).collect();
+        let mut keep: HashSet<String> = objs.iter().map(|o| o.name.clone()).collect();
+        keep.extend(opts.keep_objects.iter().cloned());
         objects::prune_versions(host, d, stack, kind, &keep).await?;
     }
     Ok(names)
@@ -380,8 +385,10 @@ async fn scale(d: &Docker, service: &str, replicas: i64) -> ScriptResult<()> {
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     // e.deploy(stack, plan, opts) — create/update the stack's networks, secrets, configs and
     // services from a `compose::plan`; opts: prune (true), wait (true), timeout (seconds, 300),
-    // resolve_image ("always" | "changed" | "never"), with_registry_auth (false). Waits until
-    // services run and jobs complete (a failed job fails it). Returns the service names.
+    // resolve_image ("always" | "changed" | "never"), with_registry_auth (false), record (true:
+    // keep revisions, see `revisions`), rollback (true: a deploy that fails to converge returns
+    // the stack to its previous revision), operation ("deploy": the command, for the history).
+    // Waits until services run and jobs complete (a failed job fails it). Returns the names.
     let h = host.clone();
     engine.register_fn(
         "deploy",
@@ -400,20 +407,29 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             }
             let options = DeployOptions {
                 prune: opt_bool(&opts, "prune", true),
+                keep_objects: HashSet::new(),
                 resolve_image,
                 with_registry_auth: opt_bool(&opts, "with_registry_auth", false),
             };
-            let wait = opt_bool(&opts, "wait", true);
-            let timeout = opt_secs(&opts, "timeout", 300);
+            let safety = Safety {
+                operation: opt_str(&opts, "operation", "deploy"),
+                wait: opt_bool(&opts, "wait", true),
+                timeout: opt_secs(&opts, "timeout", 300),
+                rollback: opt_bool(&opts, "rollback", true),
+            };
             let d = &e.docker;
-            let names = h.block(async {
-                let known = task_ids(d, stack).await?;
-                let names = deploy(&h, d, stack, plan, &options).await?;
-                if wait {
-                    converge(&h, d, stack, &known, timeout).await?;
-                }
-                Ok(names)
-            })?;
+            let names = if opt_bool(&opts, "record", true) {
+                h.block(deploy_recorded(&h, d, stack, plan, options, &safety))?
+            } else {
+                h.block(async {
+                    let known = task_ids(d, stack).await?;
+                    let names = deploy(&h, d, stack, plan, &options).await?;
+                    if safety.wait {
+                        converge(&h, d, stack, &known, safety.timeout).await?;
+                    }
+                    Ok(names)
+                })?
+            };
             Ok(names.into_iter().map(Dynamic::from).collect())
         },
     );
