@@ -1,7 +1,7 @@
 //! Differences between two Engine API objects, field by field, in the words a user reads:
 //! `TaskTemplate.ContainerSpec.Image: a → b`. A list is one field (an environment, a list of
-//! ports), so a change shows the whole list before and after. `null`, an empty list and an
-//! empty map count as absent, as the engine stores them.
+//! ports), so a change shows the whole list before and after. `null`, `false`, `0`, `""`, an
+//! empty list and an empty map count as absent: the engine (Go's `omitempty`) drops them.
 
 use serde_json::Value;
 
@@ -16,7 +16,9 @@ pub struct Change {
 /// Whether a value counts as absent.
 fn empty(v: &Value) -> bool {
     match v {
-        Value::Null => true,
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.values().all(empty),
         _ => false,
@@ -61,17 +63,18 @@ fn walk(path: &str, before: &Value, after: &Value, out: &mut Vec<Change>) {
     } else if before != after {
         out.push(Change {
             field: path.to_string(),
-            before: if empty(before) {
-                Value::Null
-            } else {
-                before.clone()
-            },
-            after: if empty(after) {
-                Value::Null
-            } else {
-                after.clone()
-            },
+            before: shown(before),
+            after: shown(after),
         });
+    }
+}
+
+/// A side of a change as shown: absent when null or an empty list or map, else as it is
+/// (a replica count going to 0 shows 0).
+fn shown(v: &Value) -> Value {
+    match v {
+        Value::Array(_) | Value::Object(_) if empty(v) => Value::Null,
+        other => other.clone(),
     }
 }
 

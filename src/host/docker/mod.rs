@@ -12,6 +12,7 @@ mod converge;
 mod diff;
 mod image;
 mod objects;
+mod plan;
 mod revisions;
 mod rollback;
 mod service;
@@ -338,4 +339,5 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     service::register(engine, host);
     store::register(engine, host);
     rollback::register(engine, host);
+    plan::register(engine, host);
 }

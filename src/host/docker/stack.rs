@@ -29,13 +29,13 @@ use crate::host::{script_err, usage_err, Host, ScriptResult};
 /// What `e.deploy` creates, as `compose::plan` describes it.
 #[derive(Deserialize)]
 pub(super) struct Plan {
-    services: Vec<Named>,
+    pub services: Vec<Named>,
     #[serde(default)]
-    networks: Vec<Named>,
+    pub networks: Vec<Named>,
     #[serde(default)]
-    secrets: Vec<FileObject>,
+    pub secrets: Vec<FileObject>,
     #[serde(default)]
-    configs: Vec<FileObject>,
+    pub configs: Vec<FileObject>,
     #[serde(default)]
     warnings: Vec<String>,
 }
@@ -57,14 +57,14 @@ pub(super) struct DeployOptions {
 /// A service or network of a plan: its full name and its Engine API spec.
 #[derive(Deserialize)]
 pub(super) struct Named {
-    name: String,
-    spec: Value,
+    pub name: String,
+    pub spec: Value,
 }
 
 /// Pins each service's image to the digest its registry holds now (`name:tag@sha256:…`), as
 /// `docker stack deploy` does, so every node runs the same image and `update` notices a new
 /// push. An image the registry cannot tell about keeps its tag (shown with `-v`).
-async fn pin_image_digests(
+pub(super) async fn pin_image_digests(
     host: &Host,
     d: &Docker,
     services: &mut [Named],
@@ -123,7 +123,7 @@ async fn pin_image_digests(
 /// all with "always", new ones and those whose file image changed with "changed", none with
 /// "never". A service whose file image did not change otherwise keeps the image it runs, so
 /// an unchanged deploy rolls nothing.
-fn resolve_images(services: &mut [Named], existing: &[Value], mode: &str) -> HashSet<String> {
+pub(super) fn resolve_images(services: &mut [Named], existing: &[Value], mode: &str) -> HashSet<String> {
     let mut query = HashSet::new();
     for svc in services.iter_mut() {
         let old = existing
