@@ -13,6 +13,7 @@ mod diff;
 mod image;
 mod objects;
 mod plan;
+mod raw;
 mod revisions;
 mod rollback;
 mod service;

@@ -50,7 +50,11 @@ impl Kind {
 }
 
 /// The objects of a kind, filtered.
-pub(super) async fn list(d: &Docker, kind: Kind, f: HashMap<String, Vec<String>>) -> ScriptResult<Vec<Value>> {
+pub(super) async fn list(
+    d: &Docker,
+    kind: Kind,
+    f: HashMap<String, Vec<String>>,
+) -> ScriptResult<Vec<Value>> {
     match kind {
         Kind::Secret => {
             let o = ListSecretsOptions { filters: Some(f) };

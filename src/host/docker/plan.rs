@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bollard::models::ServiceSpec;
-use bollard::Docker;
 use rhai::{Dynamic, Engine, Map};
 use serde_json::{json, Value};
 
@@ -20,7 +19,7 @@ use super::diff::{fields, short};
 use super::objects::{self, is_versioned, Kind};
 use super::revisions::History;
 use super::stack::{pin_image_digests, resolve_images, Plan};
-use super::{list_networks, list_services, stack_filter, str_at, EngineHandle};
+use super::{list_networks, raw, stack_filter, str_at, EngineHandle};
 use crate::host::opts::{opt_bool, opt_str};
 use crate::host::{script_err, to_dynamic, usage_err, Host, ScriptResult};
 
@@ -31,14 +30,27 @@ fn normalised(spec: &Value) -> ScriptResult<Value> {
 }
 
 /// Fills in what the engine sets in a spec it is sent: the defaults it stores (endpoint mode
-/// `vip`, isolation `default`, runtime `container`) and network ids for network names
-/// ("(new)" for a network the deploy would create).
+/// `vip`, isolation `default`, runtime `container`; in an update or rollback policy given,
+/// failure action `pause` and order `stop-first`) and network ids for network names ("(new)"
+/// for a network the deploy would create).
 fn as_stored(spec: &mut Value, networks: &[Value]) {
-    let defaults = [
+    let mut defaults = vec![
         ("/EndpointSpec/Mode", "vip"),
         ("/TaskTemplate/ContainerSpec/Isolation", "default"),
         ("/TaskTemplate/Runtime", "container"),
     ];
+    if spec["UpdateConfig"].is_object() {
+        defaults.extend([
+            ("/UpdateConfig/FailureAction", "pause"),
+            ("/UpdateConfig/Order", "stop-first"),
+        ]);
+    }
+    if spec["RollbackConfig"].is_object() {
+        defaults.extend([
+            ("/RollbackConfig/FailureAction", "pause"),
+            ("/RollbackConfig/Order", "stop-first"),
+        ]);
+    }
     for (path, value) in defaults {
         if spec.pointer(path).is_none_or(|v| v.is_null() || v == "") {
             let mut cur = &mut *spec;
@@ -88,7 +100,7 @@ fn point(spec: &mut Value, kind: Kind, ids: &HashMap<String, String>) {
 /// [#{name, action}], unchanged: [names]}.
 async fn plan_changes(
     host: &Host,
-    d: &Docker,
+    e: &EngineHandle,
     stack: &str,
     plan: Plan,
     prune: bool,
@@ -101,8 +113,9 @@ async fn plan_changes(
         configs,
         ..
     } = plan;
+    let d = &e.docker;
     let (existing, existing_nets) = tokio::try_join!(
-        list_services(d, stack_filter(stack)),
+        raw::stack_services(e, stack),
         list_networks(d, stack_filter(stack))
     )?;
     let all_nets = list_networks(d, HashMap::new()).await?;
@@ -121,7 +134,10 @@ async fn plan_changes(
             })
             .collect();
         let mut rows = Vec::new();
-        for o in objs.iter().filter(|o| !o.external && !ids.contains_key(&o.name)) {
+        for o in objs
+            .iter()
+            .filter(|o| !o.external && !ids.contains_key(&o.name))
+        {
             rows.push(json!({"name": o.name, "action": "create"}));
         }
         let keep: HashSet<&String> = objs.iter().map(|o| &o.name).collect();
@@ -153,7 +169,8 @@ async fn plan_changes(
                     want["TaskTemplate"]["ForceUpdate"] = force.clone();
                 }
                 as_stored(&mut want, &all_nets);
-                let changed = fields(&normalised(&old["Spec"])?, &normalised(&want)?);
+                let stored = raw::spec_for_bollard(&old["Spec"]);
+                let changed = fields(&normalised(&stored)?, &normalised(&want)?);
                 if changed.is_empty() {
                     unchanged.push(svc.name.clone());
                     continue;
@@ -189,9 +206,7 @@ async fn plan_changes(
         .filter(|n| !existing_nets.iter().any(|x| str_at(x, &["Name"]) == n.name))
         .map(|n| json!({"name": n.name, "action": "create"}))
         .collect();
-    let count = rows.len()
-        + nets.len()
-        + object_changes.values().map(Vec::len).sum::<usize>();
+    let count = rows.len() + nets.len() + object_changes.values().map(Vec::len).sum::<usize>();
     Ok(json!({
         "stack": stack,
         "changes": count,
@@ -225,7 +240,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                 )));
             }
             let prune = opt_bool(&opts, "prune", true);
-            let out = h.block(plan_changes(&h, &e.docker, stack, plan, prune, &resolve))?;
+            let out = h.block(plan_changes(&h, e, stack, plan, prune, &resolve))?;
             to_dynamic(&out)
         },
     );

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use super::diff::{fields, short};
 use super::store::{self, StoreError};
-use super::{failed, list_networks, list_services, stack_filter, str_at};
+use super::{failed, list_networks, raw, str_at, EngineHandle};
 use crate::host::identity::user_at_host;
 use crate::host::{script_err, usage_err, Host, ScriptResult};
 
@@ -44,10 +44,10 @@ fn keep() -> usize {
 
 /// The stack's state now: `{services: {name: spec}, images: {name: digest}, networks: {id:
 /// name}, configs: [names], secrets: [names]}`.
-pub(super) async fn snapshot(d: &Docker, stack: &str) -> ScriptResult<Value> {
+pub(super) async fn snapshot(e: &EngineHandle, stack: &str) -> ScriptResult<Value> {
     let (services, networks) = tokio::try_join!(
-        list_services(d, stack_filter(stack)),
-        list_networks(d, HashMap::new())
+        raw::stack_services(e, stack),
+        list_networks(&e.docker, HashMap::new())
     )?;
     let mut specs = BTreeMap::new();
     let mut images = BTreeMap::new();
@@ -290,11 +290,12 @@ impl History {
 /// had, and updates each service whose spec differs (its networks found again by name).
 pub(super) async fn restore(
     host: &Host,
-    d: &Docker,
+    e: &EngineHandle,
     stack: &str,
     state: &Value,
 ) -> ScriptResult<()> {
-    let existing = list_services(d, stack_filter(stack)).await?;
+    let d = &e.docker;
+    let existing = raw::stack_services(e, stack).await?;
     let networks = list_networks(d, HashMap::new()).await?;
     let none = serde_json::Map::new();
     let wanted = state["services"].as_object().unwrap_or(&none);
@@ -330,7 +331,8 @@ pub(super) async fn restore(
                 })?;
             n["Target"] = json!(str_at(now, &["Id"]));
         }
-        let typed: ServiceSpec = serde_json::from_value(spec.clone()).map_err(script_err)?;
+        let typed: ServiceSpec =
+            serde_json::from_value(raw::spec_for_bollard(&spec)).map_err(script_err)?;
         match existing
             .iter()
             .find(|s| str_at(s, &["Spec", "Name"]) == name)

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::Docker;
 use rhai::{Array, Dynamic, Engine, Map};
 
 use super::converge::{converge, task_ids};
@@ -31,13 +30,14 @@ pub(super) struct Safety {
 /// fails with the first error and the revision it returned to.
 pub(super) async fn deploy_recorded(
     host: &Host,
-    d: &Docker,
+    e: &EngineHandle,
     stack: &str,
     plan: Plan,
     mut opts: DeployOptions,
     safety: &Safety,
 ) -> ScriptResult<Vec<String>> {
-    let before = snapshot(d, stack).await?;
+    let d = &e.docker;
+    let before = snapshot(e, stack).await?;
     let mut history = History::load(d, stack).await?;
     let base = history.record_found(d, &before).await?;
     opts.keep_objects = history.objects_in_use();
@@ -50,7 +50,7 @@ pub(super) async fn deploy_recorded(
         Ok::<_, Box<rhai::EvalAltResult>>(names)
     }
     .await;
-    let after = snapshot(d, stack).await?;
+    let after = snapshot(e, stack).await?;
     let changed = changes(&before, &after);
     let error = match applied {
         Ok(names) => {
@@ -82,7 +82,7 @@ pub(super) async fn deploy_recorded(
                 "the deploy of stack {stack} failed ({error}); rolling the stack back to revision {rev}"
             ));
             let known = task_ids(d, stack).await?;
-            restore(host, d, stack, &before).await?;
+            restore(host, e, stack, &before).await?;
             let back = converge(host, d, stack, &known, safety.timeout).await;
             match back {
                 Ok(()) => (
@@ -119,24 +119,25 @@ pub(super) async fn deploy_recorded(
 /// not to, and records the rollback as a revision. Returns #{from, to, rev}.
 async fn rollback_stack(
     host: &Host,
-    d: &Docker,
+    e: &EngineHandle,
     stack: &str,
     to: i64,
     wait: bool,
     timeout: Duration,
 ) -> ScriptResult<Map> {
-    let before = snapshot(d, stack).await?;
+    let d = &e.docker;
+    let before = snapshot(e, stack).await?;
     let mut history = History::load(d, stack).await?;
     let from = history.record_found(d, &before).await?;
     let goal = target(&history, stack, to)?;
     let goal_rev = goal["rev"].as_i64().unwrap_or(0);
     let state = &goal["state"];
     let known = task_ids(d, stack).await?;
-    restore(host, d, stack, state).await?;
+    restore(host, e, stack, state).await?;
     if wait {
         converge(host, d, stack, &known, timeout).await?;
     }
-    let after = snapshot(d, stack).await?;
+    let after = snapshot(e, stack).await?;
     let rev = history
         .append(
             d,
@@ -183,7 +184,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             let to = opt_int(&opts, "to", 0);
             let wait = opt_bool(&opts, "wait", true);
             let timeout = opt_secs(&opts, "timeout", 300);
-            h.block(rollback_stack(&h, &e.docker, stack, to, wait, timeout))
+            h.block(rollback_stack(&h, e, stack, to, wait, timeout))
         },
     );
 }

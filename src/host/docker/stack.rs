@@ -123,7 +123,11 @@ pub(super) async fn pin_image_digests(
 /// all with "always", new ones and those whose file image changed with "changed", none with
 /// "never". A service whose file image did not change otherwise keeps the image it runs, so
 /// an unchanged deploy rolls nothing.
-pub(super) fn resolve_images(services: &mut [Named], existing: &[Value], mode: &str) -> HashSet<String> {
+pub(super) fn resolve_images(
+    services: &mut [Named],
+    existing: &[Value],
+    mode: &str,
+) -> HashSet<String> {
     let mut query = HashSet::new();
     for svc in services.iter_mut() {
         let old = existing
@@ -419,7 +423,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             };
             let d = &e.docker;
             let names = if opt_bool(&opts, "record", true) {
-                h.block(deploy_recorded(&h, d, stack, plan, options, &safety))?
+                h.block(deploy_recorded(&h, e, stack, plan, options, &safety))?
             } else {
                 h.block(async {
                     let known = task_ids(d, stack).await?;
