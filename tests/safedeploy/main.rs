@@ -147,18 +147,43 @@ fn a_plan_shows_exactly_what_the_deploy_then_changes_and_nothing_on_an_unchanged
 fn a_deploy_that_fails_to_converge_returns_every_service_to_the_previous_revision() {
     let st = SafeStack::new("wsmauto");
     let n = st.name().to_string();
-    let v1 = st.file("v1.yml", &three("1", ""));
+    // web also reads a config file, which the failed deploy changes: its old version must
+    // still be there for the rollback, and the new one gone after it.
+    st.file("app-1.txt", "one\n");
+    st.file("app-2.txt", "two\n");
+    let uses_app = "    configs: [{source: app, target: /app.txt}]\n";
+    let app = |v: &str| format!("configs:\n  app:\n    file: ./app-{v}.txt\n");
+    let v1 = st.file(
+        "v1.yml",
+        &(compose(&[
+            ("web", IMAGE, "V=1", 1, uses_app),
+            ("api", IMAGE, "V=1", 1, ""),
+            ("worker", IMAGE, "V=1", 1, ""),
+        ]) + &app("1")),
+    );
     let bad = st.file(
         "bad.yml",
-        &compose(&[
-            ("web", IMAGE, "V=2", 1, ""),
+        &(compose(&[
+            ("web", IMAGE, "V=2", 1, uses_app),
             ("api", "localhost:5000/wsm-no-such-image:none", "V=1", 1, ""),
             ("worker", IMAGE, "V=1", 1, ""),
-        ]),
+        ]) + &app("2")),
     );
     st.deploy(&v1, &[]).ok();
     let previous = st.specs();
     assert_eq!(previous.len(), 3);
+    let configs = || {
+        docker(&[
+            "config",
+            "ls",
+            "--filter",
+            &format!("label=com.docker.stack.namespace={n}"),
+            "--format",
+            "{{.Name}}",
+        ])
+    };
+    let configs_before = configs();
+    assert_eq!(configs_before.lines().count(), 1, "{configs_before}");
 
     let started = Instant::now();
     let r = st.deploy(&bad, &[]);
@@ -197,6 +222,12 @@ fn a_deploy_that_fails_to_converge_returns_every_service_to_the_previous_revisio
             !st.s.running_tasks(svc).is_empty()
         });
     }
+
+    assert_eq!(
+        configs(),
+        configs_before,
+        "the old config version stays, the new one is gone"
+    );
 
     let h = st.history();
     assert_eq!(h.len(), 2, "{h:#?}");

@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 
 use super::diff::{fields, short};
 use super::objects::{self, is_versioned, Kind};
-use super::revisions::History;
 use super::stack::{pin_image_digests, resolve_images, Plan};
 use super::{list_networks, raw, stack_filter, str_at, EngineHandle};
 use crate::host::opts::{opt_bool, opt_str};
@@ -119,8 +118,6 @@ async fn plan_changes(
         list_networks(d, stack_filter(stack))
     )?;
     let all_nets = list_networks(d, HashMap::new()).await?;
-    let history = History::load(d, stack).await?;
-    let in_use = history.objects_in_use();
     let mut object_changes = HashMap::new();
     for (kind, objs) in [(Kind::Secret, &secrets), (Kind::Config, &configs)] {
         let all = objects::list(d, kind, HashMap::new()).await?;
@@ -143,7 +140,7 @@ async fn plan_changes(
         let keep: HashSet<&String> = objs.iter().map(|o| &o.name).collect();
         for o in objects::list(d, kind, stack_filter(stack)).await? {
             let name = str_at(&o, &["Spec", "Name"]).to_string();
-            if is_versioned(&name) && !keep.contains(&name) && !in_use.contains(&name) {
+            if is_versioned(&name) && !keep.contains(&name) {
                 rows.push(json!({"name": name, "action": "remove"}));
             }
         }

@@ -11,8 +11,12 @@
 //! deploy that changed something records the state it left; one that failed to converge
 //! restores the previous state and records the failure (with what it changed, without a state
 //! to return to). The document keeps the last `WSM_KEEP_REVISIONS` (10) revisions, fewer when
-//! they outgrow the store's limit; the config and secret versions they use are kept on the
-//! swarm, so a rollback finds them.
+//! they outgrow the store's limit.
+//!
+//! Config and secret versions: a recorded deploy removes the versions its plan no longer has
+//! only once the stack has converged, so the automatic rollback finds the previous ones. An
+//! older revision whose versions are gone cannot be restored from the swarm (a secret cannot
+//! be read back): `restore` says so, naming the object, before it changes anything.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
@@ -23,6 +27,7 @@ use bollard::Docker;
 use serde_json::{json, Value};
 
 use super::diff::{fields, short};
+use super::objects::{self, Kind};
 use super::store::{self, StoreError};
 use super::{failed, list_networks, raw, str_at, EngineHandle};
 use crate::host::identity::user_at_host;
@@ -86,6 +91,43 @@ pub(super) async fn snapshot(e: &EngineHandle, stack: &str) -> ScriptResult<Valu
         json!({"services": specs, "images": images, "networks": used_nets,
         "configs": configs, "secrets": secrets}),
     )
+}
+
+/// The config or secret names (`kind`: "configs" or "secrets") a state's services use.
+pub(super) fn state_names(state: &Value, kind: &str) -> HashSet<String> {
+    state[kind]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Points a spec's config and secret references at the objects of those names now on the
+/// swarm (a name made again has a new id); an object that is gone is an error naming it.
+fn point_at_objects(
+    name: &str,
+    spec: &mut Value,
+    objects: &[(Kind, HashMap<String, String>, HashSet<String>)],
+) -> ScriptResult<()> {
+    for (kind, by_name, ids) in objects {
+        let (list, name_field, id_field) = kind.fields();
+        let refs = spec["TaskTemplate"]["ContainerSpec"][list].as_array_mut();
+        for r in refs.into_iter().flatten() {
+            if ids.contains(str_at(r, &[id_field])) {
+                continue;
+            }
+            let object = str_at(r, &[name_field]).to_string();
+            let id = by_name.get(&object).ok_or_else(|| {
+                script_err(format!(
+                    "service {name} of that revision uses {} {object}, which is no longer on the swarm (a later deploy replaced it); deploy that revision's files again instead",
+                    kind.word()
+                ))
+            })?;
+            r[id_field] = json!(id);
+        }
+    }
+    Ok(())
 }
 
 /// Whether a state has no service.
@@ -170,19 +212,6 @@ impl History {
     /// The newest revision that holds a state: where the stack should be.
     pub(super) fn current(&self) -> Option<&Value> {
         self.revisions.iter().rev().find(|r| !r["state"].is_null())
-    }
-
-    /// The config and secret names the kept revisions use, which must stay on the swarm.
-    pub(super) fn objects_in_use(&self) -> HashSet<String> {
-        self.revisions
-            .iter()
-            .flat_map(|r| {
-                let s = &r["state"];
-                let names = |k: &str| s[k].as_array().cloned().unwrap_or_default();
-                names("configs").into_iter().chain(names("secrets"))
-            })
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect()
     }
 
     /// Appends a revision (numbered after the last) and writes the document back, dropping
@@ -297,19 +326,28 @@ pub(super) async fn restore(
     let d = &e.docker;
     let existing = raw::stack_services(e, stack).await?;
     let networks = list_networks(d, HashMap::new()).await?;
-    let none = serde_json::Map::new();
-    let wanted = state["services"].as_object().unwrap_or(&none);
-    for svc in &existing {
-        let name = str_at(svc, &["Spec", "Name"]);
-        if !wanted.contains_key(name) {
-            host.say(&format!("Removing service {name}"));
-            d.delete_service(str_at(svc, &["ID"]))
-                .await
-                .map_err(|e| failed(&format!("removing {name}"), e))?;
-        }
+    let mut objects = Vec::new();
+    for kind in [Kind::Secret, Kind::Config] {
+        let all = objects::list(d, kind, HashMap::new()).await?;
+        let by_name = all
+            .iter()
+            .map(|o| {
+                (
+                    str_at(o, &["Spec", "Name"]).to_string(),
+                    str_at(o, &["ID"]).to_string(),
+                )
+            })
+            .collect();
+        let ids = all.iter().map(|o| str_at(o, &["ID"]).to_string()).collect();
+        objects.push((kind, by_name, ids));
     }
-    for (name, spec) in wanted {
+    let none = serde_json::Map::new();
+    // Every spec made ready before anything changes, so a revision that cannot be restored
+    // leaves the stack as it is.
+    let mut wanted = serde_json::Map::new();
+    for (name, spec) in state["services"].as_object().unwrap_or(&none) {
         let mut spec = spec.clone();
+        point_at_objects(name, &mut spec, &objects)?;
         // A network recreated since (a stop and start) has a new id: find it by name.
         for n in spec["TaskTemplate"]["Networks"]
             .as_array_mut()
@@ -331,13 +369,25 @@ pub(super) async fn restore(
                 })?;
             n["Target"] = json!(str_at(now, &["Id"]));
         }
+        wanted.insert(name.clone(), spec);
+    }
+    for svc in &existing {
+        let name = str_at(svc, &["Spec", "Name"]);
+        if !wanted.contains_key(name) {
+            host.say(&format!("Removing service {name}"));
+            d.delete_service(str_at(svc, &["ID"]))
+                .await
+                .map_err(|e| failed(&format!("removing {name}"), e))?;
+        }
+    }
+    for (name, spec) in &wanted {
         let typed: ServiceSpec =
-            serde_json::from_value(raw::spec_for_bollard(&spec)).map_err(script_err)?;
+            serde_json::from_value(raw::spec_for_bollard(spec)).map_err(script_err)?;
         match existing
             .iter()
             .find(|s| str_at(s, &["Spec", "Name"]) == name)
         {
-            Some(svc) if svc["Spec"] == spec => {}
+            Some(svc) if svc["Spec"] == *spec => {}
             Some(svc) => {
                 host.say(&format!("Rolling back service {name}"));
                 let version = svc["Version"]["Index"].as_i64().unwrap_or(0) as i32;

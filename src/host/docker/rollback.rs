@@ -3,14 +3,18 @@
 //! failing, the deadline), and `e.rollback_stack`, which returns it to any kept revision.
 //! `revisions` says what a revision holds.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rhai::{Array, Dynamic, Engine, Map};
 
 use super::converge::{converge, task_ids};
-use super::revisions::{changes, message_of, restore, snapshot, summary, target, History};
-use super::stack::{deploy, DeployOptions, Plan};
+use super::objects::FileObject;
+use super::revisions::{
+    changes, message_of, restore, snapshot, state_names, summary, target, History,
+};
+use super::stack::{deploy, prune_old_versions, DeployOptions, Plan};
 use super::EngineHandle;
 use crate::host::opts::{opt_bool, opt_int, opt_secs};
 use crate::host::{script_err, to_dynamic, Host, ScriptResult};
@@ -40,7 +44,11 @@ pub(super) async fn deploy_recorded(
     let before = snapshot(e, stack).await?;
     let mut history = History::load(d, stack).await?;
     let base = history.record_found(d, &before).await?;
-    opts.keep_objects = history.objects_in_use();
+    // Old config and secret versions go once the stack has converged: a rollback needs them.
+    opts.prune_versions = false;
+    let names =
+        |objs: &[FileObject]| -> HashSet<String> { objs.iter().map(|o| o.name.clone()).collect() };
+    let (new_secrets, new_configs) = (names(&plan.secrets), names(&plan.configs));
     let known = task_ids(d, stack).await?;
     let applied = async {
         let names = deploy(host, d, stack, plan, &opts).await?;
@@ -54,6 +62,7 @@ pub(super) async fn deploy_recorded(
     let changed = changes(&before, &after);
     let error = match applied {
         Ok(names) => {
+            prune_old_versions(host, d, stack, &new_secrets, &new_configs).await?;
             if changed.is_empty() {
                 if let Some(rev) = base {
                     host.say(&format!(
@@ -84,6 +93,8 @@ pub(super) async fn deploy_recorded(
             let known = task_ids(d, stack).await?;
             restore(host, e, stack, &before).await?;
             let back = converge(host, d, stack, &known, safety.timeout).await;
+            // The versions the failed deploy made, which no service uses now.
+            prune_old_versions(host, d, stack, &state_names(&before, "secrets"), &state_names(&before, "configs")).await?;
             match back {
                 Ok(()) => (
                     format!("failed: {error}; rolled back to revision {rev}"),

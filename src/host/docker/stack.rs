@@ -44,9 +44,9 @@ pub(super) struct Plan {
 pub(super) struct DeployOptions {
     /// Remove the stack's services the plan no longer has.
     prune: bool,
-    /// Config and secret versions to keep although the plan no longer has them: those the
-    /// stack's kept revisions use.
-    pub keep_objects: HashSet<String>,
+    /// Remove the stack's config and secret versions the plan no longer has at the end (a
+    /// recorded deploy does it itself once the stack has converged: a rollback needs them).
+    pub prune_versions: bool,
     /// "always" (query the registry for every image's digest), "changed" (only for images
     /// that changed since the last deploy) or "never", as `docker stack deploy --resolve-image`.
     resolve_image: String,
@@ -250,12 +250,24 @@ pub(super) async fn deploy(
             }
         }
     }
-    for (kind, objs) in [(Kind::Secret, &secrets), (Kind::Config, &configs)] {
-        let mut keep: HashSet<String> = objs.iter().map(|o| o.name.clone()).collect();
-        keep.extend(opts.keep_objects.iter().cloned());
-        objects::prune_versions(host, d, stack, kind, &keep).await?;
+    if opts.prune_versions {
+        let names = |objs: &[FileObject]| objs.iter().map(|o| o.name.clone()).collect();
+        prune_old_versions(host, d, stack, &names(&secrets), &names(&configs)).await?;
     }
     Ok(names)
+}
+
+/// Removes the stack's secret and config versions that are not named here and that no
+/// service uses: the old versions of a changed file.
+pub(super) async fn prune_old_versions(
+    host: &Host,
+    d: &Docker,
+    stack: &str,
+    secrets: &HashSet<String>,
+    configs: &HashSet<String>,
+) -> ScriptResult<()> {
+    objects::prune_versions(host, d, stack, Kind::Secret, secrets).await?;
+    objects::prune_versions(host, d, stack, Kind::Config, configs).await
 }
 
 /// Removes a stack's services, waits until their tasks are gone, then removes its networks.
@@ -411,7 +423,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             }
             let options = DeployOptions {
                 prune: opt_bool(&opts, "prune", true),
-                keep_objects: HashSet::new(),
+                prune_versions: true,
                 resolve_image,
                 with_registry_auth: opt_bool(&opts, "with_registry_auth", false),
             };
