@@ -447,3 +447,50 @@ fn a_lock_whose_holder_was_killed_expires_and_the_next_deploy_goes_ahead() {
     assert_eq!(st.s.running_tasks("web").len(), 1);
     assert!(st.stack(&["lock", "status"]).ok().contains("is not locked"));
 }
+
+#[test]
+fn lock_release_force_takes_the_lock_from_its_holder() {
+    let st = SafeStack::new("wsmfree");
+    let n = st.name().to_string();
+    let stuck = st.file(
+        "stuck.yml",
+        &compose(&[(
+            "web",
+            IMAGE,
+            "V=1",
+            1,
+            "      placement: {constraints: [\"node.labels.wsm-never == yes\"]}\n",
+        )]),
+    );
+    let good = st.file("good.yml", &compose(&[("web", IMAGE, "V=2", 1, "")]));
+    let mut holder = st.deploy_command(&stuck, &["--no-rollback"]);
+    holder.env("WSM_LOCK_TTL", "4");
+    let mut holder = holder.spawn().unwrap();
+    wait_for("the holder to take the lock", 30, || st.lock_object());
+
+    let unforced = st.stack(&["lock", "release"]);
+    assert_eq!(unforced.code, 2, "{}", unforced.stderr);
+    assert!(st.lock_object(), "no --force, no release");
+    let released = st.stack(&["lock", "release", "--force"]);
+    assert!(
+        released.ok().contains(&format!(
+            "Released the lock of stack {n}, held for deploy by "
+        )),
+        "{}",
+        released.stdout
+    );
+    assert!(!st.lock_object());
+
+    // The next deploy goes ahead at once; the old holder is told at its next renewal.
+    st.deploy(&good, &["--no-wait"]).ok();
+    assert_eq!(st.s.running_tasks("web").len(), 1);
+    std::thread::sleep(Duration::from_secs(2));
+    holder.kill().unwrap();
+    let out = finish(holder);
+    assert!(
+        out.stderr
+            .contains(&format!("the lock of stack {n} was taken away")),
+        "{}",
+        out.stderr
+    );
+}
