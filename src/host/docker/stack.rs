@@ -401,9 +401,10 @@ async fn scale(d: &Docker, service: &str, replicas: i64) -> ScriptResult<()> {
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     // e.deploy(stack, plan, opts) — create/update the stack's networks, secrets, configs and
     // services from a `compose::plan`; opts: prune (true), wait (true), timeout (seconds, 300),
-    // resolve_image ("always" | "changed" | "never"), with_registry_auth (false), record (true:
-    // keep revisions, see `revisions`), rollback (true: a deploy that fails to converge returns
-    // the stack to its previous revision), operation ("deploy": the command, for the history).
+    // resolve_image ("always" | "changed" | "never"), with_registry_auth (false), record (false;
+    // true: keep the stack's revisions, see `revisions`, as the stack commands do), rollback
+    // (true: a recorded deploy that fails to converge returns the stack to its previous
+    // revision), operation ("deploy": the command, for the history).
     // Waits until services run and jobs complete (a failed job fails it). Returns the names.
     let h = host.clone();
     engine.register_fn(
@@ -434,7 +435,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                 rollback: opt_bool(&opts, "rollback", true),
             };
             let d = &e.docker;
-            let names = if opt_bool(&opts, "record", true) {
+            let names = if opt_bool(&opts, "record", false) {
                 h.block(deploy_recorded(&h, e, stack, plan, options, &safety))?
             } else {
                 h.block(async {
