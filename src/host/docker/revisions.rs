@@ -387,7 +387,8 @@ pub(super) async fn restore(
             .iter()
             .find(|s| str_at(s, &["Spec", "Name"]) == name)
         {
-            Some(svc) if svc["Spec"] == *spec => {}
+            // The same spec but for fields the engine stores empty: nothing to roll back.
+            Some(svc) if fields(&svc["Spec"], spec).is_empty() => {}
             Some(svc) => {
                 host.say(&format!("Rolling back service {name}"));
                 let version = svc["Version"]["Index"].as_i64().unwrap_or(0) as i32;
