@@ -494,3 +494,34 @@ fn lock_release_force_takes_the_lock_from_its_holder() {
         out.stderr
     );
 }
+
+#[test]
+fn scale_restart_and_rollback_keep_a_services_health_check() {
+    // bollard's model reads a service's `Healthcheck` as nothing; what writes a spec back
+    // reads it as the engine wrote it (src/host/docker/raw.rs).
+    let st = SafeStack::new("wsmhc");
+    let n = st.name().to_string();
+    let checked = "    healthcheck: {test: [\"CMD\", \"true\"], interval: 2s}\n";
+    let v1 = st.file("v1.yml", &compose(&[("web", IMAGE, "V=1", 1, checked)]));
+    let v2 = st.file("v2.yml", &compose(&[("web", IMAGE, "V=2", 1, checked)]));
+    st.deploy(&v1, &[]).ok();
+    let web = format!("{n}_web");
+    let check = || {
+        docker(&[
+            "service",
+            "inspect",
+            &web,
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Healthcheck}}",
+        ])
+    };
+    let want = check();
+    assert!(want.contains("\"Test\":[\"CMD\",\"true\"]"), "{want}");
+    st.s.stack(&["scale", "web=2"]).ok();
+    assert_eq!(check(), want, "after scale");
+    st.s.wsm(&["stack", "restart", &n, "web"]).ok();
+    assert_eq!(check(), want, "after restart");
+    st.deploy(&v2, &[]).ok();
+    st.stack(&["rollback"]).ok();
+    assert_eq!(check(), want, "after a stack rollback");
+}

@@ -82,6 +82,19 @@ pub(super) async fn stack_services(e: &EngineHandle, stack: &str) -> ScriptResul
     }
 }
 
+/// One service (by name or id) exactly as the engine stores it.
+pub(super) async fn service(e: &EngineHandle, service: &str) -> ScriptResult<Value> {
+    get_json(e, &format!("/services/{}", url_escape(service)))
+        .await
+        .map_err(|err| {
+            if err.contains("404 Not Found") {
+                script_err(format!("service {service} not found"))
+            } else {
+                script_err(err)
+            }
+        })
+}
+
 /// Percent-encodes a query value.
 fn url_escape(s: &str) -> String {
     s.bytes()

@@ -370,30 +370,25 @@ async fn remove_stack(
 }
 
 /// Sets a service's replica count, making it a replicated service.
-async fn scale(d: &Docker, service: &str, replicas: i64) -> ScriptResult<()> {
-    let svc = d
-        .inspect_service(service, None)
+async fn scale(e: &EngineHandle, service: &str, replicas: i64) -> ScriptResult<()> {
+    // Read as the engine stores it: through bollard's model the health check would be lost.
+    let svc = super::raw::service(e, service).await?;
+    let mut spec = super::raw::spec_for_bollard(&svc["Spec"]);
+    spec["Mode"] = serde_json::json!({"Replicated": {"Replicas": replicas}});
+    let spec: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
+    let version = svc["Version"]["Index"].as_i64().unwrap_or(0) as i32;
+    e.docker
+        .update_service(
+            service,
+            spec,
+            UpdateServiceOptions {
+                version,
+                ..Default::default()
+            },
+            None,
+        )
         .await
         .map_err(engine_error)?;
-    let mut spec = svc.spec.ok_or_else(|| script_err("service without spec"))?;
-    spec.mode = Some(bollard::models::ServiceSpecMode {
-        replicated: Some(bollard::models::ServiceSpecModeReplicated {
-            replicas: Some(replicas),
-        }),
-        ..Default::default()
-    });
-    let version = svc.version.and_then(|v| v.index).unwrap_or(0) as i32;
-    d.update_service(
-        service,
-        spec,
-        UpdateServiceOptions {
-            version,
-            ..Default::default()
-        },
-        None,
-    )
-    .await
-    .map_err(engine_error)?;
     Ok(())
 }
 
@@ -469,7 +464,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_fn(
         "scale",
         move |e: &mut EngineHandle, service: &str, replicas: i64| -> ScriptResult<()> {
-            h.block(scale(&e.docker, service, replicas))
+            h.block(scale(e, service, replicas))
         },
     );
 
