@@ -58,11 +58,17 @@ pub(super) async fn deploy_recorded(
         Ok::<_, Box<rhai::EvalAltResult>>(names)
     }
     .await;
-    let after = snapshot(e, stack).await?;
-    let changed = changes(&before, &after);
+    let after = snapshot(e, stack).await;
     let error = match applied {
         Ok(names) => {
-            prune_old_versions(host, d, stack, &new_secrets, &new_configs).await?;
+            let after = after?;
+            let changed = changes(&before, &after);
+            if let Err(e) = prune_old_versions(host, d, stack, &new_secrets, &new_configs).await {
+                host.warn(&format!(
+                    "keeping old config and secret versions: {}",
+                    message_of(&e)
+                ));
+            }
             if changed.is_empty() {
                 if let Some(rev) = base {
                     host.say(&format!(
@@ -85,25 +91,32 @@ pub(super) async fn deploy_recorded(
         Err(e) if host.is_interrupted() => return Err(e),
         Err(e) => message_of(&e),
     };
+    // What the failed deploy changed, for the history (nothing known if the engine is gone).
+    let changed = after.map(|a| changes(&before, &a)).unwrap_or_default();
     let (status, verdict) = match base {
         Some(rev) if safety.rollback => {
             host.warn(&format!(
                 "the deploy of stack {stack} failed ({error}); rolling the stack back to revision {rev}"
             ));
-            let known = task_ids(d, stack).await?;
-            restore(host, e, stack, &before).await?;
-            let back = converge(host, d, stack, &known, safety.timeout).await;
-            // The versions the failed deploy made, which no service uses now.
-            prune_old_versions(host, d, stack, &state_names(&before, "secrets"), &state_names(&before, "configs")).await?;
+            let back = async {
+                let known = task_ids(d, stack).await?;
+                restore(host, e, stack, &before).await?;
+                converge(host, d, stack, &known, safety.timeout).await?;
+                // The versions the failed deploy made, which no service uses now.
+                let (secrets, configs) =
+                    (state_names(&before, "secrets"), state_names(&before, "configs"));
+                prune_old_versions(host, d, stack, &secrets, &configs).await
+            }
+            .await;
             match back {
                 Ok(()) => (
                     format!("failed: {error}; rolled back to revision {rev}"),
                     format!("{error}; the stack was rolled back to revision {rev}"),
                 ),
                 Err(e) => (
-                    format!("failed: {error}; the rollback to revision {rev} did not converge"),
+                    format!("failed: {error}; the rollback to revision {rev} failed too"),
                     format!(
-                        "{error}; the stack was rolled back to revision {rev}, which did not converge either: {}",
+                        "{error}; rolling the stack back to revision {rev} failed too: {}",
                         message_of(&e)
                     ),
                 ),
@@ -119,9 +132,15 @@ pub(super) async fn deploy_recorded(
         ),
     };
     if !changed.is_empty() {
-        history
+        let recorded = history
             .append(d, &safety.operation, &status, changed, None)
-            .await?;
+            .await;
+        if let Err(e) = recorded {
+            host.warn(&format!(
+                "the failed deploy is not in the history: {}",
+                message_of(&e)
+            ));
+        }
     }
     Err(script_err(verdict))
 }
