@@ -275,6 +275,8 @@ pub fn remove_stack(name: &str) {
     for v in docker_quiet(&["volume", "ls", "-q", "--filter", &format!("name={name}_")]).lines() {
         docker_quiet(&["volume", "rm", "-f", v]);
     }
+    // The stack's revisions (src/host/docker/revisions.rs) outlive `docker stack rm`.
+    docker_quiet(&["config", "rm", &format!("wsm-state-stack.{name}.revisions")]);
 }
 
 impl Drop for TestStack {

@@ -10,11 +10,17 @@
 mod container;
 pub mod context;
 mod converge;
+mod diff;
 mod image;
 mod objects;
+mod plan;
+mod raw;
+mod revisions;
+mod rollback;
 mod service;
 mod ssh_transport;
 mod stack;
+pub mod store;
 mod swarm;
 
 pub use container::exec_collect;
@@ -50,6 +56,14 @@ fn docker_message(e: &bollard::errors::Error) -> String {
             message.trim().to_string()
         }
         other => other.to_string(),
+    }
+}
+
+/// The HTTP status of an API error, None for any other error.
+fn status_of(e: &bollard::errors::Error) -> Option<u16> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
     }
 }
 
@@ -340,4 +354,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     image::register(engine, host);
     swarm::register(engine, host);
     service::register(engine, host);
+    store::register(engine, host);
+    rollback::register(engine, host);
+    plan::register(engine, host);
 }

@@ -33,7 +33,7 @@ pub(super) enum Kind {
 }
 
 impl Kind {
-    fn word(self) -> &'static str {
+    pub(super) fn word(self) -> &'static str {
         match self {
             Kind::Secret => "secret",
             Kind::Config => "config",
@@ -41,7 +41,7 @@ impl Kind {
     }
 
     /// The reference list in a `ContainerSpec` and the name and id fields of its entries.
-    fn fields(self) -> (&'static str, &'static str, &'static str) {
+    pub(super) fn fields(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Kind::Secret => ("Secrets", "SecretName", "SecretID"),
             Kind::Config => ("Configs", "ConfigName", "ConfigID"),
@@ -50,7 +50,11 @@ impl Kind {
 }
 
 /// The objects of a kind, filtered.
-async fn list(d: &Docker, kind: Kind, f: HashMap<String, Vec<String>>) -> ScriptResult<Vec<Value>> {
+pub(super) async fn list(
+    d: &Docker,
+    kind: Kind,
+    f: HashMap<String, Vec<String>>,
+) -> ScriptResult<Vec<Value>> {
     match kind {
         Kind::Secret => {
             let o = ListSecretsOptions { filters: Some(f) };
@@ -154,7 +158,7 @@ pub(super) fn point_references(
 }
 
 /// Whether a name is a content version wsm made: `<base>-<8 hex>`.
-fn is_versioned(name: &str) -> bool {
+pub(super) fn is_versioned(name: &str) -> bool {
     name.rsplit_once('-').is_some_and(|(_, h)| {
         h.len() == 8
             && h.chars()

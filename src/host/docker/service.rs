@@ -63,12 +63,13 @@ async fn rollback(d: &Docker, service: &str) -> ScriptResult<()> {
 
 /// Bumps a service's `TaskTemplate.ForceUpdate`, which replaces every task by the service's
 /// update policy even though nothing else changed. Returns the new counter.
-async fn force_update(d: &Docker, service: &str) -> ScriptResult<i64> {
-    let svc = existing(d, service).await?;
-    let mut spec = svc["Spec"].clone();
+async fn force_update(e: &EngineHandle, service: &str) -> ScriptResult<i64> {
+    // Read as the engine stores it: through bollard's model the health check would be lost.
+    let svc = super::raw::service(e, service).await?;
+    let mut spec = super::raw::spec_for_bollard(&svc["Spec"]);
     let next = spec["TaskTemplate"]["ForceUpdate"].as_i64().unwrap_or(0) + 1;
     spec["TaskTemplate"]["ForceUpdate"] = next.into();
-    update(d, &svc, spec, None).await?;
+    update(&e.docker, &svc, spec, None).await?;
     Ok(next)
 }
 
@@ -240,7 +241,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_fn(
         "force_update",
         move |e: &mut EngineHandle, service: &str| -> ScriptResult<i64> {
-            h.block(force_update(&e.docker, service))
+            h.block(force_update(e, service))
         },
     );
 

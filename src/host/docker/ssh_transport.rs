@@ -46,6 +46,20 @@ pub async fn connect(host: &str, timeout: u64, version: &ClientVersion) -> Resul
         .map_err(|e| e.to_string())
 }
 
+/// One raw connection to the engine of `ssh://…` (for `raw`), over the shared master.
+pub(super) async fn dial(
+    host: &str,
+) -> Result<impl hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static, String> {
+    let target = host.trim_end_matches('/');
+    let session = ssh::shared_session(target).await?;
+    tower_service::Service::call(
+        &mut DialStdio { session },
+        Uri::from_static("http://docker"),
+    )
+    .await
+    .map_err(|e| format!("cannot reach the Docker engine at {target}: {e}"))
+}
+
 /// Connects hyper to the engine: each connection runs `docker system dial-stdio` on the host.
 #[derive(Clone)]
 struct DialStdio {

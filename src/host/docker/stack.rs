@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::converge::{converge, engine_gone, task_ids};
 use super::image::{registry_credentials, registry_of};
 use super::objects::{self, FileObject, Kind};
+use super::rollback::{deploy_recorded, Safety};
 use super::{
     absent_on_404, docker_message, engine_error, failed, list_networks, list_services, list_tasks,
     stack_filter, str_at, EngineHandle,
@@ -27,22 +28,25 @@ use crate::host::{script_err, usage_err, Host, ScriptResult};
 
 /// What `e.deploy` creates, as `compose::plan` describes it.
 #[derive(Deserialize)]
-struct Plan {
-    services: Vec<Named>,
+pub(super) struct Plan {
+    pub services: Vec<Named>,
     #[serde(default)]
-    networks: Vec<Named>,
+    pub networks: Vec<Named>,
     #[serde(default)]
-    secrets: Vec<FileObject>,
+    pub secrets: Vec<FileObject>,
     #[serde(default)]
-    configs: Vec<FileObject>,
+    pub configs: Vec<FileObject>,
     #[serde(default)]
     warnings: Vec<String>,
 }
 
 /// How `e.deploy` goes about it: `opts` of the script.
-struct DeployOptions {
+pub(super) struct DeployOptions {
     /// Remove the stack's services the plan no longer has.
     prune: bool,
+    /// Remove the stack's config and secret versions the plan no longer has at the end (a
+    /// recorded deploy does it itself once the stack has converged: a rollback needs them).
+    pub prune_versions: bool,
     /// "always" (query the registry for every image's digest), "changed" (only for images
     /// that changed since the last deploy) or "never", as `docker stack deploy --resolve-image`.
     resolve_image: String,
@@ -52,15 +56,15 @@ struct DeployOptions {
 
 /// A service or network of a plan: its full name and its Engine API spec.
 #[derive(Deserialize)]
-struct Named {
-    name: String,
-    spec: Value,
+pub(super) struct Named {
+    pub name: String,
+    pub spec: Value,
 }
 
 /// Pins each service's image to the digest its registry holds now (`name:tag@sha256:…`), as
 /// `docker stack deploy` does, so every node runs the same image and `update` notices a new
 /// push. An image the registry cannot tell about keeps its tag (shown with `-v`).
-async fn pin_image_digests(
+pub(super) async fn pin_image_digests(
     host: &Host,
     d: &Docker,
     services: &mut [Named],
@@ -119,7 +123,11 @@ async fn pin_image_digests(
 /// all with "always", new ones and those whose file image changed with "changed", none with
 /// "never". A service whose file image did not change otherwise keeps the image it runs, so
 /// an unchanged deploy rolls nothing.
-fn resolve_images(services: &mut [Named], existing: &[Value], mode: &str) -> HashSet<String> {
+pub(super) fn resolve_images(
+    services: &mut [Named],
+    existing: &[Value],
+    mode: &str,
+) -> HashSet<String> {
     let mut query = HashSet::new();
     for svc in services.iter_mut() {
         let old = existing
@@ -146,7 +154,7 @@ fn resolve_images(services: &mut [Named], existing: &[Value], mode: &str) -> Has
 /// Creates the plan's missing networks, secrets and configs and its services, updates the
 /// services that exist, removes services the plan no longer has when `prune`, and the content
 /// versions of secrets and configs no service uses any more. Returns the plan's service names.
-async fn deploy(
+pub(super) async fn deploy(
     host: &Host,
     d: &Docker,
     stack: &str,
@@ -242,11 +250,24 @@ async fn deploy(
             }
         }
     }
-    for (kind, objs) in [(Kind::Secret, &secrets), (Kind::Config, &configs)] {
-        let keep: HashSet<String> = objs.iter().map(|o| o.name.clone()).collect();
-        objects::prune_versions(host, d, stack, kind, &keep).await?;
+    if opts.prune_versions {
+        let names = |objs: &[FileObject]| objs.iter().map(|o| o.name.clone()).collect();
+        prune_old_versions(host, d, stack, &names(&secrets), &names(&configs)).await?;
     }
     Ok(names)
+}
+
+/// Removes the stack's secret and config versions that are not named here and that no
+/// service uses: the old versions of a changed file.
+pub(super) async fn prune_old_versions(
+    host: &Host,
+    d: &Docker,
+    stack: &str,
+    secrets: &HashSet<String>,
+    configs: &HashSet<String>,
+) -> ScriptResult<()> {
+    objects::prune_versions(host, d, stack, Kind::Secret, secrets).await?;
+    objects::prune_versions(host, d, stack, Kind::Config, configs).await
 }
 
 /// Removes a stack's services, waits until their tasks are gone, then removes its networks.
@@ -349,30 +370,25 @@ async fn remove_stack(
 }
 
 /// Sets a service's replica count, making it a replicated service.
-async fn scale(d: &Docker, service: &str, replicas: i64) -> ScriptResult<()> {
-    let svc = d
-        .inspect_service(service, None)
+async fn scale(e: &EngineHandle, service: &str, replicas: i64) -> ScriptResult<()> {
+    // Read as the engine stores it: through bollard's model the health check would be lost.
+    let svc = super::raw::service(e, service).await?;
+    let mut spec = super::raw::spec_for_bollard(&svc["Spec"]);
+    spec["Mode"] = serde_json::json!({"Replicated": {"Replicas": replicas}});
+    let spec: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
+    let version = svc["Version"]["Index"].as_i64().unwrap_or(0) as i32;
+    e.docker
+        .update_service(
+            service,
+            spec,
+            UpdateServiceOptions {
+                version,
+                ..Default::default()
+            },
+            None,
+        )
         .await
         .map_err(engine_error)?;
-    let mut spec = svc.spec.ok_or_else(|| script_err("service without spec"))?;
-    spec.mode = Some(bollard::models::ServiceSpecMode {
-        replicated: Some(bollard::models::ServiceSpecModeReplicated {
-            replicas: Some(replicas),
-        }),
-        ..Default::default()
-    });
-    let version = svc.version.and_then(|v| v.index).unwrap_or(0) as i32;
-    d.update_service(
-        service,
-        spec,
-        UpdateServiceOptions {
-            version,
-            ..Default::default()
-        },
-        None,
-    )
-    .await
-    .map_err(engine_error)?;
     Ok(())
 }
 
@@ -380,8 +396,11 @@ async fn scale(d: &Docker, service: &str, replicas: i64) -> ScriptResult<()> {
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     // e.deploy(stack, plan, opts) — create/update the stack's networks, secrets, configs and
     // services from a `compose::plan`; opts: prune (true), wait (true), timeout (seconds, 300),
-    // resolve_image ("always" | "changed" | "never"), with_registry_auth (false). Waits until
-    // services run and jobs complete (a failed job fails it). Returns the service names.
+    // resolve_image ("always" | "changed" | "never"), with_registry_auth (false), record (false;
+    // true: keep the stack's revisions, see `revisions`, as the stack commands do), rollback
+    // (true: a recorded deploy that fails to converge returns the stack to its previous
+    // revision), operation ("deploy": the command, for the history).
+    // Waits until services run and jobs complete (a failed job fails it). Returns the names.
     let h = host.clone();
     engine.register_fn(
         "deploy",
@@ -400,20 +419,29 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             }
             let options = DeployOptions {
                 prune: opt_bool(&opts, "prune", true),
+                prune_versions: true,
                 resolve_image,
                 with_registry_auth: opt_bool(&opts, "with_registry_auth", false),
             };
-            let wait = opt_bool(&opts, "wait", true);
-            let timeout = opt_secs(&opts, "timeout", 300);
+            let safety = Safety {
+                operation: opt_str(&opts, "operation", "deploy"),
+                wait: opt_bool(&opts, "wait", true),
+                timeout: opt_secs(&opts, "timeout", 300),
+                rollback: opt_bool(&opts, "rollback", true),
+            };
             let d = &e.docker;
-            let names = h.block(async {
-                let known = task_ids(d, stack).await?;
-                let names = deploy(&h, d, stack, plan, &options).await?;
-                if wait {
-                    converge(&h, d, stack, &known, timeout).await?;
-                }
-                Ok(names)
-            })?;
+            let names = if opt_bool(&opts, "record", false) {
+                h.block(deploy_recorded(&h, e, stack, plan, options, &safety))?
+            } else {
+                h.block(async {
+                    let known = task_ids(d, stack).await?;
+                    let names = deploy(&h, d, stack, plan, &options).await?;
+                    if safety.wait {
+                        converge(&h, d, stack, &known, safety.timeout).await?;
+                    }
+                    Ok(names)
+                })?
+            };
             Ok(names.into_iter().map(Dynamic::from).collect())
         },
     );
@@ -436,7 +464,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_fn(
         "scale",
         move |e: &mut EngineHandle, service: &str, replicas: i64| -> ScriptResult<()> {
-            h.block(scale(&e.docker, service, replicas))
+            h.block(scale(e, service, replicas))
         },
     );
 

@@ -1,0 +1,154 @@
+//! Reading the Engine API's JSON as the engine writes it, past bollard's models. bollard's
+//! `TaskSpecContainerSpec` names a service's health check `HealthCheck`, while the engine
+//! writes `Healthcheck`: read through bollard, every service's health check is silently lost,
+//! and a spec written back from such a read drops it. What must keep a service's spec whole
+//! (revisions, rollbacks, plans) reads services here, and turns the spec back into bollard's
+//! spelling with [`spec_for_bollard`] before sending it.
+
+use std::collections::HashMap;
+
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use super::{ssh_transport, EngineHandle, NAMESPACE_LABEL};
+use crate::host::{script_err, ScriptResult};
+
+/// Sends one GET over a fresh connection to the engine and parses the JSON answer.
+async fn get<S>(io: S, path: &str) -> Result<Value, String>
+where
+    S: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = hyper::Request::get(path)
+        .header("Host", "docker")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+/// GET `path` (`/services?…`, without the version) from the engine of `e`, as JSON.
+pub(super) async fn get_json(e: &EngineHandle, path: &str) -> Result<Value, String> {
+    let path = format!("/v{}{path}", e.api_version);
+    let host = e.host.as_str();
+    let answer = if let Some(socket) = host.strip_prefix("unix://") {
+        let s = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|err| err.to_string())?;
+        get(TokioIo::new(s), &path).await
+    } else if host.starts_with("ssh://") {
+        get(ssh_transport::dial(host).await?, &path).await
+    } else {
+        let addr = host
+            .trim_start_matches("tcp://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        let s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|err| err.to_string())?;
+        get(TokioIo::new(s), &path).await
+    };
+    answer.map_err(|err| format!("reading {path} from the Docker engine at {host}: {err}"))
+}
+
+/// The services of a stack exactly as the engine stores them.
+pub(super) async fn stack_services(e: &EngineHandle, stack: &str) -> ScriptResult<Vec<Value>> {
+    let filters = HashMap::from([("label", vec![format!("{NAMESPACE_LABEL}={stack}")])]);
+    let query = serde_json::to_string(&filters).map_err(script_err)?;
+    let query: String = url_escape(&query);
+    match get_json(e, &format!("/services?filters={query}")).await {
+        Ok(Value::Array(list)) => Ok(list),
+        Ok(other) => Err(script_err(format!("the engine listed services as {other}"))),
+        Err(err) => Err(script_err(err)),
+    }
+}
+
+/// One service (by name or id) exactly as the engine stores it.
+pub(super) async fn service(e: &EngineHandle, service: &str) -> ScriptResult<Value> {
+    get_json(e, &format!("/services/{}", url_escape(service)))
+        .await
+        .map_err(|err| {
+            if err.contains("404 Not Found") {
+                script_err(format!("service {service} not found"))
+            } else {
+                script_err(err)
+            }
+        })
+}
+
+/// Percent-encodes a query value.
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A service spec as the engine stores it, in bollard's spelling (`HealthCheck`), so that a
+/// `ServiceSpec` made from it keeps the health check.
+pub(super) fn spec_for_bollard(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    if let Some(cs) = spec
+        .pointer_mut("/TaskTemplate/ContainerSpec")
+        .and_then(Value::as_object_mut)
+    {
+        if let Some(h) = cs.remove("Healthcheck") {
+            cs.insert("HealthCheck".into(), h);
+        }
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_stored_health_check_survives_the_way_into_bollards_model() {
+        let stored = json!({"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "i",
+            "Healthcheck": {"Test": ["CMD", "true"], "Interval": 5000000000u64}}}});
+        let lost: bollard::models::ServiceSpec = serde_json::from_value(stored.clone()).unwrap();
+        assert!(lost
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap()
+            .health_check
+            .is_none());
+        let kept: bollard::models::ServiceSpec =
+            serde_json::from_value(spec_for_bollard(&stored)).unwrap();
+        let check = kept
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap()
+            .health_check
+            .unwrap();
+        assert_eq!(check.test.unwrap(), ["CMD", "true"]);
+        assert_eq!(url_escape("{\"a\":[1]}"), "%7B%22a%22%3A%5B1%5D%7D");
+    }
+}

@@ -1,0 +1,220 @@
+//! Whole-stack safety around a deploy: the deploy that records revisions and returns the stack
+//! to its previous revision when it fails to converge (a rejected image, a task that keeps
+//! failing, the deadline), and `e.rollback_stack`, which returns it to any kept revision.
+//! `revisions` says what a revision holds.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rhai::{Array, Dynamic, Engine, Map};
+
+use super::converge::{converge, task_ids};
+use super::objects::FileObject;
+use super::revisions::{
+    changes, message_of, restore, snapshot, state_names, summary, target, History,
+};
+use super::stack::{deploy, prune_old_versions, DeployOptions, Plan};
+use super::EngineHandle;
+use crate::host::opts::{opt_bool, opt_int, opt_secs};
+use crate::host::{script_err, to_dynamic, Host, ScriptResult};
+
+/// How a recorded deploy goes: the command it serves (for the history), whether it waits,
+/// for how long, and whether a failure rolls the stack back.
+pub(super) struct Safety {
+    pub operation: String,
+    pub wait: bool,
+    pub timeout: Duration,
+    pub rollback: bool,
+}
+
+/// Deploys `plan` as `deploy` does, with revisions: the state found is recorded first; a
+/// deploy that changed something records the state it left; one that failed (and did not
+/// meet Ctrl-C) puts every service back as it was, waits for that, records the failure, and
+/// fails with the first error and the revision it returned to.
+pub(super) async fn deploy_recorded(
+    host: &Host,
+    e: &EngineHandle,
+    stack: &str,
+    plan: Plan,
+    mut opts: DeployOptions,
+    safety: &Safety,
+) -> ScriptResult<Vec<String>> {
+    let d = &e.docker;
+    let before = snapshot(e, stack).await?;
+    let mut history = History::load(d, stack).await?;
+    let base = history.record_found(d, &before).await?;
+    // Old config and secret versions go once the stack has converged: a rollback needs them.
+    opts.prune_versions = false;
+    let names =
+        |objs: &[FileObject]| -> HashSet<String> { objs.iter().map(|o| o.name.clone()).collect() };
+    let (new_secrets, new_configs) = (names(&plan.secrets), names(&plan.configs));
+    let known = task_ids(d, stack).await?;
+    let applied = async {
+        let names = deploy(host, d, stack, plan, &opts).await?;
+        if safety.wait {
+            converge(host, d, stack, &known, safety.timeout).await?;
+        }
+        Ok::<_, Box<rhai::EvalAltResult>>(names)
+    }
+    .await;
+    let after = snapshot(e, stack).await;
+    let error = match applied {
+        Ok(names) => {
+            let after = after?;
+            let changed = changes(&before, &after);
+            if let Err(e) = prune_old_versions(host, d, stack, &new_secrets, &new_configs).await {
+                host.warn(&format!(
+                    "keeping old config and secret versions: {}",
+                    message_of(&e)
+                ));
+            }
+            if changed.is_empty() {
+                if let Some(rev) = base {
+                    host.say(&format!(
+                        "Stack {stack}: no changes; still at revision {rev}"
+                    ));
+                }
+                return Ok(names);
+            }
+            let status = if safety.wait {
+                "deployed"
+            } else {
+                "applied, not waited for"
+            };
+            let rev = history
+                .append(d, &safety.operation, status, changed, Some(after))
+                .await?;
+            host.say(&format!("Stack {stack}: revision {rev} recorded"));
+            return Ok(names);
+        }
+        Err(e) if host.is_interrupted() => return Err(e),
+        Err(e) => message_of(&e),
+    };
+    // What the failed deploy changed, for the history (nothing known if the engine is gone).
+    let changed = after.map(|a| changes(&before, &a)).unwrap_or_default();
+    let (status, verdict) = match base {
+        Some(rev) if safety.rollback => {
+            host.warn(&format!(
+                "the deploy of stack {stack} failed ({error}); rolling the stack back to revision {rev}"
+            ));
+            let back = async {
+                let known = task_ids(d, stack).await?;
+                restore(host, e, stack, &before).await?;
+                converge(host, d, stack, &known, safety.timeout).await?;
+                // The versions the failed deploy made, which no service uses now.
+                let (secrets, configs) =
+                    (state_names(&before, "secrets"), state_names(&before, "configs"));
+                prune_old_versions(host, d, stack, &secrets, &configs).await
+            }
+            .await;
+            match back {
+                Ok(()) => (
+                    format!("failed: {error}; rolled back to revision {rev}"),
+                    format!("{error}; the stack was rolled back to revision {rev}"),
+                ),
+                Err(e) => (
+                    format!("failed: {error}; the rollback to revision {rev} failed too"),
+                    format!(
+                        "{error}; rolling the stack back to revision {rev} failed too: {}",
+                        message_of(&e)
+                    ),
+                ),
+            }
+        }
+        Some(rev) => (
+            format!("failed: {error}; left as it is (no rollback)"),
+            format!("{error}; the stack was left as it is (`stack rollback --to {rev}` returns it to the previous revision)"),
+        ),
+        None => (
+            format!("failed: {error}; no previous revision"),
+            format!("{error}; the stack had no previous revision to roll back to"),
+        ),
+    };
+    if !changed.is_empty() {
+        let recorded = history
+            .append(d, &safety.operation, &status, changed, None)
+            .await;
+        if let Err(e) = recorded {
+            host.warn(&format!(
+                "the failed deploy is not in the history: {}",
+                message_of(&e)
+            ));
+        }
+    }
+    Err(script_err(verdict))
+}
+
+/// Returns the stack to revision `to` (0: the one before the current), waits unless told
+/// not to, and records the rollback as a revision. Returns #{from, to, rev}.
+async fn rollback_stack(
+    host: &Host,
+    e: &EngineHandle,
+    stack: &str,
+    to: i64,
+    wait: bool,
+    timeout: Duration,
+) -> ScriptResult<Map> {
+    let d = &e.docker;
+    let before = snapshot(e, stack).await?;
+    let mut history = History::load(d, stack).await?;
+    let from = history.record_found(d, &before).await?;
+    let goal = target(&history, stack, to)?;
+    let goal_rev = goal["rev"].as_i64().unwrap_or(0);
+    let state = &goal["state"];
+    let known = task_ids(d, stack).await?;
+    restore(host, e, stack, state).await?;
+    if wait {
+        converge(host, d, stack, &known, timeout).await?;
+    }
+    let after = snapshot(e, stack).await?;
+    let rev = history
+        .append(
+            d,
+            "rollback",
+            &format!("rolled back to revision {goal_rev}"),
+            changes(&before, &after),
+            Some(after),
+        )
+        .await?;
+    let mut m = Map::new();
+    m.insert(
+        "from".into(),
+        from.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+    );
+    m.insert("to".into(), Dynamic::from(goal_rev));
+    m.insert("rev".into(), Dynamic::from(rev));
+    Ok(m)
+}
+
+/// Registers `e.stack_history` and `e.rollback_stack`.
+pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
+    // e.stack_history(stack) — the stack's kept revisions, oldest first: #{rev, time, by
+    // (user@host), operation, status, changes: [..], images: #{service: digest}}.
+    let h = host.clone();
+    engine.register_fn(
+        "stack_history",
+        move |e: &mut EngineHandle, stack: &str| -> ScriptResult<Array> {
+            let history = h.block(History::load(&e.docker, stack))?;
+            history
+                .revisions
+                .iter()
+                .map(|r| to_dynamic(&summary(r)))
+                .collect()
+        },
+    );
+
+    // e.rollback_stack(stack, opts) — return every service of the stack to a kept revision;
+    // opts: to (revision number; 0 or absent: the one before the current), wait (true),
+    // timeout (seconds, 300). Records the rollback as a new revision; returns #{from, to, rev}.
+    let h = host.clone();
+    engine.register_fn(
+        "rollback_stack",
+        move |e: &mut EngineHandle, stack: &str, opts: Map| -> ScriptResult<Map> {
+            let to = opt_int(&opts, "to", 0);
+            let wait = opt_bool(&opts, "wait", true);
+            let timeout = opt_secs(&opts, "timeout", 300);
+            h.block(rollback_stack(&h, e, stack, to, wait, timeout))
+        },
+    );
+}

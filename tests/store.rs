@@ -1,0 +1,174 @@
+//! The swarm state store (`src/host/docker/store.rs`) on the real engine, through `wsm run`
+//! scripts, with the Docker CLI as witness: a document round-trips (its labels decoded by
+//! hand from `docker config inspect`), of two concurrent writers of one version the second is
+//! told and nothing is overwritten, an oversize document is refused with the stored one
+//! unchanged.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Child, Stdio};
+
+use base64::Engine as _;
+use common::*;
+use serde_json::{json, Value};
+
+/// Waits for a spawned wsm and returns what it printed.
+fn finish(child: Child) -> Run {
+    child.wait_with_output().unwrap().into()
+}
+
+/// Runs a Rhai batch file through `wsm run` with ARGS.
+fn run_script(dir: &std::path::Path, text: &str, args: &[&str]) -> std::process::Command {
+    let path = dir.join(format!("s{}.rhai", unique("")));
+    std::fs::write(&path, text).unwrap();
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let mut all = vec!["run", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let mut c = wsm_command(dir, &config, &all);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+/// Removes a store document's object when the test ends.
+struct DocGuard(String);
+
+impl Drop for DocGuard {
+    fn drop(&mut self) {
+        docker_quiet(&["config", "rm", &format!("wsm-state-{}", self.0)]);
+    }
+}
+
+/// The document as the Docker CLI shows it: its labels decoded by hand.
+fn doc_by_docker(name: &str) -> Value {
+    let labels: Value = serde_json::from_str(&docker(&[
+        "config",
+        "inspect",
+        &format!("wsm-state-{name}"),
+        "--format",
+        "{{json .Spec.Labels}}",
+    ]))
+    .unwrap();
+    let packed = base64::engine::general_purpose::STANDARD
+        .decode(labels["wsm.state.data"].as_str().unwrap())
+        .unwrap();
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(&packed[..])
+        .read_to_string(&mut json)
+        .unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+#[test]
+fn a_document_round_trips_a_concurrent_writer_is_told_and_an_oversize_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = format!("test.{}", unique("doc"));
+    let _guard = DocGuard(doc.clone());
+
+    let write = r#"
+        let e = docker::connect("");
+        let v = e.store_write(ARGS[0], #{ list: [1, 2, #{ b: "c" }], text: "ü", writers: [] }, ());
+        let r = e.store_read(ARGS[0]);
+        print(term::json(#{ written: v, read: r }));
+    "#;
+    let out: Run = run_script(dir.path(), write, &[&doc])
+        .output()
+        .unwrap()
+        .into();
+    let seen: Value = serde_json::from_str(out.ok()).unwrap();
+    let want = json!({"list": [1, 2, {"b": "c"}], "text": "ü", "writers": []});
+    assert_eq!(seen["read"]["value"], want);
+    assert_eq!(seen["read"]["version"], seen["written"]);
+    assert!(seen["written"].as_i64().unwrap() > 0);
+    assert_eq!(
+        doc_by_docker(&doc),
+        want,
+        "the labels hold the document, gzip + base64"
+    );
+
+    // Two writers read the same version, then both write: one wins, the other is told.
+    let race = r#"
+        let e = docker::connect("");
+        let d = e.store_read(ARGS[0]);
+        let at = parse_float(ARGS[2]);
+        while term::now() < at { term::sleep(20); }
+        let value = d.value;
+        value.writers.push(ARGS[1]);
+        try {
+            e.store_write(ARGS[0], value, d.version);
+            print("written");
+        } catch (err) {
+            print(`conflict: ${err.conflict}`);
+        }
+    "#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let at = format!("{:.3}", now + 4.0);
+    let one = run_script(dir.path(), race, &[&doc, "one", &at])
+        .spawn()
+        .unwrap();
+    let two = run_script(dir.path(), race, &[&doc, "two", &at])
+        .spawn()
+        .unwrap();
+    let (one, two) = (finish(one), finish(two));
+    let outcomes = [
+        ("one", one.ok().trim().to_string()),
+        ("two", two.ok().trim().to_string()),
+    ];
+    let winners: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, o)| o == "written")
+        .map(|(w, _)| *w)
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    let loser = outcomes.iter().find(|(_, o)| o != "written").unwrap();
+    assert!(
+        loser.1.starts_with(&format!(
+            "conflict: document {doc} was changed by another writer since version "
+        )) && loser.1.ends_with("; read it again and reapply the change"),
+        "{}",
+        loser.1
+    );
+    assert_eq!(
+        doc_by_docker(&doc)["writers"],
+        json!(winners),
+        "the winner's write stands alone"
+    );
+
+    // A document over the limit: refused in one line, the stored one unchanged.
+    let mut bytes = vec![0u8; 1_200_000];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    let big = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let big_path = dir.path().join("big.txt");
+    std::fs::write(&big_path, big).unwrap();
+    let before = doc_by_docker(&doc);
+    let oversize = r#"
+        let e = docker::connect("");
+        let d = e.store_read(ARGS[0]);
+        e.store_write(ARGS[0], #{ big: fs::read(ARGS[1]) }, d.version);
+    "#;
+    let r: Run = run_script(dir.path(), oversize, &[&doc, big_path.to_str().unwrap()])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(
+        lines[0].contains(&format!("document {doc} takes "))
+            && lines[0].contains("over the store's limit of 1024 KiB"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        doc_by_docker(&doc),
+        before,
+        "the stored document is unchanged"
+    );
+}
