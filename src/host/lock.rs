@@ -3,15 +3,19 @@
 //! swarm creates atomically: creation fails when it exists. Its labels say who holds it
 //! (`user@host`, pid, machine), for what (`start`, `stop`, …), since when and until when.
 //!
-//! The holder renews `until` every [`RENEW`] while it lives, so a holder that crashed, was
-//! killed or lost its host blocks others for at most [`TTL`]; a holder on this machine whose
+//! The holder renews `until` every quarter of the TTL ([`ttl`], `WSM_LOCK_TTL` seconds, 60)
+//! while it lives, so a holder that crashed, was killed or lost its host blocks others for at
+//! most the TTL; a holder on this machine whose
 //! process is gone is broken at once. The lock goes when the value a script holds is dropped:
 //! when the command ends, by success, error or Ctrl-C. (A second Ctrl-C or SIGKILL ends the
 //! process at once: the next command breaks that lock as stale.)
 //!
 //! A second command waits for the lock, saying who holds it, up to its deadline: start, stop,
 //! update and reset are requests for a state, so running them one after the other is what both
-//! users asked for. Waiting 0 s makes the second command fail at once instead.
+//! users asked for. Waiting 0 s (`--no-wait`) makes the second command fail at once instead.
+//!
+//! `e.lock_status(stack)` shows the lock; `e.lock_release(stack)` removes it whoever holds it
+//! (`stack lock release --force`): the holder's next renewal finds it gone and says so.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -21,14 +25,25 @@ use bollard::models::ConfigSpec;
 use bollard::Docker;
 use rhai::Engine;
 
-use super::{script_err, Host, ScriptResult};
+use super::identity::{machine_id, process_alive, user_at_host};
+use super::{script_err, to_dynamic, Host, ScriptResult};
 use crate::host::docker::EngineHandle;
 use crate::host::progress::ProgressDisplay;
 
-/// How long a lock stays valid without being renewed.
-pub const TTL: Duration = Duration::from_secs(60);
-/// How often the holder renews it.
-pub const RENEW: Duration = Duration::from_secs(15);
+/// How long a lock stays valid without being renewed: `WSM_LOCK_TTL` seconds, else 60.
+pub fn ttl() -> Duration {
+    let secs = std::env::var("WSM_LOCK_TTL")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s >= 2)
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
+/// How often the holder renews it: a quarter of the TTL.
+pub fn renew_every() -> Duration {
+    ttl() / 4
+}
 
 /// The label every wsm lock carries, with the kind of lock as its value.
 const KIND_LABEL: &str = "wsm.lock";
@@ -45,16 +60,16 @@ pub struct Holder {
 }
 
 impl Holder {
-    /// This process, doing `operation`, from now until now + TTL.
+    /// This process, doing `operation`, from now until now + ttl().
     fn this_process(operation: &str) -> Self {
         let now = SystemTime::now();
         Holder {
             operation: operation.to_string(),
-            user_host: format!("{}@{}", user_name(), host_name()),
+            user_host: user_at_host(),
             pid: std::process::id(),
             machine: machine_id(),
             since: now,
-            until: now + TTL,
+            until: now + ttl(),
         }
     }
 
@@ -115,68 +130,7 @@ impl Holder {
 /// The swarm config name of a stack's lock: `wsm-lock-<stack>`, or a hash of the stack name
 /// when that would not be a valid config name (over 64 characters, not ending alphanumeric).
 pub fn lock_name(stack: &str) -> String {
-    let plain = format!("wsm-lock-{stack}");
-    if plain.len() <= 64 && plain.ends_with(|c: char| c.is_ascii_alphanumeric()) {
-        return plain;
-    }
-    use sha2::Digest;
-    let digest = hex::encode(sha2::Sha256::digest(stack.as_bytes()));
-    let readable: String = stack
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
-        .take(30)
-        .collect();
-    format!("wsm-lock-{readable}-{}", &digest[..16])
-}
-
-fn user_name() -> String {
-    // SAFETY: getpwuid returns a pointer into static storage or null; read at once.
-    let from_passwd = unsafe {
-        let pw = libc::getpwuid(libc::geteuid());
-        if pw.is_null() {
-            None
-        } else {
-            Some(
-                std::ffi::CStr::from_ptr((*pw).pw_name)
-                    .to_string_lossy()
-                    .into_owned(),
-            )
-        }
-    };
-    from_passwd
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
-    if ok && end > 0 {
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "unknown".into()
-    }
-}
-
-/// This machine's identity, so that a lock held here by a process that is gone can be broken.
-fn machine_id() -> String {
-    std::fs::read_to_string("/etc/machine-id")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(host_name)
-}
-
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks whether the process exists.
-    pid > 0
-        && (unsafe { libc::kill(pid, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
+    crate::host::docker::store::object_name("wsm-lock-", stack)
 }
 
 fn status_of(e: &bollard::errors::Error) -> Option<u16> {
@@ -225,7 +179,7 @@ impl Drop for Held {
             eprintln!(
                 "warning: could not release the lock of stack {} ({why}); it expires within {} s",
                 self.stack,
-                TTL.as_secs()
+                ttl().as_secs()
             );
         }
     }
@@ -249,8 +203,8 @@ fn spawn_renewer(
 ) -> tokio::task::JoinHandle<()> {
     rt.spawn(async move {
         loop {
-            tokio::time::sleep(RENEW).await;
-            holder.until = SystemTime::now() + TTL;
+            tokio::time::sleep(renew_every()).await;
+            holder.until = SystemTime::now() + ttl();
             let Ok(cfg) = docker.inspect_config(&id).await else {
                 eprintln!("warning: the lock of stack {stack} was taken away (broken as stale?)");
                 return;
@@ -461,7 +415,38 @@ impl Waiting {
     }
 }
 
-/// Registers `e.lock_stack(stack, operation, wait_secs)` and the `StackLock` type.
+/// The lock of `stack` as it stands: who holds it for what, since and until when, and why it
+/// is stale ("" while its holder may be at work); `None` when nobody holds it.
+async fn status(d: &Docker, stack: &str) -> ScriptResult<Option<(String, Holder)>> {
+    let name = lock_name(stack);
+    match tokio::time::timeout(Duration::from_secs(30), d.inspect_config(&name)).await {
+        Err(_) => Err(script_err("the Docker engine did not answer within 30 s")),
+        Ok(Err(e)) if status_of(&e) == Some(404) => Ok(None),
+        Ok(Err(e)) => Err(script_err(format!("cannot read the lock {name}: {}", message(&e)))),
+        Ok(Ok(cfg)) => {
+            let labels = cfg.spec.and_then(|s| s.labels).unwrap_or_default();
+            Ok(Some((cfg.id.unwrap_or_default(), Holder::from_labels(&labels))))
+        }
+    }
+}
+
+/// A holder as a script sees it.
+fn holder_map(h: &Holder) -> ScriptResult<rhai::Dynamic> {
+    let time = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    to_dynamic(&serde_json::json!({
+        "operation": h.operation,
+        "holder": h.user_host,
+        "pid": h.pid,
+        "machine": h.machine,
+        "since": time(h.since),
+        "until": time(h.until),
+        "stale": h.stale_because(SystemTime::now()).unwrap_or_default(),
+        "description": h.describe(),
+    }))
+}
+
+/// Registers `e.lock_stack(stack, operation, wait_secs)`, `e.lock_status(stack)`,
+/// `e.lock_release(stack)` and the `StackLock` type.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_type_with_name::<StackLock>("StackLock");
     // l.name — the swarm config object that holds the lock.
@@ -485,6 +470,44 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
                 operation,
                 Duration::from_secs(wait.max(0) as u64),
             )
+        },
+    );
+
+    // e.lock_status(stack) — #{operation, holder (user@host), pid, machine, since, until,
+    // stale (why it may be broken, "" while its holder may be at work), description}; () when
+    // the stack is not locked.
+    let h = host.clone();
+    engine.register_fn(
+        "lock_status",
+        move |e: &mut EngineHandle, stack: &str| -> ScriptResult<rhai::Dynamic> {
+            match h.block(status(&e.docker, stack))? {
+                Some((_, holder)) => holder_map(&holder),
+                None => Ok(rhai::Dynamic::UNIT),
+            }
+        },
+    );
+
+    // e.lock_release(stack) — remove the stack's lock whoever holds it (a forced take-over);
+    // returns the holder it removed as lock_status shows it, () when there was none.
+    let h = host.clone();
+    engine.register_fn(
+        "lock_release",
+        move |e: &mut EngineHandle, stack: &str| -> ScriptResult<rhai::Dynamic> {
+            let d = &e.docker;
+            let Some((id, holder)) = h.block(status(d, stack))? else {
+                return Ok(rhai::Dynamic::UNIT);
+            };
+            h.block(async {
+                match d.delete_config(&id).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if status_of(&e) == Some(404) => Ok(()),
+                    Err(e) => Err(script_err(format!(
+                        "cannot remove the lock of stack {stack}: {}",
+                        message(&e)
+                    ))),
+                }
+            })?;
+            holder_map(&holder)
         },
     );
 }
@@ -514,7 +537,7 @@ mod tests {
         let mut me = Holder::this_process("start");
         // Labels keep whole seconds.
         me.since = humantime::parse_rfc3339("2026-11-21T13:40:01Z").unwrap();
-        me.until = me.since + TTL;
+        me.until = me.since + ttl();
         assert_eq!(Holder::from_labels(&me.labels("demo")), me);
         assert!(me.describe().starts_with("start by "), "{}", me.describe());
     }
@@ -523,7 +546,7 @@ mod tests {
     fn a_lock_is_stale_when_not_renewed_or_when_its_process_here_is_gone() {
         let mut h = Holder::this_process("stop");
         assert_eq!(h.stale_because(SystemTime::now()), None);
-        let later = SystemTime::now() + TTL + Duration::from_secs(1);
+        let later = SystemTime::now() + ttl() + Duration::from_secs(1);
         assert!(h.stale_because(later).unwrap().contains("not renewed"));
         h.pid = i32::MAX as u32;
         assert_eq!(

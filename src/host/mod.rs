@@ -10,6 +10,7 @@ pub mod config;
 pub mod docker;
 pub mod fs;
 pub mod http;
+pub mod identity;
 pub mod lock;
 pub mod node_id;
 pub mod opts;

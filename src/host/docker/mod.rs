@@ -14,6 +14,7 @@ mod objects;
 mod service;
 mod ssh_transport;
 mod stack;
+pub mod store;
 mod swarm;
 
 pub use container::exec_collect;
@@ -49,6 +50,14 @@ fn docker_message(e: &bollard::errors::Error) -> String {
             message.trim().to_string()
         }
         other => other.to_string(),
+    }
+}
+
+/// The HTTP status of an API error, None for any other error.
+fn status_of(e: &bollard::errors::Error) -> Option<u16> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
     }
 }
 
@@ -324,4 +333,5 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     image::register(engine, host);
     swarm::register(engine, host);
     service::register(engine, host);
+    store::register(engine, host);
 }

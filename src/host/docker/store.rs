@@ -1,0 +1,375 @@
+//! The state store: named documents kept in the swarm's own replicated store (raft), so that
+//! every manager sees them and they outlive any one host. What several users or managers share
+//! lives here: a stack's deploy revisions (`docker::revisions`) today.
+//!
+//! **Why swarm config objects.** A document `NAME` is the config object `wsm-state-NAME`
+//! (hashed when the name would not be a valid config name, as the lock's name is). Configs are
+//! raft objects replicated to every manager, readable and writable with the Engine API alone,
+//! and they never reach a container unless a service names them. A config's data is immutable,
+//! but its labels may be updated, and `ConfigUpdate` takes the object's version index: the
+//! swarm refuses an update made against a stale version ("update out of sequence"). That is
+//! optimistic concurrency done by the swarm itself. InfraKit kept its state in one annotation
+//! of the swarm object, which serialises every writer of every document on one version; one
+//! object per document lets unrelated writers pass each other.
+//!
+//! **Encoding.** The document is JSON, gzip-compressed and base64-encoded into the label
+//! `wsm.state.data`; `wsm.state.sha256` holds the digest of the JSON, checked on every read,
+//! so a document changed by hand is reported, not trusted. The config's data is one line
+//! saying what the object is.
+//!
+//! **Concurrency.** [`read`] returns the document with its version. [`write`] with the version
+//! read replaces it only if nobody wrote in between; with no version it creates the document
+//! only if it does not exist. Either way a concurrent writer gets [`StoreError::Conflict`]
+//! and nothing is overwritten: it reads again and reapplies its change.
+//!
+//! **Size.** swarmkit caps one raft transaction at about 1.5 MiB (a larger update is refused
+//! with "raft message is too large"). A document's encoded form may take [`MAX_ENCODED`]
+//! (1 MiB), leaving room for the rest of the object. A larger document is refused with
+//! [`StoreError::TooLarge`], before anything is sent; the stored version stays as it was. A
+//! writer whose document grows (a history) trims it to fit (see `revisions`).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bollard::models::ConfigSpec;
+use bollard::query_parameters::{ListConfigsOptions, UpdateConfigOptions};
+use bollard::Docker;
+use rhai::{Array, Dynamic, Engine, Map};
+use serde_json::Value;
+use sha2::Digest;
+
+use super::{absent_on_404, docker_message, EngineHandle};
+use crate::host::{script_err, to_dynamic, to_json, usage_err, Host, ScriptResult};
+
+/// The most a document may take once compressed and encoded.
+pub const MAX_ENCODED: usize = 1024 * 1024;
+
+const KIND_LABEL: &str = "wsm.state";
+const NAME_LABEL: &str = "wsm.state.name";
+const DATA_LABEL: &str = "wsm.state.data";
+const SUM_LABEL: &str = "wsm.state.sha256";
+
+/// A document as read: its value and the version a write must name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Doc {
+    pub value: Value,
+    pub version: u64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug)]
+pub enum StoreError {
+    /// Another writer changed (or created, or removed) the document since it was read.
+    Conflict(String),
+    /// The document is over [`MAX_ENCODED`] once encoded.
+    TooLarge(String),
+    /// The engine refused or did not answer, or the stored document is damaged.
+    Failed(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Conflict(m) | StoreError::TooLarge(m) | StoreError::Failed(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+/// A valid swarm object name `<prefix><name>`: as is when it fits (64 characters, ends
+/// alphanumeric, only `[A-Za-z0-9-_.]`), else a readable part and a hash of the name.
+pub fn object_name(prefix: &str, name: &str) -> String {
+    let plain = format!("{prefix}{name}");
+    let valid = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if plain.len() <= 64 && plain.ends_with(|c: char| c.is_ascii_alphanumeric()) && plain.chars().all(valid)
+    {
+        return plain;
+    }
+    let digest = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+    let readable: String = name.chars().filter(|c| valid(*c)).take(30).collect();
+    format!("{prefix}{readable}-{}", &digest[..16])
+}
+
+/// The config object that holds document `name`.
+pub fn config_name(name: &str) -> String {
+    object_name("wsm-state-", name)
+}
+
+/// The document's encoded form: gzip of its JSON, base64; and the digest of the JSON.
+fn encode(name: &str, value: &Value) -> Result<(String, String), StoreError> {
+    let json = serde_json::to_vec(value).map_err(|e| StoreError::Failed(e.to_string()))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&json)
+        .map_err(|e| StoreError::Failed(e.to_string()))?;
+    let packed = gz.finish().map_err(|e| StoreError::Failed(e.to_string()))?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(packed);
+    if encoded.len() > MAX_ENCODED {
+        return Err(StoreError::TooLarge(format!(
+            "document {name} takes {} KiB compressed and encoded, over the store's limit of {} KiB (one swarm raft transaction); keep less in it",
+            encoded.len() / 1024,
+            MAX_ENCODED / 1024
+        )));
+    }
+    Ok((encoded, hex::encode(sha2::Sha256::digest(&json))))
+}
+
+/// The document back from its labels, its digest checked.
+fn decode(name: &str, labels: &HashMap<String, String>) -> Result<Value, StoreError> {
+    let damaged = |why: String| {
+        StoreError::Failed(format!(
+            "document {name} in the swarm store is damaged ({why}); remove it with `docker config rm {}`",
+            config_name(name)
+        ))
+    };
+    let data = labels
+        .get(DATA_LABEL)
+        .ok_or_else(|| damaged("no data".into()))?;
+    let packed = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| damaged(e.to_string()))?;
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&packed[..])
+        .read_to_end(&mut json)
+        .map_err(|e| damaged(e.to_string()))?;
+    if labels.get(SUM_LABEL).map(String::as_str)
+        != Some(hex::encode(sha2::Sha256::digest(&json)).as_str())
+    {
+        return Err(damaged("its digest does not match".into()));
+    }
+    serde_json::from_slice(&json).map_err(|e| damaged(e.to_string()))
+}
+
+fn labels_of(name: &str, encoded: String, sum: String) -> HashMap<String, String> {
+    HashMap::from([
+        (KIND_LABEL.into(), "1".into()),
+        (NAME_LABEL.into(), name.into()),
+        (DATA_LABEL.into(), encoded),
+        (SUM_LABEL.into(), sum),
+    ])
+}
+
+fn engine_failed(what: &str, e: &bollard::errors::Error) -> StoreError {
+    StoreError::Failed(format!("{what}: {}", docker_message(e)))
+}
+
+/// Reads document `name`: `None` when there is none.
+pub async fn read(d: &Docker, name: &str) -> Result<Option<Doc>, StoreError> {
+    let found = absent_on_404(d.inspect_config(&config_name(name)))
+        .await
+        .map_err(|e| engine_failed(&format!("reading document {name}"), &e))?;
+    let Some(cfg) = found else { return Ok(None) };
+    let labels = cfg.spec.and_then(|s| s.labels).unwrap_or_default();
+    Ok(Some(Doc {
+        value: decode(name, &labels)?,
+        version: cfg.version.and_then(|v| v.index).unwrap_or(0),
+    }))
+}
+
+/// Writes document `name`: replaces the version `expected` names, or creates the document
+/// when `expected` is `None`. Returns the new version. A concurrent writer's change is never
+/// overwritten: the write fails with [`StoreError::Conflict`].
+pub async fn write(
+    d: &Docker,
+    name: &str,
+    value: &Value,
+    expected: Option<u64>,
+) -> Result<u64, StoreError> {
+    let (encoded, sum) = encode(name, value)?;
+    let object = config_name(name);
+    let spec = ConfigSpec {
+        name: Some(object.clone()),
+        labels: Some(labels_of(name, encoded, sum)),
+        data: Some(base64::engine::general_purpose::STANDARD.encode(format!(
+            "wsm state document {name}: its content is in the labels ({DATA_LABEL})\n"
+        ))),
+        templating: None,
+    };
+    let conflict = |why: &str| {
+        StoreError::Conflict(format!(
+            "document {name} {why}; read it again and reapply the change"
+        ))
+    };
+    match expected {
+        None => match d.create_config(spec).await {
+            Ok(_) => {}
+            Err(e) if super::status_of(&e) == Some(409) => {
+                return Err(conflict("was created by another writer meanwhile"))
+            }
+            Err(e) => return Err(engine_failed(&format!("writing document {name}"), &e)),
+        },
+        Some(version) => {
+            let options = UpdateConfigOptions {
+                version: version as i64,
+            };
+            match d.update_config(&object, spec, options).await {
+                Ok(()) => {}
+                Err(e) if docker_message(&e).contains("out of sequence") => {
+                    return Err(conflict(&format!(
+                        "was changed by another writer since version {version}"
+                    )))
+                }
+                Err(e) if super::status_of(&e) == Some(404) => {
+                    return Err(conflict("was removed by another writer meanwhile"))
+                }
+                Err(e) if docker_message(&e).contains("too large") => {
+                    return Err(StoreError::TooLarge(format!(
+                        "document {name} is too large for one swarm raft transaction: {}",
+                        docker_message(&e)
+                    )))
+                }
+                Err(e) => return Err(engine_failed(&format!("writing document {name}"), &e)),
+            }
+        }
+    }
+    let written = d
+        .inspect_config(&object)
+        .await
+        .map_err(|e| engine_failed(&format!("reading document {name} back"), &e))?;
+    Ok(written.version.and_then(|v| v.index).unwrap_or(0))
+}
+
+/// Removes document `name`; false when there was none.
+pub async fn remove(d: &Docker, name: &str) -> Result<bool, StoreError> {
+    absent_on_404(d.delete_config(&config_name(name)))
+        .await
+        .map(|r| r.is_some())
+        .map_err(|e| engine_failed(&format!("removing document {name}"), &e))
+}
+
+/// The names of the stored documents that start with `prefix`.
+pub async fn list(d: &Docker, prefix: &str) -> Result<Vec<String>, StoreError> {
+    let filters = HashMap::from([("label".to_string(), vec![KIND_LABEL.to_string()])]);
+    let configs = d
+        .list_configs(Some(ListConfigsOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .map_err(|e| engine_failed("listing the store's documents", &e))?;
+    let mut names: Vec<String> = configs
+        .into_iter()
+        .filter_map(|c| c.spec?.labels?.get(NAME_LABEL).cloned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// A store error as a script error; a conflict is a map `#{conflict: message}` so a script can
+/// tell it apart (`catch (e) { if e.conflict != () … }`), and prints as its message.
+fn to_script(e: StoreError) -> Box<rhai::EvalAltResult> {
+    match e {
+        StoreError::Conflict(m) => {
+            let mut map = Map::new();
+            map.insert("conflict".into(), Dynamic::from(m.clone()));
+            map.insert("message".into(), Dynamic::from(m));
+            rhai::EvalAltResult::ErrorRuntime(Dynamic::from_map(map), rhai::Position::NONE).into()
+        }
+        other => script_err(other),
+    }
+}
+
+/// Registers the store methods of the `Engine` type.
+pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
+    // e.store_read(name) — #{value, version} of the document, () when there is none.
+    let h = host.clone();
+    engine.register_fn(
+        "store_read",
+        move |e: &mut EngineHandle, name: &str| -> ScriptResult<Dynamic> {
+            match h.block(async { read(&e.docker, name).await.map_err(to_script) })? {
+                None => Ok(Dynamic::UNIT),
+                Some(doc) => {
+                    let mut m = Map::new();
+                    m.insert("value".into(), to_dynamic(&doc.value)?);
+                    m.insert("version".into(), Dynamic::from(doc.version as i64));
+                    Ok(m.into())
+                }
+            }
+        },
+    );
+
+    // e.store_write(name, value, version) — replace the document read at `version` (() or 0:
+    // create it); returns the new version. A concurrent writer's change makes it fail with a
+    // conflict (the error map has `conflict`); a document over 1 MiB encoded is refused.
+    let h = host.clone();
+    engine.register_fn(
+        "store_write",
+        move |e: &mut EngineHandle, name: &str, value: Dynamic, version: Dynamic| -> ScriptResult<i64> {
+            if name.is_empty() {
+                return Err(usage_err("a document needs a name"));
+            }
+            let expected = match version.as_int() {
+                Ok(v) if v > 0 => Some(v as u64),
+                _ => None,
+            };
+            let value = to_json(&value)?;
+            h.block(async {
+                write(&e.docker, name, &value, expected)
+                    .await
+                    .map(|v| v as i64)
+                    .map_err(to_script)
+            })
+        },
+    );
+
+    // e.store_remove(name) — remove the document; false when there was none.
+    let h = host.clone();
+    engine.register_fn(
+        "store_remove",
+        move |e: &mut EngineHandle, name: &str| -> ScriptResult<bool> {
+            h.block(async { remove(&e.docker, name).await.map_err(to_script) })
+        },
+    );
+
+    // e.store_list(prefix) — the names of the documents starting with `prefix`, sorted.
+    let h = host.clone();
+    engine.register_fn(
+        "store_list",
+        move |e: &mut EngineHandle, prefix: &str| -> ScriptResult<Array> {
+            let names = h.block(async { list(&e.docker, prefix).await.map_err(to_script) })?;
+            Ok(names.into_iter().map(Dynamic::from).collect())
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_document_survives_its_encoding_and_a_changed_one_is_caught() {
+        let doc = json!({"revisions": [{"rev": 1, "state": {"a": "b".repeat(1000)}}]});
+        let (encoded, sum) = encode("d", &doc).unwrap();
+        assert!(encoded.len() < 200, "compressed: {}", encoded.len());
+        let mut labels = labels_of("d", encoded, sum);
+        assert_eq!(decode("d", &labels).unwrap(), doc);
+        labels.insert(SUM_LABEL.into(), "0".repeat(64));
+        let e = decode("d", &labels).unwrap_err().to_string();
+        assert!(e.contains("document d in the swarm store is damaged"), "{e}");
+    }
+
+    #[test]
+    fn a_document_over_the_limit_is_refused_before_anything_is_sent() {
+        // Digests do not compress much.
+        let big = json!((0..40000)
+            .map(|i: u32| hex::encode(sha2::Sha256::digest(i.to_be_bytes())))
+            .collect::<Vec<_>>());
+        match encode("big", &big) {
+            Err(StoreError::TooLarge(m)) => assert!(m.contains("over the store's limit of 1024 KiB"), "{m}"),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn object_names_are_valid_config_names_for_every_document_name() {
+        assert_eq!(config_name("stack.demo.revisions"), "wsm-state-stack.demo.revisions");
+        for name in ["a-", "x".repeat(63).as_str(), "ab_.-", "é\u{0}/"] {
+            let n = config_name(name);
+            assert!(n.len() <= 64, "{n}");
+            assert!(n.ends_with(|c: char| c.is_ascii_alphanumeric()), "{n}");
+        }
+    }
+}
