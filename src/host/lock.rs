@@ -422,10 +422,16 @@ async fn status(d: &Docker, stack: &str) -> ScriptResult<Option<(String, Holder)
     match tokio::time::timeout(Duration::from_secs(30), d.inspect_config(&name)).await {
         Err(_) => Err(script_err("the Docker engine did not answer within 30 s")),
         Ok(Err(e)) if status_of(&e) == Some(404) => Ok(None),
-        Ok(Err(e)) => Err(script_err(format!("cannot read the lock {name}: {}", message(&e)))),
+        Ok(Err(e)) => Err(script_err(format!(
+            "cannot read the lock {name}: {}",
+            message(&e)
+        ))),
         Ok(Ok(cfg)) => {
             let labels = cfg.spec.and_then(|s| s.labels).unwrap_or_default();
-            Ok(Some((cfg.id.unwrap_or_default(), Holder::from_labels(&labels))))
+            Ok(Some((
+                cfg.id.unwrap_or_default(),
+                Holder::from_labels(&labels),
+            )))
         }
     }
 }

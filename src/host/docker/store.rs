@@ -84,7 +84,9 @@ impl std::fmt::Display for StoreError {
 pub fn object_name(prefix: &str, name: &str) -> String {
     let plain = format!("{prefix}{name}");
     let valid = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-    if plain.len() <= 64 && plain.ends_with(|c: char| c.is_ascii_alphanumeric()) && plain.chars().all(valid)
+    if plain.len() <= 64
+        && plain.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && plain.chars().all(valid)
     {
         return plain;
     }
@@ -296,7 +298,11 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
     engine.register_fn(
         "store_write",
-        move |e: &mut EngineHandle, name: &str, value: Dynamic, version: Dynamic| -> ScriptResult<i64> {
+        move |e: &mut EngineHandle,
+              name: &str,
+              value: Dynamic,
+              version: Dynamic|
+              -> ScriptResult<i64> {
             if name.is_empty() {
                 return Err(usage_err("a document needs a name"));
             }
@@ -348,7 +354,10 @@ mod tests {
         assert_eq!(decode("d", &labels).unwrap(), doc);
         labels.insert(SUM_LABEL.into(), "0".repeat(64));
         let e = decode("d", &labels).unwrap_err().to_string();
-        assert!(e.contains("document d in the swarm store is damaged"), "{e}");
+        assert!(
+            e.contains("document d in the swarm store is damaged"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -358,14 +367,19 @@ mod tests {
             .map(|i: u32| hex::encode(sha2::Sha256::digest(i.to_be_bytes())))
             .collect::<Vec<_>>());
         match encode("big", &big) {
-            Err(StoreError::TooLarge(m)) => assert!(m.contains("over the store's limit of 1024 KiB"), "{m}"),
+            Err(StoreError::TooLarge(m)) => {
+                assert!(m.contains("over the store's limit of 1024 KiB"), "{m}")
+            }
             other => panic!("expected TooLarge, got {other:?}"),
         }
     }
 
     #[test]
     fn object_names_are_valid_config_names_for_every_document_name() {
-        assert_eq!(config_name("stack.demo.revisions"), "wsm-state-stack.demo.revisions");
+        assert_eq!(
+            config_name("stack.demo.revisions"),
+            "wsm-state-stack.demo.revisions"
+        );
         for name in ["a-", "x".repeat(63).as_str(), "ab_.-", "é\u{0}/"] {
             let n = config_name(name);
             assert!(n.len() <= 64, "{n}");
