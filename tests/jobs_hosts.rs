@@ -1,0 +1,217 @@
+//! Jobs across a leader change, on a swarm of three managers in netns hosts (each its own
+//! dockerd): the runner image built from this wsm binary and loaded on every host, the runner
+//! on every manager, a job every 3 s. Leadership as wsm reports it matches `docker node ls`.
+//! The leader's dockerd is killed; through another manager, the job's definition is still
+//! there, the next slots run on the new leader, and the runs kept in the swarm show every slot
+//! once: run, or reported missed.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+use common::hosts::*;
+use common::store::*;
+use common::*;
+use serde_json::Value;
+
+const IMAGE: &str = "localhost:5000/wsm-runner:hosts";
+
+fn socket(h: &Host) -> String {
+    format!("unix:///run/wsm-hosts/{}/docker.sock", h.name)
+}
+
+/// wsm against one host's engine.
+fn wsm_on(h: &Host, args: &[&str]) -> Run {
+    Command::new(env!("CARGO_BIN_EXE_wsm"))
+        .args(args)
+        .env("DOCKER_HOST", socket(h))
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap()
+        .into()
+}
+
+/// The leader's hostname as `docker node ls` on `h` shows it.
+fn docker_leader(h: &Host) -> String {
+    docker_on(
+        &h.name,
+        &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+    )
+    .lines()
+    .find(|l| l.ends_with(" Leader"))
+    .map(|l| l.split(' ').next().unwrap().to_string())
+    .unwrap_or_default()
+}
+
+fn runs_on(h: &Host, job: &str) -> Option<Value> {
+    store_doc(&["-H", &socket(h)], &format!("job-runs.{job}"))
+}
+
+/// The successful runs: (slot, hostname).
+fn ok_runs(runs: &Value) -> Vec<(i64, String)> {
+    runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "ok")
+        .map(|r| {
+            (
+                r["slot"].as_i64().unwrap(),
+                r["hostname"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
+    require_images();
+    let bed = Bed::new();
+    let r = Command::new(env!("CARGO_BIN_EXE_wsm"))
+        .args(["jobs", "install", "--no-deploy", "--image", IMAGE])
+        .args(["--base", "localhost:5000/wavelet-stack-base:latest"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let hosts: Vec<Host> = ["wjm1", "wjm2", "wjm3"]
+        .iter()
+        .map(|p| Host::up(p, &bed.public_key()))
+        .collect();
+    let loads: Vec<_> = hosts
+        .iter()
+        .map(|h| {
+            Command::new(NETNS_HOST)
+                .args(["load-image", &h.name, IMAGE])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut l in loads {
+        assert!(l.wait().unwrap().success(), "netns-host load-image");
+    }
+    docker_on(
+        &hosts[0].name,
+        &["swarm", "init", "--advertise-addr", hosts[0].ip()],
+    );
+    let token = docker_on(&hosts[0].name, &["swarm", "join-token", "-q", "manager"]);
+    for h in &hosts[1..] {
+        docker_on(
+            &h.name,
+            &[
+                "swarm",
+                "join",
+                "--advertise-addr",
+                h.ip(),
+                "--token",
+                token.trim(),
+                &format!("{}:2377", hosts[0].ip()),
+            ],
+        );
+    }
+    wait_for("three managers ready", 90, || {
+        ready_nodes(&hosts[0].name).len() == 3
+    });
+
+    let r = wsm_on(
+        &hosts[0],
+        &[
+            "jobs",
+            "install",
+            "--no-build",
+            "--image",
+            IMAGE,
+            "--socket",
+            "/run/wsm-hosts/{{.Node.Hostname}}/docker.sock",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        script.path(),
+        "print(`ran on ${docker::connect(\"\").leadership().leader_hostname}`);",
+    )
+    .unwrap();
+    let job = unique("wjob");
+    let r = wsm_on(
+        &hosts[0],
+        &[
+            "jobs",
+            "add",
+            "--every",
+            "3s",
+            "--script",
+            script.path().to_str().unwrap(),
+            &job,
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // Leadership as wsm reports it is what `docker node ls` says, seen from every manager.
+    let leader = docker_leader(&hosts[0]);
+    assert!(!leader.is_empty());
+    for h in &hosts {
+        let status = wsm_on(h, &["jobs", "status", "--json"]);
+        let doc: Value = serde_json::from_str(&status.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", status.stdout, status.stderr));
+        assert_eq!(doc["leader"], leader.as_str(), "{doc}");
+    }
+    wait_for("two runs on the leader", 120, || {
+        runs_on(&hosts[0], &job)
+            .map(|r| ok_runs(&r).iter().filter(|(_, h)| *h == leader).count() >= 2)
+            .unwrap_or(false)
+    });
+
+    // The leader's engine dies as in a crash.
+    let old = hosts.iter().find(|h| h.name == leader).unwrap();
+    let other = hosts.iter().find(|h| h.name != leader).unwrap();
+    let pid = std::fs::read_to_string(format!("/run/wsm-hosts/{}/docker.pid", old.name)).unwrap();
+    let killed_at = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    unsafe { libc::kill(pid.trim().parse().unwrap(), libc::SIGKILL) };
+
+    // The next slots run on the new leader, read through another manager.
+    let mut new_leader = String::new();
+    wait_for("two runs on a new leader", 180, || {
+        let Some(r) = runs_on(other, &job) else {
+            return false;
+        };
+        let after: Vec<_> = ok_runs(&r)
+            .into_iter()
+            .filter(|(s, h)| *s > killed_at && *h != leader)
+            .collect();
+        if let Some((_, h)) = after.first() {
+            new_leader = h.clone();
+        }
+        after.len() >= 2
+    });
+    assert_eq!(
+        docker_leader(other),
+        new_leader,
+        "wsm's runs name the leader docker names"
+    );
+    let runs = runs_on(other, &job).unwrap();
+    let (run, missed) = check_slots(&runs, 3);
+    eprintln!(
+        "slots run: {}, missed while leadership moved: {}",
+        run.len(),
+        missed.len()
+    );
+    // The job's definition survived the leader's loss and reads through another manager.
+    let ls = wsm_on(other, &["jobs", "ls", "--json"]);
+    assert_eq!(ls.code, 0, "{}", ls.stderr);
+    assert!(
+        ls.stdout.contains(&format!("\"name\": \"{job}\"")),
+        "{}",
+        ls.stdout
+    );
+    let logs = wsm_on(other, &["jobs", "logs", &job, "--runs", "1"]);
+    assert!(
+        logs.stdout.contains(&format!("ran on {new_leader}")),
+        "{}",
+        logs.stdout
+    );
+}
