@@ -4,7 +4,10 @@
 //! in the swarm store, read back with the Docker CLI, show every slot once, each one run or
 //! reported missed. Bad input exits 2 and stores nothing.
 //!
-//! The runner is the singleton stack `wsm-jobs`, so the whole story is one test.
+//! A Wavelet stack started with WAVELET_BACKUP_DB has its backup job, whose dumps land in
+//! the runner's volume, and stopping the stack removes the job.
+//!
+//! The runner is the singleton stack `wsm-jobs`: the tests that use it take `RUNNER` in turn.
 
 mod common;
 
@@ -27,14 +30,32 @@ fn wsm(args: &[&str]) -> Run {
         .into()
 }
 
-/// Removes the runner stack and the test's job, even when the test fails.
+static RUNNER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Removes the runner stack, its volume and the test's job, even when the test fails.
 struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         wsm(&["jobs", "rm", &self.0]);
         wsm(&["jobs", "uninstall"]);
+        docker_quiet(&["volume", "rm", "wsm-jobs_data"]);
     }
+}
+
+/// Takes the runner for this test and installs it.
+fn install_runner() -> std::sync::MutexGuard<'static, ()> {
+    let guard = RUNNER.lock().unwrap_or_else(|e| e.into_inner());
+    let r = wsm(&[
+        "jobs",
+        "install",
+        "--image",
+        IMAGE,
+        "--base",
+        "localhost:5000/wavelet-stack-base:latest",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    guard
 }
 
 fn runner_on_this_machine() -> Child {
@@ -212,4 +233,71 @@ fn bad_jobs_are_refused_and_nothing_is_stored() {
     let r = wsm(&["jobs", "logs", &name]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains(&format!("no job {name}")), "{}", r.stderr);
+}
+
+#[test]
+fn backup_db_schedules_a_job_whose_dumps_land_in_the_runners_volume() {
+    require_images();
+    let _runner = install_runner();
+    let s = TestStack::new("wsmbkjob");
+    let job = format!("backup.{}", s.name);
+    let _cleanup = Cleanup(job.clone());
+    s.set("WAVELET_NODES", "1");
+    s.set("WAVELET_BACKUP_DB", "true");
+    s.set("WSM_BACKUP_PERIOD", "4");
+    let r = s.stack(&["start"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("(job {job})")), "{}", r.stderr);
+    let def = store_doc(&[], &format!("job.{job}")).expect("the backup job is in the swarm");
+    assert_eq!(def["schedule"], "every 4s");
+    assert_eq!(
+        def["command"],
+        serde_json::json!(["stack", "-s", s.name, "backup"])
+    );
+
+    // The runner's volume on this manager receives the dumps, rotated.
+    let volume = docker(&[
+        "volume",
+        "inspect",
+        "wsm-jobs_data",
+        "--format",
+        "{{.Mountpoint}}",
+    ]);
+    let folder = std::path::Path::new(volume.trim())
+        .join("backups")
+        .join(&s.name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !(folder.join("1.tar.gz.backup").exists() && folder.join("1.tar.gz").exists()) {
+        if std::time::Instant::now() > deadline {
+            let logs = wsm(&["jobs", "logs", &job]);
+            let ps = docker_quiet(&["service", "ps", "--no-trunc", "wsm-jobs_runner"]);
+            panic!(
+                "no two backups in {}: {}{}\n{ps}",
+                folder.display(),
+                logs.stdout,
+                logs.stderr
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let files = archive_files(&folder.join("1.tar.gz"));
+    assert!(files.contains_key("CURRENT"), "{:?}", files.keys());
+    let runs = store_doc(&[], &format!("job-runs.{job}")).unwrap();
+    assert!(
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["status"] == "ok"),
+        "{runs}"
+    );
+
+    // Stopping the stack removes the job.
+    let r = s.stack(&["stop"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        store_doc(&[], &format!("job.{job}")).is_none(),
+        "the job outlived the stack"
+    );
+    std::fs::remove_dir_all(&folder).ok();
 }

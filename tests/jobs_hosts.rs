@@ -4,6 +4,11 @@
 //! The leader's dockerd is killed; through another manager, the job's definition is still
 //! there, the next slots run on the new leader, and the runs kept in the swarm show every slot
 //! once: run, or reported missed.
+//!
+//! On the same swarm, a remote stack's shared config: the file host 1 kept before
+//! (`/etc/wavelet-stack/<stack>`) moves into the swarm's store on first read; of two
+//! `edit-config` sessions racing, the second is told and its text kept locally; after the
+//! leader's loss the config reads through another manager.
 
 mod common;
 
@@ -148,6 +153,107 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
 
+    // A remote stack on this swarm, as wsm's records describe it, reached over SSH.
+    let mut known = String::new();
+    for h in &hosts {
+        known += &std::fs::read_to_string(&h.env["SSH_KNOWN_HOSTS"]).unwrap();
+    }
+    std::fs::write(bed.path("known_hosts"), known).unwrap();
+    let swarm = unique("wjsw");
+    let stack = format!("{swarm}-app");
+    let record = |via: &Host| {
+        let list: Vec<String> = hosts
+            .iter()
+            .map(|h| format!("{}/{}/", h.name, h.ip()))
+            .collect();
+        format!(
+            "SWARM_NAME={swarm}\nDOCKER_HOST=ssh://root@{}\nSWARM_HOSTS={}\nSWARM_MANAGERS=3\n",
+            via.ip(),
+            list.join(",")
+        )
+    };
+    let config = bed.path("config");
+    for dir in ["stacks", "swarms"] {
+        std::fs::create_dir_all(config.join(dir)).unwrap();
+    }
+    std::fs::write(config.join("default"), "").unwrap();
+    std::fs::write(config.join(format!("swarms/{swarm}")), record(&hosts[0])).unwrap();
+    let legacy = LegacyFile(format!("/etc/wavelet-stack/{stack}").into());
+    std::fs::create_dir_all("/etc/wavelet-stack").unwrap();
+    std::fs::write(&legacy.0, "# the app\nWAVELET_NODES=2\n").unwrap();
+    let shown = bed.wsm_in(&config, &["stack", "-s", &stack, "config"], "");
+    assert!(shown.ok().contains("WAVELET_NODES=2"), "{}", shown.stdout);
+    assert!(shown.stderr.contains("into the swarm"), "{}", shown.stderr);
+    let doc = store_doc(
+        &["-H", &socket(&hosts[0])],
+        &format!("stack-config.{stack}"),
+    )
+    .unwrap();
+    assert_eq!(doc["text"], "# the app\nWAVELET_NODES=2\n", "{doc}");
+
+    // Two edit-config sessions at once: A opens its editor first and saves last.
+    let editor = |name: &str, body: &str| {
+        let path = bed.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    };
+    let (started, go) = (bed.path("a-started"), bed.path("a-go"));
+    let slow = editor(
+        "editor-a",
+        &format!(
+            "touch {}; while [ ! -e {} ]; do sleep 0.1; done; printf '# the app\\nWAVELET_NODES=4\\n' > \"$1\"",
+            started.display(),
+            go.display()
+        ),
+    );
+    let fast = editor(
+        "editor-b",
+        "printf '# the app\\nWAVELET_NODES=5\\n' > \"$1\"",
+    );
+    let a = bed
+        .command(&config, &["stack", "-s", &stack, "edit-config"])
+        .env("VISUAL", &slow)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("editor A", 60, || started.exists());
+    let b: Run = bed
+        .command(&config, &["stack", "-s", &stack, "edit-config"])
+        .env("VISUAL", &fast)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    std::fs::write(&go, "").unwrap();
+    let a: Run = a.wait_with_output().unwrap().into();
+    assert_eq!(a.code, 1, "the second save must be refused: {}", a.stderr);
+    assert!(
+        a.stderr.contains("changed while you edited it"),
+        "{}",
+        a.stderr
+    );
+    let rescue = a
+        .stderr
+        .split("Your version is in ")
+        .nth(1)
+        .and_then(|t| t.split(':').next())
+        .expect("the message names the file holding A's version");
+    assert!(std::fs::read_to_string(rescue)
+        .unwrap()
+        .contains("WAVELET_NODES=4"));
+    let doc = store_doc(
+        &["-H", &socket(&hosts[1])],
+        &format!("stack-config.{stack}"),
+    )
+    .unwrap();
+    assert!(
+        doc["text"].as_str().unwrap().contains("WAVELET_NODES=5"),
+        "{doc}"
+    );
+
     // Leadership as wsm reports it is what `docker node ls` says, seen from every manager.
     let leader = docker_leader(&hosts[0]);
     assert!(!leader.is_empty());
@@ -214,4 +320,14 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
         "{}",
         logs.stdout
     );
+}
+
+/// A file in the machine's own /etc (which the netns hosts' sshd sessions share), removed in
+/// `Drop`.
+struct LegacyFile(std::path::PathBuf);
+
+impl Drop for LegacyFile {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
+    }
 }

@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::hosts::*;
+use common::store::*;
 use common::*;
 use serde_json::Value;
 
@@ -231,9 +232,14 @@ fn digitalocean_swarm_create_import_run_a_stack_expand_and_destroy() {
         .unwrap()
         .into();
     r.ok();
-    let shared = std::fs::read_to_string(droplet_etc(&h1, &format!("wavelet-stack/{stack}")))
-        .expect("shared stack config on host 1");
-    assert!(shared.contains("WAVELET_NODES=3"), "{shared}");
+    // The shared config is in the swarm's store, as the Docker CLI on host 1 shows it.
+    let socket = format!("unix:///run/wsm-hosts/{h1}/docker.sock");
+    let shared = store_doc(&["-H", &socket], &format!("stack-config.{stack}"))
+        .expect("the stack's shared config in the swarm");
+    assert!(
+        shared["text"].as_str().unwrap().contains("WAVELET_NODES=3"),
+        "{shared}"
+    );
     assert!(c2.join(format!("stacks/{stack}.old")).exists());
     let cfg = bed.wsm_in(&c2, &["stack", "-s", &stack, "config"], "");
     assert!(cfg.ok().contains("WAVELET_NODES=3"), "{}", cfg.stdout);

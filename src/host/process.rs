@@ -58,6 +58,7 @@ async fn pump(mut from: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>, echo: bo
 /// Runs `argv` until it ends or `timeout` passes (then it is killed).
 pub async fn run(
     argv: &[String],
+    env: &[(String, String)],
     timeout: Duration,
     max_output: usize,
     echo: bool,
@@ -66,6 +67,7 @@ pub async fn run(
     let started = Instant::now();
     let mut child = tokio::process::Command::new(prog)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -108,9 +110,10 @@ pub async fn run(
 /// Registers the `process::` module.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
-    // process::run(argv, #{timeout, max_output, echo}) — run a program to its end (killed after
-    // `timeout` seconds, 3600), capturing the last `max_output` bytes (65536) of its output,
-    // also written to stdout when `echo`; #{code, timed_out, output, truncated, seconds}.
+    // process::run(argv, #{timeout, max_output, echo, env}) — run a program to its end (killed
+    // after `timeout` seconds, 3600), with `env` added to its environment, capturing the last
+    // `max_output` bytes (65536) of its output, also written to stdout when `echo`;
+    // #{code, timed_out, output, truncated, seconds}.
     let h = host.clone();
     m.set_native_fn("run", move |argv: Array, opts: Map| -> ScriptResult<Map> {
         let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
@@ -121,7 +124,20 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             .get("echo")
             .and_then(|v| v.as_bool().ok())
             .unwrap_or(false);
-        let o = h.block(async { run(&argv, timeout, max, echo).await.map_err(script_err) })?;
+        let env: Vec<(String, String)> = opts
+            .get("env")
+            .and_then(|v| v.clone().try_cast::<Map>())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let o = h.block(async {
+            run(&argv, &env, timeout, max, echo)
+                .await
+                .map_err(script_err)
+        })?;
         let mut r = Map::new();
         r.insert("code".into(), Dynamic::from_int(o.code));
         r.insert("timed_out".into(), o.timed_out.into());
@@ -146,7 +162,8 @@ mod tests {
     fn run_sh(script: &str, timeout: u64, max: usize) -> Outcome {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let argv = ["sh", "-c", script].map(String::from);
-        rt.block_on(run(&argv, Duration::from_secs(timeout), max, false))
+        let env = [("WSM_TEST_VALUE".to_string(), "x".to_string())];
+        rt.block_on(run(&argv, &env, Duration::from_secs(timeout), max, false))
             .unwrap()
     }
 
