@@ -71,16 +71,8 @@ fn runner_on_this_machine() -> Child {
 fn a_job_runs_each_slot_once_with_three_runners_claiming() {
     require_images();
     let name = unique("wsmjob");
+    let _runner = install_runner();
     let _cleanup = Cleanup(name.clone());
-    let r = wsm(&[
-        "jobs",
-        "install",
-        "--image",
-        IMAGE,
-        "--base",
-        "localhost:5000/wavelet-stack-base:latest",
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
     let service = docker(&["service", "inspect", "wsm-jobs_runner"]);
     let spec: Value = serde_json::from_str(&service).unwrap();
     let spec = &spec[0]["Spec"];
@@ -171,7 +163,12 @@ fn a_job_runs_each_slot_once_with_three_runners_claiming() {
     );
     let status = wsm(&["jobs", "status", &name, "--json"]);
     let doc: Value = serde_json::from_str(&status.stdout).unwrap();
-    assert_eq!(doc["runners"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(
+        doc["runners"].as_array().unwrap().len(),
+        1,
+        "{doc}\n{}",
+        docker_quiet(&["service", "ps", "--no-trunc", "wsm-jobs_runner"])
+    );
     let hostname = docker(&["info", "--format", "{{.Name}}"]);
     assert_eq!(doc["leader"], hostname.trim());
 
@@ -270,7 +267,8 @@ fn backup_db_schedules_a_job_whose_dumps_land_in_the_runners_volume() {
     while !(folder.join("1.tar.gz.backup").exists() && folder.join("1.tar.gz").exists()) {
         if std::time::Instant::now() > deadline {
             let logs = wsm(&["jobs", "logs", &job]);
-            let ps = docker_quiet(&["service", "ps", "--no-trunc", "wsm-jobs_runner"]);
+            let ps = docker_quiet(&["service", "ps", "--no-trunc", "wsm-jobs_runner"])
+                + &docker_quiet(&["service", "logs", "--tail", "40", "wsm-jobs_runner"]);
             panic!(
                 "no two backups in {}: {}{}\n{ps}",
                 folder.display(),
