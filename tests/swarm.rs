@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::hosts::*;
+use common::store::*;
 use common::*;
 use serde_json::Value;
 
@@ -137,6 +138,10 @@ fn digitalocean_swarm_create_import_run_a_stack_expand_and_destroy() {
     let bed = Bed::new();
     let fake = FakeDo::start(&bed, true);
     let sw = swarm_name("wsw");
+    // Hosts 1 and 2 are managers, host 3 a worker.
+    let mut default = std::fs::read_to_string(bed.path("config/default")).unwrap();
+    default.push_str("SWARM_MANAGERS=2\n");
+    std::fs::write(bed.path("config/default"), default).unwrap();
     // The first droplet request is rate limited; the provider waits Retry-After and goes on.
     fake.fault(serde_json::json!({"method": "POST", "path": "/v2/droplets", "status": 429, "times": 1, "retry_after": 1}));
 
@@ -192,8 +197,9 @@ fn digitalocean_swarm_create_import_run_a_stack_expand_and_destroy() {
     assert!(text.starts_with("ID "), "{text}");
     assert!(text.contains("Leader"), "{text}");
 
-    // Import from a second config directory through a worker's address.
-    let worker_ip = std::fs::read_to_string(&record)
+    // Import from a second config directory through the address of manager 2: the record
+    // is host 1's, except that it reaches the swarm through manager 2.
+    let manager2_ip = std::fs::read_to_string(&record)
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("SWARM_HOSTS="))
@@ -208,11 +214,25 @@ fn digitalocean_swarm_create_import_run_a_stack_expand_and_destroy() {
     let c2 = bed.path("config2");
     std::fs::create_dir_all(c2.join("stacks")).unwrap();
     std::fs::write(c2.join("default"), "").unwrap();
-    let r = bed.wsm_in(&c2, &["swarm", "import", &worker_ip], "");
+    let r = bed.wsm_in(&c2, &["swarm", "import", &manager2_ip], "");
     r.ok();
+    assert!(
+        r.stderr.contains(&format!("is a manager of swarm {sw}")),
+        "{}",
+        r.stderr
+    );
+    let original = std::fs::read_to_string(&record).unwrap();
+    let host1_ip = original
+        .lines()
+        .find_map(|l| l.strip_prefix("DOCKER_HOST=ssh://root@"))
+        .unwrap()
+        .to_string();
     assert_eq!(
         std::fs::read_to_string(c2.join(format!("swarms/{sw}"))).unwrap(),
-        std::fs::read_to_string(&record).unwrap()
+        original.replace(
+            &format!("DOCKER_HOST=ssh://root@{host1_ip}"),
+            &format!("DOCKER_HOST=ssh://root@{manager2_ip}")
+        )
     );
 
     // A stack on that swarm, configured through edit-config into the swarm's shared config.
@@ -231,9 +251,14 @@ fn digitalocean_swarm_create_import_run_a_stack_expand_and_destroy() {
         .unwrap()
         .into();
     r.ok();
-    let shared = std::fs::read_to_string(droplet_etc(&h1, &format!("wavelet-stack/{stack}")))
-        .expect("shared stack config on host 1");
-    assert!(shared.contains("WAVELET_NODES=3"), "{shared}");
+    // The shared config is in the swarm's store, as the Docker CLI on host 1 shows it.
+    let socket = format!("unix:///run/wsm-hosts/{h1}/docker.sock");
+    let shared = store_doc(&["-H", &socket], &format!("stack-config.{stack}"))
+        .expect("the stack's shared config in the swarm");
+    assert!(
+        shared["text"].as_str().unwrap().contains("WAVELET_NODES=3"),
+        "{shared}"
+    );
     assert!(c2.join(format!("stacks/{stack}.old")).exists());
     let cfg = bed.wsm_in(&c2, &["stack", "-s", &stack, "config"], "");
     assert!(cfg.ok().contains("WAVELET_NODES=3"), "{}", cfg.stdout);

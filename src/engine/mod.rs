@@ -73,6 +73,8 @@ impl Shell {
         engine.on_progress(move |_| h.is_interrupted().then(|| Dynamic::from("interrupted")));
         host::args::register(&mut engine);
         host::node_id::register(&mut engine);
+        host::schedule::register(&mut engine);
+        host::process::register(&mut engine, &host);
         host::config::register(&mut engine, &host);
         host::compose::register(&mut engine, &host);
         host::fs::register(&mut engine);

@@ -339,6 +339,13 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     m.set_native_fn("timestamp", || {
         Ok(humantime::format_rfc3339_seconds(SystemTime::now()).to_string())
     });
+    // term::user_at_host() — who runs wsm, as `user@host`.
+    m.set_native_fn("user_at_host", || Ok(super::identity::user_at_host()));
+    // term::timestamp(secs) — a time in seconds since the epoch, as RFC 3339 UTC.
+    m.set_native_fn("timestamp", |secs: i64| {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+        Ok(humantime::format_rfc3339_seconds(t).to_string())
+    });
     engine.register_static_module("term", m.into());
 
     // trimmed(text) — text without surrounding white space (Rhai's own trim() works in place).

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bollard::models::{SwarmInitRequest, SwarmJoinRequest};
-use bollard::query_parameters::{DeleteNodeOptions, LeaveSwarmOptions};
-use rhai::{Dynamic, Engine, Map};
+use bollard::query_parameters::{DeleteNodeOptions, LeaveSwarmOptions, ListNodesOptions};
+use rhai::{Array, Dynamic, Engine, Map};
 
 use super::{absent_on_404, failed, EngineHandle};
 use crate::host::{to_dynamic, Host, ScriptResult};
@@ -111,6 +111,70 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                 "is_manager".into(),
                 sw.control_available.unwrap_or(false).into(),
             );
+            Ok(m)
+        },
+    );
+    // e.leadership() — who leads the swarm, as this engine sees it: #{node_id, is_manager,
+    // is_leader, leader_id, leader_hostname, leader_addr, managers: [#{id, hostname, addr,
+    // leader, reachability}], error}. A worker, or a manager without a quorum, is not the
+    // leader; `error` then says why the managers could not be listed.
+    let h = host.clone();
+    engine.register_fn(
+        "leadership",
+        move |e: &mut EngineHandle| -> ScriptResult<Map> {
+            let info = call_on(&h, e, "info", e.docker.info())?;
+            let sw = info.swarm.unwrap_or_default();
+            let node_id = sw.node_id.unwrap_or_default();
+            let is_manager = sw.control_available.unwrap_or(false);
+            let mut m = Map::new();
+            m.insert("node_id".into(), node_id.clone().into());
+            m.insert("is_manager".into(), is_manager.into());
+            let mut managers = Array::new();
+            let (mut leader_id, mut leader_host, mut leader_addr) = Default::default();
+            let mut error = String::new();
+            if is_manager {
+                match call_on(
+                    &h,
+                    e,
+                    "node ls",
+                    e.docker.list_nodes(None::<ListNodesOptions>),
+                ) {
+                    Ok(nodes) => {
+                        for n in nodes {
+                            let Some(ms) = n.manager_status else { continue };
+                            let id = n.id.unwrap_or_default();
+                            let hostname =
+                                n.description.and_then(|d| d.hostname).unwrap_or_default();
+                            let addr = ms.addr.unwrap_or_default();
+                            let leader = ms.leader.unwrap_or(false);
+                            if leader {
+                                (leader_id, leader_host, leader_addr) =
+                                    (id.clone(), hostname.clone(), addr.clone());
+                            }
+                            let mut x = Map::new();
+                            x.insert("id".into(), id.into());
+                            x.insert("hostname".into(), hostname.into());
+                            x.insert("addr".into(), addr.into());
+                            x.insert("leader".into(), leader.into());
+                            let reach = ms.reachability.map(|r| r.to_string()).unwrap_or_default();
+                            x.insert("reachability".into(), reach.into());
+                            managers.push(x.into());
+                        }
+                    }
+                    Err(err) => error = err.to_string(),
+                }
+            } else {
+                error = "this engine's node is not a swarm manager".into();
+            }
+            m.insert(
+                "is_leader".into(),
+                (!node_id.is_empty() && leader_id == node_id).into(),
+            );
+            m.insert("leader_id".into(), Dynamic::from(leader_id));
+            m.insert("leader_hostname".into(), Dynamic::from(leader_host));
+            m.insert("leader_addr".into(), Dynamic::from(leader_addr));
+            m.insert("managers".into(), managers.into());
+            m.insert("error".into(), error.into());
             Ok(m)
         },
     );

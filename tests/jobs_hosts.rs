@@ -1,0 +1,333 @@
+//! Jobs across a leader change, on a swarm of three managers in netns hosts (each its own
+//! dockerd): the runner image built from this wsm binary and loaded on every host, the runner
+//! on every manager, a job every 3 s. Leadership as wsm reports it matches `docker node ls`.
+//! The leader's dockerd is killed; through another manager, the job's definition is still
+//! there, the next slots run on the new leader, and the runs kept in the swarm show every slot
+//! once: run, or reported missed.
+//!
+//! On the same swarm, a remote stack's shared config: the file host 1 kept before
+//! (`/etc/wavelet-stack/<stack>`) moves into the swarm's store on first read; of two
+//! `edit-config` sessions racing, the second is told and its text kept locally; after the
+//! leader's loss the config reads through another manager.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+use common::hosts::*;
+use common::store::*;
+use common::*;
+use serde_json::Value;
+
+const IMAGE: &str = "localhost:5000/wsm-runner:hosts";
+
+fn socket(h: &Host) -> String {
+    format!("unix:///run/wsm-hosts/{}/docker.sock", h.name)
+}
+
+/// wsm against one host's engine.
+fn wsm_on(h: &Host, args: &[&str]) -> Run {
+    Command::new(env!("CARGO_BIN_EXE_wsm"))
+        .args(args)
+        .env("DOCKER_HOST", socket(h))
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap()
+        .into()
+}
+
+/// The leader's hostname as `docker node ls` on `h` shows it.
+fn docker_leader(h: &Host) -> String {
+    docker_on(
+        &h.name,
+        &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+    )
+    .lines()
+    .find(|l| l.ends_with(" Leader"))
+    .map(|l| l.split(' ').next().unwrap().to_string())
+    .unwrap_or_default()
+}
+
+fn runs_on(h: &Host, job: &str) -> Option<Value> {
+    store_doc(&["-H", &socket(h)], &format!("job-runs.{job}"))
+}
+
+/// The successful runs: (slot, hostname).
+fn ok_runs(runs: &Value) -> Vec<(i64, String)> {
+    runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "ok")
+        .map(|r| {
+            (
+                r["slot"].as_i64().unwrap(),
+                r["hostname"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
+    require_images();
+    let bed = Bed::new();
+    let r = Command::new(env!("CARGO_BIN_EXE_wsm"))
+        .args(["jobs", "install", "--no-deploy", "--image", IMAGE])
+        .args(["--base", "localhost:5000/wavelet-stack-base:latest"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let hosts: Vec<Host> = ["wjm1", "wjm2", "wjm3"]
+        .iter()
+        .map(|p| Host::up(p, &bed.public_key()))
+        .collect();
+    let loads: Vec<_> = hosts
+        .iter()
+        .map(|h| {
+            Command::new(NETNS_HOST)
+                .args(["load-image", &h.name, IMAGE])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut l in loads {
+        assert!(l.wait().unwrap().success(), "netns-host load-image");
+    }
+    docker_on(
+        &hosts[0].name,
+        &["swarm", "init", "--advertise-addr", hosts[0].ip()],
+    );
+    let token = docker_on(&hosts[0].name, &["swarm", "join-token", "-q", "manager"]);
+    for h in &hosts[1..] {
+        docker_on(
+            &h.name,
+            &[
+                "swarm",
+                "join",
+                "--advertise-addr",
+                h.ip(),
+                "--token",
+                token.trim(),
+                &format!("{}:2377", hosts[0].ip()),
+            ],
+        );
+    }
+    wait_for("three managers ready", 90, || {
+        ready_nodes(&hosts[0].name).len() == 3
+    });
+
+    let r = wsm_on(
+        &hosts[0],
+        &[
+            "jobs",
+            "install",
+            "--no-build",
+            "--image",
+            IMAGE,
+            "--socket",
+            "/run/wsm-hosts/{{.Node.Hostname}}/docker.sock",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        script.path(),
+        "print(`ran on ${docker::connect(\"\").leadership().leader_hostname}`);",
+    )
+    .unwrap();
+    let job = unique("wjob");
+    let r = wsm_on(
+        &hosts[0],
+        &[
+            "jobs",
+            "add",
+            "--every",
+            "3s",
+            "--script",
+            script.path().to_str().unwrap(),
+            &job,
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // A remote stack on this swarm, as wsm's records describe it, reached over SSH.
+    let mut known = String::new();
+    for h in &hosts {
+        known += &std::fs::read_to_string(&h.env["SSH_KNOWN_HOSTS"]).unwrap();
+    }
+    std::fs::write(bed.path("known_hosts"), known).unwrap();
+    let swarm = unique("wjsw");
+    let stack = format!("{swarm}-app");
+    let record = |via: &Host| {
+        let list: Vec<String> = hosts
+            .iter()
+            .map(|h| format!("{}/{}/", h.name, h.ip()))
+            .collect();
+        format!(
+            "SWARM_NAME={swarm}\nDOCKER_HOST=ssh://root@{}\nSWARM_HOSTS={}\nSWARM_MANAGERS=3\n",
+            via.ip(),
+            list.join(",")
+        )
+    };
+    let config = bed.path("config");
+    for dir in ["stacks", "swarms"] {
+        std::fs::create_dir_all(config.join(dir)).unwrap();
+    }
+    std::fs::write(config.join("default"), "").unwrap();
+    std::fs::write(config.join(format!("swarms/{swarm}")), record(&hosts[0])).unwrap();
+    let legacy = LegacyFile(format!("/etc/wavelet-stack/{stack}").into());
+    std::fs::create_dir_all("/etc/wavelet-stack").unwrap();
+    std::fs::write(&legacy.0, "# the app\nWAVELET_NODES=2\n").unwrap();
+    let shown = bed.wsm_in(&config, &["stack", "-s", &stack, "config"], "");
+    assert!(shown.ok().contains("WAVELET_NODES=2"), "{}", shown.stdout);
+    assert!(shown.stderr.contains("into the swarm"), "{}", shown.stderr);
+    let doc = store_doc(
+        &["-H", &socket(&hosts[0])],
+        &format!("stack-config.{stack}"),
+    )
+    .unwrap();
+    assert_eq!(doc["text"], "# the app\nWAVELET_NODES=2\n", "{doc}");
+
+    // Two edit-config sessions at once: A opens its editor first and saves last.
+    let editor = |name: &str, body: &str| {
+        let path = bed.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    };
+    let (started, go) = (bed.path("a-started"), bed.path("a-go"));
+    let slow = editor(
+        "editor-a",
+        &format!(
+            "touch {}; while [ ! -e {} ]; do sleep 0.1; done; printf '# the app\\nWAVELET_NODES=4\\n' > \"$1\"",
+            started.display(),
+            go.display()
+        ),
+    );
+    let fast = editor(
+        "editor-b",
+        "printf '# the app\\nWAVELET_NODES=5\\n' > \"$1\"",
+    );
+    let a = bed
+        .command(&config, &["stack", "-s", &stack, "edit-config"])
+        .env("VISUAL", &slow)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("editor A", 60, || started.exists());
+    let b: Run = bed
+        .command(&config, &["stack", "-s", &stack, "edit-config"])
+        .env("VISUAL", &fast)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    std::fs::write(&go, "").unwrap();
+    let a: Run = a.wait_with_output().unwrap().into();
+    assert_eq!(a.code, 1, "the second save must be refused: {}", a.stderr);
+    assert!(
+        a.stderr.contains("changed while you edited it"),
+        "{}",
+        a.stderr
+    );
+    let rescue = a
+        .stderr
+        .split("Your version is in ")
+        .nth(1)
+        .and_then(|t| t.split(':').next())
+        .expect("the message names the file holding A's version");
+    assert!(std::fs::read_to_string(rescue)
+        .unwrap()
+        .contains("WAVELET_NODES=4"));
+    let doc = store_doc(
+        &["-H", &socket(&hosts[1])],
+        &format!("stack-config.{stack}"),
+    )
+    .unwrap();
+    assert!(
+        doc["text"].as_str().unwrap().contains("WAVELET_NODES=5"),
+        "{doc}"
+    );
+
+    // Leadership as wsm reports it is what `docker node ls` says, seen from every manager.
+    let leader = docker_leader(&hosts[0]);
+    assert!(!leader.is_empty());
+    for h in &hosts {
+        let status = wsm_on(h, &["jobs", "status", "--json"]);
+        let doc: Value = serde_json::from_str(&status.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", status.stdout, status.stderr));
+        assert_eq!(doc["leader"], leader.as_str(), "{doc}");
+    }
+    wait_for("two runs on the leader", 120, || {
+        runs_on(&hosts[0], &job)
+            .map(|r| ok_runs(&r).iter().filter(|(_, h)| *h == leader).count() >= 2)
+            .unwrap_or(false)
+    });
+
+    // The leader's engine dies as in a crash.
+    let old = hosts.iter().find(|h| h.name == leader).unwrap();
+    let other = hosts.iter().find(|h| h.name != leader).unwrap();
+    let pid = std::fs::read_to_string(format!("/run/wsm-hosts/{}/docker.pid", old.name)).unwrap();
+    let killed_at = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    unsafe { libc::kill(pid.trim().parse().unwrap(), libc::SIGKILL) };
+
+    // The next slots run on the new leader, read through another manager.
+    let mut new_leader = String::new();
+    wait_for("two runs on a new leader", 180, || {
+        let Some(r) = runs_on(other, &job) else {
+            return false;
+        };
+        let after: Vec<_> = ok_runs(&r)
+            .into_iter()
+            .filter(|(s, h)| *s > killed_at && *h != leader)
+            .collect();
+        if let Some((_, h)) = after.first() {
+            new_leader = h.clone();
+        }
+        after.len() >= 2
+    });
+    assert_eq!(
+        docker_leader(other),
+        new_leader,
+        "wsm's runs name the leader docker names"
+    );
+    let runs = runs_on(other, &job).unwrap();
+    let (run, missed) = check_slots(&runs, 3);
+    eprintln!(
+        "slots run: {}, missed while leadership moved: {}",
+        run.len(),
+        missed.len()
+    );
+    // The job's definition survived the leader's loss and reads through another manager.
+    let ls = wsm_on(other, &["jobs", "ls", "--json"]);
+    assert_eq!(ls.code, 0, "{}", ls.stderr);
+    assert!(
+        ls.stdout.contains(&format!("\"name\": \"{job}\"")),
+        "{}",
+        ls.stdout
+    );
+    let logs = wsm_on(other, &["jobs", "logs", &job, "--runs", "1"]);
+    assert!(
+        logs.stdout.contains(&format!("ran on {new_leader}")),
+        "{}",
+        logs.stdout
+    );
+}
+
+/// A file in the machine's own /etc (which the netns hosts' sshd sessions share), removed in
+/// `Drop`.
+struct LegacyFile(std::path::PathBuf);
+
+impl Drop for LegacyFile {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
+    }
+}
