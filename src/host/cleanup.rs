@@ -18,7 +18,7 @@ const ACTION_DEADLINE: Duration = Duration::from_secs(15);
 
 /// One thing to put back.
 pub enum Action {
-    /// Run a command in a container (e.g. `pkill -CONT -x <program>` to thaw a frozen process).
+    /// Run a command in a container (e.g. one that thaws a process it froze).
     Exec {
         engine: EngineHandle,
         container: String,
