@@ -8,7 +8,8 @@
 //! On the same swarm, a remote stack's shared config: the file host 1 kept before
 //! (`/etc/wavelet-stack/<stack>`) moves into the swarm's store on first read; of two
 //! `edit-config` sessions racing, the second is told and its text kept locally; after the
-//! leader's loss the config reads through another manager.
+//! leader's loss the config reads through another manager. A Wavelet stack on it, backed up
+//! twice over SSH: its dump equals a quiesced copy of the node's /db, the first kept as `.backup`.
 
 mod common;
 
@@ -88,6 +89,7 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
         .map(|h| {
             Command::new(NETNS_HOST)
                 .args(["load-image", &h.name, IMAGE])
+                .args(IMAGES)
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap()
@@ -253,6 +255,89 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
         doc["text"].as_str().unwrap().contains("WAVELET_NODES=5"),
         "{doc}"
     );
+
+    // Backups of a Wavelet stack on this swarm, driven over SSH: two cycles leave the node a
+    // dump equal to a quiesced copy of its /db and, as `.backup`, the first dump.
+    let db_stack = format!("{swarm}-db");
+    let backups = bed.path("backups");
+    std::fs::write(
+        config.join(format!("stacks/{db_stack}")),
+        format!(
+            "WAVELET_NODES=1\nWAVELET_NO_RPC=true\nWAVELET_RESTART_ON_PEER_CHANGE=false\nWSM_ENDPOINT_MODE=dnsrr\nWSM_PUBLISH_MODE=host\nWSM_DEPLOY_TIMEOUT=180\nWSM_BACKUP_DIR={}\n",
+            backups.display()
+        ),
+    )
+    .unwrap();
+    let on_db = |args: &[&str]| {
+        let mut all = vec!["stack", "-s", db_stack.as_str()];
+        all.extend_from_slice(args);
+        bed.wsm_in(&config, &all, "")
+    };
+    on_db(&["start"]).ok();
+    on_db(&["backup"]).ok();
+    let folder = backups.join(&db_stack);
+    let first = std::fs::read(folder.join("1.tar.gz")).unwrap();
+    let task = docker_on(
+        &hosts[0].name,
+        &[
+            "service",
+            "ps",
+            &format!("{db_stack}_wavelet"),
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Node}}",
+        ],
+    );
+    let node = hosts
+        .iter()
+        .find(|h| h.name == task.trim())
+        .expect("the node of wavelet 1");
+    let container = docker_on(
+        &node.name,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={db_stack}_wavelet"),
+        ],
+    );
+    let container = container.trim();
+    docker_on(
+        &node.name,
+        &["exec", container, "pkill", "-STOP", "-x", "wavelet"],
+    );
+    let copy = Command::new("docker")
+        .args([
+            "-H",
+            &socket(node),
+            "exec",
+            container,
+            "tar",
+            "-C",
+            "/",
+            "-cf",
+            "-",
+            "db",
+        ])
+        .output()
+        .unwrap();
+    let second = on_db(&["backup"]);
+    docker_on(
+        &node.name,
+        &["exec", container, "pkill", "-CONT", "-x", "wavelet"],
+    );
+    second.ok();
+    assert_eq!(
+        archive_files(&folder.join("1.tar.gz")),
+        tar_files(&copy.stdout[..], false),
+        "the dump differs from the quiesced /db"
+    );
+    assert_eq!(
+        std::fs::read(folder.join("1.tar.gz.backup")).unwrap(),
+        first
+    );
+    on_db(&["stop"]).ok();
 
     // Leadership as wsm reports it is what `docker node ls` says, seen from every manager.
     let leader = docker_leader(&hosts[0]);

@@ -183,12 +183,50 @@ fn shell_completion_asks_wsm_for_stacks_and_node_ids() {
         .find(|l| l.starts_with("complete -o default -F _wsm wsm "))
         .unwrap_or_else(|| panic!("no complete line:\n{}", bash.stdout));
     assert!(registered.contains(" manage-stack"), "{registered}");
+    let bin = Path::new(env!("CARGO_BIN_EXE_wsm"))
+        .parent()
+        .expect("bin dir");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let prefix = &s.name[..s.name.len() - 2];
     for shell in ["zsh", "fish"] {
-        assert!(s
-            .wsm(&["completions", shell], &[])
-            .ok()
-            .contains("wsm __complete --"));
+        let text = s.wsm(&["completions", shell], &[]);
+        assert!(text.ok().contains("wsm __complete --"));
+        let file = s.dir.path().join(format!("wsm.{shell}"));
+        std::fs::write(&file, &text.stdout).unwrap();
+        let check = Command::new(shell)
+            .arg("-n")
+            .arg(&file)
+            .output()
+            .expect(shell);
+        assert!(
+            check.status.success(),
+            "{shell} -n: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
     }
+    // fish itself, with the script loaded, completes the stack's name and its node ids.
+    let fish = s.dir.path().join("wsm.fish");
+    let ask = |line: &str| -> String {
+        let out = Command::new("fish")
+            .args(["--no-config", "-c"])
+            .arg(format!("source {}; complete -C '{line}'", fish.display()))
+            .current_dir(s.dir.path())
+            .env("PATH", &path)
+            .env("WSM_CONFIG_DIR", s.dir.path().join("config"))
+            .env("XDG_CONFIG_HOME", s.dir.path().join(".xdg-config"))
+            .env("XDG_STATE_HOME", s.dir.path().join(".xdg-state"))
+            .output()
+            .expect("fish");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let got = ask(&format!("wsm stack -s {prefix}"));
+    assert!(got.lines().any(|l| l == s.name), "fish offered: {got}");
+    let got = ask(&format!("wsm stack -s {} shell ", s.name));
+    assert!(got.lines().any(|l| l == "web"), "fish offered: {got}");
     let script = s.dir.path().join("wsm.bash");
     std::fs::write(&script, &bash.stdout).expect("write script");
     let check = Command::new("bash")
@@ -202,7 +240,6 @@ fn shell_completion_asks_wsm_for_stacks_and_node_ids() {
         String::from_utf8_lossy(&check.stderr)
     );
 
-    let prefix = &s.name[..s.name.len() - 2];
     let stacks = s.wsm(&["__complete", "--", "stack", "-s", prefix], &[]);
     assert!(
         stacks.ok().lines().any(|l| l == s.name),
@@ -220,20 +257,10 @@ fn shell_completion_asks_wsm_for_stacks_and_node_ids() {
     );
 
     // Bash itself, with the script loaded, in a pseudo-terminal.
-    let bin = Path::new(env!("CARGO_BIN_EXE_wsm"))
-        .parent()
-        .expect("bin dir");
     let mut cmd = Command::new("bash");
     cmd.args(["--norc", "--noprofile", "-i"])
         .current_dir(s.dir.path())
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
+        .env("PATH", &path)
         .env("WSM_CONFIG_DIR", s.dir.path().join("config"))
         .env("XDG_CONFIG_HOME", s.dir.path().join(".xdg-config"))
         .env("XDG_STATE_HOME", s.dir.path().join(".xdg-state"))
