@@ -239,15 +239,23 @@ fn generic_swarm_on_existing_machines_create_run_a_stack_expand_and_destroy_leav
         assert!(d.contains(&format!("SWARM_NAME={sw}")), "{d}");
         assert!(d.contains("SWARM_PROVIDER=generic"), "{d}");
     }
-    // Import from another config directory through the third host.
+    // Import from another config directory through the third host, a manager: the record is
+    // the creator's, reaching the swarm through that manager.
     let c2 = bed.path("config2");
     std::fs::create_dir_all(&c2).unwrap();
     std::fs::write(c2.join("default"), "").unwrap();
-    bed.wsm_in(&c2, &["swarm", "import", &machines[2].ip], "")
-        .ok();
+    let r = bed.wsm_in(&c2, &["swarm", "import", &machines[2].ip], "");
+    r.ok();
+    assert!(r.stderr.contains("is a manager of swarm"), "{}", r.stderr);
+    let original = std::fs::read_to_string(&record).unwrap();
+    let first = format!("DOCKER_HOST=ssh://root@{}\n", machines[0].ip);
+    assert!(original.contains(&first), "{original}");
     assert_eq!(
         std::fs::read_to_string(c2.join(format!("swarms/{sw}"))).unwrap(),
-        std::fs::read_to_string(&record).unwrap()
+        original.replace(
+            &first,
+            &format!("DOCKER_HOST=ssh://root@{}\n", machines[2].ip)
+        )
     );
 
     // A stack of 3 replicas spreads over the three hosts.
