@@ -84,42 +84,11 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
         .iter()
         .map(|p| Host::up(p, &bed.public_key()))
         .collect();
-    let loads: Vec<_> = hosts
-        .iter()
-        .map(|h| {
-            Command::new(NETNS_HOST)
-                .args(["load-image", &h.name, IMAGE])
-                .args(IMAGES)
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut l in loads {
-        assert!(l.wait().unwrap().success(), "netns-host load-image");
-    }
-    docker_on(
-        &hosts[0].name,
-        &["swarm", "init", "--advertise-addr", hosts[0].ip()],
-    );
-    let token = docker_on(&hosts[0].name, &["swarm", "join-token", "-q", "manager"]);
-    for h in &hosts[1..] {
-        docker_on(
-            &h.name,
-            &[
-                "swarm",
-                "join",
-                "--advertise-addr",
-                h.ip(),
-                "--token",
-                token.trim(),
-                &format!("{}:2377", hosts[0].ip()),
-            ],
-        );
-    }
-    wait_for("three managers ready", 90, || {
-        ready_nodes(&hosts[0].name).len() == 3
-    });
+    let all: Vec<&Host> = hosts.iter().collect();
+    let mut images = vec![IMAGE];
+    images.extend_from_slice(IMAGES);
+    load_images(&all, &images);
+    form_swarm(&hosts[0], &all[1..], "manager");
 
     let r = wsm_on(
         &hosts[0],
@@ -156,11 +125,7 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     // A remote stack on this swarm, as wsm's records describe it, reached over SSH.
-    let mut known = String::new();
-    for h in &hosts {
-        known += &std::fs::read_to_string(&h.env["SSH_KNOWN_HOSTS"]).unwrap();
-    }
-    std::fs::write(bed.path("known_hosts"), known).unwrap();
+    trust(&bed, &all);
     let swarm = unique("wjsw");
     let stack = format!("{swarm}-app");
     let record = |via: &Host| {

@@ -71,42 +71,12 @@ impl Swarm {
         let registry = Registry::start(None);
         let manager = Host::up("wspm", &bed.public_key());
         let worker = Host::up("wspw", &bed.public_key());
-        let mut known = String::new();
         for h in [&manager, &worker] {
-            known += &std::fs::read_to_string(&h.env["SSH_KNOWN_HOSTS"]).unwrap();
             h.forward(registry.port);
         }
-        std::fs::write(bed.path("known_hosts"), known).unwrap();
-        let out = Command::new(NETNS_HOST)
-            .args(["load-image", &manager.name, BASE])
-            .stdout(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "load-image: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        docker_on(
-            &manager.name,
-            &["swarm", "init", "--advertise-addr", manager.ip()],
-        );
-        let token = docker_on(&manager.name, &["swarm", "join-token", "-q", "worker"]);
-        docker_on(
-            &worker.name,
-            &[
-                "swarm",
-                "join",
-                "--advertise-addr",
-                worker.ip(),
-                "--token",
-                token.trim(),
-                &format!("{}:2377", manager.ip()),
-            ],
-        );
-        wait_for("both nodes ready", 60, || {
-            ready_nodes(&manager.name).len() == 2
-        });
+        trust(&bed, &[&manager, &worker]);
+        load_images(&[&manager], &[BASE]);
+        form_swarm(&manager, &[&worker], "worker");
         eprintln!("spawn_hosts: test bed ready in {:?}", t0.elapsed());
         Swarm {
             bed,

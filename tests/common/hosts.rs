@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{unique, Run, IMAGES};
+use super::{unique, wait_for, Run, IMAGES};
 
 pub const NETNS_HOST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/netns-host");
 pub const FAKE_DO: &str = concat!(
@@ -322,4 +322,64 @@ pub fn ready_nodes(host: &str) -> Vec<String> {
     .filter(|l| l.ends_with(" Ready"))
     .map(|l| l.split(' ').next().unwrap().to_string())
     .collect()
+}
+
+/// Writes the hosts' SSH host keys into the bed's known_hosts, so wsm's ssh trusts them.
+pub fn trust(bed: &Bed, hosts: &[&Host]) {
+    let mut known = String::new();
+    for h in hosts {
+        known += &std::fs::read_to_string(&h.env["SSH_KNOWN_HOSTS"]).unwrap();
+    }
+    std::fs::write(bed.path("known_hosts"), known).unwrap();
+}
+
+/// Loads images of this machine's engine into every host's engine, the hosts at once.
+pub fn load_images(hosts: &[&Host], images: &[&str]) {
+    let loads: Vec<_> = hosts
+        .iter()
+        .map(|h| {
+            Command::new(NETNS_HOST)
+                .args(["load-image", &h.name])
+                .args(images)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for l in loads {
+        let out = l.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "netns-host load-image: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Makes a swarm: `first` initialises it, `others` join it as `role` ("manager" or
+/// "worker"); waits until every node is ready.
+pub fn form_swarm(first: &Host, others: &[&Host], role: &str) {
+    docker_on(
+        &first.name,
+        &["swarm", "init", "--advertise-addr", first.ip()],
+    );
+    let token = docker_on(&first.name, &["swarm", "join-token", "-q", role]);
+    for h in others {
+        docker_on(
+            &h.name,
+            &[
+                "swarm",
+                "join",
+                "--advertise-addr",
+                h.ip(),
+                "--token",
+                token.trim(),
+                &format!("{}:2377", first.ip()),
+            ],
+        );
+    }
+    wait_for("every node ready", 90, || {
+        ready_nodes(&first.name).len() == others.len() + 1
+    });
 }

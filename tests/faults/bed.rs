@@ -52,45 +52,9 @@ impl Swarm {
         // On a panic below, the hosts made so far go down with their `Drop`.
         let manager = Host::up("wfm", &bed.public_key());
         let worker = Host::up("wfw", &bed.public_key());
-        let mut known = String::new();
-        for h in [&manager, &worker] {
-            known += &std::fs::read_to_string(&h.env["SSH_KNOWN_HOSTS"]).unwrap();
-        }
-        std::fs::write(bed.path("known_hosts"), known).unwrap();
-        let loads: Vec<Child> = [&manager, &worker]
-            .iter()
-            .map(|h| {
-                Command::new(NETNS_HOST)
-                    .args(["load-image", &h.name])
-                    .args(IMAGES)
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for mut l in loads {
-            assert!(l.wait().unwrap().success(), "netns-host load-image");
-        }
-        docker_on(
-            &manager.name,
-            &["swarm", "init", "--advertise-addr", manager.ip()],
-        );
-        let token = docker_on(&manager.name, &["swarm", "join-token", "-q", "worker"]);
-        docker_on(
-            &worker.name,
-            &[
-                "swarm",
-                "join",
-                "--advertise-addr",
-                worker.ip(),
-                "--token",
-                token.trim(),
-                &format!("{}:2377", manager.ip()),
-            ],
-        );
-        wait_for("both nodes ready", 60, || {
-            ready_nodes(&manager.name).len() == 2
-        });
+        trust(&bed, &[&manager, &worker]);
+        load_images(&[&manager, &worker], IMAGES);
+        form_swarm(&manager, &[&worker], "worker");
         eprintln!("faults: test bed ready in {:?}", t0.elapsed());
         Swarm {
             bed,
