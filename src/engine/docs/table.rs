@@ -44,6 +44,8 @@ pub const DOCS: &[Doc] = &[
         "The address `docker::connect(\"\")` goes to, resolved as the Docker CLI resolves it: `--context`, then `DOCKER_HOST`, then `DOCKER_CONTEXT`, then the current context in `~/.docker/config.json` (endpoint from `~/.docker/contexts/meta/<sha256 of name>/meta.json`), else `unix:///var/run/docker.sock`. Fails when the named context does not exist."),
     doc!("docker::exec_all", ["docker::exec_all(targets: array, cmd: array) -> array"],
         "Runs one command in many containers at once. Each target is a map with `engine` and `container`; its other keys are copied into its result, which adds `exit_code`, `stdout` and `stderr` (or `error`)."),
+    doc!("docker::signal_all", ["docker::signal_all(targets: array, signal: string) -> array", "docker::signal_all(targets: array, signal: string, opts: map) -> array"],
+        "Sends a signal (`\"HUP\"`, `\"SIGUSR1\"`, `\"15\"`) to the main process of many containers at once, through the engine's kill endpoint: no process is started in them, so it costs one request per container (two with `if_exists`). Each target is a map with `engine` and `container`. opts: `if_exists` (a path in the container: the signal is sent only where that path exists, checked with one stat first), `timeout` (seconds for all of them, 10). Each result holds the target's other keys plus `sent` (true when delivered), `missing` (true when `if_exists` was not there, or the container is gone) and `error` (the engine's message, or the deadline; \"\" otherwise)."),
     // Engine
     doc!("Engine.host", ["e.host -> string"], "The address this engine was reached at."),
     doc!("Engine.api_version", ["e.api_version -> string"], "The Engine API version negotiated on connect, e.g. `1.47`."),

@@ -1,5 +1,6 @@
 //! Container I/O on an engine handle: run a command (collecting its output, in many containers
-//! at once, or interactively with our terminal), stream logs, attach to a console.
+//! at once, or interactively with our terminal), signal many containers at once, stream logs,
+//! attach to a console.
 
 use std::io::Write;
 use std::pin::Pin;
@@ -8,14 +9,16 @@ use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
-use bollard::query_parameters::{AttachContainerOptions, LogsOptions};
+use bollard::query_parameters::{
+    AttachContainerOptions, ContainerArchiveInfoOptions, KillContainerOptions, LogsOptions,
+};
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 use rhai::{Array, Engine, Map, Module};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{engine_error, EngineHandle};
-use crate::host::opts::{opt_bool, opt_int, opt_str};
+use super::{docker_message, engine_error, status_of, EngineHandle};
+use crate::host::opts::{opt_bool, opt_int, opt_secs, opt_str};
 use crate::host::{script_err, term, Host, ScriptResult};
 
 /// Which of a container's output streams a chunk came from.
@@ -295,9 +298,108 @@ async fn logs(
     drain(stream, to_terminal).await
 }
 
+/// What sending a signal to one container came to.
+enum Signalled {
+    /// The engine delivered the signal to the container's main process.
+    Sent,
+    /// The path the signal depended on does not exist there (or the container is gone).
+    Missing,
+    /// The engine refused, or did not answer in time: its message.
+    Failed(String),
+}
+
+/// Sends `signal` to a container's main process through the engine (`POST
+/// /containers/{id}/kill`), which starts no process in the container; with `if_exists`, only
+/// after one stat (`HEAD /containers/{id}/archive`) found that path in the container.
+async fn signal(d: &Docker, container: &str, signal: &str, if_exists: Option<&str>) -> Signalled {
+    if let Some(path) = if_exists {
+        let stat = ContainerArchiveInfoOptions {
+            path: path.to_string(),
+        };
+        match d.get_container_archive_info(container, Some(stat)).await {
+            Ok(_) => {}
+            Err(e) if status_of(&e) == Some(404) => return Signalled::Missing,
+            Err(e) => return Signalled::Failed(format!("stat {path}: {}", docker_message(&e))),
+        }
+    }
+    let kill = KillContainerOptions {
+        signal: signal.to_string(),
+    };
+    match d.kill_container(container, Some(kill)).await {
+        Ok(()) => Signalled::Sent,
+        Err(e) => Signalled::Failed(docker_message(&e)),
+    }
+}
+
+/// A target of `exec_all` or `signal_all`: the script's map, its engine, its container.
+type Target = (Map, EngineHandle, String);
+
+/// Reads the targets a fan-out primitive was given: maps with `engine` and `container`.
+fn targets(list: Array, primitive: &str) -> ScriptResult<Vec<Target>> {
+    let mut out = Vec::new();
+    for t in list {
+        let t: Map = t.try_cast().ok_or_else(|| {
+            script_err(format!("{primitive} takes maps with engine and container"))
+        })?;
+        let engine = t
+            .get("engine")
+            .and_then(|e| e.clone().try_cast::<EngineHandle>())
+            .ok_or_else(|| script_err(format!("{primitive}: a target has no engine")))?;
+        let container = t
+            .get("container")
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        out.push((t, engine, container));
+    }
+    Ok(out)
+}
+
+/// A fan-out result: `fields`, plus the target's own keys except its engine.
+fn with_target_keys(mut fields: Map, target: Map) -> Map {
+    for (k, v) in target {
+        if k != "engine" {
+            fields.entry(k).or_insert(v);
+        }
+    }
+    fields
+}
+
 /// The command of a script's array, each element as its text.
 fn command(cmd: &Array) -> Vec<String> {
     cmd.iter().map(|c| c.to_string()).collect()
+}
+
+/// `docker::signal_all`: signals every target at once, each with the same deadline.
+fn signal_all(host: &Host, list: Array, sig: &str, opts: &Map) -> ScriptResult<Array> {
+    let jobs = targets(list, "signal_all")?;
+    let if_exists = opts.get("if_exists").map(|p| p.to_string());
+    let timeout = opt_secs(opts, "timeout", 10);
+    let results = host.block(async {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let futs = jobs.iter().map(|(_, e, c)| async {
+            let sent = signal(&e.docker, c, sig, if_exists.as_deref());
+            tokio::time::timeout_at(deadline, sent)
+                .await
+                .unwrap_or_else(|_| {
+                    Signalled::Failed(format!("no answer from the engine within {timeout:?}"))
+                })
+        });
+        Ok(futures_util::future::join_all(futs).await)
+    })?;
+    let mut out = Array::new();
+    for ((t, _, _), r) in jobs.into_iter().zip(results) {
+        let (sent, missing, error) = match r {
+            Signalled::Sent => (true, false, String::new()),
+            Signalled::Missing => (false, true, String::new()),
+            Signalled::Failed(message) => (false, false, message),
+        };
+        let mut m = Map::new();
+        m.insert("sent".into(), sent.into());
+        m.insert("missing".into(), missing.into());
+        m.insert("error".into(), error.into());
+        out.push(with_target_keys(m, t).into());
+    }
+    Ok(out)
 }
 
 /// Registers the container functions of the `docker::` module.
@@ -307,23 +409,9 @@ pub(super) fn register_static(m: &mut Module, host: &Arc<Host>) {
     let h = host.clone();
     m.set_native_fn(
         "exec_all",
-        move |targets: Array, cmd: Array| -> ScriptResult<Array> {
+        move |list: Array, cmd: Array| -> ScriptResult<Array> {
             let cmd = command(&cmd);
-            let mut jobs = Vec::new();
-            for t in targets {
-                let t: Map = t
-                    .try_cast()
-                    .ok_or_else(|| script_err("exec_all takes maps with engine and container"))?;
-                let engine = t
-                    .get("engine")
-                    .and_then(|e| e.clone().try_cast::<EngineHandle>())
-                    .ok_or_else(|| script_err("exec_all: a target has no engine"))?;
-                let container = t
-                    .get("container")
-                    .map(|c| c.to_string())
-                    .unwrap_or_default();
-                jobs.push((t, engine, container));
-            }
+            let jobs = targets(list, "exec_all")?;
             let results = h.block(async {
                 let futs = jobs
                     .iter()
@@ -332,15 +420,27 @@ pub(super) fn register_static(m: &mut Module, host: &Arc<Host>) {
             })?;
             let mut out = Array::new();
             for ((t, _, _), r) in jobs.into_iter().zip(results) {
-                let mut m = r?.into_map();
-                for (k, v) in t {
-                    if k != "engine" {
-                        m.entry(k).or_insert(v);
-                    }
-                }
-                out.push(m.into());
+                out.push(with_target_keys(r?.into_map(), t).into());
             }
             Ok(out)
+        },
+    );
+
+    // docker::signal_all(targets, signal) / docker::signal_all(targets, signal, opts) — send a
+    // signal to the main process of many containers at once; opts: if_exists (a path: signal
+    // only where it exists), timeout (seconds, 10). Each result: #{sent, missing, error, …}.
+    let h = host.clone();
+    m.set_native_fn(
+        "signal_all",
+        move |list: Array, sig: &str| -> ScriptResult<Array> {
+            signal_all(&h, list, sig, &Map::new())
+        },
+    );
+    let h = host.clone();
+    m.set_native_fn(
+        "signal_all",
+        move |list: Array, sig: &str, opts: Map| -> ScriptResult<Array> {
+            signal_all(&h, list, sig, &opts)
         },
     );
 }
