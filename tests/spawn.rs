@@ -141,40 +141,10 @@ impl Drop for Spawned {
 /// What `docker node inspect` and the running tasks' reservations say each node has free:
 /// node ID → (free memory in bytes, free CPU shares).
 fn witnessed_free() -> Vec<(String, i64, i64)> {
-    let mut out = Vec::new();
-    for id in docker(&["node", "ls", "-q"]).lines() {
-        let node: Value = serde_json::from_str(&docker(&[
-            "node",
-            "inspect",
-            id,
-            "--format",
-            "{{json .Description.Resources}}",
-        ]))
-        .unwrap();
-        let mut mem = node["MemoryBytes"].as_i64().unwrap();
-        let mut cpu = node["NanoCPUs"].as_i64().unwrap();
-        let tasks = docker(&[
-            "node",
-            "ps",
-            id,
-            "-q",
-            "--no-trunc",
-            "--filter",
-            "desired-state=running",
-        ]);
-        for t in tasks.lines().filter(|t| !t.is_empty()) {
-            let r: Value = serde_json::from_str(&docker_quiet(&[
-                "inspect",
-                t,
-                "--format",
-                "{{json .Spec.Resources.Reservations}}",
-            ]))
-            .unwrap_or(Value::Null);
-            mem -= r["MemoryBytes"].as_i64().unwrap_or(0);
-            cpu -= r["NanoCPUs"].as_i64().unwrap_or(0);
-        }
-        out.push((id.to_string(), mem, cpu * 1024 / 1_000_000_000));
-    }
+    let mut out: Vec<(String, i64, i64)> = common::witnessed_free(&docker, &docker_quiet)
+        .into_iter()
+        .map(|(id, _, mem, cpu)| (id, mem, cpu))
+        .collect();
     out.sort();
     out
 }

@@ -126,42 +126,11 @@ impl Swarm {
     /// What `docker node inspect` and the reservations of the running tasks (`docker node ps`,
     /// `docker inspect`) say each node has free: hostname → (memory, CPU shares).
     fn witnessed_free(&self) -> BTreeMap<String, (i64, i64)> {
-        let mut out = BTreeMap::new();
-        for id in self.docker(&["node", "ls", "-q"]).lines() {
-            let node: Value = serde_json::from_str(&self.docker(&[
-                "node",
-                "inspect",
-                id,
-                "--format",
-                "{{json .Description}}",
-            ]))
-            .unwrap();
-            let mut mem = node["Resources"]["MemoryBytes"].as_i64().unwrap();
-            let mut cpu = node["Resources"]["NanoCPUs"].as_i64().unwrap();
-            let tasks = self.docker(&[
-                "node",
-                "ps",
-                id,
-                "-q",
-                "--no-trunc",
-                "--filter",
-                "desired-state=running",
-            ]);
-            for t in tasks.lines().filter(|t| !t.is_empty()) {
-                let r: Value = serde_json::from_str(&self.docker(&[
-                    "inspect",
-                    t,
-                    "--format",
-                    "{{json .Spec.Resources.Reservations}}",
-                ]))
-                .unwrap_or(Value::Null);
-                mem -= r["MemoryBytes"].as_i64().unwrap_or(0);
-                cpu -= r["NanoCPUs"].as_i64().unwrap_or(0);
-            }
-            let host = node["Hostname"].as_str().unwrap().to_string();
-            out.insert(host, (mem, cpu * 1024 / 1_000_000_000));
-        }
-        out
+        let docker = |args: &[&str]| self.docker(args);
+        common::witnessed_free(&docker, &docker)
+            .into_iter()
+            .map(|(_, host, mem, cpu)| (host, (mem, cpu)))
+            .collect()
     }
 
     /// The scan, once it equals the witness for every node (a task just placed or removed may
@@ -250,15 +219,7 @@ impl Spawned {
 impl Drop for Spawned {
     fn drop(&mut self) {
         let sw = swarm();
-        let on = |h: &Host, args: &[&str]| {
-            Command::new("docker")
-                .arg("-H")
-                .arg(format!("unix:///run/wsm-hosts/{}/docker.sock", h.name))
-                .args(args)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
+        let on = |h: &Host, args: &[&str]| docker_on_quiet(&h.name, args);
         let filter = format!("label=com.docker.swarm.service.name={}", self.name);
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {

@@ -10,6 +10,7 @@ use std::io::Read;
 use std::process::{Child, Stdio};
 
 use base64::Engine as _;
+use common::store::store_doc;
 use common::*;
 use serde_json::{json, Value};
 
@@ -42,22 +43,7 @@ impl Drop for DocGuard {
 
 /// The document as the Docker CLI shows it: its labels decoded by hand.
 fn doc_by_docker(name: &str) -> Value {
-    let labels: Value = serde_json::from_str(&docker(&[
-        "config",
-        "inspect",
-        &format!("wsm-state-{name}"),
-        "--format",
-        "{{json .Spec.Labels}}",
-    ]))
-    .unwrap();
-    let packed = base64::engine::general_purpose::STANDARD
-        .decode(labels["wsm.state.data"].as_str().unwrap())
-        .unwrap();
-    let mut json = String::new();
-    flate2::read::GzDecoder::new(&packed[..])
-        .read_to_string(&mut json)
-        .unwrap();
-    serde_json::from_str(&json).unwrap()
+    store_doc(&[], name).unwrap_or_else(|| panic!("no store document {name}"))
 }
 
 #[test]

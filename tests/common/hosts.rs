@@ -298,13 +298,23 @@ impl Drop for FakeDo {
 }
 
 /// `docker` against one netns host's own socket.
-pub fn docker_on(host: &str, args: &[&str]) -> String {
-    let out = Command::new("docker")
+fn docker_on_output(host: &str, args: &[&str]) -> std::process::Output {
+    Command::new("docker")
         .arg("-H")
         .arg(format!("unix:///run/wsm-hosts/{host}/docker.sock"))
         .args(args)
         .output()
-        .expect("docker CLI");
+        .expect("docker CLI")
+}
+
+/// `docker_on` for clean-up: its output, "" when it failed.
+pub fn docker_on_quiet(host: &str, args: &[&str]) -> String {
+    String::from_utf8_lossy(&docker_on_output(host, args).stdout).into_owned()
+}
+
+/// `docker` against one netns host's own socket; fails the test when docker fails.
+pub fn docker_on(host: &str, args: &[&str]) -> String {
+    let out = docker_on_output(host, args);
     assert!(
         out.status.success(),
         "docker on {host} {args:?}: {}",

@@ -418,3 +418,49 @@ pub fn tar_files(
 pub fn archive_files(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     tar_files(std::fs::File::open(path).unwrap(), true)
 }
+
+/// What `docker node inspect` and the reservations of the running tasks (`docker node ps`,
+/// `docker inspect`) say each node has free, through the Docker CLI: `docker` runs a command
+/// for the node queries, `task` for a task's inspect (a quiet one gives "" for a task gone
+/// meanwhile). Returns (node ID, hostname, free memory in bytes, free CPU shares).
+pub fn witnessed_free(
+    docker: &dyn Fn(&[&str]) -> String,
+    task: &dyn Fn(&[&str]) -> String,
+) -> Vec<(String, String, i64, i64)> {
+    let mut out = Vec::new();
+    for id in docker(&["node", "ls", "-q"]).lines() {
+        let node: Value = serde_json::from_str(&docker(&[
+            "node",
+            "inspect",
+            id,
+            "--format",
+            "{{json .Description}}",
+        ]))
+        .unwrap();
+        let mut mem = node["Resources"]["MemoryBytes"].as_i64().unwrap();
+        let mut cpu = node["Resources"]["NanoCPUs"].as_i64().unwrap();
+        let tasks = docker(&[
+            "node",
+            "ps",
+            id,
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "desired-state=running",
+        ]);
+        for t in tasks.lines().filter(|t| !t.is_empty()) {
+            let r: Value = serde_json::from_str(&task(&[
+                "inspect",
+                t,
+                "--format",
+                "{{json .Spec.Resources.Reservations}}",
+            ]))
+            .unwrap_or(Value::Null);
+            mem -= r["MemoryBytes"].as_i64().unwrap_or(0);
+            cpu -= r["NanoCPUs"].as_i64().unwrap_or(0);
+        }
+        let host = node["Hostname"].as_str().unwrap().to_string();
+        out.push((id.to_string(), host, mem, cpu * 1024 / 1_000_000_000));
+    }
+    out
+}

@@ -193,15 +193,7 @@ impl Drop for Case {
     fn drop(&mut self) {
         let sw = swarm();
         let label = format!("label=com.docker.stack.namespace={}", self.stack);
-        let on = |h: &Host, args: &[&str]| {
-            Command::new("docker")
-                .arg("-H")
-                .arg(format!("unix:///run/wsm-hosts/{}/docker.sock", h.name))
-                .args(args)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
+        let on = |h: &Host, args: &[&str]| docker_on_quiet(&h.name, args);
         on(&sw.manager, &["stack", "rm", &self.stack]);
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
