@@ -1,10 +1,14 @@
-//! The Docker API over SSH, as the Docker CLI does it (`docker system dial-stdio` on the remote
-//! host), but over ONE master connection per host, shared with `ssh::connect`: each HTTP
-//! connection is a new channel of that master, not a new SSH handshake. The port of
-//! `ssh://user@host:port` is honoured, ssh's own error reaches the user, and `ssh::close_all`
-//! ends the master when wsm exits.
+//! The Docker API over SSH, over ONE master connection per host, shared with `ssh::connect`
+//! and with later wsm processes (`ssh::mux`): each HTTP connection is a new channel of that
+//! master, not a new SSH handshake. The remote engine's unix socket is forwarded to a local one
+//! (`ssh::engine_socket`), so a connection starts no process on either side; where that cannot
+//! be done, each connection runs `docker system dial-stdio` on the remote host, as the Docker
+//! CLI does. hyper's pool keeps the connections alive between requests, and the client is cached
+//! per host for the whole process (`docker::connect`). The port of `ssh://user@host:port` is
+//! honoured and ssh's own error reaches the user.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,7 +27,8 @@ use crate::host::{error_chain, ssh};
 pub async fn connect(host: &str, timeout: u64, version: &ClientVersion) -> Result<Docker, String> {
     let target = host.trim_end_matches('/');
     let session = ssh::shared_session(target).await?;
-    let client = Client::builder(TokioExecutor::new()).build(DialStdio { session });
+    let forwarded = ssh::engine_socket(target).await?;
+    let client = Client::builder(TokioExecutor::new()).build(Dial { session, forwarded });
     let name = target.to_string();
     let transport = move |req: BollardRequest| {
         let client = client.clone();
@@ -52,21 +57,24 @@ pub(super) async fn dial(
 ) -> Result<impl hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static, String> {
     let target = host.trim_end_matches('/');
     let session = ssh::shared_session(target).await?;
+    let forwarded = ssh::engine_socket(target).await?;
     tower_service::Service::call(
-        &mut DialStdio { session },
+        &mut Dial { session, forwarded },
         Uri::from_static("http://docker"),
     )
     .await
     .map_err(|e| format!("cannot reach the Docker engine at {target}: {e}"))
 }
 
-/// Connects hyper to the engine: each connection runs `docker system dial-stdio` on the host.
+/// Connects hyper to the engine: through the forwarded socket when there is one, else each
+/// connection runs `docker system dial-stdio` on the host.
 #[derive(Clone)]
-struct DialStdio {
+struct Dial {
     session: Arc<Session>,
+    forwarded: Option<PathBuf>,
 }
 
-impl tower_service::Service<Uri> for DialStdio {
+impl tower_service::Service<Uri> for Dial {
     type Response = DialStream;
     type Error = std::io::Error;
     type Future = Pin<Box<dyn Future<Output = Result<DialStream, std::io::Error>> + Send>>;
@@ -77,7 +85,15 @@ impl tower_service::Service<Uri> for DialStdio {
 
     fn call(&mut self, _: Uri) -> Self::Future {
         let session = self.session.clone();
+        let forwarded = self.forwarded.clone();
         Box::pin(async move {
+            if let Some(path) = forwarded {
+                // The master ended (its link cut, killed): the forward is gone with it.
+                let stream = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
+                    std::io::Error::other(format!("the SSH master's forwarded socket: {e}"))
+                })?;
+                return Ok(DialStream::Forwarded(TokioIo::new(stream)));
+            }
             let mut child = session
                 .arc_command("docker")
                 .args(["system", "dial-stdio"])
@@ -91,7 +107,7 @@ impl tower_service::Service<Uri> for DialStdio {
             let missing = || std::io::Error::other("dial-stdio gave no pipes");
             let stdin = child.stdin().take().ok_or_else(missing)?;
             let stdout = child.stdout().take().ok_or_else(missing)?;
-            Ok(DialStream {
+            Ok(DialStream::Stdio {
                 _child: child,
                 stdin: TokioIo::new(stdin),
                 stdout: TokioIo::new(stdout),
@@ -100,11 +116,15 @@ impl tower_service::Service<Uri> for DialStdio {
     }
 }
 
-/// One HTTP connection: the remote `dial-stdio`'s stdout to read, its stdin to write.
-struct DialStream {
-    _child: openssh::Child<Arc<Session>>,
-    stdin: TokioIo<ChildStdin>,
-    stdout: TokioIo<ChildStdout>,
+/// One HTTP connection: the forwarded socket, or the remote `dial-stdio`'s stdout to read and
+/// its stdin to write.
+enum DialStream {
+    Forwarded(TokioIo<tokio::net::UnixStream>),
+    Stdio {
+        _child: openssh::Child<Arc<Session>>,
+        stdin: TokioIo<ChildStdin>,
+        stdout: TokioIo<ChildStdout>,
+    },
 }
 
 impl Connection for DialStream {
@@ -119,7 +139,10 @@ impl hyper::rt::Read for DialStream {
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stdout).poll_read(cx, buf)
+        match self.get_mut() {
+            DialStream::Forwarded(s) => Pin::new(s).poll_read(cx, buf),
+            DialStream::Stdio { stdout, .. } => Pin::new(stdout).poll_read(cx, buf),
+        }
     }
 }
 
@@ -129,14 +152,23 @@ impl hyper::rt::Write for DialStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stdin).poll_write(cx, buf)
+        match self.get_mut() {
+            DialStream::Forwarded(s) => Pin::new(s).poll_write(cx, buf),
+            DialStream::Stdio { stdin, .. } => Pin::new(stdin).poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stdin).poll_flush(cx)
+        match self.get_mut() {
+            DialStream::Forwarded(s) => Pin::new(s).poll_flush(cx),
+            DialStream::Stdio { stdin, .. } => Pin::new(stdin).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stdin).poll_shutdown(cx)
+        match self.get_mut() {
+            DialStream::Forwarded(s) => Pin::new(s).poll_shutdown(cx),
+            DialStream::Stdio { stdin, .. } => Pin::new(stdin).poll_shutdown(cx),
+        }
     }
 }

@@ -14,6 +14,7 @@ use rhai::{Array, Dynamic, Engine, Map, Module};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod identity;
+mod mux;
 
 use super::opts::{opt_bool, opt_str};
 use super::{error_chain, script_err, Host, ScriptResult};
@@ -28,6 +29,8 @@ pub struct SshSession {
     /// `user@host[:port]` as given to `connect`.
     pub target: String,
     session: Arc<Session>,
+    /// Where the shared master lives (`mux`); None for a master private to this process.
+    shared: Option<Arc<mux::Paths>>,
 }
 
 /// Open sessions, by target and options, so that a script's many calls share one master.
@@ -101,8 +104,54 @@ fn parse_target(target: &str) -> Result<(String, String, Option<u16>), String> {
     Ok((user, host, port))
 }
 
-async fn open(target: &str, opts: &ConnectOptions) -> Result<Session, String> {
+/// A master for `target`: the shared one other wsm processes find (`mux`), or with
+/// `WSM_SSH_PERSIST=0` (or no state folder) one private to this process.
+async fn open(
+    target: &str,
+    opts: &ConnectOptions,
+) -> Result<(Session, Option<Arc<mux::Paths>>), String> {
     let (user, host, port) = parse_target(target)?;
+    // ssh's own ConnectTimeout covers the TCP connect; authentication gets a deadline too.
+    let deadline = opts.timeout + Duration::from_secs(10);
+    let failed = |why: String| format!("cannot reach {user}@{host} over SSH: {why}");
+    let persist = mux::persist_secs()?;
+    if let Some(dir) = mux::shared_dir().filter(|_| persist > 0) {
+        let paths = mux::Paths::new(&dir, &opts.cache_key(target));
+        let t = opts.timeout.as_secs().to_string();
+        let mut args: Vec<String> = [
+            "-o",
+            &format!("ConnectTimeout={t}"),
+            "-o",
+            &format!("ServerAliveInterval={t}"),
+            "-o",
+            if opts.strict {
+                "StrictHostKeyChecking=yes"
+            } else {
+                "StrictHostKeyChecking=accept-new"
+            },
+            "-l",
+            &user,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        if let Some(p) = port {
+            args.extend(["-p".to_string(), p.to_string()]);
+        }
+        if let Some(k) = &opts.key {
+            args.extend(["-o".into(), "IdentitiesOnly=yes".into(), "-i".into()]);
+            args.push(k.display().to_string());
+        }
+        let launch = mux::Launch {
+            args,
+            destination: host.clone(),
+            deadline,
+        };
+        let session = mux::shared(&paths, persist, &launch)
+            .await
+            .map_err(failed)?;
+        return Ok((session, Some(Arc::new(paths))));
+    }
     let mut b = SessionBuilder::default();
     b.user(user.clone())
         .connect_timeout(opts.timeout)
@@ -124,18 +173,10 @@ async fn open(target: &str, opts: &ConnectOptions) -> Result<Session, String> {
     if let Some(k) = &opts.key {
         b.keyfile(k);
     }
-    // ssh's own ConnectTimeout covers the TCP connect; authentication gets a deadline too.
-    let deadline = opts.timeout + Duration::from_secs(10);
     match tokio::time::timeout(deadline, b.connect(&host)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(format!(
-            "cannot reach {user}@{host} over SSH: {}",
-            error_chain(&e)
-        )),
-        Err(_) => Err(format!(
-            "cannot reach {user}@{host} over SSH: no answer within {} s",
-            deadline.as_secs()
-        )),
+        Ok(Ok(s)) => Ok((s, None)),
+        Ok(Err(e)) => Err(failed(error_chain(&e))),
+        Err(_) => Err(failed(format!("no answer within {} s", deadline.as_secs()))),
     }
 }
 
@@ -143,17 +184,66 @@ async fn open(target: &str, opts: &ConnectOptions) -> Result<Session, String> {
 /// Docker client's SSH transport shares with `ssh::connect(target)`.
 pub async fn shared_session(target: &str) -> Result<Arc<Session>, String> {
     let opts = ConnectOptions::from_map(&Map::new());
+    Ok(shared_ssh(target, &opts).await?.session)
+}
+
+async fn shared_ssh(target: &str, opts: &ConnectOptions) -> Result<SshSession, String> {
     let key = opts.cache_key(target);
     if let Some(s) = cached(&key) {
-        return Ok(s.session);
+        return Ok(s);
     }
-    let session = Arc::new(open(target, &opts).await?);
+    let (session, shared) = open(target, opts).await?;
     let s = SshSession {
         target: target.to_string(),
-        session: session.clone(),
+        session: Arc::new(session),
+        shared,
     };
-    SESSIONS.lock().expect("ssh sessions").push((key, s));
-    Ok(session)
+    SESSIONS
+        .lock()
+        .expect("ssh sessions")
+        .push((key, s.clone()));
+    Ok(s)
+}
+
+/// Local sockets forwarded to remote engines, by session key: None where the engine must be
+/// dialled with `docker system dial-stdio` instead.
+static ENGINE_SOCKETS: Mutex<Vec<(String, Option<PathBuf>)>> = Mutex::new(Vec::new());
+
+/// A local unix socket that reaches the Docker engine of `target` through its master (ssh's
+/// direct-streamlocal: a connection is one channel, no process on either side), set up once
+/// per master; None when the engine is not on a unix socket there or the forward is refused.
+pub async fn engine_socket(target: &str) -> Result<Option<PathBuf>, String> {
+    let opts = ConnectOptions::from_map(&Map::new());
+    let key = opts.cache_key(target);
+    if let Some((_, p)) = ENGINE_SOCKETS
+        .lock()
+        .expect("engine sockets")
+        .iter()
+        .find(|(k, _)| *k == key)
+    {
+        return Ok(p.clone());
+    }
+    let s = shared_ssh(target, &opts).await?;
+    let control = s.session.control_socket().to_path_buf();
+    let found = match &s.shared {
+        Some(paths) => {
+            let _lock = mux::Lock::take(&paths.lock, opts.timeout).await?;
+            let local = paths.engine.clone();
+            (mux::connects(&local) || mux::forward_engine(&s.session, &control, &local).await)
+                .then_some(local)
+        }
+        None => {
+            let local = control.with_file_name("docker.sock");
+            mux::forward_engine(&s.session, &control, &local)
+                .await
+                .then_some(local)
+        }
+    };
+    ENGINE_SOCKETS
+        .lock()
+        .expect("engine sockets")
+        .push((key, found.clone()));
+    Ok(found)
 }
 
 fn cached(key: &str) -> Option<SshSession> {
@@ -170,7 +260,9 @@ fn cached(key: &str) -> Option<SshSession> {
 pub fn close_all() {
     let sessions: Vec<(String, SshSession)> =
         std::mem::take(&mut *SESSIONS.lock().expect("ssh sessions"));
-    for (_, s) in sessions {
+    ENGINE_SOCKETS.lock().expect("engine sockets").clear();
+    // A shared master stays for later commands and ends itself (`mux`).
+    for (_, s) in sessions.into_iter().filter(|(_, s)| s.shared.is_none()) {
         let socket = s.session.control_socket().to_path_buf();
         let _ = std::process::Command::new("ssh")
             .arg("-S")
@@ -192,18 +284,10 @@ fn connect(host: &Host, target: &str, opts: &ConnectOptions) -> ScriptResult<Ssh
     if let Some(s) = cached(&key) {
         return Ok(s);
     }
-    let session = host.block(async { open(target, opts).await.map_err(script_err) })?;
+    let s = host.block(async { shared_ssh(target, opts).await.map_err(script_err) })?;
     if host.opts.verbose {
         eprintln!("ssh: connected to {target}");
     }
-    let s = SshSession {
-        target: target.to_string(),
-        session: Arc::new(session),
-    };
-    SESSIONS
-        .lock()
-        .expect("ssh sessions")
-        .push((key, s.clone()));
     Ok(s)
 }
 
