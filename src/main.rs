@@ -300,6 +300,9 @@ fn main() -> ExitCode {
     if let Err(e) = engine::limits::check_env() {
         return report(CliError::usage(e, None));
     }
+    if let Err(e) = wsm::host::ssh::check_env() {
+        return report(CliError::usage(e, None));
+    }
     let shell = Shell::new(host.clone(), search);
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if let Some(words) = completing {

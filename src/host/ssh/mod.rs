@@ -255,6 +255,11 @@ fn cached(key: &str) -> Option<SshSession> {
         .map(|(_, s)| s.clone())
 }
 
+/// Checks `WSM_SSH_PERSIST` before anything runs: a bad value is bad input.
+pub fn check_env() -> Result<(), String> {
+    mux::persist_secs().map(|_| ())
+}
+
 /// Ends every master connection this process opened and removes its control folder, so that
 /// no ssh process and no `.ssh-connection*` folder outlives wsm.
 pub fn close_all() {
