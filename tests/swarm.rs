@@ -87,6 +87,9 @@ print(`engine=${{e.info().Name}}`);
     assert_eq!(std::fs::read_dir(remote.join("etc")).unwrap().count(), 1);
 
     // Host key checking is on: a known_hosts entry with another key for this address is refused.
+    // The key is checked when a master is opened; a master already open (shared by later wsm
+    // processes for WSM_SSH_PERSIST seconds, as ssh's own ControlPersist) is ended first.
+    assert_eq!(bed.end_masters(), 1, "one shared master to {ip}");
     let other = bed.path("other_host_key");
     Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -567,6 +570,25 @@ fn remote_engine_over_ssh_uses_the_port_shares_one_master_and_leaves_nothing_beh
         r.stderr
     );
 
+    // What stays is the one master later commands share, until its persist time or its end.
+    let masters = Command::new("pgrep")
+        .args(["-f", &format!(r"^(\S*/)?ssh .*{ip}")])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&masters.stdout).lines().count() <= 1,
+        "{}",
+        String::from_utf8_lossy(&masters.stdout)
+    );
+    bed.end_masters();
+    wait_for("the master to exit", 10, || {
+        Command::new("pgrep")
+            .args(["-f", &format!(r"^(\S*/)?ssh .*{ip}")])
+            .output()
+            .unwrap()
+            .stdout
+            .is_empty()
+    });
     let leftover_ssh = Command::new("pgrep")
         .args(["-f", &format!(r"^(\S*/)?ssh .*{ip}")])
         .output()

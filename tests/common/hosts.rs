@@ -100,6 +100,32 @@ impl Bed {
         c
     }
 
+    /// Ends the SSH masters wsm shares between its processes in this bed (`src/host/ssh/mux.rs`:
+    /// they otherwise end WSM_SSH_PERSIST seconds after their last use), as its doc says:
+    /// `ssh -S <socket> -O exit none`. Returns how many answered.
+    pub fn end_masters(&self) -> usize {
+        let dir = self.path(".xdg-state/wsm/ssh");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("m-") || name.contains('.') {
+                continue;
+            }
+            let ok = Command::new(self.path("bin/ssh"))
+                .arg("-S")
+                .arg(e.path())
+                .args(["-O", "exit", "none"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            n += usize::from(ok);
+        }
+        n
+    }
+
     pub fn wsm(&self, args: &[&str]) -> Run {
         self.wsm_in(&self.path("config"), args, "")
     }
