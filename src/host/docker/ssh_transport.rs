@@ -108,7 +108,7 @@ impl tower_service::Service<Uri> for Dial {
             let stdin = child.stdin().take().ok_or_else(missing)?;
             let stdout = child.stdout().take().ok_or_else(missing)?;
             Ok(DialStream::Stdio {
-                _child: child,
+                _child: Box::new(child),
                 stdin: TokioIo::new(stdin),
                 stdout: TokioIo::new(stdout),
             })
@@ -121,7 +121,7 @@ impl tower_service::Service<Uri> for Dial {
 enum DialStream {
     Forwarded(TokioIo<tokio::net::UnixStream>),
     Stdio {
-        _child: openssh::Child<Arc<Session>>,
+        _child: Box<openssh::Child<Arc<Session>>>,
         stdin: TokioIo<ChildStdin>,
         stdout: TokioIo<ChildStdout>,
     },

@@ -161,8 +161,7 @@ pub async fn shared(p: &Paths, persist: u64, launch: &Launch) -> Result<Session,
         let line = log
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
-            .last()
+            .rfind(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
             .unwrap_or("ssh failed without a message")
             .trim_start_matches("ssh: ")
             .to_string();
