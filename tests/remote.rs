@@ -189,6 +189,20 @@ fn remote_commands_and_a_repl_share_one_master_that_ends_after_its_persist_time(
     repl.exp_string(prompt).expect("a prompt");
     let during = r.ssh_processes();
     assert_eq!(during, vec![master.clone()], "during the REPL session");
+    // The master ends under a running session (here killed; it also ends after its persist
+    // time once idle): the session's next command opens a new one.
+    let pid: i32 = master.split(' ').next().unwrap().parse().unwrap();
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    wait_for("the master to die", 10, || r.ssh_processes().is_empty());
+    repl.send_line(&format!("stack -s {} status", r.stack))
+        .unwrap();
+    repl.exp_string(&format!("{}_app", r.stack))
+        .expect("the stack's service, over a new master");
+    repl.exp_string(prompt).expect("a prompt");
+    let during = r.ssh_processes();
+    assert_eq!(during.len(), 1, "a new master: {during:#?}");
     repl.send_control('d').expect("Ctrl-D");
     repl.exp_eof().expect("the REPL ends on Ctrl-D");
 

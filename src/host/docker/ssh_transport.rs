@@ -8,7 +8,6 @@
 //! honoured and ssh's own error reaches the user.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,9 +25,10 @@ use crate::host::{error_chain, ssh};
 /// speaks the Engine API through it.
 pub async fn connect(host: &str, timeout: u64, version: &ClientVersion) -> Result<Docker, String> {
     let target = host.trim_end_matches('/');
-    let session = ssh::shared_session(target).await?;
-    let forwarded = ssh::engine_socket(target).await?;
-    let client = Client::builder(TokioExecutor::new()).build(Dial { session, forwarded });
+    ssh::engine_socket(target).await?;
+    let client = Client::builder(TokioExecutor::new()).build(Dial {
+        target: target.to_string(),
+    });
     let name = target.to_string();
     let transport = move |req: BollardRequest| {
         let client = client.clone();
@@ -56,10 +56,10 @@ pub(super) async fn dial(
     host: &str,
 ) -> Result<impl hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static, String> {
     let target = host.trim_end_matches('/');
-    let session = ssh::shared_session(target).await?;
-    let forwarded = ssh::engine_socket(target).await?;
     tower_service::Service::call(
-        &mut Dial { session, forwarded },
+        &mut Dial {
+            target: target.to_string(),
+        },
         Uri::from_static("http://docker"),
     )
     .await
@@ -67,11 +67,11 @@ pub(super) async fn dial(
 }
 
 /// Connects hyper to the engine: through the forwarded socket when there is one, else each
-/// connection runs `docker system dial-stdio` on the host.
+/// connection runs `docker system dial-stdio` on the host. The master is looked up for each
+/// new connection, so that one that ended (idle past its persist time) is replaced.
 #[derive(Clone)]
 struct Dial {
-    session: Arc<Session>,
-    forwarded: Option<PathBuf>,
+    target: String,
 }
 
 impl tower_service::Service<Uri> for Dial {
@@ -84,16 +84,21 @@ impl tower_service::Service<Uri> for Dial {
     }
 
     fn call(&mut self, _: Uri) -> Self::Future {
-        let session = self.session.clone();
-        let forwarded = self.forwarded.clone();
+        let target = self.target.clone();
         Box::pin(async move {
-            if let Some(path) = forwarded {
+            if let Some(path) = ssh::engine_socket(&target)
+                .await
+                .map_err(std::io::Error::other)?
+            {
                 // The master ended (its link cut, killed): the forward is gone with it.
                 let stream = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
                     std::io::Error::other(format!("the SSH master's forwarded socket: {e}"))
                 })?;
                 return Ok(DialStream::Forwarded(TokioIo::new(stream)));
             }
+            let session = ssh::shared_session(&target)
+                .await
+                .map_err(std::io::Error::other)?;
             let mut child = session
                 .arc_command("docker")
                 .args(["system", "dial-stdio"])

@@ -190,7 +190,18 @@ pub async fn shared_session(target: &str) -> Result<Arc<Session>, String> {
 async fn shared_ssh(target: &str, opts: &ConnectOptions) -> Result<SshSession, String> {
     let key = opts.cache_key(target);
     if let Some(s) = cached(&key) {
-        return Ok(s);
+        // A master ends after its persist time without use (a REPL left idle): open a new one.
+        if mux::connects(s.session.control_socket()) {
+            return Ok(s);
+        }
+        SESSIONS
+            .lock()
+            .expect("ssh sessions")
+            .retain(|(k, _)| *k != key);
+        ENGINE_SOCKETS
+            .lock()
+            .expect("engine sockets")
+            .retain(|(k, _)| *k != key);
     }
     let (session, shared) = open(target, opts).await?;
     let s = SshSession {
@@ -215,6 +226,7 @@ static ENGINE_SOCKETS: Mutex<Vec<(String, Option<PathBuf>)>> = Mutex::new(Vec::n
 pub async fn engine_socket(target: &str) -> Result<Option<PathBuf>, String> {
     let opts = ConnectOptions::from_map(&Map::new());
     let key = opts.cache_key(target);
+    let s = shared_ssh(target, &opts).await?;
     if let Some((_, p)) = ENGINE_SOCKETS
         .lock()
         .expect("engine sockets")
@@ -223,7 +235,6 @@ pub async fn engine_socket(target: &str) -> Result<Option<PathBuf>, String> {
     {
         return Ok(p.clone());
     }
-    let s = shared_ssh(target, &opts).await?;
     let control = s.session.control_socket().to_path_buf();
     let found = match &s.shared {
         Some(paths) => {
