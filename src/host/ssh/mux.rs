@@ -9,8 +9,10 @@
 //! skips the SSH handshake. A socket whose master is gone (killed, host rebooted) is removed and
 //! a new master started; a file lock beside it (`m-<hash>.lock`) makes two processes that start
 //! at once share one master. `WSM_SSH_PERSIST=0` gives every process its own master, ended when
-//! it exits (`ssh::close_all`). To end a master now: `ssh -S <socket> -O exit none`, or remove
-//! the folder's sockets' masters with `WSM_SSH_PERSIST=0` from then on.
+//! it exits (`ssh::close_all`). To end a master now: `ssh -S <socket> -O exit none`. What stays
+//! in the folder after a master ended: its small `.lock` and `.log` files, and the forwarded
+//! socket's file until the next master for that host replaces it; no ssh process, and never a
+//! `.ssh-connection*` folder (those are the private masters', removed on exit).
 //!
 //! **The engine over the master.** The remote engine's unix socket is forwarded to a local one
 //! beside the master's (`f-<hash>.sock`, or `docker.sock` in a private master's folder; ssh's
