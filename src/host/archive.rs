@@ -16,6 +16,8 @@ use super::docker::EngineHandle;
 use super::output::{self, OutputFile};
 use super::{script_err, Host, ScriptResult};
 
+mod gzip;
+
 /// Lists every file under a container directory with its size and modification time (to the
 /// nanosecond): cheap to take, and it changes whenever anything is written.
 fn remote_listing_cmd(dir: &str) -> Vec<String> {
@@ -142,9 +144,10 @@ struct Copied {
     checksum: String,
 }
 
-/// Streams `dir` of a container into a gzip file at `tmp`, and at the same time reads the same
-/// tar stream to list and checksum its files: compression and hashing run on two threads,
-/// and at most a few chunks are in memory whatever the directory's size.
+/// Streams `dir` of a container into a gzip file at `tmp` (`gzip::write`: deflated on every CPU,
+/// blocks that do not compress stored), and at the same time reads the same tar stream to list
+/// and checksum its files on a thread of its own; at most a few MiB are in memory whatever the
+/// directory's size.
 async fn download_gz(
     e: &EngineHandle,
     container: &str,
@@ -155,19 +158,8 @@ async fn download_gz(
     let file = tmp.try_clone().map_err(script_err)?;
     let (gz_tx, gz_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(8);
     let (sum_tx, sum_rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(8);
-    let compressor = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let mut gz = flate2::write::GzEncoder::new(
-            std::io::BufWriter::with_capacity(1 << 20, file),
-            flate2::Compression::new(level),
-        );
-        for chunk in gz_rx {
-            gz.write_all(&chunk)?;
-        }
-        gz.finish()?
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()
-    });
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let compressor = tokio::task::spawn_blocking(move || gzip::write(gz_rx, file, level, workers));
     let summary = tokio::task::spawn_blocking(move || {
         let mut reader = ChanReader::new(sum_rx);
         let summary = summarize(&mut reader);
