@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
@@ -22,9 +22,11 @@ const PROBE_SLICE: usize = 8 * 1024;
 /// Writeback is started every this many bytes written.
 const WRITEBACK_STEP: u64 = 8 << 20;
 
-/// One block, ready to be written: its bytes in the deflate stream, and the CRC of its input.
+/// One block, ready to be written: deflated, or its input to be written as stored blocks; and
+/// the CRC of its input.
 struct Encoded {
     bytes: Vec<u8>,
+    stored: bool,
     crc: Crc,
 }
 
@@ -53,9 +55,17 @@ impl Deflaters {
         } else {
             None
         };
-        Encoded {
-            bytes: deflated.unwrap_or_else(|| stored(&raw)),
-            crc,
+        match deflated {
+            Some(bytes) => Encoded {
+                bytes,
+                stored: false,
+                crc,
+            },
+            None => Encoded {
+                bytes: raw,
+                stored: true,
+                crc,
+            },
         }
     }
 
@@ -95,19 +105,6 @@ fn deflate_within(c: &mut Compress, raw: &[u8], limit: usize) -> Option<Vec<u8>>
     }
 }
 
-/// `raw` as stored deflate blocks (none final): 5 bytes of header per 64 KiB.
-fn stored(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 65535 * 5 + 5);
-    for part in raw.chunks(65535) {
-        let n = part.len() as u16;
-        out.push(0); // BFINAL=0, BTYPE=00 (stored), padded to the byte
-        out.extend_from_slice(&n.to_le_bytes());
-        out.extend_from_slice(&(!n).to_le_bytes());
-        out.extend_from_slice(part);
-    }
-    out
-}
-
 /// Writes a file, asking the kernel to start writing back each step as soon as it is complete.
 struct Writeback {
     file: File,
@@ -118,7 +115,39 @@ struct Writeback {
 impl Writeback {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.file.write_all(bytes)?;
-        self.written += bytes.len() as u64;
+        self.wrote(bytes.len())
+    }
+
+    /// `raw` as stored deflate blocks (none final), 5 bytes of header per 64 KiB, written from
+    /// where it is with one writev.
+    fn write_stored(&mut self, raw: &[u8]) -> io::Result<()> {
+        let headers: Vec<[u8; 5]> = raw
+            .chunks(65535)
+            .map(|part| {
+                let n = (part.len() as u16).to_le_bytes();
+                let m = (!(part.len() as u16)).to_le_bytes();
+                // BFINAL=0, BTYPE=00 (stored), padded to the byte; LEN; NLEN.
+                [0, n[0], n[1], m[0], m[1]]
+            })
+            .collect();
+        let mut slices: Vec<IoSlice> = headers
+            .iter()
+            .zip(raw.chunks(65535))
+            .flat_map(|(h, part)| [IoSlice::new(h), IoSlice::new(part)])
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = self.file.write_vectored(rest)?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut rest, n);
+        }
+        self.wrote(raw.len() + headers.len() * 5)
+    }
+
+    fn wrote(&mut self, n: usize) -> io::Result<()> {
+        self.written += n as u64;
         if self.written - self.kicked >= WRITEBACK_STEP {
             // SAFETY: a plain syscall on an open descriptor; a failure only means no early
             // writeback, and the fsync at the end still makes the file durable.
@@ -140,7 +169,7 @@ impl Writeback {
 /// 1-9: deflate, blocks that do not compress stored), then fsyncs the file. `workers` threads
 /// deflate (at least 1).
 pub fn write(
-    chunks: Receiver<bytes::Bytes>,
+    chunks: Receiver<super::Batch>,
     file: File,
     level: u32,
     workers: usize,
@@ -193,7 +222,11 @@ impl Blocks {
         };
         let block = rx.recv().map_err(|_| stopped())?;
         self.crc.combine(&block.crc);
-        self.out.write_all(&block.bytes)
+        if block.stored {
+            self.out.write_stored(&block.bytes)
+        } else {
+            self.out.write_all(&block.bytes)
+        }
     }
 }
 
@@ -202,7 +235,7 @@ fn stopped() -> io::Error {
 }
 
 fn write_blocks(
-    chunks: Receiver<bytes::Bytes>,
+    chunks: Receiver<super::Batch>,
     file: File,
     jobs: SyncSender<(Vec<u8>, SyncSender<Encoded>)>,
     workers: usize,
@@ -221,7 +254,7 @@ fn write_blocks(
     // gzip header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
     b.out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
     let mut cur: Vec<u8> = Vec::with_capacity(BLOCK);
-    for chunk in chunks {
+    for chunk in chunks.iter().flat_map(|batch| (*batch).clone()) {
         let mut rest = &chunk[..];
         while !rest.is_empty() {
             let take = rest.len().min(BLOCK - cur.len());
@@ -258,7 +291,8 @@ mod tests {
         let owned = data.to_vec();
         let feeder = std::thread::spawn(move || {
             for c in owned.chunks(chunk) {
-                tx.send(bytes::Bytes::copy_from_slice(c)).unwrap();
+                let batch = vec![bytes::Bytes::copy_from_slice(c)];
+                tx.send(std::sync::Arc::new(batch)).unwrap();
             }
         });
         write(rx, file, level, 2).unwrap();
