@@ -137,16 +137,17 @@ impl Batcher {
     }
 }
 
-/// A `Read` over batches arriving on a channel; the end of the channel is the end of input.
+/// A `Read` over batches arriving on a channel, for a blocking thread; the end of the channel is
+/// the end of input.
 struct ChanReader {
-    rx: std::sync::mpsc::Receiver<Batch>,
+    rx: tokio::sync::mpsc::Receiver<Batch>,
     batch: Batch,
     next: usize,
     cur: bytes::Bytes,
 }
 
 impl ChanReader {
-    fn new(rx: std::sync::mpsc::Receiver<Batch>) -> Self {
+    fn new(rx: tokio::sync::mpsc::Receiver<Batch>) -> Self {
         ChanReader {
             rx,
             batch: Arc::default(),
@@ -164,14 +165,23 @@ impl Read for ChanReader {
                 self.next += 1;
                 continue;
             }
-            match self.rx.recv() {
-                Ok(b) => (self.batch, self.next) = (b, 0),
-                Err(_) => return Ok(0),
+            match self.rx.blocking_recv() {
+                Some(b) => (self.batch, self.next) = (b, 0),
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.cur.len());
         buf[..n].copy_from_slice(&self.cur.split_to(n));
         Ok(n)
+    }
+}
+
+/// A spawned task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -194,10 +204,17 @@ async fn download_gz(
     level: u32,
 ) -> ScriptResult<Copied> {
     let file = tmp.try_clone().map_err(script_err)?;
-    let (gz_tx, gz_rx) = std::sync::mpsc::sync_channel::<Batch>(8);
-    let (sum_tx, sum_rx) = std::sync::mpsc::sync_channel::<Batch>(8);
+    let (gz_tx, mut gz_rx) = tokio::sync::mpsc::channel::<Batch>(8);
+    let (sum_tx, sum_rx) = tokio::sync::mpsc::channel::<Batch>(8);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-    let compressor = tokio::task::spawn_blocking(move || gzip::write(gz_rx, file, level, workers));
+    let compressor = tokio::task::spawn_blocking(move || {
+        gzip::write(
+            std::iter::from_fn(|| gz_rx.blocking_recv()),
+            file,
+            level,
+            workers,
+        )
+    });
     let summary = tokio::task::spawn_blocking(move || {
         let mut reader = ChanReader::new(sum_rx);
         let summary = summarize(&mut reader);
@@ -206,49 +223,51 @@ async fn download_gz(
         std::io::copy(&mut reader, &mut std::io::sink())?;
         summary
     });
-    let mut stream = e.docker.download_from_container(
-        container,
-        Some(DownloadFromContainerOptions {
-            path: dir.to_string(),
-        }),
+    // The body is read by a task on the runtime, beside the connection's own task: handing each
+    // chunk over stays on one worker thread instead of waking the thread that blocks on this
+    // future. Aborted if this future is dropped (Ctrl-C).
+    let (docker, container, path, host) = (
+        e.docker.clone(),
+        container.to_string(),
+        dir.to_string(),
+        e.host.clone(),
     );
-    let mut bytes = 0u64;
-    let mut failure = None;
-    let mut batcher = Batcher::default();
-    loop {
-        let batch = match stream.next().await {
-            Some(Ok(c)) => {
-                bytes += c.len() as u64;
-                batcher.push(c)
-            }
-            Some(Err(err)) => {
-                failure = Some(format!(
-                    "copying {dir} out of the container on {}: {err}",
-                    e.host
-                ));
-                break;
-            }
-            None => {
-                if let Some(last) = batcher.take() {
-                    let _ = gz_tx.send(last.clone()).and(sum_tx.send(last));
+    let mut reader = AbortOnDrop(tokio::spawn(async move {
+        let mut stream = docker.download_from_container(
+            &container,
+            Some(DownloadFromContainerOptions { path: path.clone() }),
+        );
+        let mut bytes = 0u64;
+        let mut batcher = Batcher::default();
+        loop {
+            let (batch, end) = match stream.next().await {
+                Some(Ok(c)) => {
+                    bytes += c.len() as u64;
+                    (batcher.push(c), false)
                 }
-                break;
+                Some(Err(err)) => {
+                    return Err(format!(
+                        "copying {path} out of the container on {host}: {err}"
+                    ))
+                }
+                None => (batcher.take(), true),
+            };
+            if let Some(b) = batch {
+                // A worker that stopped early reports its own error below.
+                if gz_tx.send(b.clone()).await.is_err() || sum_tx.send(b).await.is_err() {
+                    return Ok(bytes);
+                }
             }
-        };
-        // A worker that stopped early reports its own error below.
-        if let Some(b) = batch {
-            if gz_tx.send(b.clone()).is_err() || sum_tx.send(b).is_err() {
-                break;
+            if end {
+                return Ok(bytes);
             }
         }
-    }
-    drop(gz_tx);
-    drop(sum_tx);
+    }));
+    // The task's end drops the senders: the compressor and the summary finish their input.
+    let streamed = (&mut reader.0).await.map_err(script_err)?;
     let written = compressor.await.map_err(script_err)?;
     let summed = summary.await.map_err(script_err)?;
-    if let Some(f) = failure {
-        return Err(script_err(f));
-    }
+    let bytes = streamed.map_err(script_err)?;
     written.map_err(|err| script_err(format!("writing the dump: {err}")))?;
     let (files, checksum) =
         summed.map_err(|err| script_err(format!("reading the copy of {dir}: {err}")))?;
@@ -378,7 +397,7 @@ fn tokio_stream_from(
 
 /// Downloads a container path and unpacks it under a local directory, as `docker cp` does.
 async fn download(e: &EngineHandle, container: &str, src: &str, dest: &Path) -> ScriptResult<()> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(8);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(8);
     let target = dest.to_path_buf();
     let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let mut archive = tar::Archive::new(ChanReader::new(rx));
@@ -408,13 +427,13 @@ async fn download(e: &EngineHandle, container: &str, src: &str, dest: &Path) -> 
             }
             None => {
                 if let Some(last) = batcher.take() {
-                    let _ = tx.send(last);
+                    let _ = tx.send(last).await;
                 }
                 break;
             }
         };
         if let Some(b) = batch {
-            if tx.send(b).is_err() {
+            if tx.send(b).await.is_err() {
                 break;
             }
         }

@@ -165,11 +165,11 @@ impl Writeback {
     }
 }
 
-/// Writes every chunk from `chunks` to `file` as one gzip member at `level` (0: stored only;
+/// Writes every chunk of `chunks` to `file` as one gzip member at `level` (0: stored only;
 /// 1-9: deflate, blocks that do not compress stored), then fsyncs the file. `workers` threads
 /// deflate (at least 1).
 pub fn write(
-    chunks: Receiver<super::Batch>,
+    chunks: impl Iterator<Item = super::Batch>,
     file: File,
     level: u32,
     workers: usize,
@@ -235,7 +235,7 @@ fn stopped() -> io::Error {
 }
 
 fn write_blocks(
-    chunks: Receiver<super::Batch>,
+    chunks: impl Iterator<Item = super::Batch>,
     file: File,
     jobs: SyncSender<(Vec<u8>, SyncSender<Encoded>)>,
     workers: usize,
@@ -254,7 +254,7 @@ fn write_blocks(
     // gzip header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
     b.out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
     let mut cur: Vec<u8> = Vec::with_capacity(BLOCK);
-    for chunk in chunks.iter().flat_map(|batch| (*batch).clone()) {
+    for chunk in chunks.flat_map(|batch| (*batch).clone()) {
         let mut rest = &chunk[..];
         while !rest.is_empty() {
             let take = rest.len().min(BLOCK - cur.len());
@@ -295,7 +295,7 @@ mod tests {
                 tx.send(std::sync::Arc::new(batch)).unwrap();
             }
         });
-        write(rx, file, level, 2).unwrap();
+        write(rx.into_iter(), file, level, 2).unwrap();
         feeder.join().unwrap();
         let gz = std::fs::read(&path).unwrap();
         let mut back = Vec::new();
