@@ -2,12 +2,23 @@
 //! (`replicated-job`, `global-job`) has completed, a one-shot task (restart `none` or
 //! `on-failure`) that completed is done. Tasks that keep failing end the wait with their
 //! error, a job's first failure at once; the wait has a deadline and never hangs.
+//!
+//! The wait reads the stack's state when the engine says something happened to one of its
+//! containers (`GET /events`, filtered on the stack's namespace label: create, start, die,
+//! health status, …): swarm has no task events, and a task's state follows its container's. A
+//! few quick reads follow each event (the manager learns of a task's new state a moment after
+//! its container's event), and a slow poll is the safety net for an event stream that breaks
+//! or says nothing (an engine that restarts, a task that never gets a container).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
+use futures_util::StreamExt;
 use serde_json::Value;
+use tokio::sync::Notify;
 
 use super::{list_nodes, list_services, list_tasks, stack_filter, str_at};
 use crate::host::progress::ProgressDisplay;
@@ -134,6 +145,61 @@ pub(super) async fn task_ids(d: &Docker, stack: &str) -> ScriptResult<HashSet<St
         .collect())
 }
 
+/// How often the state is read when no event came: the safety net.
+const POLL: Duration = Duration::from_millis(1000);
+/// After an event, the state is read again this often while it is recent.
+const QUICK: Duration = Duration::from_millis(60);
+/// How long after an event the quick reads go on.
+const QUICK_FOR: Duration = Duration::from_millis(1500);
+
+/// Watches the engine's events for the stack's containers and wakes the waiter on each; ends
+/// (and aborts its stream) when dropped. A broken stream is opened again after a second.
+struct EventWatch {
+    task: tokio::task::JoinHandle<()>,
+    notify: Arc<Notify>,
+}
+
+impl EventWatch {
+    fn start(d: &Docker, stack: &str) -> Self {
+        let notify = Arc::new(Notify::new());
+        let (d, n) = (d.clone(), notify.clone());
+        let filters = std::collections::HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{}={stack}", crate::host::NAMESPACE_LABEL)],
+            ),
+        ]);
+        let task = tokio::spawn(async move {
+            loop {
+                let mut events = d.events(Some(EventsOptions {
+                    filters: Some(filters.clone()),
+                    ..Default::default()
+                }));
+                while let Some(Ok(_)) = events.next().await {
+                    n.notify_one();
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        EventWatch { task, notify }
+    }
+
+    /// Waits for the next event, or `quiet` when none comes.
+    async fn next(&self, quiet: Duration) -> bool {
+        tokio::select! {
+            _ = self.notify.notified() => true,
+            _ = tokio::time::sleep(quiet) => false,
+        }
+    }
+}
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Waits until every service of `stack` runs its desired tasks (a job: has completed them),
 /// failing with a task's error when tasks keep being rejected or failing, and giving up at
 /// the deadline.
@@ -146,6 +212,9 @@ pub(super) async fn converge(
 ) -> ScriptResult<()> {
     let deadline = Instant::now() + timeout;
     let mut display = ProgressDisplay::new();
+    let watch = EventWatch::start(d, stack);
+    // The first read comes at once; quick reads go on while containers are being started.
+    let mut last_event = Instant::now();
     loop {
         let states = match service_states(d, stack, known).await {
             Ok(states) => states,
@@ -199,7 +268,15 @@ pub(super) async fn converge(
             display.finish();
             return Err(interrupted());
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let quiet = if last_event.elapsed() < QUICK_FOR {
+            QUICK
+        } else {
+            POLL
+        };
+        let quiet = quiet.min(deadline.saturating_duration_since(Instant::now()));
+        if watch.next(quiet).await {
+            last_event = Instant::now();
+        }
     }
 }
 
