@@ -147,10 +147,14 @@ pub(super) async fn task_ids(d: &Docker, stack: &str) -> ScriptResult<HashSet<St
 
 /// How often the state is read when no event came: the safety net.
 const POLL: Duration = Duration::from_millis(1000);
-/// After an event, the state is read again this often while it is recent.
-const QUICK: Duration = Duration::from_millis(60);
+/// After an event, the state is read again this often while it is recent; reads are never
+/// closer together than this (events in between make one read): each read is three requests
+/// to an engine that is busy starting the stack's containers.
+const QUICK: Duration = Duration::from_millis(150);
+/// How long a verdict of done must hold (see `converge`).
+const CONFIRM: Duration = Duration::from_millis(100);
 /// How long after an event the quick reads go on.
-const QUICK_FOR: Duration = Duration::from_millis(1500);
+const QUICK_FOR: Duration = Duration::from_millis(1000);
 
 /// Watches the engine's events for the stack's containers and wakes the waiter on each; ends
 /// (and aborts its stream) when dropped. A broken stream is opened again after a second.
@@ -168,6 +172,14 @@ impl EventWatch {
             (
                 "label".to_string(),
                 vec![format!("{}={stack}", crate::host::NAMESPACE_LABEL)],
+            ),
+            // What moves a task: its container started, became healthy or not, stopped. (Not
+            // the exec events every health check makes.)
+            (
+                "event".to_string(),
+                ["start", "health_status", "die", "oom"]
+                    .map(String::from)
+                    .to_vec(),
             ),
         ]);
         let task = tokio::spawn(async move {
@@ -215,7 +227,9 @@ pub(super) async fn converge(
     let watch = EventWatch::start(d, stack);
     // The first read comes at once; quick reads go on while containers are being started.
     let mut last_event = Instant::now();
+    let mut confirming = false;
     loop {
+        let last_read = Instant::now();
         let states = match service_states(d, stack, known).await {
             Ok(states) => states,
             Err(e) => {
@@ -247,10 +261,18 @@ pub(super) async fn converge(
                 return Err(script_err(f));
             }
         }
-        if all_done {
+        // A task whose process exits at once is "running" for a moment: the events make a read
+        // in that moment likely, so a verdict of done is read twice, CONFIRM apart.
+        if all_done && confirming {
             display.finish();
             return Ok(());
         }
+        if all_done {
+            confirming = true;
+            tokio::time::sleep(CONFIRM).await;
+            continue;
+        }
+        confirming = false;
         if Instant::now() >= deadline {
             display.finish();
             let pending: Vec<String> = states
@@ -276,6 +298,10 @@ pub(super) async fn converge(
         let quiet = quiet.min(deadline.saturating_duration_since(Instant::now()));
         if watch.next(quiet).await {
             last_event = Instant::now();
+            let since = last_read.elapsed();
+            if since < QUICK {
+                tokio::time::sleep(QUICK - since).await;
+            }
         }
     }
 }
