@@ -4,11 +4,11 @@
 //! error, a job's first failure at once; the wait has a deadline and never hangs.
 //!
 //! The wait reads the stack's state when the engine says something happened to one of its
-//! containers (`GET /events`, filtered on the stack's namespace label: create, start, die,
-//! health status, …): swarm has no task events, and a task's state follows its container's. A
-//! few quick reads follow each event (the manager learns of a task's new state a moment after
-//! its container's event), and a slow poll is the safety net for an event stream that breaks
-//! or says nothing (an engine that restarts, a task that never gets a container).
+//! containers (`GET /events`, filtered on the stack's namespace label and on start, health
+//! status, die, oom): swarm has no task events, and a task's state follows its container's. Quick
+//! reads follow each event (the manager learns of a task's new state a moment after its
+//! container's event), and a poll every 0.5 s, as before the events, is the safety net: for an
+//! event stream that breaks or says nothing, and for a manager that lags behind its containers.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -145,12 +145,13 @@ pub(super) async fn task_ids(d: &Docker, stack: &str) -> ScriptResult<HashSet<St
         .collect())
 }
 
-/// How often the state is read when no event came: the safety net.
-const POLL: Duration = Duration::from_millis(1000);
+/// How often the state is read when no event came: the safety net, and the pace when the
+/// manager learns a task's new state long after its container's event (a loaded engine).
+const POLL: Duration = Duration::from_millis(500);
 /// After an event, the state is read again this often while it is recent; reads are never
 /// closer together than this (events in between make one read): each read is three requests
 /// to an engine that is busy starting the stack's containers.
-const QUICK: Duration = Duration::from_millis(150);
+const QUICK: Duration = Duration::from_millis(100);
 /// How long a verdict of done must hold (see `converge`).
 const CONFIRM: Duration = Duration::from_millis(100);
 /// How long after an event the quick reads go on.
