@@ -455,7 +455,7 @@ fn a_file_with_duplicate_keys_is_refused() {
 }
 
 #[test]
-fn a_deploy_of_many_services_returns_when_every_task_runs_and_a_crashing_one_fails_it_in_time() {
+fn a_deploy_of_many_services_returns_when_every_task_runs_and_one_that_never_starts_fails_it() {
     // Eight services are created at once and the wait (on the engine's events) returns only
     // when every one runs; the Docker CLI, asked right after, sees every task running.
     let s = TestStack::bare("wsmmany");
