@@ -453,3 +453,83 @@ fn a_file_with_duplicate_keys_is_refused() {
     );
     assert_eq!(leftovers(&s.name), "");
 }
+
+#[test]
+fn a_deploy_of_many_services_returns_when_every_task_runs_and_one_that_never_starts_fails_it() {
+    // Eight services are created at once and the wait (on the engine's events) returns only
+    // when every one runs; the Docker CLI, asked right after, sees every task running.
+    let s = TestStack::bare("wsmmany");
+    let mut text = String::from("services:\n");
+    for i in 1..=8 {
+        text += &format!(
+            "  s{i}:\n    image: localhost:5000/wavelet-stack-base:latest\n    \
+             entrypoint: [\"sleep\", \"infinity\"]\n    stop_grace_period: 1s\n"
+        );
+    }
+    let many = file_in(&s, "many.yml", &text);
+    let r = s.wsm(&["stack", "deploy", "-c", &many, "--timeout", "120", &s.name]);
+    let said = r.ok();
+    let created: Vec<&str> = said
+        .lines()
+        .filter_map(|l| l.strip_prefix("Creating service "))
+        .collect();
+    let want: Vec<String> = (1..=8).map(|i| format!("{}_s{i}", s.name)).collect();
+    assert_eq!(created, want, "said in the plan's order:\n{said}");
+    let all: Vec<(String, String)> = want.iter().map(|n| (n.clone(), "1/1".into())).collect();
+    assert_eq!(replicas(&s.name), all);
+    for name in &want {
+        let states = docker(&["service", "ps", name, "--format", "{{.CurrentState}}"]);
+        assert!(states.starts_with("Running"), "{name}: {states}");
+    }
+
+    // A service whose tasks keep failing to start ends the wait with their error, long before
+    // the deadline, and without a rollback the Docker CLI shows the failed tasks. (A process
+    // that exits a moment after it started may be seen running, as by `docker stack deploy`.)
+    let crash = file_in(
+        &s,
+        "crash.yml",
+        &format!(
+            "{text}  crash:\n    image: localhost:5000/wavelet-stack-base:latest\n    \
+             entrypoint: [\"/no/such/program\"]\n"
+        ),
+    );
+    let started = Instant::now();
+    let r = s.wsm(&[
+        "stack",
+        "deploy",
+        "-c",
+        &crash,
+        "--timeout",
+        "120",
+        "--no-rollback",
+        &s.name,
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("service {}_crash: ", s.name)) && r.stderr.contains("task(s) "),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(100),
+        "took {:?}",
+        started.elapsed()
+    );
+    let failed = docker(&[
+        "service",
+        "ps",
+        "--no-trunc",
+        &format!("{}_crash", s.name),
+        "--format",
+        "{{.CurrentState}} {{.Error}}",
+    ]);
+    assert!(
+        failed
+            .lines()
+            .filter(|l| l.starts_with("Failed") || l.starts_with("Rejected"))
+            .count()
+            >= 3,
+        "{failed}"
+    );
+    assert!(failed.contains("/no/such/program"), "{failed}");
+}

@@ -55,7 +55,7 @@ pub const DOCS: &[Doc] = &[
     doc!("Engine.volumes", ["e.volumes(filters: map) -> array"], "The engine's volumes matching Engine API filters (`name`, `label`)."),
     doc!("Engine.networks", ["e.networks(filters: map) -> array"], "The engine's networks matching Engine API filters (`name`, `label`)."),
     doc!("Engine.nodes", ["e.nodes() -> array"], "The swarm's nodes, as `docker node inspect` shows them. Fails on an engine that is not a swarm manager."),
-    doc!("Engine.stack_state", ["e.stack_state(stack: string) -> map"], "A stack's `services`, `tasks`, `nodes`, `volumes` (named `<stack>_…`) and the engine's `info`, fetched at once."),
+    doc!("Engine.stack_state", ["e.stack_state(stack: string) -> map", "e.stack_state(stack: string, opts: map) -> map"], "A stack's `services`, `tasks`, `nodes`, `volumes` (named `<stack>_…`) and the engine's `info`, fetched at once. opts: `info` (true; false leaves `info` `()`: it is the dearest request, the engine runs programs to answer it)."),
     doc!("Engine.remove_volume", ["e.remove_volume(name: string) -> bool"], "Removes a volume; false when there was none. Fails when a container uses it."),
     doc!("Engine.deploy", ["e.deploy(stack: string, plan: map, opts: map) -> array"],
         "Creates or updates a stack's networks, secrets, configs and services from a `compose::plan`, as `docker stack deploy` does. opts: `prune` (true: remove services the plan no longer has), `wait` (true), `timeout` (seconds, 300), `resolve_image` (\"always\", \"changed\" or \"never\"), `with_registry_auth` (false). Waits until the services run and jobs complete; a failed job or the deadline fails it, naming the service and the task's error. Returns the service names."),

@@ -2,12 +2,23 @@
 //! (`replicated-job`, `global-job`) has completed, a one-shot task (restart `none` or
 //! `on-failure`) that completed is done. Tasks that keep failing end the wait with their
 //! error, a job's first failure at once; the wait has a deadline and never hangs.
+//!
+//! The wait reads the stack's state when the engine says something happened to one of its
+//! containers (`GET /events`, filtered on the stack's namespace label and on start, health
+//! status, die, oom): swarm has no task events, and a task's state follows its container's. Quick
+//! reads follow each event (the manager learns of a task's new state a moment after its
+//! container's event), and a poll every 0.5 s, as before the events, is the safety net: for an
+//! event stream that breaks or says nothing, and for a manager that lags behind its containers.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
+use futures_util::StreamExt;
 use serde_json::Value;
+use tokio::sync::Notify;
 
 use super::{list_nodes, list_services, list_tasks, stack_filter, str_at};
 use crate::host::progress::ProgressDisplay;
@@ -134,6 +145,74 @@ pub(super) async fn task_ids(d: &Docker, stack: &str) -> ScriptResult<HashSet<St
         .collect())
 }
 
+/// How often the state is read when no event came: the safety net, and the pace when the
+/// manager learns a task's new state long after its container's event (a loaded engine).
+const POLL: Duration = Duration::from_millis(500);
+/// After an event, the state is read again this often while it is recent; reads are never
+/// closer together than this (events in between make one read): each read is three requests
+/// to an engine that is busy starting the stack's containers.
+const QUICK: Duration = Duration::from_millis(100);
+/// How long a verdict of done must hold (see `converge`).
+const CONFIRM: Duration = Duration::from_millis(100);
+/// How long after an event the quick reads go on.
+const QUICK_FOR: Duration = Duration::from_millis(1000);
+
+/// Watches the engine's events for the stack's containers and wakes the waiter on each; ends
+/// (and aborts its stream) when dropped. A broken stream is opened again after a second.
+struct EventWatch {
+    task: tokio::task::JoinHandle<()>,
+    notify: Arc<Notify>,
+}
+
+impl EventWatch {
+    fn start(d: &Docker, stack: &str) -> Self {
+        let notify = Arc::new(Notify::new());
+        let (d, n) = (d.clone(), notify.clone());
+        let filters = std::collections::HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{}={stack}", crate::host::NAMESPACE_LABEL)],
+            ),
+            // What moves a task: its container started, became healthy or not, stopped. (Not
+            // the exec events every health check makes.)
+            (
+                "event".to_string(),
+                ["start", "health_status", "die", "oom"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        ]);
+        let task = tokio::spawn(async move {
+            loop {
+                let mut events = d.events(Some(EventsOptions {
+                    filters: Some(filters.clone()),
+                    ..Default::default()
+                }));
+                while let Some(Ok(_)) = events.next().await {
+                    n.notify_one();
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        EventWatch { task, notify }
+    }
+
+    /// Waits for the next event, or `quiet` when none comes.
+    async fn next(&self, quiet: Duration) -> bool {
+        tokio::select! {
+            _ = self.notify.notified() => true,
+            _ = tokio::time::sleep(quiet) => false,
+        }
+    }
+}
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Waits until every service of `stack` runs its desired tasks (a job: has completed them),
 /// failing with a task's error when tasks keep being rejected or failing, and giving up at
 /// the deadline.
@@ -146,7 +225,12 @@ pub(super) async fn converge(
 ) -> ScriptResult<()> {
     let deadline = Instant::now() + timeout;
     let mut display = ProgressDisplay::new();
+    let watch = EventWatch::start(d, stack);
+    // The first read comes at once; quick reads go on while containers are being started.
+    let mut last_event = Instant::now();
+    let mut confirming = false;
     loop {
+        let last_read = Instant::now();
         let states = match service_states(d, stack, known).await {
             Ok(states) => states,
             Err(e) => {
@@ -178,10 +262,18 @@ pub(super) async fn converge(
                 return Err(script_err(f));
             }
         }
-        if all_done {
+        // A task whose process exits at once is "running" for a moment: the events make a read
+        // in that moment likely, so a verdict of done is read twice, CONFIRM apart.
+        if all_done && confirming {
             display.finish();
             return Ok(());
         }
+        if all_done {
+            confirming = true;
+            tokio::time::sleep(CONFIRM).await;
+            continue;
+        }
+        confirming = false;
         if Instant::now() >= deadline {
             display.finish();
             let pending: Vec<String> = states
@@ -199,7 +291,19 @@ pub(super) async fn converge(
             display.finish();
             return Err(interrupted());
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let quiet = if last_event.elapsed() < QUICK_FOR {
+            QUICK
+        } else {
+            POLL
+        };
+        let quiet = quiet.min(deadline.saturating_duration_since(Instant::now()));
+        if watch.next(quiet).await {
+            last_event = Instant::now();
+            let since = last_read.elapsed();
+            if since < QUICK {
+                tokio::time::sleep(QUICK - since).await;
+            }
+        }
     }
 }
 

@@ -99,43 +99,62 @@ pub fn default_host() -> String {
         .unwrap_or_else(|_| context::LOCAL_SOCKET.into())
 }
 
-/// Connects to `host` ("" for the default), negotiating the API version.
+/// A client of the engine at `host` speaking API `version`; nothing is sent yet.
+async fn client(host: &str, version: &bollard::ClientVersion) -> Result<Docker, String> {
+    let timeout = 120;
+    if let Some(path) = host.strip_prefix("unix://") {
+        Docker::connect_with_unix(path, timeout, version)
+    } else if host.starts_with("ssh://") {
+        return ssh_transport::connect(host, timeout, version)
+            .await
+            .map_err(|e| format!("cannot connect to the Docker engine at {host}: {e}"));
+    } else if host.starts_with("tcp://") || host.starts_with("http://") {
+        Docker::connect_with_http(host, timeout, version)
+    } else {
+        return Err(format!(
+            "unsupported DOCKER_HOST {host:?}: use unix://, ssh:// or tcp://"
+        ));
+    }
+    .map_err(|e| format!("cannot connect to the Docker engine at {host}: {e}"))
+}
+
+/// Connects to `host` ("" for the default), negotiating the API version (`HEAD /_ping`).
 pub async fn connect(host: &str) -> Result<EngineHandle, String> {
     let host = if host.is_empty() {
         context::default_endpoint()?.host
     } else {
         host.to_string()
     };
-    let timeout = 120;
-    let docker = if let Some(path) = host.strip_prefix("unix://") {
-        Docker::connect_with_unix(path, timeout, bollard::API_DEFAULT_VERSION)
-    } else if host.starts_with("ssh://") {
-        ssh_transport::connect(&host, timeout, bollard::API_DEFAULT_VERSION)
-            .await
-            .map_err(|e| format!("cannot connect to the Docker engine at {host}: {e}"))
-            .map(Ok)?
-    } else if host.starts_with("tcp://") || host.starts_with("http://") {
-        Docker::connect_with_http(&host, timeout, bollard::API_DEFAULT_VERSION)
-    } else {
-        return Err(format!(
-            "unsupported DOCKER_HOST {host:?}: use unix://, ssh:// or tcp://"
-        ));
-    }
-    .map_err(|e| format!("cannot connect to the Docker engine at {host}: {e}"))?;
-    let docker = tokio::time::timeout(Duration::from_secs(30), docker.negotiate_version())
+    // Said before the engine is asked: an unsupported address, a socket that is not there.
+    let docker = client(&host, bollard::API_DEFAULT_VERSION).await?;
+    let server = tokio::time::timeout(Duration::from_secs(30), raw::ping_api_version(&host))
         .await
         .map_err(|_| format!("the Docker engine at {host} did not answer within 30 s"))?
-        .map_err(|e| {
-            format!(
-                "cannot reach the Docker engine at {host}: {} (is it running?)",
-                docker_message(&e)
-            )
-        })?;
+        .map_err(|e| format!("cannot reach the Docker engine at {host}: {e} (is it running?)"))?;
+    // As bollard's negotiation: the engine's version when it is older than bollard's own.
+    let docker = match parse_api_version(&server) {
+        Some(v) if v < *bollard::API_DEFAULT_VERSION => client(&host, &v).await?,
+        Some(_) => docker,
+        None => {
+            return Err(format!(
+                "the Docker engine at {host} reports an API version wsm cannot read: {server:?}"
+            ))
+        }
+    };
     let v = docker.client_version();
     Ok(EngineHandle {
         docker,
         host,
         api_version: format!("{}.{}", v.major_version, v.minor_version),
+    })
+}
+
+/// `1.41` as a bollard client version.
+fn parse_api_version(v: &str) -> Option<bollard::ClientVersion> {
+    let (major, minor) = v.trim().split_once('.')?;
+    Some(bollard::ClientVersion {
+        major_version: major.parse().ok()?,
+        minor_version: minor.parse().ok()?,
     })
 }
 
@@ -218,6 +237,39 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
 
 fn to_array(values: Vec<Value>) -> ScriptResult<Array> {
     values.iter().map(to_dynamic).collect()
+}
+
+/// A stack's services, tasks, nodes and volumes, and the engine's info when `with_info`, fetched
+/// at once.
+async fn stack_state(e: &EngineHandle, stack: &str, with_info: bool) -> ScriptResult<Map> {
+    let d = &e.docker;
+    let (services, tasks, nodes, volumes, info) = tokio::try_join!(
+        list_services(d, stack_filter(stack)),
+        list_tasks(d, stack_filter(stack)),
+        list_nodes(d),
+        list_volumes(
+            d,
+            HashMap::from([("name".to_string(), vec![format!("{stack}_")])])
+        ),
+        async {
+            if with_info {
+                d.info().await.map(Some).map_err(engine_error)
+            } else {
+                Ok(None)
+            }
+        },
+    )?;
+    let mut m = Map::new();
+    m.insert("services".into(), to_array(services)?.into());
+    m.insert("tasks".into(), to_array(tasks)?.into());
+    m.insert("nodes".into(), to_array(nodes)?.into());
+    m.insert("volumes".into(), to_array(volumes)?.into());
+    let info = match info {
+        Some(info) => to_dynamic(&info)?,
+        None => Dynamic::UNIT,
+    };
+    m.insert("info".into(), info);
+    Ok(m)
 }
 
 /// Registers the `docker::` module and the methods of the `Engine` type, every family's.
@@ -312,26 +364,17 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_fn(
         "stack_state",
         move |e: &mut EngineHandle, stack: &str| -> ScriptResult<Map> {
-            let d = &e.docker;
-            let (services, tasks, nodes, volumes, info) = h.block(async {
-                tokio::try_join!(
-                    list_services(d, stack_filter(stack)),
-                    list_tasks(d, stack_filter(stack)),
-                    list_nodes(d),
-                    list_volumes(
-                        d,
-                        HashMap::from([("name".to_string(), vec![format!("{stack}_")])])
-                    ),
-                    async { d.info().await.map_err(engine_error) },
-                )
-            })?;
-            let mut m = Map::new();
-            m.insert("services".into(), to_array(services)?.into());
-            m.insert("tasks".into(), to_array(tasks)?.into());
-            m.insert("nodes".into(), to_array(nodes)?.into());
-            m.insert("volumes".into(), to_array(volumes)?.into());
-            m.insert("info".into(), to_dynamic(&info)?);
-            Ok(m)
+            h.block(stack_state(e, stack, true))
+        },
+    );
+    // e.stack_state(stack, opts) — the same; opts.info (true): false leaves `info` out (`()`),
+    // the dearest of the requests to the engine (it runs programs to learn their versions).
+    let h = host.clone();
+    engine.register_fn(
+        "stack_state",
+        move |e: &mut EngineHandle, stack: &str, opts: Map| -> ScriptResult<Map> {
+            let info = super::opts::opt_bool(&opts, "info", true);
+            h.block(stack_state(e, stack, info))
         },
     );
 

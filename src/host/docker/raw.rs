@@ -46,6 +46,58 @@ where
     serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 
+/// The API version the engine at `host` speaks, from the `Api-Version` header of `HEAD /_ping`
+/// on a connection of its own, as the Docker CLI learns it: `GET /version`, which bollard's
+/// negotiation asks, makes the engine run `runc --version` and `docker-init --version` and ask
+/// containerd, tens of milliseconds of the engine's CPU on each call.
+pub(super) async fn ping_api_version(host: &str) -> Result<String, String> {
+    async fn head<S>(io: S) -> Result<String, String>
+    where
+        S: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
+    {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = hyper::Request::head("/_ping")
+            .header("Host", "docker")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let version = resp
+            .headers()
+            .get("Api-Version")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        match version {
+            Some(v) if resp.status().is_success() => Ok(v),
+            _ => Err(format!(
+                "{} from /_ping, without an API version",
+                resp.status()
+            )),
+        }
+    }
+    if let Some(socket) = host.strip_prefix("unix://") {
+        let s = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|err| err.to_string())?;
+        head(TokioIo::new(s)).await
+    } else if host.starts_with("ssh://") {
+        head(ssh_transport::dial(host).await?).await
+    } else {
+        let addr = host
+            .trim_start_matches("tcp://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        let s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|err| err.to_string())?;
+        head(TokioIo::new(s)).await
+    }
+}
+
 /// GET `path` (`/services?…`, without the version) from the engine of `e`, as JSON.
 pub(super) async fn get_json(e: &EngineHandle, path: &str) -> Result<Value, String> {
     let path = format!("/v{}{path}", e.api_version);

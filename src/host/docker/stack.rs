@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bollard::models::{NetworkCreateRequest, ServiceSpec};
 use bollard::query_parameters::{ListContainersOptions, UpdateServiceOptions};
 use bollard::Docker;
+use futures_util::StreamExt;
 use rhai::{Array, Dynamic, Engine, Map};
 use serde::Deserialize;
 use serde_json::Value;
@@ -25,6 +26,9 @@ use crate::host::compose::IMAGE_LABEL;
 use crate::host::opts::{opt_bool, opt_secs, opt_str, secs};
 use crate::host::progress::ProgressDisplay;
 use crate::host::{script_err, usage_err, Host, ScriptResult};
+
+/// How many service creations and updates a deploy sends at once.
+const CONCURRENT_WRITES: usize = 8;
 
 /// What `e.deploy` creates, as `compose::plan` describes it.
 #[derive(Deserialize)]
@@ -194,7 +198,8 @@ pub(super) async fn deploy(
     let existing = list_services(d, stack_filter(stack)).await?;
     let query = resolve_images(&mut services, &existing, &opts.resolve_image);
     pin_image_digests(host, d, &mut services, &query).await;
-    let mut names = Vec::new();
+    // Independent of each other: sent at once (a few at a time), said in the plan's order.
+    let mut writes = Vec::new();
     for Named { name, mut spec } in services {
         let creds = if opts.with_registry_auth {
             registry_credentials(&registry_of(str_at(
@@ -204,41 +209,54 @@ pub(super) async fn deploy(
         } else {
             None
         };
-        match existing
+        let old = existing
             .iter()
-            .find(|s| str_at(s, &["Spec", "Name"]) == name)
-        {
+            .find(|s| str_at(s, &["Spec", "Name"]) == name);
+        match old {
             Some(svc) => {
-                let id = str_at(svc, &["ID"]);
-                host.say(&format!("Updating service {name} (id: {id})"));
+                host.say(&format!(
+                    "Updating service {name} (id: {})",
+                    str_at(svc, &["ID"])
+                ));
                 // As docker: keep the force-update counter, so a deploy rolls nothing by itself.
                 if let Some(force) = svc.pointer("/Spec/TaskTemplate/ForceUpdate") {
                     spec["TaskTemplate"]["ForceUpdate"] = force.clone();
                 }
-                let typed: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
-                let version = svc["Version"]["Index"].as_i64().unwrap_or(0) as i32;
-                d.update_service(
-                    id,
-                    typed,
-                    UpdateServiceOptions {
-                        version,
-                        ..Default::default()
-                    },
-                    creds,
-                )
-                .await
-                .map_err(|e| failed(&format!("updating {name}"), e))?;
             }
-            None => {
-                host.say(&format!("Creating service {name}"));
-                let typed: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
-                d.create_service(typed, creds)
-                    .await
-                    .map_err(|e| failed(&format!("creating {name}"), e))?;
-            }
+            None => host.say(&format!("Creating service {name}")),
         }
-        names.push(name);
+        let typed: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
+        writes.push(async move {
+            match old {
+                Some(svc) => {
+                    let version = svc["Version"]["Index"].as_i64().unwrap_or(0) as i32;
+                    d.update_service(
+                        str_at(svc, &["ID"]),
+                        typed,
+                        UpdateServiceOptions {
+                            version,
+                            ..Default::default()
+                        },
+                        creds,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| failed(&format!("updating {name}"), e))?;
+                }
+                None => {
+                    d.create_service(typed, creds)
+                        .await
+                        .map_err(|e| failed(&format!("creating {name}"), e))?;
+                }
+            }
+            Ok::<_, Box<rhai::EvalAltResult>>(name)
+        });
     }
+    let done: Vec<ScriptResult<String>> = futures_util::stream::iter(writes)
+        .buffered(CONCURRENT_WRITES)
+        .collect()
+        .await;
+    let names = done.into_iter().collect::<ScriptResult<Vec<String>>>()?;
     if opts.prune {
         for svc in &existing {
             let name = str_at(svc, &["Spec", "Name"]);
