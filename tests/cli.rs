@@ -230,6 +230,21 @@ fn a_script_error_names_the_file_and_line() {
     let r = s.stack(&["broken"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("broken.rhai:3"), "{}", r.stderr);
+
+    // A misspelt primitive in a command (not only in the REPL) names the closest ones; the
+    // names are gathered only when such an error is worded.
+    std::fs::write(
+        dir.join("misspelt.rhai"),
+        "//! Misspelt.\n//! usage: misspelt\ndocker::conect(\"\");\n",
+    )
+    .unwrap();
+    let r = s.stack(&["misspelt"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("misspelt.rhai:3") && r.stderr.contains("did you mean docker::connect"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -243,10 +243,13 @@ pub fn run_command(
     scope.push("USAGE_ARGS", doc.usage.clone());
     match engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast) {
         Ok(v) => Ok(v),
-        Err(e) => match to_cli_error(&e, &found.origin, usage) {
-            CliError { code: 0, .. } => Ok(Dynamic::UNIT),
-            err => Err(err),
-        },
+        Err(e) => {
+            super::docs::remember(engine);
+            match to_cli_error(&e, &found.origin, usage) {
+                CliError { code: 0, .. } => Ok(Dynamic::UNIT),
+                err => Err(err),
+            }
+        }
     }
 }
 

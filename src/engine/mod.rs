@@ -31,6 +31,10 @@ fn limited_engine() -> Engine {
     engine.set_max_call_levels(96);
     engine.set_max_expr_depths(128, 64);
     engine.set_max_modules(256);
+    // Rhai keeps at most 1024 interned strings by default and, once past that, scans the whole
+    // cache for every new string to evict one: compiling the stdlib modules a command imports
+    // spent a seventh of its instructions there. The names of every module fit in this many.
+    engine.set_max_strings_interned(1 << 14);
     limits::current().apply(&mut engine);
     engine.disable_symbol("eval");
     engine
@@ -89,7 +93,6 @@ impl Shell {
         register_resources(&mut engine, &search);
         register_temp_dir(&mut engine);
         commands::register(&mut engine, &search, &host);
-        docs::remember(&engine);
         Shell {
             engine,
             host,
@@ -137,10 +140,13 @@ impl Shell {
         ast.set_source(origin);
         match self.engine.run_ast_with_scope(&mut scope, &ast) {
             Ok(()) => Ok(()),
-            Err(e) => match to_cli_error(&e, origin, None) {
-                CliError { code: 0, .. } => Ok(()),
-                err => Err(err),
-            },
+            Err(e) => {
+                docs::remember(&self.engine);
+                match to_cli_error(&e, origin, None) {
+                    CliError { code: 0, .. } => Ok(()),
+                    err => Err(err),
+                }
+            }
         }
     }
 }

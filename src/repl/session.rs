@@ -34,7 +34,10 @@ impl RhaiSession {
                 println!("=> {value:?}");
                 Ok(Flow::Continue)
             }
-            Err(e) => Err(engine::to_cli_error(&e, "input", None)),
+            Err(e) => {
+                docs::remember(&shell.engine);
+                Err(engine::to_cli_error(&e, "input", None))
+            }
         }
     }
 

@@ -191,13 +191,17 @@ impl Catalog {
     }
 }
 
-/// Every name the running shell has registered; set once by `Shell::new`, read when an error
-/// about a missing function is worded.
+/// Every name the running shell has registered; read when an error about a missing function
+/// is worded. Gathered only once a script has failed (`remember`): listing every signature costs
+/// about a fifth of a short command's CPU time, which a command that succeeds should not pay.
 static KNOWN: OnceLock<Catalog> = OnceLock::new();
 
-/// Remembers the engine's names for [`suggest`].
+/// Remembers the engine's names for [`suggest`], once; called where an error is about to be
+/// worded.
 pub fn remember(engine: &Engine) {
-    let _ = KNOWN.set(Catalog::of(engine));
+    if KNOWN.get().is_none() {
+        let _ = KNOWN.set(Catalog::of(engine));
+    }
 }
 
 /// What to add to "Function not found: servics (Engine)": the signatures of the function
