@@ -105,7 +105,9 @@ print(`engine=${{e.info().Name}}`);
     .unwrap();
     std::fs::write(
         &script,
-        format!("ssh::connect(\"root@{ip}\").run(\"true\");"),
+        // A generous timeout: under load (two lanes of tests on 2 CPUs) sshd's handshake alone
+        // once took longer than the bed's 5 s, which ssh reports as a timed-out connection.
+        format!("ssh::connect(\"root@{ip}\", #{{ timeout: 30 }}).run(\"true\");"),
     )
     .unwrap();
     let r = bed.wsm(&["run", script.to_str().unwrap()]);
