@@ -14,44 +14,17 @@ use serde_json::Value;
 use super::{ssh_transport, EngineHandle, NAMESPACE_LABEL};
 use crate::host::{script_err, ScriptResult};
 
-/// Sends one GET over a fresh connection to the engine and parses the JSON answer.
-async fn get<S>(io: S, path: &str) -> Result<Value, String>
-where
-    S: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = hyper::Request::get(path)
-        .header("Host", "docker")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!(
-            "{status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        ));
-    }
-    serde_json::from_slice(&body).map_err(|e| e.to_string())
-}
-
-/// The API version the engine at `host` speaks, from the `Api-Version` header of `HEAD /_ping`
-/// on a connection of its own, as the Docker CLI learns it: `GET /version`, which bollard's
-/// negotiation asks, makes the engine run `runc --version` and `docker-init --version` and ask
-/// containerd, tens of milliseconds of the engine's CPU on each call.
-pub(super) async fn ping_api_version(host: &str) -> Result<String, String> {
-    async fn head<S>(io: S) -> Result<String, String>
+/// Sends one bodiless request over a fresh connection of its own to the engine at `host`
+/// (`unix://`, `ssh://` through the shared master, or `tcp://`) and returns the answer.
+async fn send(
+    host: &str,
+    method: hyper::Method,
+    path: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    async fn over<S>(
+        io: S,
+        req: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, String>
     where
         S: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
     {
@@ -61,31 +34,21 @@ pub(super) async fn ping_api_version(host: &str) -> Result<String, String> {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let req = hyper::Request::head("/_ping")
-            .header("Host", "docker")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let version = resp
-            .headers()
-            .get("Api-Version")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        match version {
-            Some(v) if resp.status().is_success() => Ok(v),
-            _ => Err(format!(
-                "{} from /_ping, without an API version",
-                resp.status()
-            )),
-        }
+        sender.send_request(req).await.map_err(|e| e.to_string())
     }
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Host", "docker")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
     if let Some(socket) = host.strip_prefix("unix://") {
         let s = tokio::net::UnixStream::connect(socket)
             .await
             .map_err(|err| err.to_string())?;
-        head(TokioIo::new(s)).await
+        over(TokioIo::new(s), req).await
     } else if host.starts_with("ssh://") {
-        head(ssh_transport::dial(host).await?).await
+        over(ssh_transport::dial(host).await?, req).await
     } else {
         let addr = host
             .trim_start_matches("tcp://")
@@ -94,7 +57,27 @@ pub(super) async fn ping_api_version(host: &str) -> Result<String, String> {
         let s = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|err| err.to_string())?;
-        head(TokioIo::new(s)).await
+        over(TokioIo::new(s), req).await
+    }
+}
+
+/// The API version the engine at `host` speaks, from the `Api-Version` header of `HEAD /_ping`
+/// on a connection of its own, as the Docker CLI learns it: `GET /version`, which bollard's
+/// negotiation asks, makes the engine run `runc --version` and `docker-init --version` and ask
+/// containerd, tens of milliseconds of the engine's CPU on each call.
+pub(super) async fn ping_api_version(host: &str) -> Result<String, String> {
+    let resp = send(host, hyper::Method::HEAD, "/_ping").await?;
+    let version = resp
+        .headers()
+        .get("Api-Version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match version {
+        Some(v) if resp.status().is_success() => Ok(v),
+        _ => Err(format!(
+            "{} from /_ping, without an API version",
+            resp.status()
+        )),
     }
 }
 
@@ -102,24 +85,26 @@ pub(super) async fn ping_api_version(host: &str) -> Result<String, String> {
 pub(super) async fn get_json(e: &EngineHandle, path: &str) -> Result<Value, String> {
     let path = format!("/v{}{path}", e.api_version);
     let host = e.host.as_str();
-    let answer = if let Some(socket) = host.strip_prefix("unix://") {
-        let s = tokio::net::UnixStream::connect(socket)
+    let answer = async {
+        let resp = send(host, hyper::Method::GET, &path).await?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
             .await
-            .map_err(|err| err.to_string())?;
-        get(TokioIo::new(s), &path).await
-    } else if host.starts_with("ssh://") {
-        get(ssh_transport::dial(host).await?, &path).await
-    } else {
-        let addr = host
-            .trim_start_matches("tcp://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/');
-        let s = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|err| err.to_string())?;
-        get(TokioIo::new(s), &path).await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            ));
+        }
+        serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
     };
-    answer.map_err(|err| format!("reading {path} from the Docker engine at {host}: {err}"))
+    answer
+        .await
+        .map_err(|err| format!("reading {path} from the Docker engine at {host}: {err}"))
 }
 
 /// The services of a stack exactly as the engine stores them.
