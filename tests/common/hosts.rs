@@ -130,6 +130,18 @@ impl Bed {
         self.wsm_in(&self.path("config"), args, "")
     }
 
+    /// `wsm` with a 30 s SSH timeout instead of the bed's 5 s, for a check that does not time
+    /// the connect: with two lanes of tests on 2 CPUs, sshd's handshake (which ssh's
+    /// ConnectTimeout covers) has taken longer than 5 s.
+    pub fn wsm_patient(&self, args: &[&str]) -> Run {
+        self.command(&self.path("config"), args)
+            .env("WSM_SSH_TIMEOUT", "30")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wsm")
+            .into()
+    }
+
     pub fn wsm_in(&self, config: &Path, args: &[&str], stdin: &str) -> Run {
         let mut child = self
             .command(config, args)
