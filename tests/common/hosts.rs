@@ -189,7 +189,9 @@ impl Host {
                     .filter_map(|l| l.split_once('='))
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
-                return Host { name, env };
+                let host = Host { name, env };
+                host.wait_for_sshd();
+                return host;
             }
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("already used"), "netns-host up {name}: {err}");
@@ -199,6 +201,32 @@ impl Host {
 
     pub fn ip(&self) -> &str {
         &self.env["IP"]
+    }
+
+    /// Waits until the host's sshd accepts a TCP connection from this machine: a test's first
+    /// ssh has seen its SYNs go unanswered for 30 s right after `netns-host up` on a loaded
+    /// machine. Panics after 60 s with what the network looked like.
+    fn wait_for_sshd(&self) {
+        let addr: std::net::SocketAddr = format!("{}:22", self.ip()).parse().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+            .is_err()
+        {
+            if std::time::Instant::now() > deadline {
+                let show = |args: &[&str]| {
+                    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+                    String::from_utf8_lossy(&o.stdout).into_owned()
+                };
+                panic!(
+                    "sshd of {} at {addr} accepted no connection for 60 s; neighbours: {}; bridge ports: {}; addresses inside: {}",
+                    self.name,
+                    show(&["ip", "neigh", "show", "to", self.ip()]),
+                    show(&["bridge", "link"]),
+                    show(&["ip", "-n", &self.name, "addr"]),
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     /// Makes the machine's `127.0.0.1:<port>` (a test's registry) answer on this host's loopback
