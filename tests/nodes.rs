@@ -319,13 +319,14 @@ fn restart_wavelet_gives_every_node_a_new_process_without_losing_a_task() {
 fn dump_db_is_consistent_while_the_database_is_written() {
     let s = started("wsmdump", 1);
     let c = s.container("wavelet", 1);
-    // A writer updating three files in order a, b, c, 0.1 s apart, then resting 2 s (a copy
-    // must fit in a rest, also on a busy machine). At any
+    // A writer updating three files in order a, b, c, 0.1 s apart, then resting 4 s (a copy
+    // must fit in a rest, also on a busy machine: with 2 s, six copies in a row once missed
+    // their window while both test lanes ran). At any
     // instant a >= b >= c >= a - 1; a copy that mixes two instants breaks that, whatever order
     // the files are read in.
     docker(&[
         "exec", "-d", &c, "sh", "-c",
-        "i=0; while true; do i=$((i+1)); echo $i > /db/t-a; sleep 0.1; echo $i > /db/t-b; sleep 0.1; echo $i > /db/t-c; sleep 2; done",
+        "i=0; while true; do i=$((i+1)); echo $i > /db/t-a; sleep 0.1; echo $i > /db/t-b; sleep 0.1; echo $i > /db/t-c; sleep 4; done",
     ]);
     wait_for("the writer", 10, || {
         docker_quiet(&["exec", &c, "cat", "/db/t-c"])
