@@ -26,6 +26,9 @@ pub struct CommandDoc {
     /// `complete <placeholder>: <module>::<function>` — where the REPL gets candidates for an
     /// argument the usage line writes as `<placeholder>`.
     pub completers: BTreeMap<String, String>,
+    /// `application: <name>` — the command works on stacks of that application only; the
+    /// script gets it as `APPLICATION` (and refuses other stacks), help groups it under it.
+    pub application: Option<String>,
 }
 
 /// Reads a script's leading `//!` lines.
@@ -39,6 +42,8 @@ pub fn command_doc(text: &str) -> CommandDoc {
         let l = l.trim();
         if let Some(u) = l.strip_prefix("usage:") {
             doc.usage = u.trim().to_string();
+        } else if let Some(a) = l.strip_prefix("application:") {
+            doc.application = Some(a.trim().to_string()).filter(|a| !a.is_empty());
         } else if let Some(a) = l.strip_prefix("alias:") {
             doc.aliases.extend(a.split_whitespace().map(str::to_string));
         } else if let Some(o) = l.strip_prefix("option: -s") {
@@ -177,24 +182,38 @@ fn prefix_of(search: &SearchPath, family: &str) -> String {
     }
 }
 
-/// The usage summary of a family: one line per command.
+/// The usage summary of a family: one line per command, the commands of every stack first,
+/// then those of each application under its name.
 pub fn family_usage(search: &SearchPath, family: &str) -> String {
     let prefix = prefix_of(search, family);
     let cmds = list_commands(search, family);
     let width = cmds.values().map(|d| d.usage.len()).max().unwrap_or(0);
-    let mut out = String::from("Commands:\n");
+    let mut groups: BTreeMap<Option<&str>, Vec<(&String, &CommandDoc)>> = BTreeMap::new();
     for (name, doc) in &cmds {
-        let usage = if doc.usage.is_empty() {
-            name.clone()
-        } else {
-            doc.usage.clone()
-        };
-        let also = if doc.aliases.is_empty() {
-            String::new()
-        } else {
-            format!(" (also: {})", doc.aliases.join(", "))
-        };
-        out.push_str(&format!("  {usage:width$}  {}{also}\n", doc.help));
+        groups
+            .entry(doc.application.as_deref())
+            .or_default()
+            .push((name, doc));
+    }
+    let mut out = String::new();
+    for (application, commands) in groups {
+        match application {
+            None => out.push_str("Commands:\n"),
+            Some(app) => out.push_str(&format!("\nCommands of {app} stacks only:\n")),
+        }
+        for (name, doc) in commands {
+            let usage = if doc.usage.is_empty() {
+                name
+            } else {
+                &doc.usage
+            };
+            let also = if doc.aliases.is_empty() {
+                String::new()
+            } else {
+                format!(" (also: {})", doc.aliases.join(", "))
+            };
+            out.push_str(&format!("  {usage:width$}  {}{also}\n", doc.help));
+        }
     }
     out.push_str(&format!("\nUsage: {prefix} <command> [args…]"));
     out
@@ -241,6 +260,7 @@ pub fn run_command(
     scope.push("COMMAND", name.clone());
     scope.push("USAGE", usage.clone().unwrap_or_default());
     scope.push("USAGE_ARGS", doc.usage.clone());
+    scope.push("APPLICATION", doc.application.clone().unwrap_or_default());
     match engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast) {
         Ok(v) => Ok(v),
         Err(e) => {
@@ -454,11 +474,12 @@ mod tests {
     #[test]
     fn reads_command_docs() {
         let d = command_doc(
-            "//! Starts the stack.\n//! usage: start\n//! alias: up\n//! complete <nodeId>: m::ids\nlet x = 1;\n//! not doc",
+            "//! Starts the stack.\n//! usage: start\n//! alias: up\n//! application: demo\n//! complete <nodeId>: m::ids\nlet x = 1;\n//! not doc",
         );
         assert_eq!(d.usage, "start");
         assert_eq!(d.help, "Starts the stack.");
         assert_eq!(d.aliases, ["up"]);
+        assert_eq!(d.application.as_deref(), Some("demo"));
         assert_eq!(d.completers["<nodeId>"], "m::ids");
         assert!(d.stack_option.is_none());
         let f = command_doc("//! A family.\n//! option: -s <stackName>  The stack\n");
