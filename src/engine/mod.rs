@@ -87,7 +87,9 @@ impl Shell {
         host::term::register(&mut engine, &host);
         host::http::register(&mut engine, &host);
         host::archive::register(&mut engine, &host);
-        host::cleanup::register(&mut engine, &host);
+        let mut cleanup = host::cleanup::module(&host);
+        host::docker::register_cleanup(&mut cleanup, &host);
+        engine.register_static_module("cleanup", cleanup.into());
         host::ssh::register(&mut engine, &host);
         host::lock::register(&mut engine, &host);
         register_resources(&mut engine, &search);

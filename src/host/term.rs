@@ -142,7 +142,7 @@ fn edit(host: &Host, text: &str, name: &str) -> ScriptResult<String> {
         .map_err(script_err)?;
     let remove = host.cleanups.add(
         "removing the editor's copy",
-        Action::RemovePath(dir.path().to_path_buf()),
+        Action::remove_path(dir.path().to_path_buf()),
     );
     let path = dir.path().join(name);
     let edited = super::output::write_atomic(&path, text.as_bytes(), true)
@@ -207,7 +207,7 @@ fn run_editor(
         let mut child = command.spawn()?;
         let stop = host.cleanups.add(
             "stopping the editor",
-            super::cleanup::Action::Terminate(child.id()),
+            super::cleanup::Action::terminate(child.id()),
         );
         let status = child.wait();
         host.cleanups.cancel(stop);

@@ -501,3 +501,27 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 }
+
+/// Adds `cleanup::exec` to the `cleanup::` module (src/host/cleanup.rs knows no family).
+pub fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
+    // cleanup::exec(engine, container, argv, what) — run argv in the container when the command
+    // ends by error, Ctrl-C or SIGTERM (unless run or cancelled first); returns its id.
+    let h = host.clone();
+    m.set_native_fn(
+        "exec",
+        move |e: EngineHandle, container: &str, argv: Array, what: &str| -> ScriptResult<i64> {
+            let cmd: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+            if cmd.is_empty() {
+                return Err(script_err("cleanup::exec needs a command"));
+            }
+            let container = container.to_string();
+            let action = crate::host::cleanup::Action::new(move || async move {
+                exec_collect(&e.docker, &container, cmd)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+            Ok(h.cleanups.add(what, action))
+        },
+    );
+}

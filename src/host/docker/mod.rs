@@ -23,7 +23,7 @@ mod stack;
 pub mod store;
 mod swarm;
 
-pub use container::exec_collect;
+pub use container::{exec_collect, register_cleanup};
 
 use std::collections::HashMap;
 use std::future::Future;
