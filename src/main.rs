@@ -178,7 +178,13 @@ fn command_words(name: &str, m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<Strin
 }
 
 fn main() -> ExitCode {
+    // Completion (`wsm __complete`, as the shell scripts call it) prints nothing but candidates:
+    // a refused script folder is left out silently there, and stops every other command.
+    let completing_line = is_completion(std::env::args().skip(1));
     let search = SearchPath::from_env();
+    if let (Some(line), false) = (search.refused().first(), completing_line) {
+        return report(CliError::usage(line.clone(), None));
+    }
     let matches = cli(&search).get_matches_from(multi_call_args(&search));
     let mut opts = GlobalOpts {
         config_dir: matches
@@ -239,11 +245,22 @@ fn main() -> ExitCode {
         }
         completing = Some(words);
     }
-    if completing.is_some() {
-        // Completion must print nothing but candidates.
+    let search = if completing.is_some() {
+        // Completion must print nothing but candidates, and runs no provider.
+        search
     } else if let Err(e) = check_config_dir(&matches, &opts.config_dir) {
         return report(e);
-    }
+    } else if config_dir_named(&matches) {
+        // Providers beside the config are taken only from a folder the user named: the default
+        // `./config` is the current folder's, and wsm runs no code from there.
+        let search = search.with_providers(opts.config_dir.join("providers"));
+        if let Some(line) = search.refused().first() {
+            return report(CliError::usage(line.clone(), None));
+        }
+        search
+    } else {
+        search
+    };
     let mut batch = None;
     if let Some(("run", m)) = sub {
         let file = m.get_one::<PathBuf>("file").expect("required").clone();
@@ -344,11 +361,7 @@ fn main() -> ExitCode {
 /// An explicit configuration directory (`-C`, `WSM_CONFIG_DIR`) must exist: silently using the
 /// defaults instead would act on the wrong stacks. The default `./config` may be absent.
 fn check_config_dir(matches: &ArgMatches, dir: &std::path::Path) -> Result<(), CliError> {
-    let explicit = matches!(
-        matches.value_source("config-dir"),
-        Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
-    );
-    if explicit && !dir.is_dir() {
+    if config_dir_named(matches) && !dir.is_dir() {
         let what = if dir.exists() {
             "is not a directory"
         } else {
@@ -363,6 +376,30 @@ fn check_config_dir(matches: &ArgMatches, dir: &std::path::Path) -> Result<(), C
         ));
     }
     Ok(())
+}
+
+/// Whether a command line (after `wsm`) is `__complete`'s: its first word that is not one of
+/// wsm's options.
+fn is_completion(mut args: impl Iterator<Item = String>) -> bool {
+    while let Some(word) = args.next() {
+        match word.as_str() {
+            "-C" | "--config-dir" | "--context" => {
+                args.next();
+            }
+            w if w.starts_with('-') => {}
+            w => return w == "__complete",
+        }
+    }
+    false
+}
+
+/// Whether the configuration directory was named (`-C`, `WSM_CONFIG_DIR`) rather than the
+/// default `./config`.
+fn config_dir_named(matches: &ArgMatches) -> bool {
+    matches!(
+        matches.value_source("config-dir"),
+        Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+    )
 }
 
 fn report(err: CliError) -> ExitCode {

@@ -7,6 +7,7 @@ pub mod docs;
 pub mod errors;
 pub mod limits;
 pub mod search;
+pub mod trust;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,6 @@ impl Shell {
         engine.set_module_resolver(search::StdlibResolver {
             search: search.clone(),
             cache: Mutex::new(HashMap::new()),
-            providers: host.opts.config_dir.join("providers"),
         });
         engine.on_print(|s| {
             use std::io::Write;
