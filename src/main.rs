@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use wsm::engine::{self, CliError, SearchPath, Shell};
-use wsm::host::{GlobalOpts, Host};
+use wsm::host::{stdio, GlobalOpts, Host};
 use wsm::repl;
 
 /// The command line: global options, the built-in subcommands, and one subcommand per family
@@ -218,14 +218,11 @@ fn main() -> ExitCode {
                 script
             }
         };
-        // A reader that stops early (`| head`) is not an error.
-        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
-        return ExitCode::SUCCESS;
+        return written(stdio::write_stdout(&script));
     }
     if let Some(("doc", _)) = sub {
         let text = engine::docs::reference::markdown(&search);
-        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
-        return ExitCode::SUCCESS;
+        return written(stdio::write_stdout(text.as_bytes()));
     }
     let mut completing = None;
     if let Some(("__complete", m)) = sub {
@@ -277,6 +274,9 @@ fn main() -> ExitCode {
         Err(e) => return report(CliError::failed(format!("cannot start the runtime: {e}"))),
     };
     let host = Host::new(runtime.handle().clone(), opts);
+    // A closed stdout stops the command as Ctrl-C does; it then exits 141 (`host::stdio`).
+    let h = host.clone();
+    stdio::on_stdout_closed(move || h.interrupt());
     // Ctrl-C interrupts the running operation; a second one ends the process after putting
     // back what the command changed. While the editor has the terminal, Ctrl-C is the editor's.
     let h = host.clone();
@@ -308,7 +308,7 @@ fn main() -> ExitCode {
                 h.terminate();
                 h.cleanups.run_all().await;
                 tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-                eprintln!("error: terminated");
+                stdio::write_stderr(b"error: terminated\n");
                 std::process::exit(143);
             }
         });
@@ -323,11 +323,12 @@ fn main() -> ExitCode {
     let shell = Shell::new(host.clone(), search);
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if let Some(words) = completing {
-        for candidate in wsm::completion::candidates(&shell, &words) {
-            println!("{candidate}");
-        }
+        let text: String = wsm::completion::candidates(&shell, &words)
+            .into_iter()
+            .map(|c| c + "\n")
+            .collect();
         runtime.shutdown_background();
-        return ExitCode::SUCCESS;
+        return written(stdio::write_stdout(text.as_bytes()));
     }
     let result = match (sub, words, batch) {
         (_, Some(words), _) => shell.dispatch(&words),
@@ -353,6 +354,8 @@ fn main() -> ExitCode {
     engine::cleanup_temp_dirs();
     wsm::host::ssh::close_all();
     match result {
+        // Its reader went away and it was stopped as by Ctrl-C: there is no one to tell.
+        _ if stdio::stdout_closed() => ExitCode::from(stdio::CLOSED_EXIT),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(e),
     }
@@ -400,6 +403,16 @@ fn config_dir_named(matches: &ArgMatches) -> bool {
         matches.value_source("config-dir"),
         Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
     )
+}
+
+/// The exit code of a command whose whole output was one write: 0, or 141 when stdout was
+/// closed (`host::stdio`).
+fn written(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(stdio::CLOSED_EXIT)
+    }
 }
 
 fn report(err: CliError) -> ExitCode {

@@ -55,14 +55,8 @@ impl Shell {
             search: search.clone(),
             cache: Mutex::new(HashMap::new()),
         });
-        engine.on_print(|s| {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            // A closed pipe (`wsm stack status | head`) ends the command quietly.
-            if writeln!(out, "{s}").and_then(|_| out.flush()).is_err() {
-                std::process::exit(0);
-            }
-        });
+        // A closed pipe (`wsm stack status | head`) stops the command (`host::stdio`).
+        engine.on_print(|s| println!("{s}"));
         let verbose = host.opts.verbose;
         engine.on_debug(move |s, src, pos| {
             if verbose {
