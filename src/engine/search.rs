@@ -114,11 +114,6 @@ impl SearchPath {
         &self.refused
     }
 
-    /// The folders on disk, in order of precedence.
-    pub fn dirs(&self) -> &[PathBuf] {
-        &self.dirs
-    }
-
     /// The folders on disk to look for `rel` in: none unless `rel` lies under one of the
     /// checked [`trust::TOPS`] with no `..`, so nothing unchecked is ever read.
     fn roots_for(&self, rel: &str) -> &[PathBuf] {
