@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use wsm::engine::{self, CliError, SearchPath, Shell};
-use wsm::host::{GlobalOpts, Host};
+use wsm::host::{stdio, GlobalOpts, Host};
 use wsm::repl;
 
 /// The command line: global options, the built-in subcommands, and one subcommand per family
@@ -178,7 +178,13 @@ fn command_words(name: &str, m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<Strin
 }
 
 fn main() -> ExitCode {
+    // Completion (`wsm __complete`, as the shell scripts call it) prints nothing but candidates:
+    // a refused script folder is left out silently there, and stops every other command.
+    let completing_line = is_completion(std::env::args().skip(1));
     let search = SearchPath::from_env();
+    if let (Some(line), false) = (search.refused().first(), completing_line) {
+        return report(CliError::usage(line.clone(), None));
+    }
     let matches = cli(&search).get_matches_from(multi_call_args(&search));
     let mut opts = GlobalOpts {
         config_dir: matches
@@ -212,14 +218,11 @@ fn main() -> ExitCode {
                 script
             }
         };
-        // A reader that stops early (`| head`) is not an error.
-        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
-        return ExitCode::SUCCESS;
+        return written(stdio::write_stdout(&script));
     }
     if let Some(("doc", _)) = sub {
         let text = engine::docs::reference::markdown(&search);
-        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
-        return ExitCode::SUCCESS;
+        return written(stdio::write_stdout(text.as_bytes()));
     }
     let mut completing = None;
     if let Some(("__complete", m)) = sub {
@@ -239,11 +242,22 @@ fn main() -> ExitCode {
         }
         completing = Some(words);
     }
-    if completing.is_some() {
-        // Completion must print nothing but candidates.
+    let search = if completing.is_some() {
+        // Completion must print nothing but candidates, and runs no provider.
+        search
     } else if let Err(e) = check_config_dir(&matches, &opts.config_dir) {
         return report(e);
-    }
+    } else if config_dir_named(&matches) {
+        // Providers beside the config are taken only from a folder the user named: the default
+        // `./config` is the current folder's, and wsm runs no code from there.
+        let search = search.with_providers(opts.config_dir.join("providers"));
+        if let Some(line) = search.refused().first() {
+            return report(CliError::usage(line.clone(), None));
+        }
+        search
+    } else {
+        search
+    };
     let mut batch = None;
     if let Some(("run", m)) = sub {
         let file = m.get_one::<PathBuf>("file").expect("required").clone();
@@ -260,6 +274,9 @@ fn main() -> ExitCode {
         Err(e) => return report(CliError::failed(format!("cannot start the runtime: {e}"))),
     };
     let host = Host::new(runtime.handle().clone(), opts);
+    // A closed stdout stops the command as Ctrl-C does; it then exits 141 (`host::stdio`).
+    let h = host.clone();
+    stdio::on_stdout_closed(move || h.interrupt());
     // Ctrl-C interrupts the running operation; a second one ends the process after putting
     // back what the command changed. While the editor has the terminal, Ctrl-C is the editor's.
     let h = host.clone();
@@ -291,7 +308,7 @@ fn main() -> ExitCode {
                 h.terminate();
                 h.cleanups.run_all().await;
                 tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-                eprintln!("error: terminated");
+                stdio::write_stderr(b"error: terminated\n");
                 std::process::exit(143);
             }
         });
@@ -306,11 +323,12 @@ fn main() -> ExitCode {
     let shell = Shell::new(host.clone(), search);
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if let Some(words) = completing {
-        for candidate in wsm::completion::candidates(&shell, &words) {
-            println!("{candidate}");
-        }
+        let text: String = wsm::completion::candidates(&shell, &words)
+            .into_iter()
+            .map(|c| c + "\n")
+            .collect();
         runtime.shutdown_background();
-        return ExitCode::SUCCESS;
+        return written(stdio::write_stdout(text.as_bytes()));
     }
     let result = match (sub, words, batch) {
         (_, Some(words), _) => shell.dispatch(&words),
@@ -336,6 +354,8 @@ fn main() -> ExitCode {
     engine::cleanup_temp_dirs();
     wsm::host::ssh::close_all();
     match result {
+        // Its reader went away and it was stopped as by Ctrl-C: there is no one to tell.
+        _ if stdio::stdout_closed() => ExitCode::from(stdio::CLOSED_EXIT),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(e),
     }
@@ -344,11 +364,7 @@ fn main() -> ExitCode {
 /// An explicit configuration directory (`-C`, `WSM_CONFIG_DIR`) must exist: silently using the
 /// defaults instead would act on the wrong stacks. The default `./config` may be absent.
 fn check_config_dir(matches: &ArgMatches, dir: &std::path::Path) -> Result<(), CliError> {
-    let explicit = matches!(
-        matches.value_source("config-dir"),
-        Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
-    );
-    if explicit && !dir.is_dir() {
+    if config_dir_named(matches) && !dir.is_dir() {
         let what = if dir.exists() {
             "is not a directory"
         } else {
@@ -363,6 +379,40 @@ fn check_config_dir(matches: &ArgMatches, dir: &std::path::Path) -> Result<(), C
         ));
     }
     Ok(())
+}
+
+/// Whether a command line (after `wsm`) is `__complete`'s: its first word that is not one of
+/// wsm's options.
+fn is_completion(mut args: impl Iterator<Item = String>) -> bool {
+    while let Some(word) = args.next() {
+        match word.as_str() {
+            "-C" | "--config-dir" | "--context" => {
+                args.next();
+            }
+            w if w.starts_with('-') => {}
+            w => return w == "__complete",
+        }
+    }
+    false
+}
+
+/// Whether the configuration directory was named (`-C`, `WSM_CONFIG_DIR`) rather than the
+/// default `./config`.
+fn config_dir_named(matches: &ArgMatches) -> bool {
+    matches!(
+        matches.value_source("config-dir"),
+        Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+    )
+}
+
+/// The exit code of a command whose whole output was one write: 0, or 141 when stdout was
+/// closed (`host::stdio`).
+fn written(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(stdio::CLOSED_EXIT)
+    }
 }
 
 fn report(err: CliError) -> ExitCode {

@@ -7,6 +7,7 @@ pub mod docs;
 pub mod errors;
 pub mod limits;
 pub mod search;
+pub mod trust;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,16 +54,9 @@ impl Shell {
         engine.set_module_resolver(search::StdlibResolver {
             search: search.clone(),
             cache: Mutex::new(HashMap::new()),
-            providers: host.opts.config_dir.join("providers"),
         });
-        engine.on_print(|s| {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            // A closed pipe (`wsm stack status | head`) ends the command quietly.
-            if writeln!(out, "{s}").and_then(|_| out.flush()).is_err() {
-                std::process::exit(0);
-            }
-        });
+        // A closed pipe (`wsm stack status | head`) stops the command (`host::stdio`).
+        engine.on_print(|s| println!("{s}"));
         let verbose = host.opts.verbose;
         engine.on_debug(move |s, src, pos| {
             if verbose {

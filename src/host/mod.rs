@@ -19,6 +19,7 @@ pub mod process;
 pub mod progress;
 pub mod schedule;
 pub mod ssh;
+pub mod stdio;
 pub mod term;
 pub mod yaml;
 

@@ -291,7 +291,6 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     // term::clear() — clear the screen (for `status watch`).
     m.set_native_fn("clear", || {
         print!("\x1b[H\x1b[2J");
-        std::io::stdout().flush().ok();
         Ok(())
     });
     // term::edit(text, file_name) — edit text in $VISUAL / $EDITOR / vi.

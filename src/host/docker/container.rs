@@ -2,7 +2,6 @@
 //! at once, or interactively with our terminal), signal many containers at once, stream logs,
 //! attach to a console.
 
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,15 +62,18 @@ async fn drain(
 }
 
 /// Writes a chunk of container output to our own stdout or stderr, at once.
+/// A closed stdout is an error here (the stream is abandoned) and stops the command.
 fn to_terminal(channel: Channel, bytes: &[u8]) -> std::io::Result<()> {
-    fn write_now(mut w: impl Write, bytes: &[u8]) -> std::io::Result<()> {
-        w.write_all(bytes)?;
-        w.flush().ok();
-        Ok(())
-    }
     match channel {
-        Channel::Stdout => write_now(std::io::stdout().lock(), bytes),
-        Channel::Stderr => write_now(std::io::stderr().lock(), bytes),
+        Channel::Stdout if !crate::host::stdio::write_stdout(bytes) => Err(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "stdout is closed",
+        )),
+        Channel::Stdout => Ok(()),
+        Channel::Stderr => {
+            crate::host::stdio::write_stderr(bytes);
+            Ok(())
+        }
     }
 }
 
