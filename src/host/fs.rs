@@ -2,30 +2,16 @@
 //! script needs to assemble a folder (e.g. an image build context). Config files have
 //! `config::`; this is for files whose format another primitive parses.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
-use super::{script_err, ScriptResult};
+use super::{bounded, script_err, ScriptResult};
 
 /// The text of a file; `-` is standard input. The error names the file and says why.
+/// At most [`bounded::USER_FILE`] bytes are read: `/dev/zero` is refused, not read for ever.
 pub fn read(path: &str) -> Result<String, String> {
-    if path == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
-        return Ok(text);
-    }
-    std::fs::read_to_string(path).map_err(|e| {
-        let why = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file".to_string(),
-            std::io::ErrorKind::InvalidData => "not UTF-8 text".to_string(),
-            _ => e.to_string(),
-        };
-        format!("cannot read {path}: {why}")
-    })
+    bounded::read_text(Path::new(path), "", bounded::USER_FILE)
 }
 
 /// Copies a file, or a folder with everything under it, to `dest` (which must not exist; its

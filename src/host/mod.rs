@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod args;
+pub mod bounded;
 pub mod cleanup;
 pub mod compose;
 pub mod config;

@@ -7,11 +7,14 @@
 //! the services roll to it, and `deploy` removes the versions no service uses any more.
 //! External objects keep their name; driver-made secrets (no data) keep docker's name.
 
+use std::path::Path;
+
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::objects::{declarations, explicit_name, is_external};
 use super::values::{stack_labels, text};
+use crate::host::bounded;
 
 /// The name services refer to a declared secret or config by; None when `short` is not
 /// declared under `kind`, an error when its file cannot be read.
@@ -54,7 +57,7 @@ fn name_and_data(
         return Ok((base, None));
     }
     let file = decl.get("file").map(text).unwrap_or_default();
-    let data = std::fs::read(&file).map_err(|e| format!("{short}: cannot read {file}: {e}"))?;
+    let data = bounded::read_file(Path::new(&file), short, bounded::OBJECT_FILE)?;
     Ok((versioned(&base, &data), Some(data)))
 }
 

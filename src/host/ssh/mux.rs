@@ -218,7 +218,12 @@ async fn remote_engine_socket(session: &Session) -> Option<String> {
         .await
         .ok()?;
     let mut out = String::new();
-    child.stdout().take()?.read_to_string(&mut out).await.ok()?;
+    // A socket path; more than a page is not one (and is not read whole).
+    (&mut child.stdout().take()?)
+        .take(4096)
+        .read_to_string(&mut out)
+        .await
+        .ok()?;
     let status = child.wait().await.ok()?;
     let path = out.trim().strip_prefix("unix://")?.to_string();
     // A path with ':' cannot be written in -L's local:remote form.
