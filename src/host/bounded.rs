@@ -24,6 +24,10 @@ pub const COMMAND_OUTPUT: u64 = 64 * MIB;
 /// The interpolated text of one compose document, all its strings together.
 pub const INTERPOLATED: u64 = 64 * MIB;
 
+/// What a capped read gives when there was more than its ceiling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OverCap;
+
 /// "1 MiB", "512 KiB", "100 bytes".
 pub fn size(n: u64) -> String {
     match n {
@@ -78,12 +82,12 @@ pub fn check_regular_file(path: &Path, what: &str) -> Result<(), String> {
     }
 }
 
-/// Reads at most `cap` bytes from `r`; Err(()) when there was more.
-pub fn read_capped(r: impl Read, cap: u64) -> std::io::Result<Result<Vec<u8>, ()>> {
+/// Reads at most `cap` bytes from `r`; Err(OverCap) when there was more.
+pub fn read_capped(r: impl Read, cap: u64) -> std::io::Result<Result<Vec<u8>, OverCap>> {
     let mut bytes = Vec::new();
     r.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
     Ok(if bytes.len() as u64 > cap {
-        Err(())
+        Err(OverCap)
     } else {
         Ok(bytes)
     })
@@ -100,7 +104,9 @@ pub fn read_text(path: &Path, what: &str, cap: u64) -> Result<String, String> {
     let label = if path == Path::new("-") {
         "standard input".to_string()
     } else {
-        format!("{what} {}", path.display()).trim_start().to_string()
+        format!("{what} {}", path.display())
+            .trim_start()
+            .to_string()
     };
     let read = if path == Path::new("-") {
         read_capped(std::io::stdin().lock(), cap)
@@ -120,7 +126,7 @@ pub fn read_text(path: &Path, what: &str, cap: u64) -> Result<String, String> {
     };
     let bytes = read
         .map_err(|e| format!("cannot read {label}: {e}"))?
-        .map_err(|()| too_big(&label, cap))?;
+        .map_err(|OverCap| too_big(&label, cap))?;
     String::from_utf8(bytes).map_err(|_| format!("cannot read {label}: not UTF-8 text"))
 }
 
@@ -132,7 +138,7 @@ pub fn read_file(path: &Path, what: &str, cap: u64) -> Result<Vec<u8>, String> {
     let f = std::fs::File::open(path).map_err(|e| format!("{what}: cannot read {shown}: {e}"))?;
     read_capped(f, cap)
         .map_err(|e| format!("{what}: cannot read {shown}: {e}"))?
-        .map_err(|()| too_big(&format!("{what}: {shown}"), cap))
+        .map_err(|OverCap| too_big(&format!("{what}: {shown}"), cap))
 }
 
 /// A buffer that takes chunks up to a ceiling: what collects a stream's output.
@@ -149,10 +155,10 @@ impl Capped {
         }
     }
 
-    /// Appends a chunk; Err(()) (and nothing appended) when it would go over the ceiling.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<(), ()> {
+    /// Appends a chunk; Err(OverCap) (and nothing appended) when it would go over the ceiling.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), OverCap> {
         if self.bytes.len().saturating_add(chunk.len()) > self.cap {
-            return Err(());
+            return Err(OverCap);
         }
         self.bytes.extend_from_slice(chunk);
         Ok(())
@@ -163,17 +169,19 @@ impl Capped {
     }
 }
 
-/// Reads an async stream to its end, at most `cap` bytes; Err(()) as soon as there is more
+/// Reads an async stream to its end, at most `cap` bytes; Err(OverCap) as soon as there is more
 /// (the rest is left unread: the caller drops the stream, which stops the writer).
 pub async fn read_capped_async(
     r: &mut (impl tokio::io::AsyncRead + Unpin),
     cap: u64,
-) -> std::io::Result<Result<Vec<u8>, ()>> {
+) -> std::io::Result<Result<Vec<u8>, OverCap>> {
     use tokio::io::AsyncReadExt;
     let mut bytes = Vec::new();
-    r.take(cap.saturating_add(1)).read_to_end(&mut bytes).await?;
+    r.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .await?;
     Ok(if bytes.len() as u64 > cap {
-        Err(())
+        Err(OverCap)
     } else {
         Ok(bytes)
     })
@@ -184,7 +192,7 @@ pub async fn read_capped_async(
 pub fn gunzip(data: &[u8], what: &str, cap: u64) -> Result<Vec<u8>, String> {
     read_capped(flate2::read::GzDecoder::new(data), cap)
         .map_err(|e| format!("{what}: cannot decompress: {e}"))?
-        .map_err(|()| too_big(&format!("{what}, decompressed,"), cap))
+        .map_err(|OverCap| too_big(&format!("{what}, decompressed,"), cap))
 }
 
 #[cfg(test)]

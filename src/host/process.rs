@@ -145,6 +145,10 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         r.insert("seconds".into(), Dynamic::from_float(o.seconds));
         Ok(r)
     });
+    // process::shell_line(words) — the words as one line a POSIX shell reads back as them.
+    m.set_native_fn("shell_line", |words: Array| -> ScriptResult<String> {
+        Ok(shell_words::join(words.iter().map(|w| w.to_string())))
+    });
     // process::exe() — the path of the running wsm binary.
     m.set_native_fn("exe", || -> ScriptResult<String> {
         std::env::current_exe()

@@ -88,13 +88,30 @@ impl Cron {
         if weekday.allowed[7] {
             weekday.allowed[0] = true; // 7 is Sunday too
         }
-        Ok(Cron {
+        let cron = Cron {
             minute: field(minute, "minute", 0, 59)?,
             hour: field(hour, "hour", 0, 23)?,
             day: field(day, "day-of-month", 1, 31)?,
             month: field(month, "month", 1, 12)?,
             weekday,
-        })
+        };
+        if !cron.can_fire() {
+            return Err(format!(
+                "cron line \"{line}\" never fires: none of its months has one of its days of the month"
+            ));
+        }
+        Ok(cron)
+    }
+
+    /// Whether some day matches: every minute and hour field allows something, and any
+    /// weekday comes round, so only a day of the month that none of the months has (the 30th
+    /// of February) can make a line that never fires. February counts its leap day.
+    fn can_fire(&self) -> bool {
+        const DAYS_IN: [usize; 13] = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        if !self.day.any && !self.weekday.any {
+            return true; // either matches, and every weekday comes
+        }
+        (1..=12).any(|m| self.month.allowed[m] && (1..=DAYS_IN[m]).any(|d| self.day.allowed[d]))
     }
 
     /// Whether the minute starting at `t` (seconds since the epoch, UTC) matches.
@@ -285,6 +302,9 @@ mod tests {
         assert_eq!(d.slot, Some(DEC1 + 10 * 3600));
         assert_eq!(d.missed_count, 3, "09:15, 09:30, 09:45");
         // Day of month or day of week when both are given; 7 is Sunday.
+        // The 29th of February comes in leap years; with a weekday, either matches.
+        assert!(Schedule::parse("0 0 29 2 *").is_ok());
+        assert!(Schedule::parse("0 0 30 2 1").is_ok());
         let s = Schedule::parse("0 0 13 * 7").unwrap();
         assert_eq!(s.next_after(DEC1), Some(DEC1 + 5 * 86400), "Sunday the 6th");
     }
@@ -299,6 +319,8 @@ mod tests {
             ("* * 0 * *", "day-of-month"),
             ("*/0 * * * *", "minute field"),
             ("5-1 * * * *", "minute field"),
+            ("0 0 30 2 *", "never fires"),
+            ("0 0 31 4,6,9,11 *", "never fires"),
         ] {
             let e = Schedule::parse(text).unwrap_err();
             assert!(e.contains(says), "{text}: {e}");

@@ -177,6 +177,7 @@ pub const DOCS: &[Doc] = &[
     doc!("schedule::due", ["schedule::due(text: string, last: int, now: int) -> map"], "What to run at `now` (seconds since the epoch) when `last` was the last slot claimed: `#{slot, missed, missed_count, next}`: the latest slot in (last, now] (() if none), the earlier ones in that span (at most 50 listed, all counted), and the first slot after now. An interval's slots are its multiples, so every runner agrees on them."),
     doc!("process::run", ["process::run(argv: array, opts: map) -> map"], "Runs a program to its end: `#{code, timed_out, output, truncated, seconds}`. opts: `timeout` (seconds, 3600; then it is killed), `max_output` (bytes of output kept, the last ones; 65536), `echo` (also write its output to stdout), `env` (a map added to its environment). Fails only when it cannot start."),
     doc!("process::exe", ["process::exe() -> string"], "The path of the running wsm binary."),
+    doc!("process::shell_line", ["process::shell_line(words: array) -> string"], "The words as one line that a POSIX shell splits back into the same words: each quoted where it must be (`a 'b c' ''`)."),
     // yaml::
     doc!("yaml::parse", ["yaml::parse(text: string, name: string) -> map"], "A YAML document as maps, arrays and scalars; bad YAML is an error naming `name` (e.g. the file it came from)."),
     // Stack

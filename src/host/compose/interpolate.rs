@@ -21,9 +21,10 @@ struct Budget(u64);
 impl Budget {
     /// Appends `text` to `out`, or fails when the budget is spent.
     fn push(&mut self, out: &mut String, text: &str) -> Result<(), String> {
-        self.0 = self.0.checked_sub(text.len() as u64).ok_or_else(|| {
-            bounded::too_big("the interpolated text", bounded::INTERPOLATED)
-        })?;
+        self.0 = self
+            .0
+            .checked_sub(text.len() as u64)
+            .ok_or_else(|| bounded::too_big("the interpolated text", bounded::INTERPOLATED))?;
         out.push_str(text);
         Ok(())
     }

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map as JsonMap, Value};
 
 use super::interpolate::interpolate_value;
-use crate::host::bounded;
 use super::values::{key_values, text};
 use super::{merge, schema, values};
+use crate::host::bounded;
 
 /// One compose file before merging: its name for messages and its parsed document.
 struct Source {

@@ -17,8 +17,8 @@ use rhai::{Array, Engine, Map, Module};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{docker_message, engine_error, status_of, EngineHandle};
-use crate::host::opts::{opt_bool, opt_int, opt_secs, opt_str};
 use crate::host::bounded::{self, Capped};
+use crate::host::opts::{opt_bool, opt_int, opt_secs, opt_str};
 use crate::host::{script_err, term, Host, ScriptResult};
 
 /// Which of a container's output streams a chunk came from.
@@ -170,7 +170,7 @@ async fn exec(
                 Channel::Stdout => (&mut stdout, "output"),
                 Channel::Stderr => (&mut stderr, "error output"),
             };
-            buf.push(bytes).map_err(|()| {
+            buf.push(bytes).map_err(|_| {
                 let what = format!("the {name} of `{shown}` in container {container}");
                 std::io::Error::other(bounded::too_big(&what, bounded::COMMAND_OUTPUT))
             })

@@ -306,8 +306,12 @@ async fn read_pipe(
     };
     match bounded::read_capped_async(p, bounded::COMMAND_OUTPUT).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(())) => {
-            let what = format!("the {name} of `{}` on {}", bounded::shorten(line, 60), s.target);
+        Ok(Err(_)) => {
+            let what = format!(
+                "the {name} of `{}` on {}",
+                bounded::shorten(line, 60),
+                s.target
+            );
             Err(script_err(bounded::too_big(&what, bounded::COMMAND_OUTPUT)))
         }
         Err(_) => Ok(Vec::new()),
