@@ -94,6 +94,9 @@ pub fn to_cli_error(err: &EvalAltResult, origin: &str, usage: Option<String>) ->
             }
             CliError::failed(value.to_string())
         }
+        EvalAltResult::ErrorTerminated(..) if super::limits::current().message(cause).is_some() => {
+            CliError::failed(super::limits::current().message(cause).unwrap_or_default())
+        }
         EvalAltResult::ErrorTerminated(..) => CliError {
             code: 130,
             message: "interrupted".into(),
