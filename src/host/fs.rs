@@ -15,9 +15,14 @@ pub fn read(path: &str) -> Result<String, String> {
 }
 
 /// Copies a file, or a folder with everything under it, to `dest` (which must not exist; its
-/// parent folders are created).
-/// Links are copied as the files they point to.
+/// parent folders are created). `from` itself may be a link; the links under it are copied as
+/// links, as docker puts them in a build context, so a link to `~/.ssh` never copies the keys.
+/// A FIFO, socket or device under it is refused (reading a FIFO would wait for ever).
 pub fn copy(from: &Path, dest: &Path) -> Result<(), String> {
+    copy_entry(from, dest, true)
+}
+
+fn copy_entry(from: &Path, dest: &Path, top: bool) -> Result<(), String> {
     let fail =
         |e: std::io::Error| format!("cannot copy {} to {}: {e}", from.display(), dest.display());
     if dest.exists() {
@@ -30,13 +35,32 @@ pub fn copy(from: &Path, dest: &Path) -> Result<(), String> {
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(fail)?;
     }
-    if from.is_dir() {
+    let meta = if top {
+        std::fs::metadata(from)
+    } else {
+        std::fs::symlink_metadata(from)
+    };
+    let meta = match meta {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("cannot copy {}: no such file", from.display()))
+        }
+        other => other.map_err(fail)?,
+    };
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(from).map_err(fail)?;
+        std::os::unix::fs::symlink(target, dest).map_err(fail)
+    } else if meta.is_dir() {
         std::fs::create_dir_all(dest).map_err(fail)?;
         for entry in std::fs::read_dir(from).map_err(fail)? {
             let entry = entry.map_err(fail)?;
-            copy(&entry.path(), &dest.join(entry.file_name()))?;
+            copy_entry(&entry.path(), &dest.join(entry.file_name()), false)?;
         }
         Ok(())
+    } else if let Some(kind) = super::bounded::not_a_file(&meta) {
+        Err(format!(
+            "cannot copy {}: it is {kind}; only files, folders and links are copied",
+            from.display()
+        ))
     } else {
         std::fs::copy(from, dest)
             .map(|_| ())
@@ -157,6 +181,15 @@ pub fn register(engine: &mut Engine) {
             .create(path)
             .map_err(|e| script_err(format!("cannot create {path}: {e}")))
     });
+    // fs::private_dir(path, what) — create a folder for private files (0700, parents too) or
+    // make ours 0700; a usage error naming `what` when another user owns it or its parent, or
+    // group or others can write to either.
+    m.set_native_fn(
+        "private_dir",
+        |path: &str, what: &str| -> ScriptResult<()> {
+            super::owner::make_private_dir(Path::new(path), what).map_err(super::usage_err)
+        },
+    );
     // fs::append(path, text) — add text at the end of a file, creating it (0600).
     m.set_native_fn("append", |path: &str, text: &str| -> ScriptResult<()> {
         use std::io::Write;
@@ -241,6 +274,29 @@ mod tests {
             "a"
         );
         assert!(copy(&src, &dest).unwrap_err().ends_with("it exists"));
+    }
+
+    #[test]
+    fn links_under_a_folder_are_copied_as_links_and_a_fifo_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("keys");
+        std::fs::create_dir_all(&secret).unwrap();
+        std::fs::write(secret.join("id"), "private").unwrap();
+        let src = dir.path().join("ctx");
+        std::fs::create_dir_all(&src).unwrap();
+        std::os::unix::fs::symlink(&secret, src.join("ssh")).unwrap();
+        let dest = dir.path().join("out");
+        copy(&src, &dest).unwrap();
+        let copied = std::fs::symlink_metadata(dest.join("ssh")).unwrap();
+        assert!(copied.file_type().is_symlink());
+        assert_eq!(std::fs::read_link(dest.join("ssh")).unwrap(), secret);
+
+        let fifo = src.join("pipe");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let err = copy(&src, &dir.path().join("out2")).unwrap_err();
+        assert!(err.contains("it is a FIFO"), "{err}");
     }
 
     #[test]

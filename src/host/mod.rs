@@ -16,6 +16,7 @@ pub mod lock;
 pub mod node_id;
 pub mod opts;
 pub mod output;
+pub mod owner;
 pub mod process;
 pub mod progress;
 pub mod schedule;

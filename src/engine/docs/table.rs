@@ -147,6 +147,7 @@ pub const DOCS: &[Doc] = &[
     doc!("fs::stat", ["fs::stat(path: string) -> map"], "`#{kind: \"file\" | \"dir\" | \"other\", size, modified, modified_at}` of a path (modified in seconds since the epoch, modified_at as RFC 3339), or () when nothing is there."),
     doc!("fs::list", ["fs::list(dir: string) -> array"], "The names in a folder, sorted; fails naming the folder when it cannot be read."),
     doc!("fs::mkdir", ["fs::mkdir(path: string)"], "Creates a folder and its parents (mode 0700 for the new ones)."),
+    doc!("fs::private_dir", ["fs::private_dir(path: string, what: string)"], "Creates a folder for private files (0700, and its parents), or makes one of yours 0700. A usage error naming `what` (\"the backup folder\") when another user owns it or its parent folder, or group or others can write to either: they could read or replace what is put there."),
     doc!("fs::append", ["fs::append(path: string, text: string)"], "Adds text at the end of a file, creating it (mode 0600)."),
     doc!("fs::remove", ["fs::remove(path: string) -> bool"], "Removes a file; false when there was none."),
     doc!("fs::rotate_in", ["fs::rotate_in(staged: string, path: string, backup: string)"], "Puts the finished file `staged` at `path`, keeping the file that was there as `backup`; both stay whole at every moment."),
