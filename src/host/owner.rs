@@ -33,23 +33,51 @@ pub fn foreign_writer(meta: &std::fs::Metadata, fix: &str) -> Option<String> {
 /// write to either, who could then read, replace or redirect what wsm puts there. `what`
 /// names it ("the backup folder").
 pub fn check_private_dir(dir: &Path, what: &str) -> Result<(), String> {
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
-    for (path, name) in std::iter::once((dir, what.to_string()))
-        .chain(parent.map(|p| (p, format!("the folder of {what}"))))
-    {
-        let meta =
-            std::fs::metadata(path).map_err(|e| format!("{name} {}: {e}", path.display()))?;
-        if let Some(why) = foreign_writer(&meta, "or choose another folder") {
-            return Err(format!("refusing {name} {}: {why}", path.display()));
-        }
+    check_parent(dir, what)?;
+    check_one(dir, dir, what, "it")
+}
+
+/// Checks the folder `dir` is in, when it has one.
+fn check_parent(dir: &Path, what: &str) -> Result<(), String> {
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => check_one(
+            dir,
+            parent,
+            what,
+            &format!("its folder {}", parent.display()),
+        ),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Checks `path` (`dir` itself, or its parent) on behalf of `dir`.
+fn check_one(dir: &Path, path: &Path, what: &str, subject: &str) -> Result<(), String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("{what} {}: {}: {e}", dir.display(), path.display()))?;
+    match foreign_writer(&meta, "or choose another folder") {
+        Some(why) => Err(format!(
+            "refusing {what} {}: {}",
+            dir.display(),
+            why.replacen("it is", &format!("{subject} is"), 1)
+                .replacen("chown it", &format!("chown {}", path.display()), 1)
+                .replacen(
+                    "chmod go-w it",
+                    &format!("chmod go-w {}", path.display()),
+                    1
+                )
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Creates a private folder (0700, parents too) or, when it is the caller's already, makes it
-/// 0700; then checks it as [`check_private_dir`] does. Err is one line for the user.
+/// 0700; then checks it as [`check_private_dir`] does. A parent that fails is refused before
+/// anything is created. Err is one line for the user.
 pub fn make_private_dir(dir: &Path, what: &str) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
+    if dir.parent().is_some_and(Path::exists) {
+        check_parent(dir, what)?;
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -86,8 +114,10 @@ mod tests {
         chmod(dir.parent().unwrap(), 0o777);
         let err = make_private_dir(&dir, "the backup folder").unwrap_err();
         assert!(
-            err.starts_with("refusing the folder of the backup folder")
-                && err.contains("mode 0777"),
+            err.starts_with(&format!(
+                "refusing the backup folder {}: its folder",
+                dir.display()
+            )) && err.contains("mode 0777"),
             "{err}"
         );
         chmod(dir.parent().unwrap(), 0o755);
