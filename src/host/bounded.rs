@@ -101,12 +101,16 @@ pub fn too_big(what: &str, cap: u64) -> String {
 /// A file's text, at most `cap` bytes of it (whatever it is: a FIFO from `<(…)`, a device);
 /// `-` is standard input. `what` names it in errors ("compose file"; "" for the path alone).
 pub fn read_text(path: &Path, what: &str, cap: u64) -> Result<String, String> {
+    read_text_as(path, &path.display().to_string(), what, cap)
+}
+
+/// [`read_text`], the path shown as `shown` (the name the user gave, not the one joined to a
+/// folder).
+pub fn read_text_as(path: &Path, shown: &str, what: &str, cap: u64) -> Result<String, String> {
     let label = if path == Path::new("-") {
         "standard input".to_string()
     } else {
-        format!("{what} {}", path.display())
-            .trim_start()
-            .to_string()
+        format!("{what} {shown}").trim_start().to_string()
     };
     let read = if path == Path::new("-") {
         read_capped(std::io::stdin().lock(), cap)
@@ -119,7 +123,7 @@ pub fn read_text(path: &Path, what: &str, cap: u64) -> Result<String, String> {
                 read_capped(f, cap)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(format!("cannot read {label}: no such file"))
+                return Err(format!("cannot read {label}: No such file or directory"))
             }
             Err(e) => Err(e),
         }

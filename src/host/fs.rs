@@ -257,7 +257,7 @@ mod tests {
     fn a_missing_file_is_named_in_one_sentence() {
         assert_eq!(
             read("/nonexistent/compose.yml").unwrap_err(),
-            "cannot read /nonexistent/compose.yml: no such file"
+            "cannot read /nonexistent/compose.yml: No such file or directory"
         );
     }
 

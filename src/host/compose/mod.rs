@@ -126,8 +126,9 @@ fn load_files(files: &rhai::Array, opts: &Map) -> Result<Value, String> {
         } else {
             cwd.join(name)
         };
-        let text = crate::host::bounded::read_text(
+        let text = crate::host::bounded::read_text_as(
             &path,
+            name,
             "compose file",
             crate::host::bounded::COMPOSE_FILE,
         )?;
