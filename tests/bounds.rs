@@ -427,3 +427,42 @@ fn a_build_context_keeps_a_link_to_a_secret_folder_as_a_link() {
         "{seen}"
     );
 }
+
+#[test]
+fn an_http_response_without_end_is_read_only_up_to_a_ceiling() {
+    use std::io::Write;
+    let s = TestStack::bare("http");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // A server that answers one request with a body that never ends.
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+            let chunk = vec![b'x'; 1 << 16];
+            while conn.write_all(&chunk).is_ok() {}
+        }
+    });
+    let file = s.dir.path().join("get.rhai");
+    std::fs::write(
+        &file,
+        format!(
+            "let r = http::request(\"GET\", \"http://127.0.0.1:{port}/\", #{{ timeout_ms: 60000 }});\nprint(r.body.len());\n"
+        ),
+    )
+    .unwrap();
+    let f = run_measured(s.command(&["run", file.to_str().unwrap()]));
+    assert_eq!(f.run.code, 1, "stderr: {}", f.run.stderr);
+    assert_eq!(
+        error_line(&f.run),
+        format!(
+            "error: the response of http://127.0.0.1:{port}/ is over 64 MiB, the most wsm reads"
+        )
+    );
+    assert!(
+        f.max_rss_kib < 400 * 1024,
+        "peak memory {} MiB",
+        f.max_rss_kib / 1024
+    );
+}

@@ -21,6 +21,8 @@ pub const ENV_FILE: u64 = 16 * MIB;
 pub const OBJECT_FILE: u64 = MIB;
 /// What a command run in a container or over ssh may print, per stream, when wsm collects it.
 pub const COMMAND_OUTPUT: u64 = 64 * MIB;
+/// An HTTP response body (`http::request`).
+pub const RESPONSE: u64 = 64 * MIB;
 /// The interpolated text of one compose document, all its strings together.
 pub const INTERPOLATED: u64 = 64 * MIB;
 
