@@ -155,7 +155,7 @@ pub const DOCS: &[Doc] = &[
     doc!("node_id::parse", ["node_id::parse(id: string, kind: map) -> map"], "Parses a node id (`service[.slot]`, or an application's own forms described by `kind`: `services`, `default_service`) into `#{service, slot}`; bad input is a usage error (exit 2) that lists the forms."),
     doc!("node_id::forms", ["node_id::forms(kind: map) -> string"], "How node ids of that kind are written, for messages."),
     // http::
-    doc!("http::request", ["http::request(method: string, url: string, opts: map) -> map"], "An HTTP request. opts: `headers` (map), `json` (a value sent as JSON) or `body` (text), `timeout_ms` (10000). Returns `#{status, headers, body, json}`; fails on a network error or the deadline, not on an error status."),
+    doc!("http::request", ["http::request(method: string, url: string, opts: map) -> map"], "An HTTP request. opts: `headers` (map), `json` (a value sent as JSON) or `body` (text), `timeout_ms` (10000). Returns `#{status, headers, body, json}`; fails on a network error or the deadline, not on an error status; a body over 64 MiB is an error."),
     doc!("http::get", ["http::get(url: string, timeout_ms: int) -> map"], "A GET with a deadline; the same result as `http::request`."),
     // term::
     doc!("term::table", ["term::table(headers: array, rows: array) -> string"], "Aligned columns under the headers, as `docker … ls` prints them."),
