@@ -100,15 +100,39 @@ pub fn too_big(what: &str, cap: u64) -> String {
     format!("{what} is over {}, the most wsm reads", size(cap))
 }
 
+/// Why a file could not be read: one line for the user, and whether it was over its ceiling
+/// (the file is there but wsm will not read it all) rather than missing or unreadable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadError {
+    pub message: String,
+    pub too_big: bool,
+}
+
+impl From<ReadError> for String {
+    fn from(e: ReadError) -> String {
+        e.message
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// A file's text, at most `cap` bytes of it (whatever it is: a FIFO from `<(…)`, a device);
 /// `-` is standard input. `what` names it in errors ("compose file"; "" for the path alone).
-pub fn read_text(path: &Path, what: &str, cap: u64) -> Result<String, String> {
+pub fn read_text(path: &Path, what: &str, cap: u64) -> Result<String, ReadError> {
     read_text_as(path, &path.display().to_string(), what, cap)
 }
 
 /// [`read_text`], the path shown as `shown` (the name the user gave, not the one joined to a
 /// folder).
-pub fn read_text_as(path: &Path, shown: &str, what: &str, cap: u64) -> Result<String, String> {
+pub fn read_text_as(path: &Path, shown: &str, what: &str, cap: u64) -> Result<String, ReadError> {
+    let failed = |message: String| ReadError {
+        message,
+        too_big: false,
+    };
     let label = if path == Path::new("-") {
         "standard input".to_string()
     } else {
@@ -120,20 +144,25 @@ pub fn read_text_as(path: &Path, shown: &str, what: &str, cap: u64) -> Result<St
         match std::fs::File::open(path) {
             Ok(f) => {
                 if f.metadata().is_ok_and(|m| m.is_dir()) {
-                    return Err(format!("cannot read {label}: it is a folder"));
+                    return Err(failed(format!("cannot read {label}: it is a folder")));
                 }
                 read_capped(f, cap)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(format!("cannot read {label}: No such file or directory"))
+                return Err(failed(format!(
+                    "cannot read {label}: No such file or directory"
+                )))
             }
             Err(e) => Err(e),
         }
     };
     let bytes = read
-        .map_err(|e| format!("cannot read {label}: {e}"))?
-        .map_err(|OverCap| too_big(&label, cap))?;
-    String::from_utf8(bytes).map_err(|_| format!("cannot read {label}: not UTF-8 text"))
+        .map_err(|e| failed(format!("cannot read {label}: {e}")))?
+        .map_err(|OverCap| ReadError {
+            message: too_big(&label, cap),
+            too_big: true,
+        })?;
+    String::from_utf8(bytes).map_err(|_| failed(format!("cannot read {label}: not UTF-8 text")))
 }
 
 /// A regular file's bytes, at most `cap` of them; `what` names it in errors ("`<what>`: cannot
@@ -210,12 +239,16 @@ mod tests {
     fn a_device_is_read_only_up_to_the_ceiling() {
         let err = read_text(Path::new("/dev/zero"), "compose file", MIB).unwrap_err();
         assert_eq!(
-            err,
+            err.message,
             "compose file /dev/zero is over 1 MiB, the most wsm reads"
         );
+        assert!(err.too_big);
         let dir = tempfile::tempdir().unwrap();
         let err = read_text(dir.path(), "env file", MIB).unwrap_err();
-        assert!(err.ends_with("it is a folder"), "{err}");
+        assert!(
+            err.message.ends_with("it is a folder") && !err.too_big,
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::{bounded, script_err, ScriptResult};
 
 /// The text of a file; `-` is standard input. The error names the file and says why.
 /// At most [`bounded::USER_FILE`] bytes are read: `/dev/zero` is refused, not read for ever.
-pub fn read(path: &str) -> Result<String, String> {
+pub fn read(path: &str) -> Result<String, bounded::ReadError> {
     bounded::read_text(Path::new(path), "", bounded::USER_FILE)
 }
 
@@ -144,7 +144,15 @@ pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
     // fs::read(path) — a file's text ("-" reads standard input); an error names the file.
     m.set_native_fn("read", |path: &str| -> ScriptResult<String> {
-        read(path).map_err(script_err)
+        // A file the user named that is over the ceiling is bad input; one that cannot be read
+        // stays a failure, as it always was.
+        read(path).map_err(|e| {
+            if e.too_big {
+                super::usage_err(e.message)
+            } else {
+                script_err(e.message)
+            }
+        })
     });
     // fs::is_file(path) — whether a regular file (or a link to one) is there.
     m.set_native_fn("is_file", |path: &str| Ok(Path::new(path).is_file()));
@@ -256,7 +264,7 @@ mod tests {
     #[test]
     fn a_missing_file_is_named_in_one_sentence() {
         assert_eq!(
-            read("/nonexistent/compose.yml").unwrap_err(),
+            read("/nonexistent/compose.yml").unwrap_err().message,
             "cannot read /nonexistent/compose.yml: No such file or directory"
         );
     }
