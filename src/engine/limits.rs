@@ -47,6 +47,7 @@ const OPERATIONS: Limit = Limit {
 };
 
 /// The size limits of earlier versions, which Rhai enforced at a cost that grew with the data.
+/// 0 (no limit) is still accepted: there is none.
 const RETIRED: &[&str] = &["WSM_MAX_ARRAY", "WSM_MAX_MAP", "WSM_MAX_STRING"];
 
 /// What a script's progress callback stops it with when memory runs over.
@@ -141,7 +142,7 @@ impl Limits {
     fn from_vars(get: impl Fn(&str) -> Option<String>, interactive: bool) -> Result<Self, String> {
         if let Some(old) = RETIRED
             .iter()
-            .find(|v| get(v).is_some_and(|x| !x.is_empty()))
+            .find(|v| get(v).is_some_and(|x| !x.trim().is_empty() && x.trim() != "0"))
         {
             return Err(format!(
                 "{old} is no longer read: a script's memory is limited as a whole, with {}=<MiB> (0 for no limit)",
@@ -270,6 +271,10 @@ mod tests {
             "{err}"
         );
         assert_eq!(limits(&[("WSM_MAX_MAP", "")], false).unwrap().memory, 512);
+        assert_eq!(
+            limits(&[("WSM_MAX_STRING", "0")], false).unwrap().memory,
+            512
+        );
     }
 
     #[test]
