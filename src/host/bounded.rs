@@ -280,4 +280,27 @@ mod tests {
         assert!(c.push(b"e").is_err());
         assert_eq!(c.into_bytes(), b"abcd");
     }
+
+    #[test]
+    fn a_stream_without_end_stops_at_the_ceiling_and_is_left_unread() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut child = tokio::process::Command::new("yes")
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let mut out = child.stdout.take().unwrap();
+            let read = read_capped_async(&mut out, MIB).await.unwrap();
+            assert_eq!(read, Err(OverCap));
+            let (mut small, _) = tokio::io::duplex(64);
+            assert_eq!(
+                read_capped_async(&mut small, MIB).await.unwrap(),
+                Ok(Vec::new())
+            );
+        });
+    }
 }
