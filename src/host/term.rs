@@ -277,12 +277,10 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     });
     // term::warn_once(text) — "warning: text" on stderr, once per process (a config read again
     // by the REPL's completion does not repeat it).
-    m.set_native_fn("warn_once", |s: &str| {
-        static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
-        if !said.iter().any(|x| x == s) {
+    let h = host.clone();
+    m.set_native_fn("warn_once", move |s: &str| {
+        if h.first_time(s) {
             eprintln!("warning: {s}");
-            said.push(s.to_string());
         }
         Ok(())
     });

@@ -364,12 +364,13 @@ mod tests {
             .build()
             .expect("runtime");
         let host = crate::host::Host::new(rt.handle().clone(), Default::default());
-        let search = crate::engine::SearchPath::bundled_only();
-        let shell = crate::engine::Shell::new(host, search.clone());
-        let command_methods: BTreeSet<String> = crate::engine::families(&search)
-            .into_iter()
+        let catalog = crate::engine::Catalog::scan(crate::engine::SearchPath::bundled_only());
+        let shell = crate::engine::Shell::new(host, catalog.clone());
+        let command_methods: BTreeSet<String> = catalog
+            .families()
+            .iter()
             .filter(|f| f.takes_stack())
-            .flat_map(|f| crate::engine::list_commands(&search, &f.name))
+            .flat_map(|f| catalog.commands(&f.name).clone())
             .flat_map(|(name, doc)| std::iter::once(name).chain(doc.aliases))
             .map(|m| format!("Stack.{}", m.replace('-', "_")))
             .collect();

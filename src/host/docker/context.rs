@@ -5,20 +5,11 @@
 //! `docker context use prod` finds wsm on the same engine.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
 /// The local engine's socket, the `default` context's endpoint without `DOCKER_HOST`.
 pub const LOCAL_SOCKET: &str = "unix:///var/run/docker.sock";
-
-/// The `--context` given on the command line, set once at start-up.
-static CONTEXT_FLAG: OnceLock<String> = OnceLock::new();
-
-/// Remembers `--context NAME` for every later connect.
-pub fn set_context_flag(name: &str) {
-    let _ = CONTEXT_FLAG.set(name.to_string());
-}
 
 /// An engine address and how it was chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,9 +44,9 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// Where `docker::connect("")` goes, or why it cannot be told (a named context that does not
-/// exist or has no Docker endpoint).
-pub fn default_endpoint() -> Result<Endpoint, String> {
-    if let Some(name) = CONTEXT_FLAG.get() {
+/// exist or has no Docker endpoint). `flag` is the command line's `--context`.
+pub fn default_endpoint(flag: Option<&str>) -> Result<Endpoint, String> {
+    if let Some(name) = flag {
         return from_context(name, "--context");
     }
     if let Some(host) = env("DOCKER_HOST") {

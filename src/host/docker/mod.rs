@@ -91,14 +91,6 @@ async fn absent_on_404<T>(
     }
 }
 
-/// The address wsm talks to when no host is given, chosen as the Docker CLI chooses it
-/// (`context`); the local socket when that cannot be told (connect then says why).
-pub fn default_host() -> String {
-    context::default_endpoint()
-        .map(|e| e.host)
-        .unwrap_or_else(|_| context::LOCAL_SOCKET.into())
-}
-
 /// A client of the engine at `host` speaking API `version`; nothing is sent yet.
 async fn client(host: &str, version: &bollard::ClientVersion) -> Result<Docker, String> {
     let timeout = 120;
@@ -118,10 +110,11 @@ async fn client(host: &str, version: &bollard::ClientVersion) -> Result<Docker, 
     .map_err(|e| format!("cannot connect to the Docker engine at {host}: {e}"))
 }
 
-/// Connects to `host` ("" for the default), negotiating the API version (`HEAD /_ping`).
+/// Connects to `host` ("" for the default without `--context`), negotiating the API version
+/// (`HEAD /_ping`).
 pub async fn connect(host: &str) -> Result<EngineHandle, String> {
     let host = if host.is_empty() {
-        context::default_endpoint()?.host
+        context::default_endpoint(None)?.host
     } else {
         host.to_string()
     };
@@ -284,7 +277,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
     m.set_native_fn("connect", move |addr: &str| -> ScriptResult<EngineHandle> {
         let chosen = if addr.is_empty() {
-            Some(context::default_endpoint().map_err(super::usage_err)?)
+            Some(context::default_endpoint(h.opts.context.as_deref()).map_err(super::usage_err)?)
         } else {
             None
         };
@@ -317,8 +310,10 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         Ok(e)
     });
     // docker::default_host() — where `connect("")` goes.
-    m.set_native_fn("default_host", || -> ScriptResult<String> {
-        Ok(context::default_endpoint().map_err(super::usage_err)?.host)
+    let h = host.clone();
+    m.set_native_fn("default_host", move || -> ScriptResult<String> {
+        let chosen = context::default_endpoint(h.opts.context.as_deref());
+        Ok(chosen.map_err(super::usage_err)?.host)
     });
     container::register_static(&mut m, host);
     engine.register_static_module("docker", m.into());
