@@ -22,7 +22,7 @@ pub fn run_script(
 ) -> Result<Dynamic, CliError> {
     let mut ast: AST = engine
         .compile(text)
-        .map_err(|e| to_cli_error(&EvalAltResult::from(e), origin, None))?;
+        .map_err(|e| to_cli_error(&EvalAltResult::from(e), origin, None, None))?;
     ast.set_source(origin);
     let mut scope = Scope::new();
     for (name, value) in vars {
@@ -30,13 +30,10 @@ pub fn run_script(
     }
     match engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast) {
         Ok(v) => Ok(v),
-        Err(e) => {
-            super::docs::remember(engine);
-            match to_cli_error(&e, origin, usage) {
-                CliError { code: 0, .. } => Ok(Dynamic::UNIT),
-                err => Err(err),
-            }
-        }
+        Err(e) => match to_cli_error(&e, origin, usage, Some(engine)) {
+            CliError { code: 0, .. } => Ok(Dynamic::UNIT),
+            err => Err(err),
+        },
     }
 }
 
