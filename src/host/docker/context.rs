@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use super::tls;
+
 /// The local engine's socket, the `default` context's endpoint without `DOCKER_HOST`.
 pub const LOCAL_SOCKET: &str = "unix:///var/run/docker.sock";
 
@@ -19,6 +21,8 @@ pub struct Endpoint {
     pub context: Option<String>,
     /// What chose it: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the config file, or the default.
     pub source: String,
+    /// The TLS material for a `tcp://` engine: the context's, else the environment's.
+    pub tls: Option<tls::Material>,
 }
 
 impl Endpoint {
@@ -54,6 +58,7 @@ pub fn default_endpoint(flag: Option<&str>) -> Result<Endpoint, String> {
             host,
             context: None,
             source: "DOCKER_HOST".into(),
+            tls: tls::Material::from_env()?,
         });
     }
     if let Some(name) = env("DOCKER_CONTEXT") {
@@ -73,15 +78,29 @@ pub fn default_endpoint(flag: Option<&str>) -> Result<Endpoint, String> {
         host: LOCAL_SOCKET.into(),
         context: None,
         source: "the default socket".into(),
+        tls: None,
     })
 }
 
 /// The Docker endpoint of a named context; `default` is `DOCKER_HOST` or the local socket.
 fn from_context(name: &str, source: &str) -> Result<Endpoint, String> {
+    let mut tls = None;
     let host = if name == "default" {
+        tls = tls::Material::from_env()?;
         env("DOCKER_HOST").unwrap_or_else(|| LOCAL_SOCKET.into())
     } else {
         let dir = config_dir().ok_or("no home folder to find Docker contexts in")?;
+        // `docker context create --docker "host=…,ca=…,cert=…,key=…"` keeps copies here.
+        let tls_dir = dir
+            .join("contexts/tls")
+            .join(hex::encode(Sha256::digest(name.as_bytes())))
+            .join("docker");
+        if tls_dir.is_dir() {
+            tls = Some(tls::Material::in_dir(
+                &tls_dir,
+                &format!("Docker context {name:?}"),
+            )?);
+        }
         let meta = dir
             .join("contexts/meta")
             .join(hex::encode(Sha256::digest(name.as_bytes())))
@@ -109,5 +128,6 @@ fn from_context(name: &str, source: &str) -> Result<Endpoint, String> {
         host,
         context: Some(name.to_string()),
         source: source.to_string(),
+        tls,
     })
 }

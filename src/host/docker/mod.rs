@@ -22,6 +22,7 @@ mod ssh_transport;
 mod stack;
 pub mod store;
 mod swarm;
+pub mod tls;
 
 pub use container::{exec_collect, register_cleanup};
 
@@ -46,6 +47,9 @@ pub struct EngineHandle {
     pub docker: Docker,
     pub host: String,
     pub api_version: String,
+    /// The TLS client of a `tcp://` engine reached with TLS (`tls`), for requests made past
+    /// bollard (`raw`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The engine's own message for an API error, without bollard's wrapping; any other error as
@@ -92,9 +96,15 @@ async fn absent_on_404<T>(
 }
 
 /// A client of the engine at `host` speaking API `version`; nothing is sent yet.
-async fn client(host: &str, version: &bollard::ClientVersion) -> Result<Docker, String> {
+async fn client(
+    host: &str,
+    version: &bollard::ClientVersion,
+    tls: Option<&tls::Material>,
+) -> Result<Docker, String> {
     let timeout = 120;
-    if let Some(path) = host.strip_prefix("unix://") {
+    if let (Some(m), true) = (tls, host.starts_with("tcp://")) {
+        Docker::connect_with_ssl(host, &m.key, &m.cert, &m.ca, timeout, version)
+    } else if let Some(path) = host.strip_prefix("unix://") {
         Docker::connect_with_unix(path, timeout, version)
     } else if host.starts_with("ssh://") {
         return ssh_transport::connect(host, timeout, version)
@@ -111,22 +121,25 @@ async fn client(host: &str, version: &bollard::ClientVersion) -> Result<Docker, 
 }
 
 /// Connects to `host` ("" for the default without `--context`), negotiating the API version
-/// (`HEAD /_ping`).
-pub async fn connect(host: &str) -> Result<EngineHandle, String> {
+/// (`HEAD /_ping`); a `tcp://` host with TLS `material` (the context's, or the environment's).
+pub async fn connect(host: &str, material: Option<&tls::Material>) -> Result<EngineHandle, String> {
     let host = if host.is_empty() {
         context::default_endpoint(None)?.host
     } else {
         host.to_string()
     };
+    let material = material.filter(|_| host.starts_with("tcp://"));
+    let tls = material.map(tls::Material::client_config).transpose()?;
     // Said before the engine is asked: an unsupported address, a socket that is not there.
-    let docker = client(&host, bollard::API_DEFAULT_VERSION).await?;
-    let server = tokio::time::timeout(Duration::from_secs(30), raw::ping_api_version(&host))
+    let docker = client(&host, bollard::API_DEFAULT_VERSION, material).await?;
+    let ping = raw::ping_api_version(&host, tls.as_ref());
+    let server = tokio::time::timeout(Duration::from_secs(30), ping)
         .await
         .map_err(|_| format!("the Docker engine at {host} did not answer within 30 s"))?
         .map_err(|e| format!("cannot reach the Docker engine at {host}: {e} (is it running?)"))?;
     // As bollard's negotiation: the engine's version when it is older than bollard's own.
     let docker = match parse_api_version(&server) {
-        Some(v) if v < *bollard::API_DEFAULT_VERSION => client(&host, &v).await?,
+        Some(v) if v < *bollard::API_DEFAULT_VERSION => client(&host, &v, material).await?,
         Some(_) => docker,
         None => {
             return Err(format!(
@@ -139,6 +152,7 @@ pub async fn connect(host: &str) -> Result<EngineHandle, String> {
         docker,
         host,
         api_version: format!("{}.{}", v.major_version, v.minor_version),
+        tls,
     })
 }
 
@@ -288,8 +302,19 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         if let Some(e) = h.engines.lock().expect("engine cache").get(&key) {
             return Ok(e.clone());
         }
+        // The context's TLS material, else the environment's (DOCKER_TLS_VERIFY).
+        let material = match &chosen {
+            Some(c) => c.tls.clone(),
+            None => tls::Material::from_env().map_err(super::usage_err)?,
+        };
+        if key.starts_with("tcp://") && material.is_none() && !tls::is_loopback(&key) {
+            let text = format!("the Docker engine at {key} is reached without TLS: anyone on that network can read the traffic and act as root on the engine; set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or use ssh://");
+            if h.first_time(&text) {
+                h.warn(&text);
+            }
+        }
         let e = h.block(async {
-            connect(&key).await.map_err(|e| match &chosen {
+            connect(&key, material.as_ref()).await.map_err(|e| match &chosen {
                 Some(c) if c.context.is_some() => script_err(format!("{e} ({})", c.describe())),
                 _ => script_err(e),
             })
