@@ -152,13 +152,7 @@ fn multi_call_args(catalog: &Catalog) -> Vec<String> {
 /// A subcommand's trailing arguments, with the global flags that followed the command taken
 /// out and applied to `opts` (`wsm stack status --json`).
 fn trailing_args(m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<String> {
-    let args: Vec<String> = m
-        .get_many::<String>("args")
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
-    let (rest, flags) = engine::split_global_flags(&args);
+    let (rest, flags) = engine::split_global_flags(&words_of(m));
     for f in flags {
         match f.as_str() {
             "--json" => opts.json = true,
@@ -167,6 +161,15 @@ fn trailing_args(m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<String> {
         }
     }
     rest
+}
+
+/// A subcommand's trailing words, as given.
+fn words_of(m: &ArgMatches) -> Vec<String> {
+    m.get_many::<String>("args")
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
 }
 
 /// What the command line asks for, read once.
@@ -226,12 +229,7 @@ fn parse() -> Result<Parsed, CliError> {
             Action::Batch(file, trailing_args(m, &mut opts))
         }
         Some(("__complete", m)) => {
-            let words: Vec<String> = m
-                .get_many::<String>("args")
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect();
+            let words = words_of(m);
             // The line's own -C and --context count, not the ones wsm was started with.
             for pair in words.windows(2) {
                 match pair[0].as_str() {
