@@ -348,3 +348,17 @@ fn a_dropped_in_application_runs_through_the_same_commands() {
     run(&["stop"]).ok();
     assert!(s.services().is_empty());
 }
+
+#[test]
+fn the_general_stack_commands_name_no_application() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/manage-stack");
+    for cmd in ["start", "stop", "status", "reset", "plan"] {
+        let text = std::fs::read_to_string(dir.join(format!("{cmd}.rhai"))).unwrap();
+        for word in ["wavelet", "ctx.wavelet"] {
+            assert!(
+                !text.to_lowercase().contains(word),
+                "scripts/manage-stack/{cmd}.rhai names {word}"
+            );
+        }
+    }
+}
