@@ -11,6 +11,7 @@ mod container;
 pub mod context;
 mod converge;
 mod diff;
+pub mod fence;
 mod image;
 mod objects;
 mod plan;
@@ -20,6 +21,7 @@ mod rollback;
 mod service;
 mod ssh_transport;
 mod stack;
+pub mod state_object;
 pub mod store;
 mod swarm;
 
