@@ -131,9 +131,9 @@ fn spawn_renewer(
                 Ok(None) => break,
                 Err(_) => continue,
             };
+            let labels = holder.labels(&stack);
             let renewed =
-                state_object::update(&docker, &found.id, &found.name, found.version, holder.labels(&stack))
-                    .await;
+                state_object::update(&docker, &found.id, &found.name, found.version, labels).await;
             if renewed == Err(ObjectError::Gone) {
                 break;
             }
