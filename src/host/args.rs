@@ -175,7 +175,8 @@ pub fn parse(usage: &str, args: &[String]) -> Result<Map, String> {
             Spec::Word { word, .. } => word == a && given.is_empty(),
             Spec::Positional { .. } => false,
         });
-        let in_rest = rest_index.is_some_and(|r| given.len() >= r);
+        // A rest that comes first starts with its first value, so options may precede it.
+        let in_rest = rest_index.is_some_and(|r| given.len() >= r.max(1));
         if inline.is_some() && !in_rest && !matches!(named, Some(Spec::Option { .. })) {
             return Err(format!("unknown argument \"{}\"", args[i]));
         }
@@ -378,6 +379,13 @@ mod tests {
         let m = p(shell, &["1", "ls", "-la", "--tail"]).unwrap();
         assert_eq!(get(&m, "cmd"), "[\"ls\", \"-la\", \"--tail\"]");
         assert_eq!(get(&p(shell, &["1"]).unwrap(), "cmd"), "[]");
+        let scale = "scale [-d|--detach] [--timeout <seconds>] [--no-wait] <service>=<n>...";
+        let m = p(scale, &["--no-wait", "-d", "--timeout", "5", "web=2", "-x"]).unwrap();
+        assert_eq!(get(&m, "n"), "[\"web=2\", \"-x\"]");
+        assert_eq!(
+            (get(&m, "no_wait"), get(&m, "detach")),
+            ("true".into(), "true".into())
+        );
         let m = p("benchmark [<count>]", &[]).unwrap();
         assert_eq!(get(&m, "count"), "");
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Engine, Map};
 
 use super::converge::{converge, task_ids};
+use super::fence;
 use super::objects::FileObject;
 use super::revisions::{
     changes, message_of, restore, snapshot, state_names, summary, target, History,
@@ -42,6 +43,7 @@ pub(super) async fn deploy_recorded(
     safety: &Safety,
 ) -> ScriptResult<Vec<String>> {
     let d = &e.docker;
+    fence::check(e, stack, "deploying").await?;
     let before = snapshot(e, stack).await?;
     let mut history = History::load(d, stack).await?;
     let base = history.record_found(d, &before).await?;
@@ -63,6 +65,7 @@ pub(super) async fn deploy_recorded(
     let error = match applied {
         Ok(names) => {
             let after = after?;
+            fence::check(e, stack, "recording the deploy").await?;
             let changed = changes(&before, &after);
             if let Err(e) = prune_old_versions(host, d, stack, &new_secrets, &new_configs).await {
                 host.warn(&format!(
@@ -92,6 +95,12 @@ pub(super) async fn deploy_recorded(
         Err(e) if host.is_interrupted() => return Err(e),
         Err(e) => message_of(&e),
     };
+    if let Err(lost) = fence::check(e, stack, "rolling back or recording the failed deploy").await {
+        return Err(script_err(format!(
+            "{}; the deploy had failed: {error}",
+            message_of(&lost)
+        )));
+    }
     // What the failed deploy changed, for the history (nothing known if the engine is gone).
     let changed = after.map(|a| changes(&before, &a)).unwrap_or_default();
     let (status, verdict) = match base {
@@ -157,6 +166,7 @@ async fn rollback_stack(
     timeout: Duration,
 ) -> ScriptResult<Map> {
     let d = &e.docker;
+    fence::check(e, stack, "rolling the stack back").await?;
     let before = snapshot(e, stack).await?;
     let mut history = History::load(d, stack).await?;
     let from = history.record_found(d, &before).await?;
@@ -169,6 +179,7 @@ async fn rollback_stack(
         converge(host, d, stack, &known, timeout).await?;
     }
     let after = snapshot(e, stack).await?;
+    fence::check(e, stack, "recording the rollback").await?;
     let rev = history
         .append(
             d,

@@ -51,8 +51,10 @@ async fn update(d: &Docker, svc: &Value, spec: Value, rollback: Option<&str>) ->
 
 /// Asks the swarm to put a service back to the spec it had before its last update. A service
 /// that was never updated has none: bad input, said in one sentence.
-async fn rollback(d: &Docker, service: &str) -> ScriptResult<()> {
+async fn rollback(e: &EngineHandle, service: &str) -> ScriptResult<()> {
+    let d = &e.docker;
     let svc = existing(d, service).await?;
+    super::fence::check_service(e, &svc, &format!("rolling back {service}")).await?;
     // bollard's model has no PreviousSpec: the engine's refusal tells instead.
     match update(d, &svc, svc["Spec"].clone(), Some("previous")).await {
         Err(e) if e.to_string().contains("does not have a previous spec") => Err(usage_err(
@@ -67,6 +69,7 @@ async fn rollback(d: &Docker, service: &str) -> ScriptResult<()> {
 async fn force_update(e: &EngineHandle, service: &str) -> ScriptResult<i64> {
     // Read as the engine stores it: through bollard's model the health check would be lost.
     let svc = super::raw::service(e, service).await?;
+    super::fence::check_service(e, &svc, &format!("restarting {service}")).await?;
     let mut spec = super::raw::spec_for_bollard(&svc["Spec"]);
     let next = spec["TaskTemplate"]["ForceUpdate"].as_i64().unwrap_or(0) + 1;
     spec["TaskTemplate"]["ForceUpdate"] = next.into();
@@ -236,7 +239,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     prim.register(
         engine,
         move |e: &mut EngineHandle, service: &str| -> ScriptResult<()> {
-            h.block(rollback(&e.docker, service))
+            h.block(rollback(e, service))
         },
     );
 

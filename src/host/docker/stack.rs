@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::converge::{converge, engine_gone, task_ids};
+use super::fence;
 use super::image::{registry_credentials, registry_of};
 use super::objects::{self, FileObject, Kind};
 use super::rollback::{deploy_recorded, Safety};
@@ -392,6 +393,7 @@ async fn remove_stack(
 async fn scale(e: &EngineHandle, service: &str, replicas: i64) -> ScriptResult<()> {
     // Read as the engine stores it: through bollard's model the health check would be lost.
     let svc = super::raw::service(e, service).await?;
+    fence::check_service(e, &svc, &format!("scaling {service}")).await?;
     let mut spec = super::raw::spec_for_bollard(&svc["Spec"]);
     spec["Mode"] = serde_json::json!({"Replicated": {"Replicas": replicas}});
     let spec: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
@@ -485,6 +487,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                 h.block(deploy_recorded(&h, e, stack, plan, options, &safety))?
             } else {
                 h.block(async {
+                    fence::check(e, stack, "deploying").await?;
                     let known = task_ids(d, stack).await?;
                     let names = deploy(&h, d, stack, plan, &options).await?;
                     if safety.wait {
@@ -532,7 +535,10 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     prim.register(
         engine,
         move |e: &mut EngineHandle, stack: &str, timeout: i64| -> ScriptResult<bool> {
-            h.block(remove_stack(&h, &e.docker, stack, secs(timeout)))
+            h.block(async {
+                fence::check(e, stack, "removing the stack").await?;
+                remove_stack(&h, &e.docker, stack, secs(timeout)).await
+            })
         },
     );
 }
