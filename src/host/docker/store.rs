@@ -128,6 +128,18 @@ fn decode(name: &str, labels: &HashMap<String, String>) -> Result<Value, StoreEr
     serde_json::from_slice(&json).map_err(|e| damaged(e.to_string()))
 }
 
+/// The document that labels of a `wsm-state-*` config hold, as the store reads it: its data
+/// decoded, its digest checked (the fuzz target `store_decode` drives this).
+pub fn decode_labels(name: &str, labels: &HashMap<String, String>) -> Result<Value, String> {
+    decode(name, labels).map_err(|e| e.to_string())
+}
+
+/// The labels the store writes for a document (the fuzz target's well-formed inputs).
+pub fn encode_labels(name: &str, value: &Value) -> Result<HashMap<String, String>, String> {
+    let (encoded, sum) = encode(name, value).map_err(|e| e.to_string())?;
+    Ok(labels_of(name, encoded, sum))
+}
+
 fn labels_of(name: &str, encoded: String, sum: String) -> HashMap<String, String> {
     HashMap::from([
         (KIND_LABEL.into(), "1".into()),
