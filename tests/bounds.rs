@@ -251,10 +251,20 @@ fn an_env_file_that_is_a_folder_a_fifo_or_a_device_is_named_as_such() {
     }
 }
 
+/// A job of this test, removed however the test ends.
+struct Job<'a>(&'a TestStack, String);
+
+impl Drop for Job<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.wsm(&["jobs", "rm", &self.1]);
+    }
+}
+
 #[test]
 fn a_cron_line_that_never_fires_is_refused() {
     let s = TestStack::bare("cron");
-    let name = unique("bxjob");
+    let job = Job(&s, unique("bxjob"));
+    let name = job.1.clone();
     let run = s.wsm(&["jobs", "add", "--cron", "0 0 30 2 *", &name, "stack", "ls"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(
@@ -263,15 +273,6 @@ fn a_cron_line_that_never_fires_is_refused() {
     );
     let listed = s.wsm(&["jobs", "ls", "--json"]);
     assert!(!listed.stdout.contains(&name), "nothing was added");
-}
-
-/// A job of this test, removed however the test ends.
-struct Job<'a>(&'a TestStack, String);
-
-impl Drop for Job<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.wsm(&["jobs", "rm", &self.1]);
-    }
 }
 
 #[test]

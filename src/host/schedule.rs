@@ -89,19 +89,13 @@ impl Cron {
         if weekday.allowed[7] {
             weekday.allowed[0] = true; // 7 is Sunday too
         }
-        let cron = Cron {
+        Ok(Cron {
             minute: field(minute, "minute", 0, 59)?,
             hour: field(hour, "hour", 0, 23)?,
             day: field(day, "day-of-month", 1, 31)?,
             month: field(month, "month", 1, 12)?,
             weekday,
-        };
-        if !cron.can_fire() {
-            return Err(format!(
-                "cron line \"{line}\" never fires: none of its months has one of its days of the month"
-            ));
-        }
-        Ok(cron)
+        })
     }
 
     /// Whether some day matches: every minute and hour field allows something, and any
@@ -162,6 +156,21 @@ impl Schedule {
             return Ok(Schedule::Every(secs.min(i64::MAX as u64) as i64));
         }
         Cron::parse(text).map(|c| Schedule::Cron(Box::new(c)))
+    }
+
+    /// A schedule given for a new job: [`Schedule::parse`], and a cron line that never fires
+    /// (`0 0 30 2 *`) refused. A stored one is only parsed: its job is listed and never due.
+    pub fn parse_new(text: &str) -> Result<Schedule, String> {
+        let schedule = Schedule::parse(text)?;
+        if let Schedule::Cron(c) = &schedule {
+            if !c.can_fire() {
+                return Err(format!(
+                    "cron line \"{}\" never fires: none of its months has one of its days of the month",
+                    text.trim()
+                ));
+            }
+        }
+        Ok(schedule)
     }
 
     /// The first slot strictly after `t`.
@@ -240,10 +249,11 @@ pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
     let prim = Prim::new("schedule::check(text: string) -> string").doc(
         "The schedule as given (`every 10s`, `every 1h30m`, or a cron line `*/15 9-17 * * 1-5`), \
-         or a usage error saying what is wrong.",
+         or a usage error saying what is wrong (a cron line that never fires, `0 0 30 2 *`, \
+         too). Use it on a schedule given for a new job; a stored one is only read.",
     );
     prim.set_in(&mut m, |text: &str| -> ScriptResult<String> {
-        Schedule::parse(text).map_err(usage_err)?;
+        Schedule::parse_new(text).map_err(usage_err)?;
         Ok(text.trim().to_string())
     });
     let prim = Prim::new("schedule::due(text: string, last: int, now: int) -> map").doc(
@@ -311,8 +321,11 @@ mod tests {
         assert_eq!(d.missed_count, 3, "09:15, 09:30, 09:45");
         // Day of month or day of week when both are given; 7 is Sunday.
         // The 29th of February comes in leap years; with a weekday, either matches.
-        assert!(Schedule::parse("0 0 29 2 *").is_ok());
-        assert!(Schedule::parse("0 0 30 2 1").is_ok());
+        assert!(Schedule::parse_new("0 0 29 2 *").is_ok());
+        assert!(Schedule::parse_new("0 0 30 2 1").is_ok());
+        // One stored before the check is read, and never due.
+        let never = Schedule::parse("0 0 30 2 *").unwrap();
+        assert_eq!(never.next_after(DEC1), None);
         let s = Schedule::parse("0 0 13 * 7").unwrap();
         assert_eq!(s.next_after(DEC1), Some(DEC1 + 5 * 86400), "Sunday the 6th");
     }
@@ -330,7 +343,7 @@ mod tests {
             ("0 0 30 2 *", "never fires"),
             ("0 0 31 4,6,9,11 *", "never fires"),
         ] {
-            let e = Schedule::parse(text).unwrap_err();
+            let e = Schedule::parse_new(text).unwrap_err();
             assert!(e.contains(says), "{text}: {e}");
         }
     }
