@@ -212,8 +212,8 @@ pub fn register(engine: &mut Engine) {
     let prim = Prim::new("fs::private_dir(path: string, what: string)").doc(
         "Creates a folder for private files (0700, and its parents), or makes one of yours 0700. \
          A usage error naming `what` (\"the backup folder\") when another user owns it or its \
-         parent folder, or group or others can write to either: they could read or replace what \
-         is put there.",
+         parent folder, or others (or a group not your own) can write to either: they could read \
+         or replace what is put there.",
     );
     prim.set_in(&mut m, |path: &str, what: &str| -> ScriptResult<()> {
         super::owner::make_private_dir(Path::new(path), what).map_err(super::usage_err)

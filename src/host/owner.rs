@@ -2,7 +2,9 @@
 //! what is on disk: the folders it takes code from (`engine::trust`), the folders it keeps
 //! private things in (backups, ssh control sockets, the editor's copies), and a symbolic link
 //! an output path goes through (`output`). As git's `safe.directory` does, the caller and root
-//! may own it; and no group or other may write it.
+//! may own it; and no group or other may write it. Private folders allow one exception: a
+//! group-writable folder whose group is the caller's own primary group (the user-private
+//! groups of a umask 002 system, where `~/.local/state/wsm` comes out 0775).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -12,6 +14,15 @@ use std::path::Path;
 /// ("or take it off the search path"). The one ownership check of wsm: code folders (`engine::trust`),
 /// private folders ([`check_private_dir`]) and planted links (`output`) use it.
 pub fn foreign_writer(meta: &std::fs::Metadata, fix: &str) -> Option<String> {
+    foreign_writer_but(meta, fix, None)
+}
+
+/// [`foreign_writer`], a group-writable path allowed when its group is `own_group`.
+fn foreign_writer_but(
+    meta: &std::fs::Metadata,
+    fix: &str,
+    own_group: Option<u32>,
+) -> Option<String> {
     let me = caller_uid();
     if meta.uid() != me && meta.uid() != 0 {
         return Some(format!(
@@ -19,7 +30,9 @@ pub fn foreign_writer(meta: &std::fs::Metadata, fix: &str) -> Option<String> {
             meta.uid()
         ));
     }
-    if meta.mode() & 0o022 != 0 && !meta.file_type().is_symlink() {
+    let group_ok = own_group.is_some_and(|g| g == meta.gid());
+    let writable = if group_ok { 0o002 } else { 0o022 };
+    if meta.mode() & writable != 0 && !meta.file_type().is_symlink() {
         return Some(format!(
             "it is writable by group or others (mode {:04o}); chmod go-w it, {fix}",
             meta.mode() & 0o7777
@@ -54,7 +67,9 @@ fn check_parent(dir: &Path, what: &str) -> Result<(), String> {
 fn check_one(dir: &Path, path: &Path, what: &str, subject: &str) -> Result<(), String> {
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("{what} {}: {}: {e}", dir.display(), path.display()))?;
-    match foreign_writer(&meta, "or choose another folder") {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    let own_group = unsafe { libc::getegid() };
+    match foreign_writer_but(&meta, "or choose another folder", Some(own_group)) {
         Some(why) => Err(format!(
             "refusing {what} {}: {}",
             dir.display(),
@@ -120,6 +135,9 @@ mod tests {
             )) && err.contains("mode 0777"),
             "{err}"
         );
+        // Group-writable with the caller's own group (umask 002): allowed.
+        chmod(dir.parent().unwrap(), 0o775);
+        make_private_dir(&dir, "the backup folder").unwrap();
         chmod(dir.parent().unwrap(), 0o755);
         if caller_uid() == 0 {
             std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
