@@ -18,6 +18,7 @@ pub mod output;
 pub mod process;
 pub mod progress;
 pub mod schedule;
+pub mod secrets;
 pub mod ssh;
 pub mod term;
 pub mod yaml;

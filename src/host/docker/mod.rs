@@ -10,7 +10,7 @@
 mod container;
 pub mod context;
 mod converge;
-mod diff;
+pub(crate) mod diff;
 mod image;
 mod objects;
 mod plan;
@@ -399,5 +399,6 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     service::register(engine, host);
     store::register(engine, host);
     rollback::register(engine, host);
+    revisions::register(engine, host);
     plan::register(engine, host);
 }

@@ -243,6 +243,16 @@ pub async fn remove(d: &Docker, name: &str) -> Result<bool, StoreError> {
 
 /// The names of the stored documents that start with `prefix`.
 pub async fn list(d: &Docker, prefix: &str) -> Result<Vec<String>, StoreError> {
+    Ok(list_written(d, prefix)
+        .await?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// The stored documents that start with `prefix`, sorted by name, each with when it was last
+/// written (the engine's `UpdatedAt`, RFC 3339; "" when the engine gives none).
+pub async fn list_written(d: &Docker, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
     let filters = HashMap::from([("label".to_string(), vec![KIND_LABEL.to_string()])]);
     let configs = d
         .list_configs(Some(ListConfigsOptions {
@@ -250,13 +260,16 @@ pub async fn list(d: &Docker, prefix: &str) -> Result<Vec<String>, StoreError> {
         }))
         .await
         .map_err(|e| engine_failed("listing the store's documents", &e))?;
-    let mut names: Vec<String> = configs
+    let mut docs: Vec<(String, String)> = configs
         .into_iter()
-        .filter_map(|c| c.spec?.labels?.get(NAME_LABEL).cloned())
-        .filter(|n| n.starts_with(prefix))
+        .filter_map(|c| {
+            let name = c.spec?.labels?.get(NAME_LABEL).cloned()?;
+            Some((name, c.updated_at.unwrap_or_default()))
+        })
+        .filter(|(n, _)| n.starts_with(prefix))
         .collect();
-    names.sort();
-    Ok(names)
+    docs.sort();
+    Ok(docs)
 }
 
 /// A store error as a script error; a conflict is a map `#{conflict: message}` so a script can
