@@ -11,6 +11,7 @@ mod container;
 pub mod context;
 mod converge;
 pub(crate) mod diff;
+mod history;
 mod image;
 mod objects;
 mod plan;
@@ -399,6 +400,6 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     service::register(engine, host);
     store::register(engine, host);
     rollback::register(engine, host);
-    revisions::register(engine, host);
+    history::register(engine, host);
     plan::register(engine, host);
 }
