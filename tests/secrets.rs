@@ -258,3 +258,73 @@ fn secret_values_stay_out_of_plans_history_and_the_store_and_a_rollback_restores
     );
     assert!(stack(&["history"]).ok().contains("has no revisions yet"));
 }
+
+/// Removes a store document's config object when the test ends.
+struct Doc(String);
+
+impl Drop for Doc {
+    fn drop(&mut self) {
+        docker_quiet(&["config", "rm", &format!("wsm-state-{}", self.0)]);
+    }
+}
+
+#[test]
+fn a_shared_stack_config_keeps_its_secret_values_sealed_in_the_swarm() {
+    let s = TestStack::bare("wsmshared");
+    let n = s.name.clone();
+    let doc = Doc(format!("stack-config.{n}"));
+    let remote = format!(
+        r#"let remote = #{{ docker_host: "", target: "", path: "", file: "", origin: "the shared config of {n}" }};"#
+    );
+    let write = format!(
+        "import \"config\" as cfg;\n{remote}\nlet ctx = #{{ stack: \"{n}\", remote: remote, remote_version: 0 }};\ncfg::write_shared(ctx, \"# keys\\nWAVELET_KEYS='k-{n},p-{n}' # both\\nWAVELET_NODES=3\\n\");\n"
+    );
+    let read = format!(
+        "import \"config\" as cfg;\n{remote}\nprint(cfg::read_shared(remote, \"{n}\").text);\n"
+    );
+    std::fs::write(s.dir.path().join("write.rhai"), write).unwrap();
+    std::fs::write(s.dir.path().join("read.rhai"), read).unwrap();
+    s.wsm(&["run", "write.rhai"]).ok();
+
+    // The store holds the key's name, not its value, as the Docker CLI shows it.
+    let stored = common::store::store_doc(&[], &doc.0).expect("the shared config in the store");
+    let text = stored["text"].as_str().unwrap();
+    assert!(!text.contains(&format!("k-{n}")), "{text}");
+    assert!(
+        text.starts_with("# keys\nWAVELET_KEYS=wsm-sealed:")
+            && text.ends_with("\nWAVELET_NODES=3\n"),
+        "{text}"
+    );
+    assert_hidden(
+        "the wsm-state-* config objects",
+        &every_state_object(),
+        &[format!("k-{n}")],
+    );
+
+    // Read back with the key: the text as it was written.
+    let back = s.wsm(&["run", "read.rhai"]);
+    assert_eq!(
+        back.ok(),
+        format!("# keys\nWAVELET_KEYS='k-{n},p-{n}' # both\nWAVELET_NODES=3\n\n")
+    );
+    // With another key: refused, naming the key and not its value.
+    let other: Run = s
+        .command(&["run", "read.rhai"])
+        .env("WSM_SECRETS_KEY", "another key")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(other.code, 1, "{}{}", other.stdout, other.stderr);
+    assert!(
+        other.stderr.contains(&format!(
+            "the shared config of {n} holds WAVELET_KEYS sealed with another key"
+        )),
+        "{}",
+        other.stderr
+    );
+    assert!(
+        !other.stderr.contains(&format!("k-{n}")),
+        "{}",
+        other.stderr
+    );
+}

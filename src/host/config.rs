@@ -302,6 +302,19 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     });
     // config::is_secret(key) — whether the key's value must be masked.
     m.set_native_fn("is_secret", |key: &str| Ok(is_secret_key(key)));
+    // config::seal_secrets(text) — config text with every secret key's value sealed with the
+    // operator's key (`secrets`): what may be kept where others can read it (the swarm store).
+    m.set_native_fn("seal_secrets", |text: &str| -> ScriptResult<String> {
+        super::secrets::seal_config(text).map_err(script_err)
+    });
+    // config::open_secrets(text, origin) — config text with its sealed values opened; a value
+    // sealed with another key is an error naming `origin` and the keys.
+    m.set_native_fn(
+        "open_secrets",
+        |text: &str, origin: &str| -> ScriptResult<String> {
+            super::secrets::open_config(text, origin).map_err(script_err)
+        },
+    );
 
     // config::env() — the process environment as a map.
     m.set_native_fn("env", || -> ScriptResult<Map> {

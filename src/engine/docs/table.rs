@@ -124,7 +124,9 @@ pub const DOCS: &[Doc] = &[
     doc!("config::remove", ["config::remove(path: string) -> bool"], "Deletes a file; false when there was none."),
     doc!("config::rename", ["config::rename(from: string, to: string)"], "Renames a file (e.g. to keep a replaced one as `.old`)."),
     doc!("config::declare_secrets", ["config::declare_secrets(keys: array)"], "These keys hold secrets from now on: masked in output and errors, files holding them written 0600 (an application's schema declares them when its config is loaded)."),
-    doc!("config::is_secret", ["config::is_secret(key: string) -> bool"], "Whether the key's value must be masked."),
+    doc!("config::is_secret", ["config::is_secret(key: string) -> bool"], "Whether the key's value must be masked: a declared key, or one named like a password, secret, token or key."),
+    doc!("config::seal_secrets", ["config::seal_secrets(text: string) -> string"], "Config text with the value of every secret key sealed (ChaCha20-Poly1305) with the operator's key (`WSM_SECRETS_KEY`, else `$XDG_CONFIG_HOME/wsm/secrets.key`, made on first use); other lines unchanged. For text kept where others can read it."),
+    doc!("config::open_secrets", ["config::open_secrets(text: string, origin: string) -> string"], "Config text with its sealed values opened, exactly as written; a value sealed with another key is an error naming `origin` and the keys."),
     doc!("config::env", ["config::env() -> map"], "The process environment as a map."),
     // args::
     doc!("args::parse", ["args::parse(usage: string, args: array) -> map"], "Reads a command's arguments against its usage line (`<name>`, `[<opt>]`, `[-f]`, `[--tail <n>]`, `<files>...`) into a map by name; bad input is a usage error (exit 2) with the usage line."),
