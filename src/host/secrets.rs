@@ -161,8 +161,8 @@ pub fn mask_json(v: &mut Value) {
 }
 
 /// Masks the secret values in a free text (an error message, a status line): the value of
-/// each `NAME=value` with a secret name, up to the next blank, quote or comma, and URL
-/// passwords.
+/// each `NAME=value` with a secret name, up to the next blank, quote or comma (but the
+/// placeholder of `KEY=VALUE`), and URL passwords.
 pub fn mask_text(s: &str) -> String {
     let s = mask_urls(s);
     let mut out = String::with_capacity(s.len());
@@ -175,7 +175,9 @@ pub fn mask_text(s: &str) -> String {
         let value_end = rest[eq + 1..]
             .find(|c: char| c.is_whitespace() || "\"'`,;)]}".contains(c))
             .map_or(rest.len(), |i| eq + 1 + i);
-        if is_secret_name(name) && value_end > eq + 1 && &rest[eq + 1..value_end] != MASK {
+        let value = &rest[eq + 1..value_end];
+        // `KEY=VALUE` is how messages spell the syntax, not a value.
+        if is_secret_name(name) && !value.is_empty() && value != MASK && value != "VALUE" {
             out.push_str(&rest[..=eq]);
             out.push_str(MASK);
         } else {
@@ -594,6 +596,10 @@ mod tests {
             "env [\"DB_PASSWORD=********\", \"A=1\"] WAVELET_KEYS=********,def via https://u:********@h/x"
         );
         assert_eq!(mask_text("a == b, x=1"), "a == b, x=1");
+        assert_eq!(
+            mask_text("expected KEY=VALUE, but the line has no '='"),
+            "expected KEY=VALUE, but the line has no '='"
+        );
     }
 
     #[test]
