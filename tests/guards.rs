@@ -71,7 +71,7 @@ fn one_error_line(run: &Run) -> &str {
 #[test]
 fn a_dropped_in_command_doubling_an_array_ends_with_the_limit_error_in_little_memory() {
     let s = TestStack::bare("grow");
-    let dir = s.dir.path().join("scripts/manage-stack");
+    let dir = s.script_folder().join("scripts/manage-stack");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("grow.rhai"),

@@ -186,7 +186,7 @@ fn stack_commands_run_as_in_the_shell() {
 fn tab_completes_commands_including_dropped_in_scripts() {
     let world = World::new();
     world.write(
-        "cwd/scripts/manage-stack/hello-there.rhai",
+        "xdg-config/wsm/scripts/manage-stack/hello-there.rhai",
         "//! usage: hello-there\n//! Say hello.\nprint(\"hello from a dropped-in script\");\n",
     );
     let mut repl = world.repl();
@@ -281,7 +281,7 @@ fn ctrl_c_at_the_prompt_cancels_the_line() {
 fn a_dropped_in_family_is_completed_and_run() {
     let world = World::new();
     world.write(
-        "cwd/scripts/greetings/hello.rhai",
+        "xdg-config/wsm/scripts/greetings/hello.rhai",
         "//! usage: hello <who>\n//! Say hello.\nprint(`hello ${args::parse(USAGE_ARGS, ARGS).who}`);\n",
     );
     let mut repl = world.repl();

@@ -48,8 +48,7 @@ async fn pump(mut from: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>, echo: bo
             break;
         }
         if echo {
-            use std::io::Write;
-            let _ = std::io::stdout().write_all(&buf[..n]);
+            super::stdio::write_stdout(&buf[..n]);
         }
         tail.lock().await.push(&buf[..n]);
     }

@@ -142,7 +142,7 @@ fn edit(host: &Host, text: &str, name: &str) -> ScriptResult<String> {
         .map_err(script_err)?;
     let remove = host.cleanups.add(
         "removing the editor's copy",
-        Action::RemovePath(dir.path().to_path_buf()),
+        Action::remove_path(dir.path().to_path_buf()),
     );
     let path = dir.path().join(name);
     let edited = super::output::write_atomic(&path, text.as_bytes(), true)
@@ -207,7 +207,7 @@ fn run_editor(
         let mut child = command.spawn()?;
         let stop = host.cleanups.add(
             "stopping the editor",
-            super::cleanup::Action::Terminate(child.id()),
+            super::cleanup::Action::terminate(child.id()),
         );
         let status = child.wait();
         host.cleanups.cancel(stop);
@@ -277,12 +277,10 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     });
     // term::warn_once(text) — "warning: text" on stderr, once per process (a config read again
     // by the REPL's completion does not repeat it).
-    m.set_native_fn("warn_once", |s: &str| {
-        static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
-        if !said.iter().any(|x| x == s) {
+    let h = host.clone();
+    m.set_native_fn("warn_once", move |s: &str| {
+        if h.first_time(s) {
             eprintln!("warning: {s}");
-            said.push(s.to_string());
         }
         Ok(())
     });
@@ -291,7 +289,6 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     // term::clear() — clear the screen (for `status watch`).
     m.set_native_fn("clear", || {
         print!("\x1b[H\x1b[2J");
-        std::io::stdout().flush().ok();
         Ok(())
     });
     // term::edit(text, file_name) — edit text in $VISUAL / $EDITOR / vi.

@@ -176,11 +176,18 @@ pub struct Host {
 
 impl Host {
     pub fn up(prefix: &str, authorized_keys: &Path) -> Host {
+        Self::up_with(prefix, authorized_keys, &[])
+    }
+
+    /// `up` with more environment for netns-host (`WSM_HOSTS_DOCKERD_ARGS`: its dockerd's
+    /// arguments).
+    pub fn up_with(prefix: &str, authorized_keys: &Path, env: &[(&str, &str)]) -> Host {
         let name = unique(prefix);
         for index in index_base()..245 {
             let out = Command::new(NETNS_HOST)
                 .args(["up", &name, &index.to_string(), "--sshd"])
                 .arg(authorized_keys)
+                .envs(env.iter().copied())
                 .output()
                 .unwrap();
             if out.status.success() {

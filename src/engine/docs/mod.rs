@@ -8,7 +8,6 @@ pub mod reference;
 mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 
 use rhai::Engine;
 
@@ -191,23 +190,12 @@ impl Catalog {
     }
 }
 
-/// Every name the running shell has registered; read when an error about a missing function
-/// is worded. Gathered only once a script has failed (`remember`): listing every signature costs
-/// about a fifth of a short command's CPU time, which a command that succeeds should not pay.
-static KNOWN: OnceLock<Catalog> = OnceLock::new();
-
-/// Remembers the engine's names for [`suggest`], once; called where an error is about to be
-/// worded.
-pub fn remember(engine: &Engine) {
-    if KNOWN.get().is_none() {
-        let _ = KNOWN.set(Catalog::of(engine));
-    }
-}
-
 /// What to add to "Function not found: servics (Engine)": the signatures of the function
-/// when only its arguments were wrong, else the closest names that exist.
-pub fn suggest(not_found: &str) -> Option<String> {
-    let catalog = KNOWN.get()?;
+/// when only its arguments were wrong, else the closest names that exist. The engine's names
+/// are listed only here, once an error is worded: listing every signature costs about a fifth
+/// of a short command's CPU time, which a command that succeeds should not pay.
+pub fn suggest(engine: &Engine, not_found: &str) -> Option<String> {
+    let catalog = &Catalog::of(engine);
     let (name, args) = not_found.split_once(" (").unwrap_or((not_found, ""));
     let name = name.trim();
     let first_arg = args
@@ -364,12 +352,13 @@ mod tests {
             .build()
             .expect("runtime");
         let host = crate::host::Host::new(rt.handle().clone(), Default::default());
-        let search = crate::engine::SearchPath::bundled_only();
-        let shell = crate::engine::Shell::new(host, search.clone());
-        let command_methods: BTreeSet<String> = crate::engine::families(&search)
-            .into_iter()
+        let catalog = crate::engine::Catalog::scan(crate::engine::SearchPath::bundled_only());
+        let shell = crate::engine::Shell::new(host, catalog.clone());
+        let command_methods: BTreeSet<String> = catalog
+            .families()
+            .iter()
             .filter(|f| f.takes_stack())
-            .flat_map(|f| crate::engine::list_commands(&search, &f.name))
+            .flat_map(|f| catalog.commands(&f.name).clone())
             .flat_map(|(name, doc)| std::iter::once(name).chain(doc.aliases))
             .map(|m| format!("Stack.{}", m.replace('-', "_")))
             .collect();

@@ -2,7 +2,6 @@
 //! at once, or interactively with our terminal), signal many containers at once, stream logs,
 //! attach to a console.
 
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,15 +62,18 @@ async fn drain(
 }
 
 /// Writes a chunk of container output to our own stdout or stderr, at once.
+/// A closed stdout is an error here (the stream is abandoned) and stops the command.
 fn to_terminal(channel: Channel, bytes: &[u8]) -> std::io::Result<()> {
-    fn write_now(mut w: impl Write, bytes: &[u8]) -> std::io::Result<()> {
-        w.write_all(bytes)?;
-        w.flush().ok();
-        Ok(())
-    }
     match channel {
-        Channel::Stdout => write_now(std::io::stdout().lock(), bytes),
-        Channel::Stderr => write_now(std::io::stderr().lock(), bytes),
+        Channel::Stdout if !crate::host::stdio::write_stdout(bytes) => Err(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "stdout is closed",
+        )),
+        Channel::Stdout => Ok(()),
+        Channel::Stderr => {
+            crate::host::stdio::write_stderr(bytes);
+            Ok(())
+        }
     }
 }
 
@@ -498,6 +500,30 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         "attach",
         move |e: &mut EngineHandle, container: &str| -> ScriptResult<()> {
             h.block(attach(&e.docker, container))
+        },
+    );
+}
+
+/// Adds `cleanup::exec` to the `cleanup::` module (src/host/cleanup.rs knows no family).
+pub fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
+    // cleanup::exec(engine, container, argv, what) — run argv in the container when the command
+    // ends by error, Ctrl-C or SIGTERM (unless run or cancelled first); returns its id.
+    let h = host.clone();
+    m.set_native_fn(
+        "exec",
+        move |e: EngineHandle, container: &str, argv: Array, what: &str| -> ScriptResult<i64> {
+            let cmd: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+            if cmd.is_empty() {
+                return Err(script_err("cleanup::exec needs a command"));
+            }
+            let container = container.to_string();
+            let action = crate::host::cleanup::Action::new(move || async move {
+                exec_collect(&e.docker, &container, cmd)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+            Ok(h.cleanups.add(what, action))
         },
     );
 }

@@ -23,8 +23,9 @@ mod ssh_transport;
 mod stack;
 pub mod store;
 mod swarm;
+pub mod tls;
 
-pub use container::exec_collect;
+pub use container::{exec_collect, register_cleanup};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,6 +48,9 @@ pub struct EngineHandle {
     pub docker: Docker,
     pub host: String,
     pub api_version: String,
+    /// The TLS client of a `tcp://` engine reached with TLS (`tls`), for requests made past
+    /// bollard (`raw`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The engine's own message for an API error, without bollard's wrapping; any other error as
@@ -92,18 +96,16 @@ async fn absent_on_404<T>(
     }
 }
 
-/// The address wsm talks to when no host is given, chosen as the Docker CLI chooses it
-/// (`context`); the local socket when that cannot be told (connect then says why).
-pub fn default_host() -> String {
-    context::default_endpoint()
-        .map(|e| e.host)
-        .unwrap_or_else(|_| context::LOCAL_SOCKET.into())
-}
-
 /// A client of the engine at `host` speaking API `version`; nothing is sent yet.
-async fn client(host: &str, version: &bollard::ClientVersion) -> Result<Docker, String> {
+async fn client(
+    host: &str,
+    version: &bollard::ClientVersion,
+    tls: Option<&tls::Material>,
+) -> Result<Docker, String> {
     let timeout = 120;
-    if let Some(path) = host.strip_prefix("unix://") {
+    if let (Some(m), true) = (tls, host.starts_with("tcp://")) {
+        Docker::connect_with_ssl(host, &m.key, &m.cert, &m.ca, timeout, version)
+    } else if let Some(path) = host.strip_prefix("unix://") {
         Docker::connect_with_unix(path, timeout, version)
     } else if host.starts_with("ssh://") {
         return ssh_transport::connect(host, timeout, version)
@@ -119,22 +121,26 @@ async fn client(host: &str, version: &bollard::ClientVersion) -> Result<Docker, 
     .map_err(|e| format!("cannot connect to the Docker engine at {host}: {e}"))
 }
 
-/// Connects to `host` ("" for the default), negotiating the API version (`HEAD /_ping`).
-pub async fn connect(host: &str) -> Result<EngineHandle, String> {
+/// Connects to `host` ("" for the default without `--context`), negotiating the API version
+/// (`HEAD /_ping`); a `tcp://` host with TLS `material` (the context's, or the environment's).
+pub async fn connect(host: &str, material: Option<&tls::Material>) -> Result<EngineHandle, String> {
     let host = if host.is_empty() {
-        context::default_endpoint()?.host
+        context::default_endpoint(None)?.host
     } else {
         host.to_string()
     };
+    let material = material.filter(|_| host.starts_with("tcp://"));
+    let tls = material.map(tls::Material::client_config).transpose()?;
     // Said before the engine is asked: an unsupported address, a socket that is not there.
-    let docker = client(&host, bollard::API_DEFAULT_VERSION).await?;
-    let server = tokio::time::timeout(Duration::from_secs(30), raw::ping_api_version(&host))
+    let docker = client(&host, bollard::API_DEFAULT_VERSION, material).await?;
+    let ping = raw::ping_api_version(&host, tls.as_ref());
+    let server = tokio::time::timeout(Duration::from_secs(30), ping)
         .await
         .map_err(|_| format!("the Docker engine at {host} did not answer within 30 s"))?
         .map_err(|e| format!("cannot reach the Docker engine at {host}: {e} (is it running?)"))?;
     // As bollard's negotiation: the engine's version when it is older than bollard's own.
     let docker = match parse_api_version(&server) {
-        Some(v) if v < *bollard::API_DEFAULT_VERSION => client(&host, &v).await?,
+        Some(v) if v < *bollard::API_DEFAULT_VERSION => client(&host, &v, material).await?,
         Some(_) => docker,
         None => {
             return Err(format!(
@@ -147,6 +153,7 @@ pub async fn connect(host: &str) -> Result<EngineHandle, String> {
         docker,
         host,
         api_version: format!("{}.{}", v.major_version, v.minor_version),
+        tls,
     })
 }
 
@@ -285,7 +292,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
     m.set_native_fn("connect", move |addr: &str| -> ScriptResult<EngineHandle> {
         let chosen = if addr.is_empty() {
-            Some(context::default_endpoint().map_err(super::usage_err)?)
+            Some(context::default_endpoint(h.opts.context.as_deref()).map_err(super::usage_err)?)
         } else {
             None
         };
@@ -296,8 +303,19 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         if let Some(e) = h.engines.lock().expect("engine cache").get(&key) {
             return Ok(e.clone());
         }
+        // The context's TLS material, else the environment's (DOCKER_TLS_VERIFY).
+        let material = match &chosen {
+            Some(c) => c.tls.clone(),
+            None => tls::Material::from_env().map_err(super::usage_err)?,
+        };
+        if key.starts_with("tcp://") && material.is_none() && !tls::is_loopback(&key) {
+            let text = format!("the Docker engine at {key} is reached without TLS: anyone on that network can read the traffic and act as root on the engine; set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or use ssh://");
+            if h.first_time(&text) {
+                h.warn(&text);
+            }
+        }
         let e = h.block(async {
-            connect(&key).await.map_err(|e| match &chosen {
+            connect(&key, material.as_ref()).await.map_err(|e| match &chosen {
                 Some(c) if c.context.is_some() => script_err(format!("{e} ({})", c.describe())),
                 _ => script_err(e),
             })
@@ -318,8 +336,10 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         Ok(e)
     });
     // docker::default_host() — where `connect("")` goes.
-    m.set_native_fn("default_host", || -> ScriptResult<String> {
-        Ok(context::default_endpoint().map_err(super::usage_err)?.host)
+    let h = host.clone();
+    m.set_native_fn("default_host", move || -> ScriptResult<String> {
+        let chosen = context::default_endpoint(h.opts.context.as_deref());
+        Ok(chosen.map_err(super::usage_err)?.host)
     });
     container::register_static(&mut m, host);
     engine.register_static_module("docker", m.into());
