@@ -189,20 +189,24 @@ pub fn mask_text(s: &str) -> String {
     out
 }
 
+/// The name of the environment entry or label a diff's field is (`…Env.DB_PASSWORD`,
+/// `Labels.com.example.password`), if it is one.
+fn entry_of(field: &str) -> Option<&str> {
+    ["Env.", "Labels."].iter().find_map(|marker| {
+        let i = field.rfind(marker)?;
+        (i == 0 || field[..i].ends_with('.')).then(|| &field[i + marker.len()..])
+    })
+}
+
 /// Masks one change of a diff: both sides of an environment entry or label with a secret
 /// name, and the secrets inside any other value.
 pub fn mask_change(c: &mut Change) {
-    let mut parts = c.field.rsplitn(2, '.');
-    let last = parts.next().unwrap_or("");
-    let parent = parts.next().unwrap_or("");
-    let keyed = parent.ends_with(".Env") || parent == "Env" || parent.ends_with("Labels");
+    let secret = entry_of(&c.field).is_some_and(is_secret_name);
     for side in [&mut c.before, &mut c.after] {
         match side {
-            Value::String(s) if keyed && is_secret_name(last) && !s.is_empty() => {
-                *s = MASK.to_string()
-            }
             Value::Null => {}
-            other if keyed && is_secret_name(last) => *other = Value::String(MASK.into()),
+            Value::String(s) if s.is_empty() => {}
+            other if secret => *other = Value::String(MASK.into()),
             other => mask_json(other),
         }
     }
@@ -618,6 +622,13 @@ mod tests {
         };
         mask_change(&mut added);
         assert_eq!((added.before, added.after), (Value::Null, json!(MASK)));
+        let mut label = Change {
+            field: "TaskTemplate.ContainerSpec.Labels.com.example.password".into(),
+            before: json!("a"),
+            after: json!("b"),
+        };
+        mask_change(&mut label);
+        assert_eq!(label.after, MASK);
         let mut plain = Change {
             field: "TaskTemplate.ContainerSpec.Env.MODE".into(),
             before: json!("a"),
