@@ -291,15 +291,11 @@ fn parse() -> Result<Parsed, CliError> {
     })
 }
 
-/// Prints what needs no engine and no runtime: the reference, a shell's completion script.
+/// Prints what needs no engine and no runtime: a shell's completion script.
 /// Returns None for every other action.
 fn print_only(parsed: &Parsed) -> Option<ExitCode> {
     let catalog = &parsed.catalog;
     match &parsed.action {
-        Action::Doc => {
-            let text = engine::docs::reference::markdown(catalog);
-            Some(written(stdio::write_stdout(text.as_bytes())))
-        }
         Action::Completions(shell) => {
             let mut names = vec!["wsm".to_string()];
             names.extend(catalog.families().iter().map(|f| f.name.clone()));
@@ -384,6 +380,12 @@ fn run(parsed: Parsed) -> ExitCode {
                 .into_iter()
                 .map(|c| c + "\n")
                 .collect();
+            runtime.shutdown_background();
+            return written(stdio::write_stdout(text.as_bytes()));
+        }
+        Action::Doc => {
+            let docs = engine::docs::Docs::of(&shell.engine);
+            let text = engine::docs::reference::markdown(&shell.catalog, &docs);
             runtime.shutdown_background();
             return written(stdio::write_stdout(text.as_bytes()));
         }

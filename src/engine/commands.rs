@@ -9,6 +9,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, NativeCallContext, Scope, AST}
 
 use super::catalog::{family_usage, folder, usage_line, Catalog};
 use super::errors::{to_cli_error, CliError};
+use crate::host::doc::Prim;
 use crate::host::ScriptResult;
 
 /// Runs a script: a command's or a batch file's. `vars` are the scope it starts with (`ARGS`,
@@ -230,10 +231,12 @@ pub struct StackRef {
 /// command of every family that acts on a stack.
 pub fn register(engine: &mut Engine, catalog: &Catalog, host: &Arc<crate::host::Host>) {
     let c = catalog.clone();
-    // run_command(family, command, args) — run another command script ("" for a command
-    // directly in scripts/; a leading -s NAME in args names the stack).
-    engine.register_fn(
-        "run_command",
+    let prim = Prim::new("run_command(family: string, command: string, args: array)").doc(
+        "Runs another command script (`\"\"` for a command directly in `scripts/`); a leading `-s \
+         NAME` in args names the stack.",
+    );
+    prim.register(
+        engine,
         move |ctx: NativeCallContext,
               family: &str,
               cmd: &str,
@@ -247,9 +250,13 @@ pub fn register(engine: &mut Engine, catalog: &Catalog, host: &Arc<crate::host::
         },
     );
     let (c, h) = (catalog.clone(), host.clone());
-    // wsm(line) — run a command line as typed in the shell: wsm("stack -s demo status").
-    engine.register_fn(
-        "wsm",
+    let prim = Prim::new("wsm(line: string)").doc(
+        "Runs a command line as typed in the shell: `wsm(\"stack -s demo status\")`. `--json`, \
+         `--yes` and `--verbose` are fixed for the session. Returns the command's value; fails as \
+         the command fails.",
+    );
+    prim.register(
+        engine,
         move |ctx: NativeCallContext, line: &str| -> ScriptResult<Dynamic> {
             let words = shell_words::split(line)
                 .map_err(|e| crate::host::usage_err(format!("{line:?}: {e}")))?;
@@ -262,15 +269,23 @@ pub fn register(engine: &mut Engine, catalog: &Catalog, host: &Arc<crate::host::
     );
 
     engine.register_type_with_name::<StackRef>("Stack");
-    engine.register_fn("stack", |name: &str| StackRef {
+    let prim = Prim::new("stack(name: string) -> Stack").doc(
+        "A handle on the stack `name`; its methods run the commands of the families that act on a \
+         stack, e.g. `stack(\"demo\").status()`.",
+    );
+    prim.register(engine, |name: &str| StackRef {
         name: name.to_string(),
     });
-    engine.register_get("name", |s: &mut StackRef| s.name.clone());
+    let prim = Prim::new("st.name -> string").doc("The stack's name.");
+    prim.register(engine, |s: &mut StackRef| s.name.clone());
     for family in catalog.families().iter().filter(|f| f.takes_stack()) {
         let (c, fam) = (catalog.clone(), family.name.clone());
-        // s.run(command, args) — run a command of the family on this stack.
-        engine.register_fn(
-            "run",
+        let prim = Prim::new("st.run(command: string, args: array)").doc(
+            "Runs a command of the family on this stack with these arguments, e.g. \
+             `st.run(\"logs\", [\"1\", \"--tail\", \"5\"])`.",
+        );
+        prim.register(
+            engine,
             move |ctx: NativeCallContext,
                   st: &mut StackRef,
                   cmd: &str,

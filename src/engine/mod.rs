@@ -21,6 +21,7 @@ pub use commands::{split_global_flags, Invocation};
 pub use errors::{to_cli_error, CliError};
 pub use search::SearchPath;
 
+use crate::host::doc::Prim;
 use crate::host::{self, Host, ScriptResult};
 
 /// An engine with wsm's limits and nothing registered: deep enough for real scripts, bounded
@@ -143,15 +144,21 @@ impl Shell {
 /// Registers `resource(rel)` and `materialize(rel_dir)`: the text of a file on the search path (e.g. a compose file).
 fn register_resources(engine: &mut Engine, search: &SearchPath, host: &Arc<Host>) {
     let s = search.clone();
-    engine.register_fn("resource", move |rel: &str| -> ScriptResult<String> {
+    let prim = Prim::new("resource(rel: string) -> string").doc(
+        "The text of a file on the script search path (e.g. a bundled compose file); fails when \
+         it is not there.",
+    );
+    prim.register(engine, move |rel: &str| -> ScriptResult<String> {
         s.find(rel)
             .map(|f| f.text)
             .ok_or_else(|| host::script_err(format!("{rel} is not on the script search path")))
     });
     let (s, h) = (search.clone(), host.clone());
-    // materialize(rel_dir) — write a folder of the search path (e.g. a node build context) into
-    // a fresh temporary directory and return its path; removed when the process ends.
-    engine.register_fn("materialize", move |rel: &str| -> ScriptResult<String> {
+    let prim = Prim::new("materialize(rel_dir: string) -> string").doc(
+        "Writes a folder of the search path (e.g. a node build context) into a fresh temporary \
+         folder and returns its path; removed when the process ends.",
+    );
+    prim.register(engine, move |rel: &str| -> ScriptResult<String> {
         let dest = h
             .temp_dir()
             .map_err(host::script_err)?
@@ -167,8 +174,9 @@ fn register_resources(engine: &mut Engine, search: &SearchPath, host: &Arc<Host>
 
 fn register_temp_dir(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
-    // temp_dir() — a fresh private temporary directory, removed when the process ends.
-    engine.register_fn("temp_dir", move || -> ScriptResult<String> {
+    let prim = Prim::new("temp_dir() -> string")
+        .doc("A fresh private temporary folder, removed when the process ends.");
+    prim.register(engine, move || -> ScriptResult<String> {
         Ok(h.temp_dir()
             .map_err(host::script_err)?
             .display()

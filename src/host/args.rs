@@ -15,6 +15,7 @@
 
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
+use super::doc::Prim;
 use super::{usage_err, ScriptResult};
 
 /// One element of a usage line.
@@ -297,8 +298,12 @@ fn assign(positionals: &[Spec], given: Vec<String>, out: &mut Map) -> Result<(),
 /// Registers the `args::` module.
 pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
-    // args::parse(usage, args) — the arguments as a map by name, or a usage error (exit 2).
-    m.set_native_fn("parse", |usage: &str, args: Array| -> ScriptResult<Map> {
+    let prim = Prim::new("args::parse(usage: string, args: array) -> map").doc(
+        "Reads a command's arguments against its usage line (`<name>`, `[<opt>]`, `[-f]`, \
+         `[--tail <n>]`, `<files>...`) into a map by name; bad input is a usage error (exit 2) \
+         with the usage line.",
+    );
+    prim.set_in(&mut m, |usage: &str, args: Array| -> ScriptResult<Map> {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         parse(usage, &args).map_err(usage_err)
     });

@@ -25,6 +25,7 @@ use bollard::models::ConfigSpec;
 use bollard::Docker;
 use rhai::Engine;
 
+use super::doc::Prim;
 use super::identity::{machine_id, process_alive, user_at_host};
 use super::{script_err, to_dynamic, Host, ScriptResult};
 use crate::host::docker::EngineHandle;
@@ -455,15 +456,23 @@ fn holder_map(h: &Holder) -> ScriptResult<rhai::Dynamic> {
 /// `e.lock_release(stack)` and the `StackLock` type.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_type_with_name::<StackLock>("StackLock");
-    // l.name — the swarm config object that holds the lock.
-    engine.register_get("name", |l: &mut StackLock| lock_name(&l.0.stack));
+    let prim = Prim::new("lock.name -> string")
+        .doc("The name of the swarm config object that holds the lock.");
+    prim.register(engine, |l: &mut StackLock| lock_name(&l.0.stack));
 
     // e.lock_stack(stack, operation, wait_secs) — take the stack's lock for `operation`,
     // waiting up to wait_secs (0: fail at once) while another command holds it. The lock is
     // released when the returned value is dropped (the command ends).
     let h = host.clone();
-    engine.register_fn(
-        "lock_stack",
+    let prim =
+        Prim::new("e.lock_stack(stack: string, operation: string, wait_secs: int) -> StackLock")
+            .doc(
+            "Takes the stack's lock for `operation`, waiting up to `wait_secs` (0: fail at once) \
+             while another command holds it; the error names the holder. The lock is released \
+             when the returned value is dropped (the command ends).",
+        );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle,
               stack: &str,
               operation: &str,
@@ -479,12 +488,14 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.lock_status(stack) — #{operation, holder (user@host), pid, machine, since, until,
-    // stale (why it may be broken, "" while its holder may be at work), description}; () when
-    // the stack is not locked.
     let h = host.clone();
-    engine.register_fn(
-        "lock_status",
+    let prim = Prim::new("e.lock_status(stack: string) -> map").doc(
+        "Who holds the stack's lock: `#{operation, holder (user@host), pid, machine, since, \
+         until, stale, description}`, where `stale` says why it may be broken (\"\" while its \
+         holder may be at work); () when the stack is not locked.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str| -> ScriptResult<rhai::Dynamic> {
             match h.block(status(&e.docker, stack))? {
                 Some((_, holder)) => holder_map(&holder),
@@ -493,11 +504,14 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.lock_release(stack) — remove the stack's lock whoever holds it (a forced take-over);
-    // returns the holder it removed as lock_status shows it, () when there was none.
     let h = host.clone();
-    engine.register_fn(
-        "lock_release",
+    let prim = Prim::new("e.lock_release(stack: string) -> map").doc(
+        "Removes the stack's lock whoever holds it (a forced take-over; the holder is told when \
+         it next renews); returns the holder removed, as `lock_status` shows it, or () when there \
+         was none.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str| -> ScriptResult<rhai::Dynamic> {
             let d = &e.docker;
             let Some((id, holder)) = h.block(status(d, stack))? else {

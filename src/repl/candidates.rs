@@ -152,9 +152,9 @@ impl<'a> Candidates<'a> {
             .map(|(name, _)| name.to_string())
             .collect();
         topics.extend(
-            engine::docs::DOCS
+            engine::docs::Docs::of(&self.shell.engine)
                 .iter()
-                .map(|d| engine::docs::display_name(d.name)),
+                .map(|d| engine::docs::display_name(&d.name)),
         );
         topics.extend(
             self.shell

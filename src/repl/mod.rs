@@ -273,7 +273,13 @@ fn run_command_line(
             let width = engine::docs::terminal_width();
             println!(
                 "{}",
-                engine::docs::help::help(&shell.catalog, rest, types, width)?
+                engine::docs::help::help(
+                    &shell.catalog,
+                    &engine::docs::Docs::of(&shell.engine),
+                    rest,
+                    types,
+                    width
+                )?
             );
         }
         "help" | ":help" => {

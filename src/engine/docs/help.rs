@@ -5,13 +5,14 @@
 
 use std::collections::HashMap;
 
-use super::{display_name, distance, lookup, render, render_section, wrap, DOCS, SECTIONS};
+use super::{display_name, distance, render, render_section, wrap, Docs, SECTIONS};
 use crate::engine::catalog::{usage_line, CommandDoc};
 use crate::engine::{Catalog, CliError, Family};
 
 /// The help of a topic; `types` maps the session's variables to their types (`e` → `Engine`).
 pub fn help(
     catalog: &Catalog,
+    docs: &Docs,
     topic: &[String],
     types: &HashMap<String, String>,
     width: usize,
@@ -47,11 +48,11 @@ pub fn help(
     if topic.len() == 1 {
         // A variable of the session: its type's methods (`help e`).
         let section_name = types.get(first).map(String::as_str).unwrap_or(first);
-        if let Some(section) = render_section(section_name, width) {
+        if let Some(section) = render_section(docs, section_name, width) {
             parts.push(section);
         }
         let key = key_for(first, types);
-        if let Some(doc) = lookup(&key) {
+        if let Some(doc) = docs.lookup(&key) {
             parts.push(render(doc, width));
         } else if let Some(method) = key.strip_prefix("Stack.") {
             // A stack handle's methods are its families' commands.
@@ -68,7 +69,7 @@ pub fn help(
     }
     if parts.is_empty() {
         return Err(CliError::usage(
-            no_help(catalog, first),
+            no_help(catalog, docs, first),
             Some("help [<topic>]".into()),
         ));
     }
@@ -117,9 +118,9 @@ fn command_help(prefix: &str, name: &str, doc: &CommandDoc, width: usize) -> Str
 }
 
 /// "no help for X", with the closest topics.
-fn no_help(catalog: &Catalog, topic: &str) -> String {
+fn no_help(catalog: &Catalog, docs: &Docs, topic: &str) -> String {
     let short = topic.rsplit(['.', ':']).next().unwrap_or(topic);
-    let mut topics: Vec<String> = DOCS.iter().map(|d| display_name(d.name)).collect();
+    let mut topics: Vec<String> = docs.iter().map(|d| display_name(&d.name)).collect();
     topics.extend(SECTIONS.iter().map(|(n, _)| n.to_string()));
     topics.extend(
         catalog

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::revisions::{document, store_err};
 use super::{store, str_at, EngineHandle};
+use crate::host::doc::Prim;
 use crate::host::secrets;
 use crate::host::{usage_err, Host, ScriptResult};
 
@@ -120,11 +121,11 @@ pub(super) async fn prune_stale(d: &Docker, except: &str) -> ScriptResult<Vec<St
 
 /// Registers `e.forget_history`.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.forget_history(stack) — remove the stack's revisions from the swarm store; false when
-    // it had none.
     let h = host.clone();
-    engine.register_fn(
-        "forget_history",
+    let prim = Prim::new("e.forget_history(stack: string) -> bool")
+        .doc("Removes the stack's revisions from the swarm store; false when it had none.");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str| -> ScriptResult<bool> {
             if stack.is_empty() {
                 return Err(usage_err("forget_history needs a stack name"));

@@ -41,6 +41,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Module};
 use serde_json::Value;
 
 use super::{script_err, to_dynamic, Host, ScriptResult, NAMESPACE_LABEL};
+use crate::host::doc::{check_opts, Opt, Prim};
 
 /// A connection to one Docker engine, with the API version negotiated on connect.
 #[derive(Clone)]
@@ -280,17 +281,34 @@ async fn stack_state(e: &EngineHandle, stack: &str, with_info: bool) -> ScriptRe
     Ok(m)
 }
 
+/// `e.stack_state`'s options.
+const STACK_STATE_OPTS: &[Opt] = &[(
+    "info",
+    "true; false leaves `info` `()`: it is the dearest request, the engine runs programs to \
+     answer it",
+)];
+
 /// Registers the `docker::` module and the methods of the `Engine` type, every family's.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_type_with_name::<EngineHandle>("Engine");
-    engine.register_get("host", |e: &mut EngineHandle| e.host.clone());
-    engine.register_get("api_version", |e: &mut EngineHandle| e.api_version.clone());
+    let prim = Prim::new("e.host -> string").doc("The address this engine was reached at.");
+    prim.register(engine, |e: &mut EngineHandle| e.host.clone());
+    let prim = Prim::new("e.api_version -> string")
+        .doc("The Engine API version negotiated on connect, e.g. `1.47`.");
+    prim.register(engine, |e: &mut EngineHandle| e.api_version.clone());
 
     let mut m = Module::new();
-    // docker::connect(host) — connect ("" = the Docker CLI's choice: --context, DOCKER_HOST,
-    // DOCKER_CONTEXT, the current context); cached per host.
     let h = host.clone();
-    m.set_native_fn("connect", move |addr: &str| -> ScriptResult<EngineHandle> {
+    let prim = Prim::new("docker::connect(host: string) -> Engine").doc(
+        "Connects to the Docker engine at `host` (`unix://…`, `ssh://user@host`, `tcp://…`) and \
+         negotiates the API version. \"\" means the default: the Docker context in use \
+         (`--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the current context of \
+         `~/.docker/config.json`), else the local socket. Connections are cached per address; an \
+         `ssh://` engine is reached through its host's shared SSH master (`ssh::connect`), over \
+         the engine's socket forwarded through it. Fails when the engine does not answer within \
+         30 s or the address is not supported.",
+    );
+    prim.set_in(&mut m, move |addr: &str| -> ScriptResult<EngineHandle> {
         let chosen = if addr.is_empty() {
             Some(context::default_endpoint(h.opts.context.as_deref()).map_err(super::usage_err)?)
         } else {
@@ -335,19 +353,28 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             .insert(key, e.clone());
         Ok(e)
     });
-    // docker::default_host() — where `connect("")` goes.
     let h = host.clone();
-    m.set_native_fn("default_host", move || -> ScriptResult<String> {
+    let prim = Prim::new("docker::default_host() -> string").doc(
+        "The address `docker::connect(\"\")` goes to, resolved as the Docker CLI resolves it: \
+         `--context`, then `DOCKER_HOST`, then `DOCKER_CONTEXT`, then the current context in \
+         `~/.docker/config.json` (endpoint from `~/.docker/contexts/meta/<sha256 of \
+         name>/meta.json`), else `unix:///var/run/docker.sock`. Fails when the named context does \
+         not exist.",
+    );
+    prim.set_in(&mut m, move || -> ScriptResult<String> {
         let chosen = context::default_endpoint(h.opts.context.as_deref());
         Ok(chosen.map_err(super::usage_err)?.host)
     });
     container::register_static(&mut m, host);
     engine.register_static_module("docker", m.into());
 
-    // e.info() — the engine's system info (ServerVersion, Swarm.NodeAddr, …).
     let h = host.clone();
-    engine.register_fn(
-        "info",
+    let prim = Prim::new("e.info() -> map").doc(
+        "The engine's system info as `docker info` reads it (`ServerVersion`, `Swarm.NodeAddr`, \
+         …).",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle| -> ScriptResult<Dynamic> {
             let info = h.block(async { e.docker.info().await.map_err(engine_error) })?;
             to_dynamic(&info)
@@ -355,54 +382,77 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     );
 
     macro_rules! lister {
-        ($name:literal, $f:ident) => {
+        ($sig:literal, $text:literal, $f:ident) => {
             let h = host.clone();
-            engine.register_fn(
-                $name,
+            let prim = Prim::new($sig).doc($text);
+            prim.register(
+                engine,
                 move |e: &mut EngineHandle, f: Map| -> ScriptResult<Array> {
                     to_array(h.block($f(&e.docker, filters(&f)))?)
                 },
             );
         };
     }
-    // e.services(filters), e.tasks(filters), e.volumes(filters), e.networks(filters)
-    lister!("services", list_services);
-    lister!("tasks", list_tasks);
-    lister!("volumes", list_volumes);
-    lister!("networks", list_networks);
-
-    // e.nodes() — the swarm's nodes.
-    let h = host.clone();
-    engine.register_fn(
-        "nodes",
-        move |e: &mut EngineHandle| -> ScriptResult<Array> {
-            to_array(h.block(list_nodes(&e.docker))?)
-        },
+    lister!(
+        "e.services(filters: map) -> array",
+        "The swarm's services matching Engine API filters, e.g. \
+         `#{label: \"com.docker.stack.namespace=demo\"}`; a filter's value is a string or an \
+         array of strings.",
+        list_services
+    );
+    lister!(
+        "e.tasks(filters: map) -> array",
+        "The swarm's tasks matching Engine API filters (`service`, `node`, `desired-state`, \
+         `label`).",
+        list_tasks
+    );
+    lister!(
+        "e.volumes(filters: map) -> array",
+        "The engine's volumes matching Engine API filters (`name`, `label`).",
+        list_volumes
+    );
+    lister!(
+        "e.networks(filters: map) -> array",
+        "The engine's networks matching Engine API filters (`name`, `label`).",
+        list_networks
     );
 
-    // e.stack_state(stack) — services, tasks, nodes, volumes and info of a stack, fetched at once.
     let h = host.clone();
-    engine.register_fn(
-        "stack_state",
+    let prim = Prim::new("e.nodes() -> array").doc(
+        "The swarm's nodes, as `docker node inspect` shows them. Fails on an engine that is not a \
+         swarm manager.",
+    );
+    prim.register(engine, move |e: &mut EngineHandle| -> ScriptResult<Array> {
+        to_array(h.block(list_nodes(&e.docker))?)
+    });
+
+    let h = host.clone();
+    let prim = Prim::new("e.stack_state(stack: string) -> map").doc(
+        "A stack's `services`, `tasks`, `nodes`, `volumes` (named `<stack>_…`) and the engine's \
+         `info`, fetched at once.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str| -> ScriptResult<Map> {
             h.block(stack_state(e, stack, true))
         },
     );
-    // e.stack_state(stack, opts) — the same; opts.info (true): false leaves `info` out (`()`),
-    // the dearest of the requests to the engine (it runs programs to learn their versions).
     let h = host.clone();
-    engine.register_fn(
-        "stack_state",
+    let prim = Prim::new("e.stack_state(stack: string, opts: map) -> map").opts(STACK_STATE_OPTS);
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str, opts: Map| -> ScriptResult<Map> {
+            check_opts("e.stack_state", &opts, STACK_STATE_OPTS)?;
             let info = super::opts::opt_bool(&opts, "info", true);
             h.block(stack_state(e, stack, info))
         },
     );
 
-    // e.remove_volume(name) — remove a volume; true if it existed.
     let h = host.clone();
-    engine.register_fn(
-        "remove_volume",
+    let prim = Prim::new("e.remove_volume(name: string) -> bool")
+        .doc("Removes a volume; false when there was none. Fails when a container uses it.");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, name: &str| -> ScriptResult<bool> {
             h.block(async {
                 absent_on_404(e.docker.remove_volume(name, None::<RemoveVolumeOptions>))

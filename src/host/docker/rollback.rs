@@ -16,6 +16,7 @@ use super::revisions::{
 };
 use super::stack::{deploy, prune_old_versions, DeployOptions, Plan};
 use super::EngineHandle;
+use crate::host::doc::{check_opts, Opt, Prim};
 use crate::host::opts::{opt_bool, opt_int, opt_secs};
 use crate::host::{script_err, to_dynamic, Host, ScriptResult};
 
@@ -187,13 +188,22 @@ async fn rollback_stack(
     Ok(m)
 }
 
+/// `e.rollback_stack`'s options.
+const ROLLBACK_OPTS: &[Opt] = &[
+    ("to", "a revision; the one before the current when absent"),
+    ("wait", "true: waits until the services run again"),
+    ("timeout", "seconds, 300: how long it waits"),
+];
+
 /// Registers `e.stack_history` and `e.rollback_stack`.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.stack_history(stack) — the stack's kept revisions, oldest first: #{rev, time, by
-    // (user@host), operation, status, changes: [..], images: #{service: digest}}.
     let h = host.clone();
-    engine.register_fn(
-        "stack_history",
+    let prim = Prim::new("e.stack_history(stack: string) -> array").doc(
+        "The stack's kept revisions, oldest first: `#{rev, time, by (user@host), operation, \
+         status, changes, images}`.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str| -> ScriptResult<Array> {
             let history = h.block(History::load(&e.docker, stack))?;
             history
@@ -204,13 +214,18 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.rollback_stack(stack, opts) — return every service of the stack to a kept revision;
-    // opts: to (revision number; 0 or absent: the one before the current), wait (true),
-    // timeout (seconds, 300). Records the rollback as a new revision; returns #{from, to, rev}.
     let h = host.clone();
-    engine.register_fn(
-        "rollback_stack",
+    let prim = Prim::new("e.rollback_stack(stack: string, opts: map) -> map")
+        .opts(ROLLBACK_OPTS)
+        .doc(
+            "Returns every service of the stack to a kept revision and records that as a new \
+             revision. Returns `#{from, to, rev}`; a revision whose config or secret versions are \
+             gone is refused before anything changes.",
+        );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str, opts: Map| -> ScriptResult<Map> {
+            check_opts("e.rollback_stack", &opts, ROLLBACK_OPTS)?;
             let to = opt_int(&opts, "to", 0);
             let wait = opt_bool(&opts, "wait", true);
             let timeout = opt_secs(&opts, "timeout", 300);

@@ -41,6 +41,7 @@ use serde_json::Value;
 use sha2::Digest;
 
 use super::{absent_on_404, docker_message, EngineHandle};
+use crate::host::doc::Prim;
 use crate::host::{script_err, to_dynamic, to_json, usage_err, Host, ScriptResult};
 
 /// The most a document may take once compressed and encoded.
@@ -288,10 +289,13 @@ fn to_script(e: StoreError) -> Box<rhai::EvalAltResult> {
 
 /// Registers the store methods of the `Engine` type.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.store_read(name) — #{value, version} of the document, () when there is none.
     let h = host.clone();
-    engine.register_fn(
-        "store_read",
+    let prim = Prim::new("e.store_read(name: string) -> map").doc(
+        "A document of the swarm state store: `#{value, version}`, or () when there is none. The \
+         stored digest is checked: a document changed by hand is an error.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, name: &str| -> ScriptResult<Dynamic> {
             match h.block(async { read(&e.docker, name).await.map_err(to_script) })? {
                 None => Ok(Dynamic::UNIT),
@@ -305,12 +309,15 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.store_write(name, value, version) — replace the document read at `version` (() or 0:
-    // create it); returns the new version. A concurrent writer's change makes it fail with a
-    // conflict (the error map has `conflict`); a document over 1 MiB encoded is refused.
     let h = host.clone();
-    engine.register_fn(
-        "store_write",
+    let prim = Prim::new("e.store_write(name: string, value, version) -> int").doc(
+        "Writes a document over the version read (`()` or 0: creates it, only if it does not \
+         exist); returns the new version. When someone else wrote meanwhile nothing is written \
+         and the error is a map with `conflict`; a document over 1 MiB compressed and encoded is \
+         refused.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle,
               name: &str,
               value: Dynamic,
@@ -333,19 +340,21 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.store_remove(name) — remove the document; false when there was none.
     let h = host.clone();
-    engine.register_fn(
-        "store_remove",
+    let prim = Prim::new("e.store_remove(name: string) -> bool")
+        .doc("Removes a document of the swarm state store; false when there was none.");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, name: &str| -> ScriptResult<bool> {
             h.block(async { remove(&e.docker, name).await.map_err(to_script) })
         },
     );
 
-    // e.store_list(prefix) — the names of the documents starting with `prefix`, sorted.
     let h = host.clone();
-    engine.register_fn(
-        "store_list",
+    let prim = Prim::new("e.store_list(prefix: string) -> array")
+        .doc("The names of the store's documents that start with `prefix`, sorted.");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, prefix: &str| -> ScriptResult<Array> {
             let names = h.block(async { list(&e.docker, prefix).await.map_err(to_script) })?;
             Ok(names.into_iter().map(Dynamic::from).collect())
