@@ -19,6 +19,7 @@ pub mod output;
 pub mod process;
 pub mod progress;
 pub mod schedule;
+pub mod secrets;
 pub mod ssh;
 pub mod stdio;
 pub mod term;
