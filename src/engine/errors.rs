@@ -30,10 +30,10 @@ impl CliError {
         }
     }
 
-    /// Prints the error as `error: …` and `usage: …` lines on stderr.
+    /// Prints the error as `error: …` and `usage: …` lines on stderr, secret values masked.
     pub fn print(&self) {
         if !self.message.is_empty() {
-            eprintln!("error: {}", self.message);
+            eprintln!("error: {}", crate::host::secrets::mask_text(&self.message));
         }
         if let Some(u) = &self.usage {
             eprintln!("usage: {u}");

@@ -21,6 +21,7 @@ pub mod owner;
 pub mod process;
 pub mod progress;
 pub mod schedule;
+pub mod secrets;
 pub mod ssh;
 pub mod stdio;
 pub mod term;

@@ -10,8 +10,9 @@
 mod container;
 pub mod context;
 mod converge;
-mod diff;
+pub(crate) mod diff;
 pub mod fence;
+mod history;
 mod image;
 mod objects;
 mod plan;
@@ -471,5 +472,6 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     service::register(engine, host);
     store::register(engine, host);
     rollback::register(engine, host);
+    history::register(engine, host);
     plan::register(engine, host);
 }
