@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod measure;
 pub mod store;
 
 use std::path::{Path, PathBuf};
