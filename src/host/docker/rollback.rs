@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rhai::{Array, Dynamic, Engine, Map};
 
-use super::converge::{converge, task_ids};
+use super::converge::{converge, Baseline, Goal};
 use super::objects::FileObject;
 use super::revisions::{
     changes, message_of, restore, snapshot, state_names, summary, target, History,
@@ -49,11 +49,11 @@ pub(super) async fn deploy_recorded(
     let names =
         |objs: &[FileObject]| -> HashSet<String> { objs.iter().map(|o| o.name.clone()).collect() };
     let (new_secrets, new_configs) = (names(&plan.secrets), names(&plan.configs));
-    let known = task_ids(d, stack).await?;
+    let baseline = Baseline::read(d, stack).await?;
     let applied = async {
         let names = deploy(host, d, stack, plan, &opts).await?;
         if safety.wait {
-            converge(host, d, stack, &known, safety.timeout).await?;
+            converge(host, d, stack, &baseline, Goal::Deploy, safety.timeout).await?;
         }
         Ok::<_, Box<rhai::EvalAltResult>>(names)
     }
@@ -99,9 +99,9 @@ pub(super) async fn deploy_recorded(
                 "the deploy of stack {stack} failed ({error}); rolling the stack back to revision {rev}"
             ));
             let back = async {
-                let known = task_ids(d, stack).await?;
+                let baseline = Baseline::read(d, stack).await?;
                 restore(host, e, stack, &before).await?;
-                converge(host, d, stack, &known, safety.timeout).await?;
+                converge(host, d, stack, &baseline, Goal::Rollback, safety.timeout).await?;
                 // The versions the failed deploy made, which no service uses now.
                 let (secrets, configs) =
                     (state_names(&before, "secrets"), state_names(&before, "configs"));
@@ -131,7 +131,9 @@ pub(super) async fn deploy_recorded(
             format!("{error}; the stack had no previous revision to roll back to"),
         ),
     };
-    if !changed.is_empty() {
+    // Recorded even when nothing differs any more: the engine may have undone a failed update
+    // itself (`failure_action: rollback`) before the stack's rollback looked.
+    {
         let recorded = history
             .append(d, &safety.operation, &status, changed, None)
             .await;
@@ -162,10 +164,10 @@ async fn rollback_stack(
     let goal = target(&history, stack, to)?;
     let goal_rev = goal["rev"].as_i64().unwrap_or(0);
     let state = &goal["state"];
-    let known = task_ids(d, stack).await?;
+    let baseline = Baseline::read(d, stack).await?;
     restore(host, e, stack, state).await?;
     if wait {
-        converge(host, d, stack, &known, timeout).await?;
+        converge(host, d, stack, &baseline, Goal::Rollback, timeout).await?;
     }
     let after = snapshot(e, stack).await?;
     let rev = history
