@@ -76,7 +76,8 @@ fn assert_history_rolled_back(st: &SafeStack, to: i64) {
         "{h:#?}"
     );
     assert!(
-        h.iter().all(|r| r["status"] != "deployed" || r["rev"] == to),
+        h.iter()
+            .all(|r| r["status"] != "deployed" || r["rev"] == to),
         "only revision {to} was deployed: {h:#?}"
     );
 }
@@ -149,11 +150,7 @@ fn an_update_to_a_command_that_fails_is_a_failed_deploy_and_the_stack_rolls_back
         "the engine's paused update was replaced by the rollback: {}",
         now["UpdateStatus"]
     );
-    assert!(
-        app_tasks(&st).starts_with("Running"),
-        "{}",
-        app_tasks(&st)
-    );
+    assert!(app_tasks(&st).starts_with("Running"), "{}", app_tasks(&st));
     assert_history_rolled_back(&st, 1);
 }
 
@@ -162,7 +159,8 @@ fn a_start_first_update_the_engine_rolls_back_itself_is_a_failed_deploy() {
     // The old tasks keep running while the new ones start: counting them, a deploy looked done
     // in 0.14 s, and ten seconds later the engine had rolled the service back on its own.
     let st = SafeStack::new("wsmsays3");
-    let deploy = "      replicas: 2\n      update_config: {order: start-first, failure_action: rollback}\n";
+    let deploy =
+        "      replicas: 2\n      update_config: {order: start-first, failure_action: rollback}\n";
     let good = st.file("good.yml", &app(SLEEP, "1", deploy));
     let bad = st.file(
         "bad.yml",
@@ -184,7 +182,9 @@ fn a_start_first_update_the_engine_rolls_back_itself_is_a_failed_deploy() {
     let now = inspect_app(&st);
     assert_eq!(env_of(&now), env_of(&before), "the previous env again");
     assert_history_rolled_back(&st, 1);
-    wait_for("two tasks running", 30, || st.s.running_tasks("app").len() == 2);
+    wait_for("two tasks running", 30, || {
+        st.s.running_tasks("app").len() == 2
+    });
 }
 
 #[test]
@@ -247,7 +247,13 @@ fn rm_of_a_stack_whose_job_completed_returns_at_once_and_removes_the_network() {
     let took = started.elapsed();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(took < Duration::from_secs(30), "took {took:?}");
-    assert_eq!(docker(&["network", "ls", "-q", "--filter", &label]).trim(), "");
+    assert_eq!(
+        docker(&["network", "ls", "-q", "--filter", &label]).trim(),
+        ""
+    );
     assert_eq!(docker(&["ps", "-aq", "--filter", &label]).trim(), "");
-    assert_eq!(docker(&["service", "ls", "-q", "--filter", &label]).trim(), "");
+    assert_eq!(
+        docker(&["service", "ls", "-q", "--filter", &label]).trim(),
+        ""
+    );
 }

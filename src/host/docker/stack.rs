@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::models::{NetworkCreateRequest, ServiceSpec};
 use bollard::models::ContainerSummaryStateEnum;
+use bollard::models::{NetworkCreateRequest, ServiceSpec};
 use bollard::query_parameters::{
     ListContainersOptions, RemoveContainerOptions, UpdateServiceOptions,
 };
@@ -387,10 +387,7 @@ async fn remove_stack(
         }
         display.update(
             stack,
-            format!(
-                "{} task(s), {left} container(s) shutting down",
-                tasks.len(),
-            ),
+            format!("{} task(s), {left} container(s) shutting down", tasks.len(),),
         );
         if tasks.is_empty() && left == 0 {
             break;
@@ -461,7 +458,8 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     // true: keep the stack's revisions, see `revisions`, as the stack commands do), rollback
     // (true: a recorded deploy that fails to converge returns the stack to its previous
     // revision), operation ("deploy": the command, for the history).
-    // Waits until services run and jobs complete (a failed job fails it). Returns the names.
+    // Waits until the engine says the stack is done (see `converge`): a new task that fails, an
+    // update the engine pauses or rolls back, a failed job fail it. Returns the names.
     let h = host.clone();
     engine.register_fn(
         "deploy",
@@ -530,7 +528,8 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     );
 
     // e.remove_stack(stack, timeout_secs) — remove services, secrets and configs (not external
-    // ones), wait for the tasks, remove networks. Returns false when the stack had nothing.
+    // ones), wait for the tasks (not those that ended on their own: their exited containers are
+    // removed), remove networks. Returns false when the stack had nothing.
     let h = host.clone();
     engine.register_fn(
         "remove_stack",
