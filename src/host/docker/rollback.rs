@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rhai::{Array, Dynamic, Engine, Map};
+use serde_json::Value;
 
 use super::converge::{converge, Baseline, Goal};
 use super::objects::FileObject;
@@ -102,6 +103,7 @@ pub(super) async fn deploy_recorded(
                 let baseline = Baseline::read(d, stack).await?;
                 restore(host, e, stack, &before).await?;
                 converge(host, d, stack, &baseline, Goal::Rollback, safety.timeout).await?;
+                arrived(stack, &before, &snapshot(e, stack).await?)?;
                 // The versions the failed deploy made, which no service uses now.
                 let (secrets, configs) =
                     (state_names(&before, "secrets"), state_names(&before, "configs"));
@@ -147,6 +149,20 @@ pub(super) async fn deploy_recorded(
     Err(script_err(verdict))
 }
 
+/// Checks that a rollback left the stack at the state it went for. The wait accepts the
+/// engine's own rollback of a service as the way back (`Goal::Rollback`); were it the engine
+/// undoing the rollback itself (the earlier spec failing too), the stack would be elsewhere.
+fn arrived(stack: &str, goal: &Value, now: &Value) -> ScriptResult<()> {
+    let left = changes(goal, now);
+    if left.is_empty() {
+        return Ok(());
+    }
+    Err(script_err(format!(
+        "stack {stack} is not as the revision it went back to left it (the engine undid part of it): {}",
+        left.join("; ")
+    )))
+}
+
 /// Returns the stack to revision `to` (0: the one before the current), waits unless told
 /// not to, and records the rollback as a revision. Returns #{from, to, rev}.
 async fn rollback_stack(
@@ -170,6 +186,9 @@ async fn rollback_stack(
         converge(host, d, stack, &baseline, Goal::Rollback, timeout).await?;
     }
     let after = snapshot(e, stack).await?;
+    if wait {
+        arrived(stack, state, &after)?;
+    }
     let rev = history
         .append(
             d,

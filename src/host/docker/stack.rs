@@ -387,7 +387,7 @@ async fn remove_stack(
         }
         display.update(
             stack,
-            format!("{} task(s), {left} container(s) shutting down", tasks.len(),),
+            format!("{} task(s), {left} container(s) shutting down", tasks.len()),
         );
         if tasks.is_empty() && left == 0 {
             break;

@@ -232,9 +232,12 @@ pub(super) fn judge(
             .rsplit_once("task ")
             .map(|(_, id)| id.trim().to_string());
         let failed = match (state, goal) {
-            ("paused" | "rollback_paused", _) => {
-                Some(format!("service {name}: {state}: {message}"))
-            }
+            ("paused", _) => Some(format!(
+                "service {name}: the engine paused the update: {message}"
+            )),
+            ("rollback_paused", _) => Some(format!(
+                "service {name}: the engine paused its rollback: {message}"
+            )),
             ("rollback_started" | "rollback_completed", Goal::Deploy) => Some(format!(
                 "service {name}: the engine rolled the update back: {message}"
             )),
@@ -418,7 +421,7 @@ mod tests {
         );
         let (why, task) = paused.failure.unwrap();
         assert!(
-            why.starts_with("service st_app: paused: update paused"),
+            why.starts_with("service st_app: the engine paused the update: update paused"),
             "{why}"
         );
         assert_eq!(task.as_deref(), Some("abc"));
