@@ -180,7 +180,7 @@ fn edit_config_validates_and_writes_atomically_with_mode_0600() {
 #[test]
 fn a_dropped_in_script_becomes_a_command() {
     let s = TestStack::bare("wsmd");
-    let dir = s.dir.path().join("scripts/manage-stack");
+    let dir = s.script_folder().join("scripts/manage-stack");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("hello-there.rhai"),
@@ -203,9 +203,9 @@ fn a_dropped_in_script_becomes_a_command() {
     );
 
     // A dropped-in stdlib module overrides the bundled one of the same name.
-    std::fs::create_dir_all(s.dir.path().join("stdlib")).unwrap();
+    std::fs::create_dir_all(s.script_folder().join("stdlib")).unwrap();
     std::fs::write(
-        s.dir.path().join("stdlib/greeting.rhai"),
+        s.script_folder().join("stdlib/greeting.rhai"),
         "fn word() { \"hi\" }\n",
     )
     .unwrap();
@@ -220,7 +220,7 @@ fn a_dropped_in_script_becomes_a_command() {
 #[test]
 fn a_script_error_names_the_file_and_line() {
     let s = TestStack::bare("wsms");
-    let dir = s.dir.path().join("scripts/manage-stack");
+    let dir = s.script_folder().join("scripts/manage-stack");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("broken.rhai"),

@@ -186,7 +186,7 @@ fn stack_commands_run_as_in_the_shell() {
 fn tab_completes_commands_including_dropped_in_scripts() {
     let world = World::new();
     world.write(
-        "cwd/scripts/manage-stack/hello-there.rhai",
+        "xdg-config/wsm/scripts/manage-stack/hello-there.rhai",
         "//! usage: hello-there\n//! Say hello.\nprint(\"hello from a dropped-in script\");\n",
     );
     let mut repl = world.repl();
@@ -281,7 +281,7 @@ fn ctrl_c_at_the_prompt_cancels_the_line() {
 fn a_dropped_in_family_is_completed_and_run() {
     let world = World::new();
     world.write(
-        "cwd/scripts/greetings/hello.rhai",
+        "xdg-config/wsm/scripts/greetings/hello.rhai",
         "//! usage: hello <who>\n//! Say hello.\nprint(`hello ${args::parse(USAGE_ARGS, ARGS).who}`);\n",
     );
     let mut repl = world.repl();
@@ -385,15 +385,23 @@ fn help_prints_the_doc_of_a_module_a_method_and_a_command_within_the_width() {
     let mut repl = world.repl_with(&[("COLUMNS", "60")]);
     repl.quiet("let e = docker::connect(docker::default_host());");
     repl.line("help e.deploy");
+    // Its options come last, each on a line of its own, the last declared last.
     let out = repl
         .session
-        .exp_string("Returns the service names.")
+        .exp_string("operation:")
         .expect("the doc of e.deploy");
     assert!(
         out.contains("e.deploy(stack: string, plan: map, opts: map) -> array"),
         "{out}"
     );
-    assert!(out.contains("resolve_image"), "{out}");
+    for part in [
+        "Returns the service names.",
+        "resolve_image:",
+        "record:",
+        "rollback:",
+    ] {
+        assert!(out.contains(part), "help e.deploy lacks {part:?}: {out}");
+    }
     for line in out.lines().skip(2) {
         assert!(
             line.trim_end().chars().count() <= 60,

@@ -49,9 +49,15 @@ fn specs_match_docker_stack_deploy_field_by_field() {
     }
     let services = ["sync", "loadbalancer", "wavelet", "benchmark"];
     ours.stack(&["start", "--detach"]).ok();
+    // wsm records the stack's application on every service (issue 22); docker does not.
     let wsm_specs: Vec<Value> = services
         .iter()
-        .map(|s| stored_spec(&ours.name, s))
+        .map(|s| {
+            let mut spec = stored_spec(&ours.name, s);
+            let labels = spec["Labels"].as_object_mut().unwrap();
+            assert_eq!(labels.remove("wsm.application").unwrap(), "wavelet");
+            spec
+        })
         .collect();
     remove_stack(&ours.name);
 

@@ -1,16 +1,19 @@
 //! The script search path. A file's relative path (`scripts/manage-stack/start.rhai`,
 //! `stdlib/stack.rhai`, `nodes/<image>/Dockerfile`) is looked up in `$WSM_SCRIPT_PATH` entries,
-//! then `./`, then `$XDG_CONFIG_HOME/wsm/`, then the copy bundled into the binary; the first found
-//! wins, so users override or add files by dropping them in. Also the module resolver that turns
-//! `import "name"` into `stdlib/name.rhai`.
+//! then the user's own folder `$XDG_CONFIG_HOME/wsm/`, then the copy bundled into the binary; the
+//! first found wins, so users override or add files by dropping them in. The current folder is
+//! never on it, and a folder another user could change is refused (`trust`). Also the module
+//! resolver that turns `import "name"` into `stdlib/name.rhai`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
 use include_dir::{include_dir, Dir};
 use rhai::module_resolvers::ModuleResolver;
 use rhai::{Engine, EvalAltResult, Module, Position, Scope, Shared};
+
+use super::trust;
 
 static STDLIB: Dir = include_dir!("$CARGO_MANIFEST_DIR/stdlib");
 static SCRIPTS: Dir = include_dir!("$CARGO_MANIFEST_DIR/scripts");
@@ -27,6 +30,11 @@ const BUNDLED: &[(&str, &Dir)] = &[
 #[derive(Debug, Clone)]
 pub struct SearchPath {
     dirs: Vec<PathBuf>,
+    /// `<config dir>/providers/`, when the configuration directory was named (`-C`,
+    /// `WSM_CONFIG_DIR`): provider scripts dropped in beside a project's config.
+    providers: Option<PathBuf>,
+    /// The folders left off the path because another user could change them: one line each.
+    refused: Vec<String>,
 }
 
 /// A file found on the search path: its text and where it came from.
@@ -48,21 +56,74 @@ fn bundled_dir(rel_dir: &str) -> Option<&'static Dir<'static>> {
 }
 
 impl SearchPath {
-    /// The standard search path for this process.
+    /// The standard search path for this process: `$WSM_SCRIPT_PATH`'s folders, then
+    /// `$XDG_CONFIG_HOME/wsm/`, each only if it exists and passes [`trust::check_root`]; the
+    /// refused ones are in [`SearchPath::refused`].
     pub fn from_env() -> Self {
-        let mut dirs: Vec<PathBuf> = std::env::var_os("WSM_SCRIPT_PATH")
+        let mut path = Self::bundled_only();
+        let named: Vec<PathBuf> = std::env::var_os("WSM_SCRIPT_PATH")
             .map(|p| std::env::split_paths(&p).collect())
             .unwrap_or_default();
-        dirs.push(PathBuf::from("."));
-        if let Some(cfg) = dirs::config_dir() {
-            dirs.push(cfg.join("wsm"));
+        for dir in named {
+            // An empty entry is not the current folder here, as it would be in $PATH.
+            path.add(dir, "on WSM_SCRIPT_PATH");
         }
-        SearchPath { dirs }
+        if let Some(cfg) = dirs::config_dir() {
+            path.add(cfg.join("wsm"), "your script folder");
+        }
+        path
     }
 
     /// Only the copy bundled with the binary (tests that must not see dropped-in scripts).
     pub fn bundled_only() -> Self {
-        SearchPath { dirs: Vec::new() }
+        SearchPath {
+            dirs: Vec::new(),
+            providers: None,
+            refused: Vec::new(),
+        }
+    }
+
+    /// Adds a folder that exists, if it passes the trust check.
+    fn add(&mut self, dir: PathBuf, whence: &str) {
+        if dir.as_os_str().is_empty() || !dir.is_dir() {
+            return;
+        }
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        match trust::check_root(&dir, whence) {
+            Ok(()) => self.dirs.push(dir),
+            Err(line) => self.refused.push(line),
+        }
+    }
+
+    /// Adds `dir` (`<config dir>/providers/`) as the first place providers are looked up, if it
+    /// exists and passes the trust check.
+    pub fn with_providers(mut self, dir: PathBuf) -> Self {
+        if dir.is_dir() {
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            match trust::check_tree(&dir, "the configuration directory's providers", 0) {
+                Ok(()) => self.providers = Some(dir),
+                Err(line) => self.refused.push(line),
+            }
+        }
+        self
+    }
+
+    /// The folders refused as sources of code, one line each saying why; wsm runs no command
+    /// while there is one (completion leaves them out silently).
+    pub fn refused(&self) -> &[String] {
+        &self.refused
+    }
+
+    /// The folders on disk to look for `rel` in: none unless `rel` lies under one of the
+    /// checked [`trust::TOPS`] with no `..`, so nothing unchecked is ever read.
+    fn roots_for(&self, rel: &str) -> &[PathBuf] {
+        let mut parts = Path::new(rel).components();
+        let under_top = matches!(parts.next(), Some(Component::Normal(top)) if trust::TOPS.iter().any(|t| top == *t));
+        if under_top && parts.all(|c| matches!(c, Component::Normal(_))) {
+            &self.dirs
+        } else {
+            &[]
+        }
     }
 
     fn bundled(rel: &str) -> Option<&'static include_dir::File<'static>> {
@@ -73,7 +134,7 @@ impl SearchPath {
 
     /// Finds a file by its path relative to a search root.
     pub fn find(&self, rel: &str) -> Option<Found> {
-        for dir in &self.dirs {
+        for dir in self.roots_for(rel) {
             let p = dir.join(rel);
             if let Ok(text) = std::fs::read_to_string(&p) {
                 return Some(Found {
@@ -91,7 +152,7 @@ impl SearchPath {
     /// Names of the `*.rhai` files in a folder relative to the roots (e.g. `scripts/manage-stack`).
     pub fn list(&self, rel_dir: &str) -> Vec<String> {
         let mut names = BTreeSet::new();
-        for dir in &self.dirs {
+        for dir in self.roots_for(rel_dir) {
             if let Ok(rd) = std::fs::read_dir(dir.join(rel_dir)) {
                 for e in rd.flatten() {
                     if let Some(n) = e.file_name().to_str().and_then(|n| n.strip_suffix(".rhai")) {
@@ -112,7 +173,7 @@ impl SearchPath {
     /// Names of the folders in a folder relative to the roots (e.g. the families in `scripts`).
     pub fn list_dirs(&self, rel_dir: &str) -> Vec<String> {
         let mut names = BTreeSet::new();
-        for dir in &self.dirs {
+        for dir in self.roots_for(rel_dir) {
             if let Ok(rd) = std::fs::read_dir(dir.join(rel_dir)) {
                 for e in rd.flatten() {
                     if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -133,7 +194,7 @@ impl SearchPath {
     /// Writes a folder of the search path (e.g. an image build context) to `dest`, preferring
     /// files on disk. Bundled files that start with `#!` are made executable.
     pub fn materialize(&self, rel_dir: &str, dest: &Path) -> std::io::Result<bool> {
-        for dir in &self.dirs {
+        for dir in self.roots_for(rel_dir) {
             let p = dir.join(rel_dir);
             if p.is_dir() {
                 copy_dir(&p, dest)?;
@@ -204,8 +265,6 @@ fn copy_dir(src: &Path, dest: &Path) -> std::io::Result<()> {
 pub struct StdlibResolver {
     pub search: SearchPath,
     pub cache: Mutex<HashMap<String, Shared<Module>>>,
-    /// `<config dir>/providers/`: provider scripts dropped into the configuration directory.
-    pub providers: PathBuf,
 }
 
 impl ModuleResolver for StdlibResolver {
@@ -222,7 +281,8 @@ impl ModuleResolver for StdlibResolver {
         let rel = format!("stdlib/{path}.rhai");
         let dropped = path
             .strip_prefix("providers/")
-            .map(|name| self.providers.join(format!("{name}.rhai")))
+            .filter(|name| !name.contains('/') && !name.starts_with('.'))
+            .and_then(|name| Some(self.search.providers.as_ref()?.join(format!("{name}.rhai"))))
             .and_then(|p| Some((std::fs::read_to_string(&p).ok()?, p)))
             .map(|(text, p)| Found {
                 origin: p.display().to_string(),

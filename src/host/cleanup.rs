@@ -2,32 +2,62 @@
 //! before it changes something that must be put back (a frozen process to thaw); on the normal
 //! path it runs or cancels it itself; on an error, Ctrl-C or SIGTERM the host runs whatever is
 //! still pending. A script cannot catch an interrupt, so only the host can promise this.
+//!
+//! An action is a closure that returns the future doing the work, so this module knows no
+//! primitive family: the Docker family adds `cleanup::exec` to the module (`docker::
+//! register_cleanup`), the terminal registers its own actions.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rhai::{Array, Engine, Module};
+use rhai::Module;
 
-use super::docker::EngineHandle;
-use super::{script_err, Host, ScriptResult};
+use super::doc::Prim;
+use super::{script_err, Host};
 
 /// How long one cleanup action may take before it is given up (and said so).
 const ACTION_DEADLINE: Duration = Duration::from_secs(15);
 
-/// One thing to put back.
-pub enum Action {
-    /// Run a command in a container (e.g. one that thaws a process it froze).
-    Exec {
-        engine: EngineHandle,
-        container: String,
-        cmd: Vec<String>,
-    },
+/// The work of an action, started when it runs.
+type Work = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// One thing to put back: a closure that starts the work.
+pub struct Action(Box<dyn FnOnce() -> Work + Send>);
+
+impl Action {
+    /// An action of any kind: `start` returns the future that does it.
+    pub fn new<F, Fut>(start: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Action(Box::new(move || Box::pin(start())))
+    }
+
     /// Remove a local file or directory tree (e.g. a private copy holding secrets).
-    RemovePath(PathBuf),
+    pub fn remove_path(path: PathBuf) -> Self {
+        Action::new(move || async move {
+            let removed = match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+                Ok(_) => std::fs::remove_file(&path),
+                Err(_) => Ok(()),
+            };
+            removed.map_err(|e| format!("{}: {e}", path.display()))
+        })
+    }
+
     /// Send SIGTERM to a child process wsm started (e.g. the editor).
-    Terminate(u32),
+    pub fn terminate(pid: u32) -> Self {
+        Action::new(move || async move {
+            // SAFETY: kill() with a pid of our own child and a valid signal number.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+            Ok(())
+        })
+    }
 }
 
 struct Pending {
@@ -91,31 +121,7 @@ impl Cleanups {
 /// Performs one action within [`ACTION_DEADLINE`]; the error names what it was for.
 async fn perform(p: Pending) -> Result<(), String> {
     let what = p.what;
-    let work = async {
-        match p.action {
-            Action::Exec {
-                engine,
-                container,
-                cmd,
-            } => super::docker::exec_collect(&engine.docker, &container, cmd)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Action::RemovePath(path) => {
-                let removed = match std::fs::symlink_metadata(&path) {
-                    Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
-                    Ok(_) => std::fs::remove_file(&path),
-                    Err(_) => Ok(()),
-                };
-                removed.map_err(|e| format!("{}: {e}", path.display()))
-            }
-            Action::Terminate(pid) => {
-                // SAFETY: kill() with a pid of our own child and a valid signal number.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-                Ok(())
-            }
-        }
-    };
+    let work = (p.action.0)();
     match tokio::time::timeout(ACTION_DEADLINE, work).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("cleanup failed ({what}): {e}")),
@@ -126,40 +132,24 @@ async fn perform(p: Pending) -> Result<(), String> {
     }
 }
 
-/// Registers the `cleanup::` module.
-pub fn register(engine: &mut Engine, host: &Arc<Host>) {
+/// The `cleanup::` module: `run` and `cancel`; the families whose actions scripts register
+/// add their own functions (`cleanup::exec` by `docker::register_cleanup`) before it is
+/// registered.
+pub fn module(host: &Arc<Host>) -> Module {
     let mut m = Module::new();
 
-    // cleanup::exec(engine, container, argv, what) — run argv in the container when the command
-    // ends by error, Ctrl-C or SIGTERM (unless run or cancelled first); returns its id.
     let h = host.clone();
-    m.set_native_fn(
-        "exec",
-        move |e: EngineHandle, container: &str, argv: Array, what: &str| -> ScriptResult<i64> {
-            let cmd: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
-            if cmd.is_empty() {
-                return Err(script_err("cleanup::exec needs a command"));
-            }
-            let action = Action::Exec {
-                engine: e,
-                container: container.to_string(),
-                cmd,
-            };
-            Ok(h.cleanups.add(what, action))
-        },
-    );
-
-    // cleanup::run(id) — run a pending action now (the normal path); Ctrl-C does not cut it short.
-    let h = host.clone();
-    m.set_native_fn("run", move |id: i64| -> ScriptResult<()> {
+    let prim = Prim::new("cleanup::run(id: int)")
+        .doc("Runs a pending undo action now (the normal path); Ctrl-C does not cut it short.");
+    prim.set_in(&mut m, move |id: i64| -> super::ScriptResult<()> {
         h.rt.block_on(h.cleanups.run(id)).map_err(script_err)
     });
 
-    // cleanup::cancel(id) — forget a pending action; false when it was not pending.
     let h = host.clone();
-    m.set_native_fn("cancel", move |id: i64| Ok(h.cleanups.cancel(id)));
-
-    engine.register_static_module("cleanup", m.into());
+    let prim = Prim::new("cleanup::cancel(id: int) -> bool")
+        .doc("Forgets a pending undo action; false when it was not pending.");
+    prim.set_in(&mut m, move |id: i64| Ok(h.cleanups.cancel(id)));
+    m
 }
 
 #[cfg(test)]
@@ -185,9 +175,9 @@ mod tests {
             std::fs::write(p, "x").unwrap();
         }
         let cleanups = Cleanups::default();
-        let ia = cleanups.add("remove a", Action::RemovePath(a.clone()));
-        let ib = cleanups.add("remove b", Action::RemovePath(b.clone()));
-        cleanups.add("remove c", Action::RemovePath(c.clone()));
+        let ia = cleanups.add("remove a", Action::remove_path(a.clone()));
+        let ib = cleanups.add("remove b", Action::remove_path(b.clone()));
+        cleanups.add("remove c", Action::remove_path(c.clone()));
         assert!(cleanups.cancel(ib));
         let rt = rt();
         rt.block_on(cleanups.run(ia)).unwrap();

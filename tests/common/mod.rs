@@ -136,6 +136,12 @@ impl TestStack {
         self.config_dir().join("stacks").join(&self.name)
     }
 
+    /// The user's own script folder (`$XDG_CONFIG_HOME/wsm/`) of the stack's runs: scripts
+    /// dropped in here are on the search path (the working directory never is).
+    pub fn script_folder(&self) -> PathBuf {
+        self.dir.path().join(".xdg-config/wsm")
+    }
+
     /// Sets KEY=VALUE in the stack's config file (replacing an earlier value).
     pub fn set(&self, key: &str, value: &str) {
         let path = self.config_file();
