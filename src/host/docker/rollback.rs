@@ -145,16 +145,14 @@ pub(super) async fn deploy_recorded(
     };
     // Recorded even when nothing differs any more: the engine may have undone a failed update
     // itself (`failure_action: rollback`) before the stack's rollback looked.
-    {
-        let recorded = history
-            .append(d, &safety.operation, &status, changed, None)
-            .await;
-        if let Err(e) = recorded {
-            host.warn(&format!(
-                "the failed deploy is not in the history: {}",
-                message_of(&e)
-            ));
-        }
+    let recorded = history
+        .append(d, &safety.operation, &status, changed, None)
+        .await;
+    if let Err(e) = recorded {
+        host.warn(&format!(
+            "the failed deploy is not in the history: {}",
+            message_of(&e)
+        ));
     }
     Err(script_err(verdict))
 }
