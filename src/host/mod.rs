@@ -7,6 +7,7 @@ pub mod args;
 pub mod cleanup;
 pub mod compose;
 pub mod config;
+pub mod digest;
 pub mod docker;
 pub mod fs;
 pub mod http;

@@ -54,6 +54,108 @@ async fn pump(mut from: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>, echo: bo
     }
 }
 
+/// A program started by [`spawn`]: its pid, and the task that waits for it (killing its
+/// process group at the deadline, or when told to).
+pub struct Running {
+    pub pid: u32,
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<Result<Outcome, String>>,
+}
+
+impl Drop for Running {
+    /// A run nobody waits for any more ends with its group (Ctrl-C during `process::run`).
+    fn drop(&mut self) {
+        if !self.done.is_finished() {
+            kill_group(self.pid);
+        }
+    }
+}
+
+/// SIGKILL to the process group `pid` leads: the program and whatever it started.
+fn kill_group(pid: u32) {
+    // SAFETY: killpg with a process group wsm created for its own child.
+    unsafe { libc::killpg(pid as libc::pid_t, libc::SIGKILL) };
+}
+
+/// Starts `argv` in a process group of its own, which dies with wsm (the parent-death signal,
+/// so a runner killed mid-job leaves no job behind), and a task that waits for it until it
+/// ends or `timeout` passes (then the group is killed). Must be called inside the runtime.
+pub fn spawn(
+    argv: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+    max_output: usize,
+    echo: bool,
+) -> Result<Running, String> {
+    let (prog, args) = argv.split_first().ok_or("process::run needs a program")?;
+    let started = Instant::now();
+    let parent = std::process::id() as libc::pid_t;
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setpgid(0, 0) != 0
+                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the signal was asked for.
+            if libc::getppid() != parent {
+                libc::_exit(137);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {prog}: {e}"))?;
+    let pid = child.id().unwrap_or(0);
+    let tail = Arc::new(Mutex::new(Tail {
+        bytes: Vec::new(),
+        max: max_output,
+        dropped: false,
+    }));
+    let out = tokio::spawn(pump(child.stdout.take().unwrap(), tail.clone(), echo));
+    let err = tokio::spawn(pump(child.stderr.take().unwrap(), tail.clone(), echo));
+    let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+    let prog = prog.clone();
+    let done = tokio::spawn(async move {
+        let (status, timed_out) = tokio::select! {
+            status = child.wait() => (status.map_err(|e| format!("waiting for {prog}: {e}"))?, false),
+            r = tokio::time::timeout(timeout, killed) => {
+                kill_group(pid);
+                let _ = child.kill().await;
+                (child.wait().await.map_err(|e| e.to_string())?, r.is_err())
+            }
+        };
+        // What the program started goes with it; a grandchild may keep the pipes open: give
+        // the readers a moment, not forever.
+        kill_group(pid);
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = out.await;
+            let _ = err.await;
+        })
+        .await;
+        let t = tail.lock().await;
+        Ok(Outcome {
+            code: status.code().map(i64::from).unwrap_or(-1),
+            timed_out,
+            output: String::from_utf8_lossy(&t.bytes).into_owned(),
+            truncated: t.dropped,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    });
+    Ok(Running {
+        pid,
+        kill: Some(kill),
+        done,
+    })
+}
+
 /// Runs `argv` until it ends or `timeout` passes (then it is killed).
 pub async fn run(
     argv: &[String],
@@ -62,48 +164,81 @@ pub async fn run(
     max_output: usize,
     echo: bool,
 ) -> Result<Outcome, String> {
-    let (prog, args) = argv.split_first().ok_or("process::run needs a program")?;
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(prog)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run {prog}: {e}"))?;
-    let tail = Arc::new(Mutex::new(Tail {
-        bytes: Vec::new(),
-        max: max_output,
-        dropped: false,
-    }));
-    let out = tokio::spawn(pump(child.stdout.take().unwrap(), tail.clone(), echo));
-    let err = tokio::spawn(pump(child.stderr.take().unwrap(), tail.clone(), echo));
-    let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(status) => (
-            status.map_err(|e| format!("waiting for {prog}: {e}"))?,
-            false,
-        ),
-        Err(_) => {
-            let _ = child.kill().await;
-            (child.wait().await.map_err(|e| e.to_string())?, true)
-        }
+    let mut r = spawn(argv, env, timeout, max_output, echo)?;
+    finish(&mut r).await
+}
+
+/// The outcome of a run, waiting for it to end.
+async fn finish(r: &mut Running) -> Result<Outcome, String> {
+    (&mut r.done)
+        .await
+        .map_err(|e| format!("waiting for the program: {e}"))?
+}
+
+/// A program `process::start` started, as scripts hold it.
+#[derive(Clone)]
+pub struct Child(Arc<std::sync::Mutex<ChildState>>);
+
+struct ChildState {
+    running: Option<Running>,
+    outcome: Option<Map>,
+    pid: i64,
+}
+
+fn outcome_map(o: Outcome) -> Map {
+    let mut r = Map::new();
+    r.insert("code".into(), Dynamic::from_int(o.code));
+    r.insert("timed_out".into(), o.timed_out.into());
+    r.insert("output".into(), o.output.into());
+    r.insert("truncated".into(), o.truncated.into());
+    r.insert("seconds".into(), Dynamic::from_float(o.seconds));
+    r
+}
+
+/// The options of `process::run` and `process::start`.
+fn options(argv: Array, opts: &Map) -> (Vec<String>, Vec<(String, String)>, Duration, usize, bool) {
+    let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+    let int = |k: &str, d: i64| opts.get(k).and_then(|v| v.as_int().ok()).unwrap_or(d);
+    let timeout = Duration::from_secs(int("timeout", 3600).max(1) as u64);
+    let max = int("max_output", 65536).clamp(0, 16 << 20) as usize;
+    let echo = opts
+        .get("echo")
+        .and_then(|v| v.as_bool().ok())
+        .unwrap_or(false);
+    let env: Vec<(String, String)> = opts
+        .get("env")
+        .and_then(|v| v.clone().try_cast::<Map>())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    (argv, env, timeout, max, echo)
+}
+
+/// The child's outcome when it has ended within `wait`; None while it runs.
+fn poll(h: &Host, c: &Child, wait: Duration) -> ScriptResult<Option<Map>> {
+    let mut s = c.0.lock().expect("child");
+    if let Some(o) = &s.outcome {
+        return Ok(Some(o.clone()));
+    }
+    let Some(r) = s.running.as_mut() else {
+        return Ok(None);
     };
-    // A grandchild may keep the pipes open: give the readers a moment, not forever.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = out.await;
-        let _ = err.await;
-    })
-    .await;
-    let t = tail.lock().await;
-    Ok(Outcome {
-        code: status.code().map(i64::from).unwrap_or(-1),
-        timed_out,
-        output: String::from_utf8_lossy(&t.bytes).into_owned(),
-        truncated: t.dropped,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    let ended = h.block(async {
+        match tokio::time::timeout(wait, finish(r)).await {
+            Ok(o) => o.map(Some).map_err(script_err),
+            Err(_) => Ok(None),
+        }
+    })?;
+    if let Some(o) = ended {
+        let m = outcome_map(o);
+        s.outcome = Some(m.clone());
+        s.running = None;
+        return Ok(Some(m));
+    }
+    Ok(None)
 }
 
 /// Registers the `process::` module.
@@ -115,35 +250,35 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     // #{code, timed_out, output, truncated, seconds}.
     let h = host.clone();
     m.set_native_fn("run", move |argv: Array, opts: Map| -> ScriptResult<Map> {
-        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
-        let int = |k: &str, d: i64| opts.get(k).and_then(|v| v.as_int().ok()).unwrap_or(d);
-        let timeout = Duration::from_secs(int("timeout", 3600).max(1) as u64);
-        let max = int("max_output", 65536).clamp(0, 16 << 20) as usize;
-        let echo = opts
-            .get("echo")
-            .and_then(|v| v.as_bool().ok())
-            .unwrap_or(false);
-        let env: Vec<(String, String)> = opts
-            .get("env")
-            .and_then(|v| v.clone().try_cast::<Map>())
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let (argv, env, timeout, max, echo) = options(argv, &opts);
         let o = h.block(async {
             run(&argv, &env, timeout, max, echo)
                 .await
                 .map_err(script_err)
         })?;
-        let mut r = Map::new();
-        r.insert("code".into(), Dynamic::from_int(o.code));
-        r.insert("timed_out".into(), o.timed_out.into());
-        r.insert("output".into(), o.output.into());
-        r.insert("truncated".into(), o.truncated.into());
-        r.insert("seconds".into(), Dynamic::from_float(o.seconds));
-        Ok(r)
+        Ok(outcome_map(o))
+    });
+    // process::start(argv, opts) — start a program as `run` does (same opts) and return at
+    // once: a Child to poll, wait for or kill. It dies with wsm.
+    let h = host.clone();
+    m.set_native_fn(
+        "start",
+        move |argv: Array, opts: Map| -> ScriptResult<Child> {
+            let (argv, env, timeout, max, echo) = options(argv, &opts);
+            let _rt = h.rt.enter();
+            let r = spawn(&argv, &env, timeout, max, echo).map_err(script_err)?;
+            Ok(Child(Arc::new(std::sync::Mutex::new(ChildState {
+                pid: i64::from(r.pid),
+                running: Some(r),
+                outcome: None,
+            }))))
+        },
+    );
+    // process::clock() — seconds on this process's monotonic clock: for measuring how long
+    // something lasted, which no change of the wall clock disturbs.
+    let started = Instant::now();
+    m.set_native_fn("clock", move || -> ScriptResult<f64> {
+        Ok(started.elapsed().as_secs_f64())
     });
     // process::exe() — the path of the running wsm binary.
     m.set_native_fn("exe", || -> ScriptResult<String> {
@@ -152,6 +287,30 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             .map_err(|e| script_err(format!("cannot find wsm's own binary: {e}")))
     });
     engine.register_static_module("process", m.into());
+    engine.register_type_with_name::<Child>("Child");
+    // c.pid — the child's process id (and its process group's).
+    engine.register_get("pid", |c: &mut Child| c.0.lock().expect("child").pid);
+    // c.wait(ms) — the outcome map (as process::run's) once it has ended; () if it still runs
+    // after `ms` milliseconds.
+    let h = host.clone();
+    engine.register_fn(
+        "wait",
+        move |c: &mut Child, ms: i64| -> ScriptResult<Dynamic> {
+            let wait = Duration::from_millis(ms.max(0) as u64);
+            Ok(poll(&h, c, wait)?
+                .map(Dynamic::from_map)
+                .unwrap_or(Dynamic::UNIT))
+        },
+    );
+    // c.kill() — end it and what it started (SIGKILL to its process group).
+    engine.register_fn("kill", |c: &mut Child| {
+        let mut s = c.0.lock().expect("child");
+        if let Some(r) = s.running.as_mut() {
+            if let Some(k) = r.kill.take() {
+                let _ = k.send(());
+            }
+        }
+    });
 }
 
 #[cfg(test)]

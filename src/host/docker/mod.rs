@@ -12,6 +12,7 @@ pub mod context;
 mod converge;
 mod diff;
 mod image;
+mod keys;
 mod objects;
 mod plan;
 mod raw;
@@ -398,6 +399,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     swarm::register(engine, host);
     service::register(engine, host);
     store::register(engine, host);
+    keys::register(engine, host);
     rollback::register(engine, host);
     plan::register(engine, host);
 }
