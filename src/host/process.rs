@@ -71,21 +71,31 @@ impl Drop for Running {
     }
 }
 
+/// How long a program told to end (SIGTERM) has before it is killed.
+const GRACE: Duration = Duration::from_secs(5);
+
 /// SIGKILL to the process group `pid` leads: the program and whatever it started.
 fn kill_group(pid: u32) {
-    // SAFETY: killpg with a process group wsm created for its own child.
-    unsafe { libc::killpg(pid as libc::pid_t, libc::SIGKILL) };
+    signal_group(pid, libc::SIGKILL);
 }
 
-/// Starts `argv` in a process group of its own, which dies with wsm (the parent-death signal,
-/// so a runner killed mid-job leaves no job behind), and a task that waits for it until it
-/// ends or `timeout` passes (then the group is killed). Must be called inside the runtime.
+fn signal_group(pid: u32, signal: libc::c_int) {
+    // SAFETY: killpg with a process group wsm created for its own child.
+    unsafe { libc::killpg(pid as libc::pid_t, signal) };
+}
+
+/// Starts `argv` in a process group of its own, which dies with wsm: the parent-death signal
+/// `on_parent_death` reaches it however wsm ends (SIGKILL included). A wsm child given SIGTERM
+/// takes its own children's groups down with it, so a runner killed mid-job leaves nothing
+/// behind. A task waits for it until it ends or `timeout` passes (then the group is killed).
+/// Must be called inside the runtime.
 pub fn spawn(
     argv: &[String],
     env: &[(String, String)],
     timeout: Duration,
     max_output: usize,
     echo: bool,
+    on_parent_death: libc::c_int,
 ) -> Result<Running, String> {
     let (prog, args) = argv.split_first().ok_or("process::run needs a program")?;
     let started = Instant::now();
@@ -101,7 +111,7 @@ pub fn spawn(
     unsafe {
         cmd.pre_exec(move || {
             if libc::setpgid(0, 0) != 0
-                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0
+                || libc::prctl(libc::PR_SET_PDEATHSIG, on_parent_death as libc::c_ulong) != 0
             {
                 return Err(std::io::Error::last_os_error());
             }
@@ -127,8 +137,12 @@ pub fn spawn(
         let (status, timed_out) = tokio::select! {
             status = child.wait() => (status.map_err(|e| format!("waiting for {prog}: {e}"))?, false),
             r = tokio::time::timeout(timeout, killed) => {
-                kill_group(pid);
-                let _ = child.kill().await;
+                // SIGTERM first, so a wsm job ends what it started; SIGKILL after a grace.
+                signal_group(pid, libc::SIGTERM);
+                if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+                    kill_group(pid);
+                    let _ = child.kill().await;
+                }
                 (child.wait().await.map_err(|e| e.to_string())?, r.is_err())
             }
         };
@@ -164,7 +178,7 @@ pub async fn run(
     max_output: usize,
     echo: bool,
 ) -> Result<Outcome, String> {
-    let mut r = spawn(argv, env, timeout, max_output, echo)?;
+    let mut r = spawn(argv, env, timeout, max_output, echo, libc::SIGKILL)?;
     finish(&mut r).await
 }
 
@@ -241,6 +255,52 @@ fn poll(h: &Host, c: &Child, wait: Duration) -> ScriptResult<Option<Map>> {
     Ok(None)
 }
 
+/// Whether any process of group `pid` is left.
+fn group_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the group has a member.
+    unsafe { libc::killpg(pid as libc::pid_t, 0) == 0 }
+}
+
+/// Ends process group `pid`: SIGTERM, then SIGKILL after [`GRACE`]; returns once it is empty.
+async fn end_group(pid: u32) -> Result<(), String> {
+    for (signal, wait) in [
+        (libc::SIGTERM, GRACE),
+        (libc::SIGKILL, Duration::from_secs(3)),
+    ] {
+        signal_group(pid, signal);
+        let until = Instant::now() + wait;
+        while group_alive(pid) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !group_alive(pid) {
+            return Ok(());
+        }
+    }
+    Err(format!("process group {pid} is still there"))
+}
+
+/// Adds `cleanup::end_group` to the `cleanup::` module.
+pub fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
+    // cleanup::end_group(pid, what) — end the process group `pid` (a Child's) when the command
+    // ends by error, Ctrl-C or SIGTERM: SIGTERM, SIGKILL after 5 s, and wait until it is gone;
+    // returns its id.
+    let h = host.clone();
+    m.set_native_fn(
+        "end_group",
+        move |pid: i64, what: &str| -> ScriptResult<i64> {
+            let pid =
+                u32::try_from(pid).map_err(|_| script_err(format!("{pid} is not a process id")))?;
+            if pid < 2 {
+                return Err(script_err(format!(
+                    "{pid} is not a process group wsm started"
+                )));
+            }
+            let action = super::cleanup::Action::new(move || end_group(pid));
+            Ok(h.cleanups.add(what, action))
+        },
+    );
+}
+
 /// Registers the `process::` module.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
@@ -266,7 +326,8 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         move |argv: Array, opts: Map| -> ScriptResult<Child> {
             let (argv, env, timeout, max, echo) = options(argv, &opts);
             let _rt = h.rt.enter();
-            let r = spawn(&argv, &env, timeout, max, echo).map_err(script_err)?;
+            // SIGTERM when wsm dies: a wsm job then ends what it started before it goes.
+            let r = spawn(&argv, &env, timeout, max, echo, libc::SIGTERM).map_err(script_err)?;
             Ok(Child(Arc::new(std::sync::Mutex::new(ChildState {
                 pid: i64::from(r.pid),
                 running: Some(r),

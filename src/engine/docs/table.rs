@@ -138,6 +138,8 @@ pub const DOCS: &[Doc] = &[
     doc!("archive::check_output", ["archive::check_output(path: string) -> string"], "Refuses (exit 2) an output file that is a device, FIFO, socket or folder, or whose folder does not exist; returns the path to write."),
     // cleanup::
     doc!("cleanup::exec", ["cleanup::exec(engine: Engine, container: string, argv: array, what: string) -> int"], "Registers an undo action: run `argv` in the container when the command ends by error, Ctrl-C or SIGTERM, unless run or cancelled first. Returns its id."),
+    doc!("cleanup::store_write", ["cleanup::store_write(engine: Engine, name: string, value, version: int, what: string) -> int"], "Writes the store document `name` (as `e.store_write` does, at `version`) when the command ends by an error, Ctrl-C or SIGTERM, unless `cleanup::run` or `cleanup::cancel` came first; returns its id. The jobs runner gives its lease up this way."),
+    doc!("cleanup::end_group", ["cleanup::end_group(pid: int, what: string) -> int"], "Ends the process group `pid` (a `Child`'s) when the command ends by an error, Ctrl-C or SIGTERM, unless run or cancelled first: SIGTERM, SIGKILL after 5 s, and returns once the group is gone. Returns its id."),
     doc!("cleanup::run", ["cleanup::run(id: int)"], "Runs a pending undo action now (the normal path); Ctrl-C does not cut it short."),
     doc!("cleanup::cancel", ["cleanup::cancel(id: int) -> bool"], "Forgets a pending undo action; false when it was not pending."),
     // fs::

@@ -22,9 +22,11 @@ mod service;
 mod ssh_transport;
 mod stack;
 pub mod store;
+mod store_cleanup;
 mod swarm;
 
 pub use container::{exec_collect, register_cleanup};
+pub use store_cleanup::register_store_cleanup;
 
 use std::collections::HashMap;
 use std::future::Future;
