@@ -456,3 +456,88 @@ fn clocks_ten_minutes_apart_cost_at_most_one_slot() {
         "{logs}"
     );
 }
+
+/// A pass-through to the local engine's socket that notes the request line of every request
+/// (the engine answers as ever; this only counts).
+fn counting_proxy(path: &Path) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::{Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = UnixListener::bind(path).unwrap();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let mut engine = UnixStream::connect("/var/run/docker.sock").unwrap();
+            let (mut client_back, mut engine_in) =
+                (client.try_clone().unwrap(), engine.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut engine, &mut client_back));
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let mut line = Vec::new();
+                while let Ok(n) = client.read(&mut buf) {
+                    if n == 0 || engine_in.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    for &b in &buf[..n] {
+                        if b == b'\n' {
+                            let l = String::from_utf8_lossy(&line).trim().to_string();
+                            if ["GET /", "POST /", "DELETE /", "HEAD /", "PUT /"]
+                                .iter()
+                                .any(|m| l.starts_with(m))
+                            {
+                                log.lock().unwrap().push(l);
+                            }
+                            line.clear();
+                        } else if line.len() < 512 {
+                            line.push(b);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    seen
+}
+
+#[test]
+fn an_idle_runner_does_not_list_the_store_every_second() {
+    let mut bed = Bed::new();
+    let job = unique("wsmjobidle");
+    let r = bed.add(&job, "1h", "print(\"hourly\");", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    bed.key();
+    bed.uninstall();
+    let socket = bed.path("docker.sock");
+    let seen = counting_proxy(&socket);
+    let key = bed.key();
+    let log = std::fs::File::create(bed.path("idle.log")).unwrap();
+    use std::os::unix::process::CommandExt;
+    let child = Command::new(env!("CARGO_BIN_EXE_wsm"))
+        .args(["jobs", "runner"])
+        .env("WSM_JOBS_KEY_FILE", &key)
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    bed.local.push(child);
+    wait_for("the runner to take the lease", 30, || {
+        bed.log("idle").contains("holds the lease")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let before = seen.lock().unwrap().len();
+    std::thread::sleep(Duration::from_secs(20));
+    let window: Vec<String> = seen.lock().unwrap()[before..].to_vec();
+    let lists = window
+        .iter()
+        .filter(|l| l.contains("/configs?") || l.ends_with("/configs HTTP/1.1"))
+        .count();
+    eprintln!(
+        "in 20 s idle the acting runner made {} requests, {lists} of them listing the store",
+        window.len()
+    );
+    assert!(lists <= 3, "{lists} listings in 20 s: {window:#?}");
+}
