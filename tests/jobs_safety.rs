@@ -541,3 +541,35 @@ fn an_idle_runner_does_not_list_the_store_every_second() {
     );
     assert!(lists <= 3, "{lists} listings in 20 s: {window:#?}");
 }
+
+#[test]
+fn slots_missed_while_the_runner_runs_another_job_say_so() {
+    let mut bed = Bed::new();
+    let slow = unique("wsmjobslow");
+    let fast = unique("wsmjobfast");
+    let r = bed.add(&slow, "10s", "term::sleep(6000);", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = bed.add(&fast, "2s", "print(\"fast\");", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    wait_for(
+        "a slot of the fast job missed while the slow one ran",
+        90,
+        || {
+            runs(&fast)["missed"].as_array().is_some_and(|m| {
+                m.iter().any(|m| {
+                    m["why"]
+                        .as_str()
+                        .is_some_and(|w| w.contains(&format!("busy with job {slow}")))
+                })
+            })
+        },
+    );
+    let doc = runs(&fast);
+    let wrong: Vec<&Value> = doc["missed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["why"] == "no runner could act")
+        .collect();
+    assert!(wrong.is_empty(), "the runner was there all along: {doc}");
+}
