@@ -9,6 +9,7 @@ use rhai::{Dynamic, Engine, Module};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::doc::Prim;
 use super::{script_err, to_json, ScriptResult};
 
 /// The most a key file may hold: a key, not a document.
@@ -79,27 +80,36 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// Registers the `digest::` module.
 pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
-    // digest::sha256(text) — the SHA-256 of the text, hex.
-    m.set_native_fn("sha256", |text: &str| -> ScriptResult<String> {
+    let prim =
+        Prim::new("digest::sha256(text: string) -> string").doc("The SHA-256 of the text, hex.");
+    prim.set_in(&mut m, |text: &str| -> ScriptResult<String> {
         Ok(hex::encode(Sha256::digest(text.as_bytes())))
     });
-    // digest::canonical(value) — the value's canonical JSON: keys sorted, no spaces.
-    m.set_native_fn("canonical", |value: Dynamic| -> ScriptResult<String> {
+    let prim = Prim::new("digest::canonical(value) -> string").doc(
+        "The value's canonical JSON: map keys sorted at every level, no spaces; the same value \
+         read back from the store gives the same text.",
+    );
+    prim.set_in(&mut m, |value: Dynamic| -> ScriptResult<String> {
         Ok(canonical(&to_json(&value)?))
     });
-    // digest::hmac(key_file, text) — HMAC-SHA256 of the text under the key held in key_file,
-    // hex; the key never reaches the script.
-    m.set_native_fn(
-        "hmac",
+    let prim = Prim::new("digest::hmac(key_file: string, text: string) -> string").doc(
+        "HMAC-SHA256 of the text under the key held in `key_file` (16 to 4096 bytes), hex. The \
+         key never reaches the script.",
+    );
+    prim.set_in(
+        &mut m,
         |key_file: &str, text: &str| -> ScriptResult<String> {
             let key = read_key(key_file).map_err(script_err)?;
             Ok(hex::encode(hmac_sha256(&key, text.as_bytes())))
         },
     );
-    // digest::hmac_verify(key_file, text, mac) — whether `mac` (hex) is the text's HMAC under
-    // the key in key_file, compared in constant time.
-    m.set_native_fn(
-        "hmac_verify",
+    let prim =
+        Prim::new("digest::hmac_verify(key_file: string, text: string, mac: string) -> bool").doc(
+            "Whether `mac` (hex) is the text's HMAC-SHA256 under the key in `key_file`, compared \
+             in constant time.",
+        );
+    prim.set_in(
+        &mut m,
         |key_file: &str, text: &str, mac: &str| -> ScriptResult<bool> {
             let key = read_key(key_file).map_err(script_err)?;
             let want = hmac_sha256(&key, text.as_bytes());

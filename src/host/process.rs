@@ -9,6 +9,7 @@ use rhai::{Array, Dynamic, Engine, Map, Module};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Mutex;
 
+use super::doc::{check_opts, Opt, Prim};
 use super::{script_err, Host, ScriptResult};
 
 /// What a finished run gave.
@@ -281,35 +282,46 @@ async fn end_group(pid: u32) -> Result<(), String> {
 
 /// Adds `cleanup::end_group` to the `cleanup::` module.
 pub fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
-    // cleanup::end_group(pid, what) — end the process group `pid` (a Child's) when the command
-    // ends by error, Ctrl-C or SIGTERM: SIGTERM, SIGKILL after 5 s, and wait until it is gone;
-    // returns its id.
     let h = host.clone();
-    m.set_native_fn(
-        "end_group",
-        move |pid: i64, what: &str| -> ScriptResult<i64> {
-            let pid =
-                u32::try_from(pid).map_err(|_| script_err(format!("{pid} is not a process id")))?;
-            if pid < 2 {
-                return Err(script_err(format!(
-                    "{pid} is not a process group wsm started"
-                )));
-            }
-            let action = super::cleanup::Action::new(move || end_group(pid));
-            Ok(h.cleanups.add(what, action))
-        },
+    let prim = Prim::new("cleanup::end_group(pid: int, what: string) -> int").doc(
+        "Ends the process group `pid` (a `Child`'s) when the command ends by an error, Ctrl-C or \
+         SIGTERM, unless run or cancelled first: SIGTERM, SIGKILL after 5 s, and returns once \
+         the group is gone. Returns its id.",
     );
+    prim.set_in(m, move |pid: i64, what: &str| -> ScriptResult<i64> {
+        let pid =
+            u32::try_from(pid).map_err(|_| script_err(format!("{pid} is not a process id")))?;
+        if pid < 2 {
+            return Err(script_err(format!(
+                "{pid} is not a process group wsm started"
+            )));
+        }
+        let action = super::cleanup::Action::new(move || end_group(pid));
+        Ok(h.cleanups.add(what, action))
+    });
 }
+
+/// `process::run`'s options.
+const RUN_OPTS: &[Opt] = &[
+    ("timeout", "seconds, 3600; then it is killed"),
+    ("max_output", "bytes of output kept, the last ones; 65536"),
+    ("echo", "false; true: also writes its output to stdout"),
+    ("env", "a map added to its environment"),
+];
 
 /// Registers the `process::` module.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
-    // process::run(argv, #{timeout, max_output, echo, env}) — run a program to its end (killed
-    // after `timeout` seconds, 3600), with `env` added to its environment, capturing the last
-    // `max_output` bytes (65536) of its output, also written to stdout when `echo`;
-    // #{code, timed_out, output, truncated, seconds}.
     let h = host.clone();
-    m.set_native_fn("run", move |argv: Array, opts: Map| -> ScriptResult<Map> {
+    let prim = Prim::new("process::run(argv: array, opts: map) -> map")
+        .opts(RUN_OPTS)
+        .doc(
+            "Runs a program to its end: `#{code, timed_out, output, truncated, seconds}`. At the \
+             deadline its process group gets SIGTERM, then SIGKILL 5 s later. Fails only when it \
+             cannot start.",
+        );
+    prim.set_in(&mut m, move |argv: Array, opts: Map| -> ScriptResult<Map> {
+        check_opts("process::run", &opts, RUN_OPTS)?;
         let (argv, env, timeout, max, echo) = options(argv, &opts);
         let o = h.block(async {
             run(&argv, &env, timeout, max, echo)
@@ -318,15 +330,21 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         })?;
         Ok(outcome_map(o))
     });
-    // process::start(argv, opts) — start a program as `run` does (same opts) and return at
-    // once: a Child to poll, wait for or kill. It dies with wsm.
     let h = host.clone();
-    m.set_native_fn(
-        "start",
+    let prim = Prim::new("process::start(argv: array, opts: map) -> Child")
+        .opts(RUN_OPTS)
+        .doc(
+            "Starts a program as `process::run` does (the same opts) and returns at once. It runs \
+             in a process group of its own, which is ended at the deadline and gets SIGTERM \
+             when wsm dies, however it dies (a wsm job then ends what it started), so a runner \
+             killed mid-job leaves nothing running.",
+        );
+    prim.set_in(
+        &mut m,
         move |argv: Array, opts: Map| -> ScriptResult<Child> {
+            check_opts("process::start", &opts, RUN_OPTS)?;
             let (argv, env, timeout, max, echo) = options(argv, &opts);
             let _rt = h.rt.enter();
-            // SIGTERM when wsm dies: a wsm job then ends what it started before it goes.
             let r = spawn(&argv, &env, timeout, max, echo, libc::SIGTERM).map_err(script_err)?;
             Ok(Child(Arc::new(std::sync::Mutex::new(ChildState {
                 pid: i64::from(r.pid),
@@ -335,27 +353,32 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             }))))
         },
     );
-    // process::clock() — seconds on this process's monotonic clock: for measuring how long
-    // something lasted, which no change of the wall clock disturbs.
     let started = Instant::now();
-    m.set_native_fn("clock", move || -> ScriptResult<f64> {
+    let prim = Prim::new("process::clock() -> float").doc(
+        "Seconds on this process's monotonic clock (from an arbitrary start): how long something \
+         lasted, undisturbed by changes of the wall clock.",
+    );
+    prim.set_in(&mut m, move || -> ScriptResult<f64> {
         Ok(started.elapsed().as_secs_f64())
     });
-    // process::exe() — the path of the running wsm binary.
-    m.set_native_fn("exe", || -> ScriptResult<String> {
+    let prim = Prim::new("process::exe() -> string").doc("The path of the running wsm binary.");
+    prim.set_in(&mut m, || -> ScriptResult<String> {
         std::env::current_exe()
             .map(|p| p.display().to_string())
             .map_err(|e| script_err(format!("cannot find wsm's own binary: {e}")))
     });
     engine.register_static_module("process", m.into());
     engine.register_type_with_name::<Child>("Child");
-    // c.pid — the child's process id (and its process group's).
-    engine.register_get("pid", |c: &mut Child| c.0.lock().expect("child").pid);
-    // c.wait(ms) — the outcome map (as process::run's) once it has ended; () if it still runs
-    // after `ms` milliseconds.
+    let prim = Prim::new("child.pid -> int")
+        .doc("The process id of a program `process::start` started (and of its process group).");
+    prim.register(engine, |c: &mut Child| c.0.lock().expect("child").pid);
     let h = host.clone();
-    engine.register_fn(
-        "wait",
+    let prim = Prim::new("child.wait(ms: int) -> map").doc(
+        "The outcome (as `process::run` gives it) once the program has ended; () when it still \
+         runs after `ms` milliseconds.",
+    );
+    prim.register(
+        engine,
         move |c: &mut Child, ms: i64| -> ScriptResult<Dynamic> {
             let wait = Duration::from_millis(ms.max(0) as u64);
             Ok(poll(&h, c, wait)?
@@ -363,8 +386,11 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
                 .unwrap_or(Dynamic::UNIT))
         },
     );
-    // c.kill() — end it and what it started (SIGKILL to its process group).
-    engine.register_fn("kill", |c: &mut Child| {
+    let prim = Prim::new("child.kill()").doc(
+        "Ends the program and what it started: SIGTERM to its process group, SIGKILL 5 s later; \
+         `wait` then gives its outcome.",
+    );
+    prim.register(engine, |c: &mut Child| {
         let mut s = c.0.lock().expect("child");
         if let Some(r) = s.running.as_mut() {
             if let Some(k) = r.kill.take() {

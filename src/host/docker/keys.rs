@@ -12,6 +12,7 @@ use bollard::models::SecretSpec;
 use rhai::{Engine, Map};
 
 use super::{docker_message, status_of, EngineHandle};
+use crate::host::doc::Prim;
 use crate::host::{script_err, usage_err, Host, ScriptResult};
 
 /// The bytes of a new key.
@@ -46,11 +47,14 @@ async fn create_random(
 
 /// Registers `e.secret_create_random`.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.secret_create_random(name, labels) — create the secret `name` holding a fresh random
-    // key (32 bytes) that nobody is shown; false when a secret of that name exists already.
     let h = host.clone();
-    engine.register_fn(
-        "secret_create_random",
+    let prim = Prim::new("e.secret_create_random(name: string, labels: map) -> bool").doc(
+        "Creates the secret `name` holding a fresh random key (32 bytes) that nobody is shown: \
+         only a service it is mounted into can read it. False when a secret of that name exists \
+         (its key is kept).",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, name: &str, labels: Map| -> ScriptResult<bool> {
             if name.is_empty() {
                 return Err(usage_err("a secret needs a name"));

@@ -8,16 +8,22 @@ use rhai::{Dynamic, Module};
 
 use super::{store, EngineHandle};
 use crate::host::cleanup::Action;
+use crate::host::doc::Prim;
 use crate::host::{to_json, Host, ScriptResult};
 
 /// Adds `cleanup::store_write` to the `cleanup::` module.
 pub fn register_store_cleanup(m: &mut Module, host: &Arc<Host>) {
-    // cleanup::store_write(engine, name, value, version, what) — write the document (as
-    // e.store_write does, at `version`) when the command ends by error, Ctrl-C or SIGTERM,
-    // unless run or cancelled first; returns its id.
     let h = host.clone();
-    m.set_native_fn(
-        "store_write",
+    let prim = Prim::new(
+        "cleanup::store_write(engine: Engine, name: string, value, version: int, what: string) -> int",
+    )
+    .doc(
+        "Writes the store document `name` (as `e.store_write` does, at `version`) when the \
+         command ends by an error, Ctrl-C or SIGTERM, unless `cleanup::run` or `cleanup::cancel` \
+         came first; returns its id. The jobs runner gives its lease up this way.",
+    );
+    prim.set_in(
+        m,
         move |e: EngineHandle,
               name: &str,
               value: Dynamic,
