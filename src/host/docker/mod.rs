@@ -10,8 +10,9 @@
 mod container;
 pub mod context;
 mod converge;
-mod diff;
+pub(crate) mod diff;
 pub mod fence;
+mod history;
 mod image;
 mod keys;
 mod objects;
@@ -475,5 +476,6 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     store::register(engine, host);
     keys::register(engine, host);
     rollback::register(engine, host);
+    history::register(engine, host);
     plan::register(engine, host);
 }
