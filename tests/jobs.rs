@@ -213,6 +213,10 @@ fn bad_jobs_are_refused_and_nothing_is_stored() {
             "--timeout",
         ),
         (vec!["--every", "5s", "bad/name", "ls"], "is not a job name"),
+        (
+            vec!["--every", "5s", "-e", "LD_PRELOAD=/tmp/x.so", &name, "ls"],
+            "chooses what code runs",
+        ),
     ] {
         let mut all = vec!["jobs", "add"];
         all.extend(args.iter().copied());

@@ -84,6 +84,7 @@ impl Shell {
         host::args::register(&mut engine);
         host::node_id::register(&mut engine);
         host::schedule::register(&mut engine);
+        host::digest::register(&mut engine);
         host::process::register(&mut engine, &host);
         host::config::register(&mut engine, &host);
         host::compose::register(&mut engine, &host);
@@ -95,6 +96,8 @@ impl Shell {
         host::archive::register(&mut engine, &host);
         let mut cleanup = host::cleanup::module(&host);
         host::docker::register_cleanup(&mut cleanup, &host);
+        host::docker::register_store_cleanup(&mut cleanup, &host);
+        host::process::register_cleanup(&mut cleanup, &host);
         engine.register_static_module("cleanup", cleanup.into());
         host::ssh::register(&mut engine, &host);
         host::lock::register(&mut engine, &host);

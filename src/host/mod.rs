@@ -8,6 +8,7 @@ pub mod bounded;
 pub mod cleanup;
 pub mod compose;
 pub mod config;
+pub mod digest;
 pub mod doc;
 pub mod docker;
 pub mod fs;

@@ -70,3 +70,38 @@ pub fn check_slots(runs: &Value, every: i64) -> (Vec<i64>, BTreeSet<i64>) {
     }
     (run, missed)
 }
+
+/// Creates the config object of store document `name` holding `value`, as anyone with the
+/// right to create configs could: one `docker config create`, the checksum computed as wsm
+/// computes it. Returns the object's name.
+#[allow(dead_code)]
+pub fn forge_store_doc(name: &str, value: &Value) -> String {
+    use sha2::Digest;
+    use std::io::Write;
+    let json = serde_json::to_vec(value).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&json).unwrap();
+    let data = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+    let sum = hex::encode(sha2::Sha256::digest(&json));
+    raw_store_doc(name, &data, &sum)
+}
+
+/// Creates the config object of store document `name` with these labels as they are.
+#[allow(dead_code)]
+pub fn raw_store_doc(name: &str, data: &str, sum: &str) -> String {
+    let object = format!("wsm-state-{name}");
+    let out = Command::new("docker")
+        .args(["config", "create", "--label", "wsm.state=1"])
+        .args(["--label", &format!("wsm.state.name={name}")])
+        .args(["--label", &format!("wsm.state.data={data}")])
+        .args(["--label", &format!("wsm.state.sha256={sum}")])
+        .args([&object, "/etc/hostname"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    object
+}

@@ -206,6 +206,7 @@ pub fn receiver(ty: &str) -> &'static str {
         "Engine" => "e",
         "SshSession" => "s",
         "StackLock" => "lock",
+        "Child" => "child",
         "Stack" => "st",
         _ => "x",
     }

@@ -41,6 +41,16 @@ pub const SECTIONS: &[(&str, &str)] = &[
         "tar.gz archives of container folders: consistent dumps, checksums, copies in and out.",
     ),
     (
+        "digest",
+        "Digests of values, and keyed digests (HMAC-SHA256) under a key read from a file the \
+         script never sees.",
+    ),
+    (
+        "Child",
+        "A program `process::start` started and did not wait for: wait for its outcome or kill \
+         it.",
+    ),
+    (
         "cleanup",
         "Undo actions the host runs however a command ends (error, Ctrl-C, SIGTERM).",
     ),

@@ -14,6 +14,7 @@ pub(crate) mod diff;
 pub mod fence;
 mod history;
 mod image;
+mod keys;
 mod objects;
 mod plan;
 mod raw;
@@ -24,11 +25,13 @@ mod ssh_transport;
 mod stack;
 pub mod state_object;
 pub mod store;
+mod store_cleanup;
 mod swarm;
 pub mod tls;
 mod verdict;
 
 pub use container::{exec_collect, register_cleanup};
+pub use store_cleanup::register_store_cleanup;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -472,6 +475,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     swarm::register(engine, host);
     service::register(engine, host);
     store::register(engine, host);
+    keys::register(engine, host);
     rollback::register(engine, host);
     history::register(engine, host);
     plan::register(engine, host);
