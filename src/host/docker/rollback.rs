@@ -235,7 +235,9 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
     let prim = Prim::new("e.stack_history(stack: string) -> array").doc(
         "The stack's kept revisions, oldest first: `#{rev, time, by (user@host), operation, \
-         status, changes, images}`.",
+         status, changes, images}`; a status says how a deploy ended (`deployed`, `failed: …`, \
+         `interrupted …` with the command that returns the stack). A stored document that is not \
+         a history is an error naming it, never an empty list.",
     );
     prim.register(
         engine,
