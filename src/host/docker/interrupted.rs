@@ -4,9 +4,10 @@
 //! says why.
 //!
 //! The record is a cleanup action (`cleanup`), registered before the deploy changes anything,
-//! since an interrupt drops the deploy's future where it stands: the host runs the action
-//! however the command ends, and on SIGTERM before the process exits. A deploy that ends
-//! without an interrupt, well or not, records itself and cancels the action.
+//! since an interrupt drops the deploy's future where it stands: the dropped guard runs it at
+//! once (the stack's lock still held), and were that cut short, the host runs it however the
+//! command ends, on SIGTERM before the process exits. A deploy that ends without an interrupt,
+//! well or not, records itself and cancels the action.
 
 use serde_json::Value;
 
@@ -50,9 +51,19 @@ impl<'a> Pending<'a> {
 }
 
 impl Drop for Pending<'_> {
+    /// Without an interrupt the deploy recorded itself: the action goes. With one (the deploy's
+    /// future dropped where it stood), the record is made now, while the script still holds
+    /// the stack's lock; it runs once, whether here or from the signal's cleanups.
     fn drop(&mut self) {
         if !self.host.is_interrupted() {
             self.host.cleanups.cancel(self.id);
+            return;
+        }
+        // A thread of its own: this runs inside the runtime's block_on (as the lock's release).
+        let (cleanups, rt, id) = (&self.host.cleanups, self.host.rt.clone(), self.id);
+        let done = std::thread::scope(|s| s.spawn(|| rt.block_on(cleanups.run(id))).join());
+        if let Ok(Err(e)) = done {
+            eprintln!("warning: {e}");
         }
     }
 }
