@@ -14,6 +14,7 @@ pub(crate) mod diff;
 pub mod fence;
 mod history;
 mod image;
+mod interrupted;
 mod keys;
 mod objects;
 mod plan;

@@ -1,7 +1,8 @@
 //! A stack's secrets and configs on the swarm: created before the services (as
-//! `docker stack deploy` does), the services' references pointed at their ids, the versions no
-//! service uses any more removed after a deploy (`compose::plan` names file-made objects by
-//! their content, so a changed file is a new object), and all of them removed with the stack.
+//! `docker stack deploy` does), the services' references pointed at their ids, the versions
+//! that neither a service nor a kept revision uses removed after a deploy (`compose::plan` names
+//! file-made objects by their content, so a changed file is a new object; `revisions` says which
+//! versions its revisions keep), and all of them removed with the stack.
 
 use std::collections::{HashMap, HashSet};
 
@@ -166,8 +167,8 @@ pub(super) fn is_versioned(name: &str) -> bool {
     })
 }
 
-/// Removes the stack's content versions of `kind` that the plan no longer has and no service
-/// of the swarm refers to: the old versions of a changed file.
+/// Removes the stack's content versions of `kind` not in `keep` (the plan's and the kept
+/// revisions') that no service of the swarm refers to: the old versions of a changed file.
 pub(super) async fn prune_versions(
     host: &Host,
     d: &Docker,

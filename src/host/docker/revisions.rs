@@ -13,10 +13,16 @@
 //! to return to). The document keeps the last `WSM_KEEP_REVISIONS` (10) revisions, fewer when
 //! they outgrow the store's limit.
 //!
-//! Config and secret versions: a recorded deploy removes the versions its plan no longer has
-//! only once the stack has converged, so the automatic rollback finds the previous ones. An
-//! older revision whose versions are gone cannot be restored from the swarm (a secret cannot
-//! be read back): `restore` says so, naming the object, before it changes anything.
+//! Config and secret versions: a version goes only when neither a service nor a kept revision
+//! uses it (`kept_versions`), so `rollback --to` any kept revision restores its files' content
+//! exactly, and a version goes once the last revision using it has rotated out. A recorded
+//! deploy prunes only once the stack has converged, so the automatic rollback finds the
+//! previous ones. A revision whose versions are gone anyway (removed by hand, or by a wsm
+//! before this rule) cannot be restored from the swarm (a secret cannot be read back):
+//! `restore` says so, naming the object, before it changes anything.
+//!
+//! A document of another shape than a history is damaged (`revisions_of`): every reader
+//! refuses it, naming it, and nothing is written over it.
 //!
 //! Secret values are kept sealed, and a removed stack's history does not stay for ever: see
 //! `history`.
@@ -103,6 +109,23 @@ pub(super) fn state_names(state: &Value, kind: &str) -> HashSet<String> {
         .collect()
 }
 
+/// The secret and config names the kept revisions of a stack use: versions that a `rollback
+/// --to` needs, so pruning keeps them (they go once their last revision has rotated out).
+pub(super) async fn kept_versions(
+    d: &Docker,
+    stack: &str,
+) -> ScriptResult<(HashSet<String>, HashSet<String>)> {
+    let history = History::load(d, stack).await?;
+    let used = |kind| {
+        history
+            .revisions
+            .iter()
+            .flat_map(|r| state_names(&r["state"], kind))
+            .collect()
+    };
+    Ok((used("secrets"), used("configs")))
+}
+
 /// Points a spec's config and secret references at the objects of those names now on the
 /// swarm (a name made again has a new id); an object that is gone is an error naming it.
 fn point_at_objects(
@@ -182,17 +205,46 @@ pub(super) fn store_err(e: StoreError) -> Box<rhai::EvalAltResult> {
     script_err(e)
 }
 
+/// The revisions a stored document holds. A document of another shape is damaged: it is
+/// reported, naming it and how to remove it, never read as "no revisions yet" (the next write
+/// would replace it with a history that has lost every revision to return to).
+fn revisions_of(stack: &str, value: Value) -> ScriptResult<Vec<Value>> {
+    let name = document(stack);
+    let damaged = |why: &str| {
+        script_err(format!(
+            "document {name} in the swarm store is damaged ({why}); nothing was changed; remove it with `docker config rm {}` (the stack's history goes with it)",
+            store::config_name(&name)
+        ))
+    };
+    let Value::Object(mut doc) = value else {
+        return Err(damaged("not a JSON object"));
+    };
+    let Some(Value::Array(revisions)) = doc.remove("revisions") else {
+        return Err(damaged("its `revisions` is not a list"));
+    };
+    for (i, r) in revisions.iter().enumerate() {
+        let shaped = r.is_object()
+            && r["rev"].as_i64().is_some_and(|n| n > 0)
+            && (r["state"].is_null() || r["state"]["services"].is_object())
+            && ["time", "by", "operation", "status"]
+                .iter()
+                .all(|k| r[*k].is_null() || r[*k].is_string())
+            && (r["changes"].is_null() || r["changes"].is_array());
+        if !shaped {
+            return Err(damaged(&format!(
+                "its revision #{} is not a revision",
+                i + 1
+            )));
+        }
+    }
+    Ok(revisions)
+}
+
 impl History {
     pub(super) async fn load(d: &Docker, stack: &str) -> ScriptResult<Self> {
         let doc = store::read(d, &document(stack)).await.map_err(store_err)?;
         let (revisions, version) = match doc {
-            Some(doc) => (
-                doc.value["revisions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-                Some(doc.version),
-            ),
+            Some(doc) => (revisions_of(stack, doc.value)?, Some(doc.version)),
             None => (Vec::new(), None),
         };
         Ok(History {
@@ -527,51 +579,4 @@ pub(super) fn message_of(e: &rhai::EvalAltResult) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(services: Value) -> Value {
-        json!({"services": services, "images": {}, "networks": {}, "configs": [], "secrets": []})
-    }
-
-    #[test]
-    fn changes_name_created_removed_and_updated_services_with_their_fields() {
-        let a = state(
-            json!({"s_a": {"TaskTemplate": {"ContainerSpec": {"Image": "i:1"}}}, "s_b": {"Mode": 1}}),
-        );
-        let b = state(
-            json!({"s_a": {"TaskTemplate": {"ContainerSpec": {"Image": "i:2", "Env": ["X=1"]}}}, "s_c": {}}),
-        );
-        assert_eq!(
-            changes(&a, &b),
-            [
-                "update s_a: TaskTemplate.ContainerSpec.Env.X, TaskTemplate.ContainerSpec.Image i:1 → i:2",
-                "remove s_b",
-                "create s_c"
-            ]
-        );
-        assert!(changes(&a, &a).is_empty());
-    }
-
-    #[test]
-    fn a_rollback_goes_to_the_revision_before_the_current_or_the_one_named() {
-        let h = History {
-            stack: "st".into(),
-            revisions: vec![
-                json!({"rev": 1, "state": state(json!({"a": 1}))}),
-                json!({"rev": 2, "state": state(json!({"a": 2}))}),
-                json!({"rev": 3, "status": "failed: x; rolled back to revision 2", "state": null}),
-            ],
-            version: None,
-        };
-        assert_eq!(target(&h, "st", 0).unwrap()["rev"], 1);
-        assert_eq!(target(&h, "st", 2).unwrap()["rev"], 2);
-        let e = target(&h, "st", 3).unwrap_err().to_string();
-        assert!(e.contains("no state to return to"), "{e}");
-        let e = target(&h, "st", 9).unwrap_err().to_string();
-        assert!(
-            e.contains("no revision 9; revisions to return to: 1, 2"),
-            "{e}"
-        );
-    }
-}
+mod tests;

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::converge::{converge, Baseline, Goal};
 use super::fence;
+use super::interrupted;
 use super::objects::FileObject;
 use super::revisions::{
     changes, message_of, restore, snapshot, state_names, summary, target, History,
@@ -48,6 +49,9 @@ pub(super) async fn deploy_recorded(
     let before = snapshot(e, stack).await?;
     let mut history = History::load(d, stack).await?;
     let base = history.record_found(d, &before).await?;
+    // An interrupt from here on records the state it left (`interrupted`).
+    let _interrupted =
+        interrupted::Pending::register(host, e, stack, &before, base, &safety.operation);
     // Old config and secret versions go once the stack has converged: a rollback needs them.
     opts.prune_versions = false;
     let names =
@@ -68,29 +72,30 @@ pub(super) async fn deploy_recorded(
             let after = after?;
             fence::check(e, stack, "recording the deploy").await?;
             let changed = changes(&before, &after);
-            if let Err(e) = prune_old_versions(host, d, stack, &new_secrets, &new_configs).await {
-                host.warn(&format!(
-                    "keeping old config and secret versions: {}",
-                    message_of(&e)
-                ));
-            }
             if changed.is_empty() {
                 if let Some(rev) = base {
                     host.say(&format!(
                         "Stack {stack}: no changes; still at revision {rev}"
                     ));
                 }
-                return Ok(names);
-            }
-            let status = if safety.wait {
-                "deployed"
             } else {
-                "applied, not waited for"
-            };
-            let rev = history
-                .append(d, &safety.operation, status, changed, Some(after))
-                .await?;
-            host.say(&format!("Stack {stack}: revision {rev} recorded"));
+                let status = if safety.wait {
+                    "deployed"
+                } else {
+                    "applied, not waited for"
+                };
+                let rev = history
+                    .append(d, &safety.operation, status, changed, Some(after))
+                    .await?;
+                host.say(&format!("Stack {stack}: revision {rev} recorded"));
+            }
+            // After the append: the versions of revisions it rotated out go now.
+            if let Err(e) = prune_old_versions(host, d, stack, &new_secrets, &new_configs).await {
+                host.warn(&format!(
+                    "keeping old config and secret versions: {}",
+                    message_of(&e)
+                ));
+            }
             return Ok(names);
         }
         Err(e) if host.is_interrupted() => return Err(e),
@@ -230,7 +235,9 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
     let prim = Prim::new("e.stack_history(stack: string) -> array").doc(
         "The stack's kept revisions, oldest first: `#{rev, time, by (user@host), operation, \
-         status, changes, images}`.",
+         status, changes, images}`; a status says how a deploy ended (`deployed`, `failed: …`, \
+         `interrupted …` with the command that returns the stack). A stored document that is not \
+         a history is an error naming it, never an empty list.",
     );
     prim.register(
         engine,

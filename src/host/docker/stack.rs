@@ -280,8 +280,9 @@ pub(super) async fn deploy(
     Ok(names)
 }
 
-/// Removes the stack's secret and config versions that are not named here and that no
-/// service uses: the old versions of a changed file.
+/// Removes the stack's secret and config versions that are not named here and that neither a
+/// service nor a kept revision uses: the old versions of a changed file, once no `rollback
+/// --to` can return to them.
 pub(super) async fn prune_old_versions(
     host: &Host,
     d: &Docker,
@@ -289,8 +290,11 @@ pub(super) async fn prune_old_versions(
     secrets: &HashSet<String>,
     configs: &HashSet<String>,
 ) -> ScriptResult<()> {
-    objects::prune_versions(host, d, stack, Kind::Secret, secrets).await?;
-    objects::prune_versions(host, d, stack, Kind::Config, configs).await
+    let (kept_secrets, kept_configs) = super::revisions::kept_versions(d, stack).await?;
+    let secrets = secrets | &kept_secrets;
+    let configs = configs | &kept_configs;
+    objects::prune_versions(host, d, stack, Kind::Secret, &secrets).await?;
+    objects::prune_versions(host, d, stack, Kind::Config, &configs).await
 }
 
 /// The label on a swarm task's container naming its task.
