@@ -7,6 +7,7 @@
 //! `verdict`, when it is done, and `objects`, secrets and configs), `container`, `image` and
 //! `swarm`, each with its own `register`.
 
+mod apply;
 mod container;
 pub mod context;
 mod converge;

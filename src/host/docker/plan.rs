@@ -18,9 +18,9 @@ use bollard::models::ServiceSpec;
 use rhai::{Dynamic, Engine, Map};
 use serde_json::{json, Value};
 
+use super::apply::{pin_image_digests, resolve_images, Plan};
 use super::diff::{fields, short};
 use super::objects::{self, is_versioned, Kind};
-use super::stack::{pin_image_digests, resolve_images, Plan};
 use super::{list_networks, raw, stack_filter, str_at, EngineHandle};
 use crate::host::doc::{check_opts, Opt, Prim};
 use crate::host::opts::{opt_bool, opt_str};

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::Value;
 
+use super::apply::{deploy, prune_old_versions, DeployOptions, Plan};
 use super::converge::{converge, Baseline, Goal};
 use super::fence;
 use super::interrupted;
@@ -17,7 +18,6 @@ use super::objects::FileObject;
 use super::revisions::{
     changes, message_of, restore, snapshot, state_names, summary, target, History,
 };
-use super::stack::{deploy, prune_old_versions, DeployOptions, Plan};
 use super::EngineHandle;
 use crate::host::doc::{check_opts, Opt, Prim};
 use crate::host::opts::{opt_bool, opt_int, opt_secs};
