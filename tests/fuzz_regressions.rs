@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use wsm::host::docker::store;
 use wsm::host::{args, compose, config, node_id};
 
 fn inputs(target: &str) -> Vec<(String, String)> {
@@ -70,5 +71,19 @@ fn config_and_node_id_crashes_are_answers_now() {
         if let Err(e) = node_id::parse(&text, &node_id::Kind::default()) {
             assert!(e.starts_with('"'), "{name}: {e}");
         }
+    }
+}
+
+#[test]
+fn a_document_the_store_wrote_reads_back_the_same() {
+    let found = inputs("store_decode");
+    assert!(!found.is_empty(), "the store_decode finding is kept");
+    for (name, text) in found {
+        // The target's third mode: the rest of the input is a document's JSON.
+        let (mode, rest) = text.split_at(1);
+        assert_eq!(mode.as_bytes()[0] % 3, 2, "{name}");
+        let value: serde_json::Value = serde_json::from_str(rest).unwrap();
+        let labels = store::encode_labels("fuzz", &value).unwrap();
+        assert_eq!(store::decode_labels("fuzz", &labels).unwrap(), value, "{name}");
     }
 }
