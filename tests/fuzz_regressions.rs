@@ -84,6 +84,10 @@ fn a_document_the_store_wrote_reads_back_the_same() {
         assert_eq!(mode.as_bytes()[0] % 3, 2, "{name}");
         let value: serde_json::Value = serde_json::from_str(rest).unwrap();
         let labels = store::encode_labels("fuzz", &value).unwrap();
-        assert_eq!(store::decode_labels("fuzz", &labels).unwrap(), value, "{name}");
+        assert_eq!(
+            store::decode_labels("fuzz", &labels).unwrap(),
+            value,
+            "{name}"
+        );
     }
 }
