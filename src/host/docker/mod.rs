@@ -11,6 +11,7 @@ mod container;
 pub mod context;
 mod converge;
 mod diff;
+mod freeze;
 mod image;
 mod objects;
 mod plan;
