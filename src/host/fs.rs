@@ -30,16 +30,23 @@ pub fn read(path: &str) -> Result<String, String> {
 
 /// Copies a file, or a folder with everything under it, to `dest` (which must not exist; its
 /// parent folders are created).
-/// Links are copied as the files they point to.
-pub fn copy(from: &Path, dest: &Path) -> Result<(), String> {
-    let fail =
-        |e: std::io::Error| format!("cannot copy {} to {}: {e}", from.display(), dest.display());
+/// Links are copied as the files they point to. Anything else (a FIFO, socket or device) is
+/// refused as bad input (exit 2): opening a FIFO would wait for a writer forever, and a device
+/// has no content to copy.
+pub fn copy(from: &Path, dest: &Path) -> ScriptResult<()> {
+    let fail = |e: std::io::Error| {
+        script_err(format!(
+            "cannot copy {} to {}: {e}",
+            from.display(),
+            dest.display()
+        ))
+    };
     if dest.exists() {
-        return Err(format!(
+        return Err(script_err(format!(
             "cannot copy {} to {}: it exists",
             from.display(),
             dest.display()
-        ));
+        )));
     }
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(fail)?;
@@ -50,16 +57,44 @@ pub fn copy(from: &Path, dest: &Path) -> Result<(), String> {
             let entry = entry.map_err(fail)?;
             copy(&entry.path(), &dest.join(entry.file_name()))?;
         }
-        Ok(())
+        return Ok(());
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opened without waiting (a FIFO opens at once), then its kind checked on what was opened.
+    let mut source = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(from)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                script_err(format!("cannot copy {}: no such file", from.display()))
+            }
+            _ => fail(e),
+        })?;
+    let meta = source.metadata().map_err(fail)?;
+    if !meta.is_file() {
+        return Err(super::usage_err(format!(
+            "cannot copy {}: it is {}, not a regular file or folder",
+            from.display(),
+            special_kind(&meta.file_type())
+        )));
+    }
+    let mut out = std::fs::File::create(dest).map_err(fail)?;
+    std::io::copy(&mut source, &mut out).map_err(fail)?;
+    out.set_permissions(meta.permissions()).map_err(fail)
+}
+
+/// What a file that is neither a regular file nor a folder is, in words.
+fn special_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
     } else {
-        std::fs::copy(from, dest)
-            .map(|_| ())
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    format!("cannot copy {}: no such file", from.display())
-                }
-                _ => fail(e),
-            })
+        "a special file"
     }
 }
 
@@ -148,7 +183,7 @@ pub fn register(engine: &mut Engine) {
     // fs::copy(from, dest) — copy a file, or a folder and everything under it, to `dest`,
     // which must not exist yet (its parent folders are created).
     m.set_native_fn("copy", |from: &str, dest: &str| -> ScriptResult<()> {
-        copy(Path::new(from), Path::new(dest)).map_err(script_err)
+        copy(Path::new(from), Path::new(dest))
     });
     // fs::state_dir() — where wsm keeps its state: $XDG_STATE_HOME/wsm (~/.local/state/wsm).
     m.set_native_fn("state_dir", || -> ScriptResult<String> {
@@ -254,7 +289,30 @@ mod tests {
             std::fs::read_to_string(dest.join("sub/a.txt")).unwrap(),
             "a"
         );
-        assert!(copy(&src, &dest).unwrap_err().ends_with("it exists"));
+        assert!(copy(&src, &dest)
+            .unwrap_err()
+            .to_string()
+            .contains("it exists"));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_and_a_file_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("conf");
+        std::fs::create_dir_all(&src).unwrap();
+        let script = src.join("run.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let copied = dir.path().join("run.sh");
+        copy(&script, &copied).unwrap();
+        let mode = std::fs::metadata(&copied).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o750);
+        let fifo = std::ffi::CString::new(src.join("pipe").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path and mode.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let err = copy(&src, &dir.path().join("out")).unwrap_err().to_string();
+        assert!(err.contains("pipe: it is a FIFO"), "{err}");
     }
 
     #[test]
