@@ -54,11 +54,11 @@ pub fn candidates(shell: &Shell, words: &[String]) -> Vec<String> {
             return starting_with(current, OPTIONS.iter().map(|o| o.to_string()).collect());
         }
         let mut names: Vec<String> = BUILTINS.iter().map(|b| b.to_string()).collect();
-        for family in engine::families(&shell.search) {
+        for family in shell.catalog.families() {
             names.push(family.short_name().to_string());
             names.push(family.name.clone());
         }
-        names.extend(engine::list_commands(&shell.search, "").into_keys());
+        names.extend(shell.catalog.commands("").keys().cloned());
         return starting_with(current, names);
     }
     match command[0] {

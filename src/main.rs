@@ -5,16 +5,17 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
-use wsm::engine::{self, CliError, SearchPath, Shell};
+use wsm::engine::{self, Catalog, CliError, Invocation, SearchPath, Shell};
 use wsm::host::{stdio, GlobalOpts, Host};
 use wsm::repl;
 
 /// The command line: global options, the built-in subcommands, and one subcommand per family
 /// and per command directly in `scripts/`.
-fn cli(search: &SearchPath) -> Command {
+fn cli(catalog: &Catalog) -> Command {
     let trailing = || {
         Arg::new("args")
             .num_args(0..)
@@ -59,10 +60,10 @@ fn cli(search: &SearchPath) -> Command {
             Some('v'),
             "Say more: the Docker engine and context in use, API version, script positions in errors",
         ));
-    for family in engine::families(search) {
+    for family in catalog.families() {
         let mut sub = Command::new(family.short_name().to_string())
             .about(family.doc.help.clone())
-            .after_help(engine::family_usage(search, &family.name))
+            .after_help(engine::family_usage(catalog, &family.name))
             .arg(trailing());
         for alias in std::iter::once(&family.name).chain(&family.doc.aliases) {
             if alias != family.short_name() {
@@ -81,8 +82,12 @@ fn cli(search: &SearchPath) -> Command {
         }
         cmd = cmd.subcommand(sub);
     }
-    for (name, doc) in engine::list_commands(search, "") {
-        cmd = cmd.subcommand(Command::new(name).about(doc.help).arg(trailing()));
+    for (name, doc) in catalog.commands("") {
+        cmd = cmd.subcommand(
+            Command::new(name.clone())
+                .about(doc.help.clone())
+                .arg(trailing()),
+        );
     }
     cmd.subcommand(
         Command::new("repl").about("Interactive shell: commands as typed in the shell, or Rhai"),
@@ -130,16 +135,13 @@ fn flag(name: &'static str, short: Option<char>, help: &'static str) -> Arg {
 }
 
 /// Rewrites argv so that a link named after a family or command (manage-stack) works.
-fn multi_call_args(search: &SearchPath) -> Vec<String> {
+fn multi_call_args(catalog: &Catalog) -> Vec<String> {
     let mut args: Vec<String> = std::env::args().collect();
     let argv0 = args
         .first()
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
         .unwrap_or_default();
-    let is_command = engine::families(search)
-        .iter()
-        .any(|f| f.answers_to(&argv0))
-        || engine::list_commands(search, "").contains_key(&argv0);
+    let is_command = catalog.family(&argv0).is_some() || catalog.commands("").contains_key(&argv0);
     if argv0 != "wsm" && is_command {
         args[0] = "wsm".into();
         args.insert(1, argv0);
@@ -150,13 +152,7 @@ fn multi_call_args(search: &SearchPath) -> Vec<String> {
 /// A subcommand's trailing arguments, with the global flags that followed the command taken
 /// out and applied to `opts` (`wsm stack status --json`).
 fn trailing_args(m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<String> {
-    let args: Vec<String> = m
-        .get_many::<String>("args")
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
-    let (rest, flags) = engine::split_global_flags(&args);
+    let (rest, flags) = engine::split_global_flags(&words_of(m));
     for f in flags {
         match f.as_str() {
             "--json" => opts.json = true,
@@ -167,118 +163,165 @@ fn trailing_args(m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<String> {
     rest
 }
 
-/// The words of a family or script command as the dispatcher reads them.
-fn command_words(name: &str, m: &ArgMatches, opts: &mut GlobalOpts) -> Vec<String> {
-    let mut words = vec![name.to_string()];
-    if let Some(stack) = m.try_get_one::<String>("stack").ok().flatten() {
-        words.extend(["-s".to_string(), stack.clone()]);
-    }
-    words.extend(trailing_args(m, opts));
-    words
+/// A subcommand's trailing words, as given.
+fn words_of(m: &ArgMatches) -> Vec<String> {
+    m.get_many::<String>("args")
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
 }
 
-fn main() -> ExitCode {
+/// What the command line asks for, read once.
+enum Action {
+    /// A family's command (or `<family> help`), or a command directly in `scripts/`.
+    Command(Invocation),
+    /// `run <file> [args…]`.
+    Batch(PathBuf, Vec<String>),
+    /// `repl`, or no subcommand (the REPL on a terminal).
+    Repl { asked: bool },
+    /// `__complete <words…>`: candidates for the shells.
+    Complete(Vec<String>),
+    /// `doc`: the reference.
+    Doc,
+    /// `completions <shell>`.
+    Completions(clap_complete::Shell),
+}
+
+/// The command line read: the options, what to do, and the catalog of commands.
+struct Parsed {
+    opts: GlobalOpts,
+    action: Action,
+    catalog: Catalog,
+}
+
+/// Reads the command line. An error is bad input, said before anything runs.
+fn parse() -> Result<Parsed, CliError> {
     // Completion (`wsm __complete`, as the shell scripts call it) prints nothing but candidates:
     // a refused script folder is left out silently there, and stops every other command.
-    let completing_line = is_completion(std::env::args().skip(1));
+    let completing = is_completion(std::env::args().skip(1));
     let search = SearchPath::from_env();
-    if let (Some(line), false) = (search.refused().first(), completing_line) {
-        return report(CliError::usage(line.clone(), None));
+    if let (Some(line), false) = (search.refused().first(), completing) {
+        return Err(CliError::usage(line.clone(), None));
     }
-    let matches = cli(&search).get_matches_from(multi_call_args(&search));
+    let catalog = Catalog::scan(search);
+    let matches = cli(&catalog).get_matches_from(multi_call_args(&catalog));
     let mut opts = GlobalOpts {
         config_dir: matches
             .get_one::<PathBuf>("config-dir")
             .cloned()
             .unwrap_or_else(|| PathBuf::from("config")),
+        context: matches.get_one::<String>("context").cloned(),
         json: matches.get_flag("json"),
         yes: matches.get_flag("yes"),
         verbose: matches.get_flag("verbose"),
     };
-    if let Some(name) = matches.get_one::<String>("context") {
-        wsm::host::docker::context::set_context_flag(name);
-    }
-    let sub = matches.subcommand();
-    let words = match sub {
-        Some(("repl" | "run" | "completions" | "doc" | "__complete", _)) | None => None,
-        Some((name, m)) => Some(command_words(name, m, &mut opts)),
-    };
-    if let Some(("completions", m)) = sub {
-        let shell = *m
-            .get_one::<clap_complete::Shell>("shell")
-            .expect("required");
-        let mut names = vec!["wsm".to_string()];
-        names.extend(engine::families(&search).into_iter().map(|f| f.name));
-        names.extend(engine::list_commands(&search, "").into_keys());
-        let script = match wsm::completion::script(&shell.to_string(), &names) {
-            Some(text) => text.into_bytes(),
-            None => {
-                let mut script = Vec::new();
-                clap_complete::generate(shell, &mut cli(&search), "wsm", &mut script);
-                script
-            }
-        };
-        return written(stdio::write_stdout(&script));
-    }
-    if let Some(("doc", _)) = sub {
-        let text = engine::docs::reference::markdown(&search);
-        return written(stdio::write_stdout(text.as_bytes()));
-    }
-    let mut completing = None;
-    if let Some(("__complete", m)) = sub {
-        let words: Vec<String> = m
-            .get_many::<String>("args")
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        // The line's own -C and --context count, not the ones wsm was started with.
-        for pair in words.windows(2) {
-            match pair[0].as_str() {
-                "-C" | "--config-dir" => opts.config_dir = PathBuf::from(&pair[1]),
-                "--context" => wsm::host::docker::context::set_context_flag(&pair[1]),
-                _ => {}
-            }
+    let action = match matches.subcommand() {
+        None => Action::Repl { asked: false },
+        Some(("repl", _)) => Action::Repl { asked: true },
+        Some(("doc", _)) => Action::Doc,
+        Some(("completions", m)) => Action::Completions(
+            *m.get_one::<clap_complete::Shell>("shell")
+                .expect("required"),
+        ),
+        Some(("run", m)) => {
+            let file = m.get_one::<PathBuf>("file").expect("required").clone();
+            Action::Batch(file, trailing_args(m, &mut opts))
         }
-        completing = Some(words);
-    }
-    let search = if completing.is_some() {
+        Some(("__complete", m)) => {
+            let words = words_of(m);
+            // The line's own -C and --context count, not the ones wsm was started with.
+            for pair in words.windows(2) {
+                match pair[0].as_str() {
+                    "-C" | "--config-dir" => opts.config_dir = PathBuf::from(&pair[1]),
+                    "--context" => opts.context = Some(pair[1].clone()),
+                    _ => {}
+                }
+            }
+            Action::Complete(words)
+        }
+        Some((name, m)) => {
+            let stack = m.try_get_one::<String>("stack").ok().flatten().cloned();
+            if stack.as_deref() == Some("") {
+                return Err(CliError::usage(
+                    "-s needs a stack name, and it is empty",
+                    None,
+                ));
+            }
+            let args = trailing_args(m, &mut opts);
+            Action::Command(match catalog.family(name) {
+                Some(family) => Invocation::of_family(&catalog, &family.name, stack, &args)?,
+                None => Invocation::Command {
+                    family: String::new(),
+                    stack: None,
+                    command: name.to_string(),
+                    args,
+                },
+            })
+        }
+    };
+    let config_named = config_dir_named(&matches);
+    let completing = matches!(action, Action::Complete(_));
+    let catalog = if completing {
         // Completion must print nothing but candidates, and runs no provider.
-        search
-    } else if let Err(e) = check_config_dir(&matches, &opts.config_dir) {
-        return report(e);
-    } else if config_dir_named(&matches) {
-        // Providers beside the config are taken only from a folder the user named: the default
-        // `./config` is the current folder's, and wsm runs no code from there.
-        let search = search.with_providers(opts.config_dir.join("providers"));
-        if let Some(line) = search.refused().first() {
-            return report(CliError::usage(line.clone(), None));
-        }
-        search
+        catalog
     } else {
-        search
+        check_config_dir(config_named, &opts.config_dir)?;
+        if config_named {
+            // Providers beside the config are taken only from a folder the user named: the
+            // default `./config` is the current folder's, and wsm runs no code from there.
+            let search = catalog
+                .search()
+                .clone()
+                .with_providers(opts.config_dir.join("providers"));
+            if let Some(line) = search.refused().first() {
+                return Err(CliError::usage(line.clone(), None));
+            }
+            catalog.with_search(search)
+        } else {
+            catalog
+        }
     };
-    let mut batch = None;
-    if let Some(("run", m)) = sub {
-        let file = m.get_one::<PathBuf>("file").expect("required").clone();
-        let rest = trailing_args(m, &mut opts);
-        batch = Some((file, rest));
-    }
+    engine::limits::check_env().map_err(|e| CliError::usage(e, None))?;
+    wsm::host::ssh::check_env().map_err(|e| CliError::usage(e, None))?;
+    Ok(Parsed {
+        opts,
+        action,
+        catalog,
+    })
+}
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return report(CliError::failed(format!("cannot start the runtime: {e}"))),
-    };
-    let host = Host::new(runtime.handle().clone(), opts);
-    // A closed stdout stops the command as Ctrl-C does; it then exits 141 (`host::stdio`).
+/// Prints what needs no engine and no runtime: a shell's completion script.
+/// Returns None for every other action.
+fn print_only(parsed: &Parsed) -> Option<ExitCode> {
+    let catalog = &parsed.catalog;
+    match &parsed.action {
+        Action::Completions(shell) => {
+            let mut names = vec!["wsm".to_string()];
+            names.extend(catalog.families().iter().map(|f| f.name.clone()));
+            names.extend(catalog.commands("").keys().cloned());
+            let script = match wsm::completion::script(&shell.to_string(), &names) {
+                Some(text) => text.into_bytes(),
+                None => {
+                    let mut script = Vec::new();
+                    clap_complete::generate(*shell, &mut cli(catalog), "wsm", &mut script);
+                    script
+                }
+            };
+            Some(written(stdio::write_stdout(&script)))
+        }
+        _ => None,
+    }
+}
+
+/// Ctrl-C and SIGTERM: the first Ctrl-C interrupts the running operation, a second ends the
+/// process after putting back what the command changed (while the editor has the terminal,
+/// Ctrl-C is the editor's); SIGTERM puts back what the command changed at once, then gives it a
+/// moment to unwind before the process ends regardless. A closed stdout stops the command as
+/// Ctrl-C does.
+fn watch_signals(runtime: &tokio::runtime::Runtime, host: &Arc<Host>) {
     let h = host.clone();
     stdio::on_stdout_closed(move || h.interrupt());
-    // Ctrl-C interrupts the running operation; a second one ends the process after putting
-    // back what the command changed. While the editor has the terminal, Ctrl-C is the editor's.
     let h = host.clone();
     runtime.spawn(async move {
         loop {
@@ -295,8 +338,6 @@ fn main() -> ExitCode {
             h.interrupt();
         }
     });
-    // SIGTERM ends the command: what it changed is put back at once, then it has a moment to
-    // unwind (its temporary files go with it) before the process ends regardless.
     let sigterm = {
         let _entered = runtime.enter();
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -313,33 +354,60 @@ fn main() -> ExitCode {
             }
         });
     }
+}
 
-    if let Err(e) = engine::limits::check_env() {
-        return report(CliError::usage(e, None));
-    }
-    if let Err(e) = wsm::host::ssh::check_env() {
-        return report(CliError::usage(e, None));
-    }
-    let shell = Shell::new(host.clone(), search);
-    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if let Some(words) = completing {
-        let text: String = wsm::completion::candidates(&shell, &words)
-            .into_iter()
-            .map(|c| c + "\n")
-            .collect();
-        runtime.shutdown_background();
-        return written(stdio::write_stdout(text.as_bytes()));
-    }
-    let result = match (sub, words, batch) {
-        (_, Some(words), _) => shell.dispatch(&words),
-        (_, _, Some((file, args))) => shell.run_batch(&file, &args),
-        (Some(("repl", _)), ..) => repl::run(&shell),
-        (None, ..) if interactive => repl::run(&shell),
+/// Runs what was asked, with the engine, the runtime and the signal handlers.
+fn run(parsed: Parsed) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return report(CliError::failed(format!("cannot start the runtime: {e}"))),
+    };
+    let Parsed {
+        opts,
+        action,
+        catalog,
+    } = parsed;
+    let host = Host::new(runtime.handle().clone(), opts);
+    watch_signals(&runtime, &host);
+    let shell = Shell::new(host.clone(), catalog);
+    let result = match &action {
+        Action::Complete(words) => {
+            let text: String = wsm::completion::candidates(&shell, words)
+                .into_iter()
+                .map(|c| c + "\n")
+                .collect();
+            runtime.shutdown_background();
+            return written(stdio::write_stdout(text.as_bytes()));
+        }
+        Action::Doc => {
+            let docs = engine::docs::Docs::of(&shell.engine);
+            let text = engine::docs::reference::markdown(&shell.catalog, &docs);
+            runtime.shutdown_background();
+            return written(stdio::write_stdout(text.as_bytes()));
+        }
+        Action::Command(invocation) => shell.run(invocation),
+        Action::Batch(file, args) => shell.run_batch(file, args),
+        Action::Repl { asked } if *asked || is_interactive() => repl::run(&shell),
         _ => Err(CliError::usage(
             "no command given; see wsm --help",
             Some("wsm [OPTIONS] <COMMAND>".into()),
         )),
     };
+    finish(runtime, &host, result)
+}
+
+/// Whether wsm talks to a person: the REPL is the default then.
+fn is_interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+/// Ends the process: what the command left pending is put back, the runtime and connections
+/// close, and the outcome becomes the exit code.
+fn finish(runtime: tokio::runtime::Runtime, host: &Host, result: Result<(), CliError>) -> ExitCode {
     host.run_cleanups();
     let result = match result {
         _ if host.is_terminated() => Err(CliError {
@@ -351,7 +419,7 @@ fn main() -> ExitCode {
     };
     // Blocking reads (an attach's stdin) must not keep the process alive.
     runtime.shutdown_background();
-    engine::cleanup_temp_dirs();
+    host.remove_temp_dirs();
     wsm::host::ssh::close_all();
     match result {
         // Its reader went away and it was stopped as by Ctrl-C: there is no one to tell.
@@ -361,10 +429,21 @@ fn main() -> ExitCode {
     }
 }
 
+fn main() -> ExitCode {
+    let parsed = match parse() {
+        Ok(parsed) => parsed,
+        Err(e) => return report(e),
+    };
+    if let Some(code) = print_only(&parsed) {
+        return code;
+    }
+    run(parsed)
+}
+
 /// An explicit configuration directory (`-C`, `WSM_CONFIG_DIR`) must exist: silently using the
 /// defaults instead would act on the wrong stacks. The default `./config` may be absent.
-fn check_config_dir(matches: &ArgMatches, dir: &std::path::Path) -> Result<(), CliError> {
-    if config_dir_named(matches) && !dir.is_dir() {
+fn check_config_dir(named: bool, dir: &std::path::Path) -> Result<(), CliError> {
+    if named && !dir.is_dir() {
         let what = if dir.exists() {
             "is not a directory"
         } else {

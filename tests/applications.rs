@@ -25,6 +25,19 @@ fn write_compose(dir: &Path, name: &str, service: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// Deploys a file with the Docker CLI, as someone without wsm would.
+fn docker_stack_deploy(file: &str, stack: &str) {
+    docker(&[
+        "stack",
+        "deploy",
+        "--resolve-image",
+        "never",
+        "-c",
+        file,
+        stack,
+    ]);
+}
+
 /// `docker service inspect`'s view of one field of a service.
 fn inspect(service: &str, format: &str) -> String {
     docker(&["service", "inspect", service, "--format", format])
@@ -167,15 +180,7 @@ fn a_wavelet_stack_is_not_replaced_by_deploy_c() {
     // A stack recorded as Wavelet, made cheaply: the recorded label is what counts.
     let s = TestStack::bare("wsmappw");
     let file = write_compose(s.dir.path(), "app.yml", "wavelet");
-    docker(&[
-        "stack",
-        "deploy",
-        "--resolve-image",
-        "never",
-        "-c",
-        &file,
-        &s.name,
-    ]);
+    docker_stack_deploy(&file, &s.name);
     let wavelet = format!("{}_wavelet", s.name);
     docker(&[
         "service",
@@ -238,15 +243,7 @@ fn a_wavelet_stack_is_not_replaced_by_deploy_c() {
 fn a_stack_without_a_record_is_recognised_and_recorded_at_its_next_deploy() {
     let s = TestStack::bare("wsmappl");
     let file = write_compose(s.dir.path(), "app.yml", "web");
-    docker(&[
-        "stack",
-        "deploy",
-        "--resolve-image",
-        "never",
-        "-c",
-        &file,
-        &s.name,
-    ]);
+    docker_stack_deploy(&file, &s.name);
     let web = format!("{}_web", s.name);
     assert_eq!(
         inspect(&web, "{{index .Spec.Labels \"wsm.application\"}}"),
@@ -350,4 +347,18 @@ fn a_dropped_in_application_runs_through_the_same_commands() {
     );
     run(&["stop"]).ok();
     assert!(s.services().is_empty());
+}
+
+#[test]
+fn the_general_stack_commands_name_no_application() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/manage-stack");
+    for cmd in ["start", "stop", "status", "reset", "plan"] {
+        let text = std::fs::read_to_string(dir.join(format!("{cmd}.rhai"))).unwrap();
+        for word in ["wavelet", "ctx.wavelet"] {
+            assert!(
+                !text.to_lowercase().contains(word),
+                "scripts/manage-stack/{cmd}.rhai names {word}"
+            );
+        }
+    }
 }

@@ -324,10 +324,20 @@ fn a_held_lock_is_waited_for_until_the_deadline_and_a_stale_one_is_broken() {
         "someone else's lock stays"
     );
 
-    // Not renewed for longer than its time to live: broken, and the command goes on.
+    // Its `until` long past by our clock: no matter, the holder's clock is not ours. Only a
+    // waiter that watched it unrenewed for a whole lease (WSM_LOCK_TTL, by its own clock) breaks
+    // it, and the command goes on.
     docker(&["config", "rm", &format!("wsm-lock-{}", s.name)]);
     plant_lock(&s, "2026-01-01T00:01:00Z");
+    s.set("WSM_LOCK_WAIT", "0");
     let r = s.stack(&["stop"]);
+    assert_eq!(r.code, 1, "stderr: {}", r.stderr);
+    assert!(one_error_line(&r).contains("is locked: start by ghost@elsewhere"));
+    s.set("WSM_LOCK_WAIT", "30");
+    let mut cmd = s.command(&["stack", "-s", &s.name, "stop"]);
+    cmd.env("WSM_LOCK_TTL", "3");
+    let started = Instant::now();
+    let r: Run = cmd.output().unwrap().into();
     assert_eq!(r.code, 0, "stderr: {}", r.stderr);
     assert!(
         r.stderr
@@ -335,6 +345,12 @@ fn a_held_lock_is_waited_for_until_the_deadline_and_a_stale_one_is_broken() {
         "{}",
         r.stderr
     );
+    assert!(
+        r.stderr.contains("not renewed after 3 s of watching"),
+        "{}",
+        r.stderr
+    );
+    assert!(started.elapsed() >= Duration::from_secs(3));
     assert_eq!(lock_object(&s.name), "", "the lock is released");
 }
 

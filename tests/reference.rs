@@ -35,3 +35,35 @@ fn the_checked_in_reference_is_what_wsm_doc_prints() {
         path.display()
     );
 }
+
+/// Every option a primitive declares where it is registered is listed under it: `e.deploy`'s
+/// `record`, `rollback` and `operation` were once missing from help.
+#[test]
+fn the_reference_lists_the_options_of_a_primitive() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsm"))
+        .arg("doc")
+        .env_remove("WSM_SCRIPT_PATH")
+        .output()
+        .expect("run wsm doc");
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let deploy = text
+        .split("#### `e.deploy`")
+        .nth(1)
+        .and_then(|rest| rest.split("\n#### ").next())
+        .expect("an e.deploy section");
+    for key in [
+        "prune",
+        "wait",
+        "timeout",
+        "resolve_image",
+        "with_registry_auth",
+        "record",
+        "rollback",
+        "operation",
+    ] {
+        assert!(
+            deploy.contains(&format!("- `{key}`: ")),
+            "e.deploy's reference lacks the option {key}:\n{deploy}"
+        );
+    }
+}

@@ -385,15 +385,23 @@ fn help_prints_the_doc_of_a_module_a_method_and_a_command_within_the_width() {
     let mut repl = world.repl_with(&[("COLUMNS", "60")]);
     repl.quiet("let e = docker::connect(docker::default_host());");
     repl.line("help e.deploy");
+    // Its options come last, each on a line of its own, the last declared last.
     let out = repl
         .session
-        .exp_string("Returns the service names.")
+        .exp_string("operation:")
         .expect("the doc of e.deploy");
     assert!(
         out.contains("e.deploy(stack: string, plan: map, opts: map) -> array"),
         "{out}"
     );
-    assert!(out.contains("resolve_image"), "{out}");
+    for part in [
+        "Returns the service names.",
+        "resolve_image:",
+        "record:",
+        "rollback:",
+    ] {
+        assert!(out.contains(part), "help e.deploy lacks {part:?}: {out}");
+    }
     for line in out.lines().skip(2) {
         assert!(
             line.trim_end().chars().count() <= 60,

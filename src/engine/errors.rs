@@ -1,7 +1,7 @@
 //! What the user sees when a command fails: one plain line on stderr, the usage line for bad
 //! input, and the exit code (0 success, 1 failed, 2 bad usage or input, 130 interrupted).
 
-use rhai::{EvalAltResult, Map};
+use rhai::{Engine, EvalAltResult, Map};
 
 /// A failure to report: exit code and one-line message (plus the usage line for code 2).
 #[derive(Debug)]
@@ -69,8 +69,14 @@ fn root_cause(err: &EvalAltResult) -> (&EvalAltResult, Option<String>) {
     }
 }
 
-/// Turns a script error into what the user sees.
-pub fn to_cli_error(err: &EvalAltResult, origin: &str, usage: Option<String>) -> CliError {
+/// Turns a script error into what the user sees. `engine`, when given, names the closest
+/// functions to one that was not found.
+pub fn to_cli_error(
+    err: &EvalAltResult,
+    origin: &str,
+    usage: Option<String>,
+    engine: Option<&Engine>,
+) -> CliError {
     let (cause, inner_loc) = root_cause(err);
     match cause {
         // `exit(n)` in a script: the exit code of a command it ran, say.
@@ -112,7 +118,8 @@ pub fn to_cli_error(err: &EvalAltResult, origin: &str, usage: Option<String>) ->
             let pos = other.position();
             let loc = inner_loc.unwrap_or_else(|| format!("{origin}:{}", pos.line().unwrap_or(0)));
             let hint = match other {
-                EvalAltResult::ErrorFunctionNotFound(sig, _) => super::docs::suggest(sig)
+                EvalAltResult::ErrorFunctionNotFound(sig, _) => engine
+                    .and_then(|e| super::docs::suggest(e, sig))
                     .map(|s| format!("; {s}"))
                     .unwrap_or_default(),
                 _ => String::new(),

@@ -2,6 +2,7 @@
 //! resolver over the search path (`search`), the command families (`commands`), and how errors
 //! reach the user (`errors`).
 
+pub mod catalog;
 pub mod commands;
 pub mod docs;
 pub mod errors;
@@ -10,18 +11,17 @@ pub mod search;
 pub mod trust;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rhai::{Array, Dynamic, Engine, EvalAltResult, Scope};
+use rhai::{Array, Dynamic, Engine};
 
-pub use commands::{
-    dispatch, families, family_usage, find_family_command, list_commands, split_global_flags,
-    Family,
-};
+pub use catalog::{family_usage, Catalog, Family};
+pub use commands::{split_global_flags, Invocation};
 pub use errors::{to_cli_error, CliError};
 pub use search::SearchPath;
 
+use crate::host::doc::Prim;
 use crate::host::{self, Host, ScriptResult};
 
 /// An engine with wsm's limits and nothing registered: deep enough for real scripts, bounded
@@ -41,15 +41,18 @@ fn limited_engine() -> Engine {
     engine
 }
 
-/// The scripting shell: one engine with every primitive family, and the search path.
+/// The scripting shell: one engine with every primitive family, the search path and the
+/// command catalog read from it.
 pub struct Shell {
     pub engine: Engine,
     pub host: Arc<Host>,
     pub search: SearchPath,
+    pub catalog: Catalog,
 }
 
 impl Shell {
-    pub fn new(host: Arc<Host>, search: SearchPath) -> Self {
+    pub fn new(host: Arc<Host>, catalog: Catalog) -> Self {
+        let search = catalog.search().clone();
         let mut engine = limited_engine();
         engine.set_module_resolver(search::StdlibResolver {
             search: search.clone(),
@@ -86,19 +89,25 @@ impl Shell {
         engine.register_static_module("cleanup", cleanup.into());
         host::ssh::register(&mut engine, &host);
         host::lock::register(&mut engine, &host);
-        register_resources(&mut engine, &search);
-        register_temp_dir(&mut engine);
-        commands::register(&mut engine, &search, &host);
+        register_resources(&mut engine, &search, &host);
+        register_temp_dir(&mut engine, &host);
+        commands::register(&mut engine, &catalog, &host);
         Shell {
             engine,
             host,
             search,
+            catalog,
         }
     }
 
-    /// Runs a command line given as words (see [`commands::dispatch`]).
+    /// Runs a command line given as words (see [`Invocation::parse`]).
     pub fn dispatch(&self, words: &[String]) -> Result<(), CliError> {
-        dispatch(&self.engine, &self.search, words).map(|_| ())
+        self.run(&Invocation::parse(&self.catalog, words)?)
+    }
+
+    /// Runs a command line already read.
+    pub fn run(&self, invocation: &Invocation) -> Result<(), CliError> {
+        invocation.run(&self.engine, &self.catalog).map(|_| ())
     }
 
     /// Runs a batch file with its arguments as `ARGS`.
@@ -123,43 +132,37 @@ impl Shell {
 
     /// Runs script text as a batch file named `origin`.
     pub fn run_text(&self, origin: &str, text: &str, args: &[String]) -> Result<(), CliError> {
-        let mut scope = Scope::new();
-        scope.push(
-            "ARGS",
-            args.iter().cloned().map(Dynamic::from).collect::<Array>(),
-        );
-        scope.push("STACK", String::new());
-        let mut ast = self
-            .engine
-            .compile(text)
-            .map_err(|e| to_cli_error(&EvalAltResult::from(e), origin, None))?;
-        ast.set_source(origin);
-        match self.engine.run_ast_with_scope(&mut scope, &ast) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                docs::remember(&self.engine);
-                match to_cli_error(&e, origin, None) {
-                    CliError { code: 0, .. } => Ok(()),
-                    err => Err(err),
-                }
-            }
-        }
+        let args: Array = args.iter().cloned().map(Dynamic::from).collect();
+        let vars = vec![
+            ("ARGS", Dynamic::from(args)),
+            ("STACK", Dynamic::from(String::new())),
+        ];
+        commands::run_script(&self.engine, origin, text, vars, None).map(|_| ())
     }
 }
 
 /// Registers `resource(rel)` and `materialize(rel_dir)`: the text of a file on the search path (e.g. a compose file).
-fn register_resources(engine: &mut Engine, search: &SearchPath) {
+fn register_resources(engine: &mut Engine, search: &SearchPath, host: &Arc<Host>) {
     let s = search.clone();
-    engine.register_fn("resource", move |rel: &str| -> ScriptResult<String> {
+    let prim = Prim::new("resource(rel: string) -> string").doc(
+        "The text of a file on the script search path (e.g. a bundled compose file); fails when \
+         it is not there.",
+    );
+    prim.register(engine, move |rel: &str| -> ScriptResult<String> {
         s.find(rel)
             .map(|f| f.text)
             .ok_or_else(|| host::script_err(format!("{rel} is not on the script search path")))
     });
-    let s = search.clone();
-    // materialize(rel_dir) — write a folder of the search path (e.g. a node build context) into
-    // a fresh temporary directory and return its path; removed when the process ends.
-    engine.register_fn("materialize", move |rel: &str| -> ScriptResult<String> {
-        let dest = scratch_dir()?.join(rel.rsplit('/').next().unwrap_or(rel));
+    let (s, h) = (search.clone(), host.clone());
+    let prim = Prim::new("materialize(rel_dir: string) -> string").doc(
+        "Writes a folder of the search path (e.g. a node build context) into a fresh temporary \
+         folder and returns its path; removed when the process ends.",
+    );
+    prim.register(engine, move |rel: &str| -> ScriptResult<String> {
+        let dest = h
+            .temp_dir()
+            .map_err(host::script_err)?
+            .join(rel.rsplit('/').next().unwrap_or(rel));
         if !s.materialize(rel, &dest).map_err(host::script_err)? {
             return Err(host::script_err(format!(
                 "{rel} is not on the script search path"
@@ -169,30 +172,16 @@ fn register_resources(engine: &mut Engine, search: &SearchPath) {
     });
 }
 
-/// A fresh private temporary directory, kept until the process ends (`cleanup_temp_dirs`).
-fn scratch_dir() -> ScriptResult<PathBuf> {
-    let dir = tempfile::Builder::new()
-        .prefix("wsm-")
-        .tempdir()
-        .map_err(host::script_err)?;
-    let path = dir.path().to_path_buf();
-    TEMP_DIRS.lock().expect("temp dirs").push(dir);
-    Ok(path)
-}
-
-fn register_temp_dir(engine: &mut Engine) {
-    // temp_dir() — a fresh private temporary directory, removed when the process ends.
-    engine.register_fn("temp_dir", || -> ScriptResult<String> {
-        Ok(scratch_dir()?.display().to_string())
+fn register_temp_dir(engine: &mut Engine, host: &Arc<Host>) {
+    let h = host.clone();
+    let prim = Prim::new("temp_dir() -> string")
+        .doc("A fresh private temporary folder, removed when the process ends.");
+    prim.register(engine, move || -> ScriptResult<String> {
+        Ok(h.temp_dir()
+            .map_err(host::script_err)?
+            .display()
+            .to_string())
     });
-}
-
-/// Temporary folders handed to scripts, removed at exit.
-static TEMP_DIRS: Mutex<Vec<tempfile::TempDir>> = Mutex::new(Vec::new());
-
-/// Removes the temporary folders scripts were given.
-pub fn cleanup_temp_dirs() {
-    TEMP_DIRS.lock().expect("temp dirs").clear();
 }
 
 #[cfg(test)]
@@ -208,7 +197,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{path}: {e}"));
             let is_command = path.starts_with("scripts/") && !path.contains("/_");
             assert!(
-                !is_command || !commands::command_doc(text).usage.is_empty(),
+                !is_command || !catalog::command_doc(text).usage.is_empty(),
                 "{path} has no usage line"
             );
         }

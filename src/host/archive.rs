@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use rhai::{Dynamic, Engine, Map, Module};
 use sha2::{Digest, Sha256};
 
+use super::doc::{check_opts, Opt, Prim};
 use super::docker::EngineHandle;
 use super::output::{self, OutputFile};
 use super::{script_err, Host, ScriptResult};
@@ -446,24 +447,40 @@ async fn download(e: &EngineHandle, container: &str, src: &str, dest: &Path) -> 
     unpacked.map_err(|err| script_err(format!("writing under {}: {err}", dest.display())))
 }
 
+/// `archive::dump`'s options.
+const DUMP_OPTS: &[Opt] = &[
+    ("attempts", "5: copies made at most"),
+    (
+        "level",
+        "gzip 0-9, 1: deflated on every CPU in independent 1 MiB blocks, and a block that does \
+         not compress is stored; 0 stores everything",
+    ),
+];
+
 /// Registers the `archive::` module.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
 
-    // archive::dump(engine, container, dir, out_file, opts) — consistent tar.gz of a container
-    // directory; opts: attempts (5), level (gzip 0-9, 1; 1 MiB blocks that do not compress are
-    // stored). Returns #{consistent: true, attempts, checksum, bytes, files}, or
-    // #{consistent: false, attempts} when the directory changed during every copy (nothing
-    // written).
     let h = host.clone();
-    m.set_native_fn(
-        "dump",
+    let prim = Prim::new(
+        "archive::dump(engine: Engine, container: string, dir: string, out_file: string, \
+         opts: map) -> map",
+    )
+    .opts(DUMP_OPTS)
+    .doc(
+        "Writes a consistent tar.gz of a container folder: copied until two copies agree. Returns \
+         `#{consistent: true, attempts, checksum, bytes, files}`, or `#{consistent: false, \
+         attempts}` when the folder changed during every copy (nothing written).",
+    );
+    prim.set_in(
+        &mut m,
         move |e: EngineHandle,
               container: &str,
               dir: &str,
               out: &str,
               opts: Map|
               -> ScriptResult<Map> {
+            check_opts("archive::dump", &opts, DUMP_OPTS)?;
             let int = |k: &str, d: i64| opts.get(k).and_then(|v| v.as_int().ok()).unwrap_or(d);
             let attempts = int("attempts", 5).clamp(1, 100) as u32;
             let level = int("level", 1).clamp(0, 9) as u32;
@@ -471,15 +488,20 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // archive::checksum(file) — the checksum of a tar.gz's files, as dump computes it.
-    m.set_native_fn("checksum", |file: &str| -> ScriptResult<String> {
+    let prim = Prim::new("archive::checksum(file: string) -> string")
+        .doc("The checksum of a tar.gz's files, as `archive::dump` computes it.");
+    prim.set_in(&mut m, |file: &str| -> ScriptResult<String> {
         tree_checksum(Path::new(file)).map_err(|e| script_err(format!("{file}: {e}")))
     });
 
-    // archive::upload(engine, container, local_paths, container_dir) — copy into a container.
     let h = host.clone();
-    m.set_native_fn(
-        "upload",
+    let prim = Prim::new(
+        "archive::upload(engine: Engine, container: string, local_paths: array, \
+         container_dir: string)",
+    )
+    .doc("Copies local files and folders into a container folder.");
+    prim.set_in(
+        &mut m,
         move |e: EngineHandle,
               container: &str,
               sources: rhai::Array,
@@ -498,11 +520,17 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // archive::download(engine, container, container_path, local_dest, may_rename) — copy out
-    // of a container into an existing directory, or (may_rename) to a new name, as docker cp.
     let h = host.clone();
-    m.set_native_fn(
-        "download",
+    let prim = Prim::new(
+        "archive::download(engine: Engine, container: string, container_path: string, \
+         local_dest: string, may_rename: bool)",
+    )
+    .doc(
+        "Copies a path out of a container into an existing folder, or (`may_rename`) to a new \
+         name, as `docker cp` does.",
+    );
+    prim.set_in(
+        &mut m,
         move |e: EngineHandle,
               container: &str,
               src: &str,
@@ -545,9 +573,11 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // archive::check_output(path) — refuse (exit 2) an output file that is a device, FIFO,
-    // socket or directory, or whose directory does not exist; returns the path to be written.
-    m.set_native_fn("check_output", |path: &str| -> ScriptResult<String> {
+    let prim = Prim::new("archive::check_output(path: string) -> string").doc(
+        "Refuses (exit 2) an output file that is a device, FIFO, socket or folder, or whose \
+         folder does not exist; returns the path to write.",
+    );
+    prim.set_in(&mut m, |path: &str| -> ScriptResult<String> {
         OutputFile::check(Path::new(path))
             .map(|o| o.path.display().to_string())
             .map_err(super::usage_err)

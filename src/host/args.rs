@@ -15,6 +15,7 @@
 
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
+use super::doc::Prim;
 use super::{usage_err, ScriptResult};
 
 /// One element of a usage line.
@@ -174,7 +175,8 @@ pub fn parse(usage: &str, args: &[String]) -> Result<Map, String> {
             Spec::Word { word, .. } => word == a && given.is_empty(),
             Spec::Positional { .. } => false,
         });
-        let in_rest = rest_index.is_some_and(|r| given.len() >= r);
+        // A rest that comes first starts with its first value, so options may precede it.
+        let in_rest = rest_index.is_some_and(|r| given.len() >= r.max(1));
         if inline.is_some() && !in_rest && !matches!(named, Some(Spec::Option { .. })) {
             return Err(format!("unknown argument \"{}\"", args[i]));
         }
@@ -297,8 +299,12 @@ fn assign(positionals: &[Spec], given: Vec<String>, out: &mut Map) -> Result<(),
 /// Registers the `args::` module.
 pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
-    // args::parse(usage, args) — the arguments as a map by name, or a usage error (exit 2).
-    m.set_native_fn("parse", |usage: &str, args: Array| -> ScriptResult<Map> {
+    let prim = Prim::new("args::parse(usage: string, args: array) -> map").doc(
+        "Reads a command's arguments against its usage line (`<name>`, `[<opt>]`, `[-f]`, \
+         `[--tail <n>]`, `<files>...`) into a map by name; bad input is a usage error (exit 2) \
+         with the usage line.",
+    );
+    prim.set_in(&mut m, |usage: &str, args: Array| -> ScriptResult<Map> {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         parse(usage, &args).map_err(usage_err)
     });
@@ -373,6 +379,13 @@ mod tests {
         let m = p(shell, &["1", "ls", "-la", "--tail"]).unwrap();
         assert_eq!(get(&m, "cmd"), "[\"ls\", \"-la\", \"--tail\"]");
         assert_eq!(get(&p(shell, &["1"]).unwrap(), "cmd"), "[]");
+        let scale = "scale [-d|--detach] [--timeout <seconds>] [--no-wait] <service>=<n>...";
+        let m = p(scale, &["--no-wait", "-d", "--timeout", "5", "web=2", "-x"]).unwrap();
+        assert_eq!(get(&m, "n"), "[\"web=2\", \"-x\"]");
+        assert_eq!(
+            (get(&m, "no_wait"), get(&m, "detach")),
+            ("true".into(), "true".into())
+        );
         let m = p("benchmark [<count>]", &[]).unwrap();
         assert_eq!(get(&m, "count"), "");
     }

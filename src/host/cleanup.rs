@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use rhai::Module;
 
+use super::doc::Prim;
 use super::{script_err, Host};
 
 /// How long one cleanup action may take before it is given up (and said so).
@@ -137,15 +138,17 @@ async fn perform(p: Pending) -> Result<(), String> {
 pub fn module(host: &Arc<Host>) -> Module {
     let mut m = Module::new();
 
-    // cleanup::run(id) — run a pending action now (the normal path); Ctrl-C does not cut it short.
     let h = host.clone();
-    m.set_native_fn("run", move |id: i64| -> super::ScriptResult<()> {
+    let prim = Prim::new("cleanup::run(id: int)")
+        .doc("Runs a pending undo action now (the normal path); Ctrl-C does not cut it short.");
+    prim.set_in(&mut m, move |id: i64| -> super::ScriptResult<()> {
         h.rt.block_on(h.cleanups.run(id)).map_err(script_err)
     });
 
-    // cleanup::cancel(id) — forget a pending action; false when it was not pending.
     let h = host.clone();
-    m.set_native_fn("cancel", move |id: i64| Ok(h.cleanups.cancel(id)));
+    let prim = Prim::new("cleanup::cancel(id: int) -> bool")
+        .doc("Forgets a pending undo action; false when it was not pending.");
+    prim.set_in(&mut m, move |id: i64| Ok(h.cleanups.cancel(id)));
     m
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, Map, Module};
 
+use super::doc::Prim;
 use super::{script_err, usage_err, Host, ScriptResult};
 
 /// The most a config file may hold. Real ones are a few KiB; the largest values (key material,
@@ -223,48 +224,61 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
 
-    // config::dir() — the configuration directory (-C, WSM_CONFIG_DIR, or ./config).
     let h = host.clone();
-    m.set_native_fn("dir", move || Ok(h.opts.config_dir.display().to_string()));
+    let prim = Prim::new("config::dir() -> string")
+        .doc("The configuration directory (`-C`, `WSM_CONFIG_DIR`, or `./config`).");
+    prim.set_in(&mut m, move || Ok(h.opts.config_dir.display().to_string()));
 
-    // config::read(path) — parse a KEY=VALUE file into a map; a missing file gives #{}.
-    m.set_native_fn("read", |path: &str| -> ScriptResult<Map> {
+    let prim = Prim::new("config::read(path: string) -> map").doc(
+        "Parses a KEY=VALUE file into a map; a missing file gives `#{}`. Errors name the file and \
+         line, never a value.",
+    );
+    prim.set_in(&mut m, |path: &str| -> ScriptResult<Map> {
         read_file(Path::new(path)).map(to_map)
     });
 
-    // config::read_text(path) — a config file's text as it is; "" when it does not exist.
-    m.set_native_fn("read_text", |path: &str| -> ScriptResult<String> {
+    let prim = Prim::new("config::read_text(path: string) -> string").doc(
+        "A config file's text as it is; \"\" when it does not exist. Files over the size limit \
+         are a usage error.",
+    );
+    prim.set_in(&mut m, |path: &str| -> ScriptResult<String> {
         Ok(read_text(Path::new(path))?.unwrap_or_default())
     });
 
-    // config::write_text(path, text) — atomic write of text that parses, comments and all;
-    // 0600 when any key holds a secret.
-    m.set_native_fn("write_text", |path: &str, text: &str| {
+    let prim = Prim::new("config::write_text(path: string, text: string)").doc(
+        "Writes text that parses as KEY=VALUE (comments kept) atomically; 0600 when any key holds \
+         a secret.",
+    );
+    prim.set_in(&mut m, |path: &str, text: &str| {
         write_text(Path::new(path), text)
     });
 
-    // config::exists(path)
-    m.set_native_fn("exists", |path: &str| Ok(Path::new(path).exists()));
+    let prim = Prim::new("config::exists(path: string) -> bool").doc("Whether the file exists.");
+    prim.set_in(&mut m, |path: &str| Ok(Path::new(path).exists()));
 
-    // config::parse(text, origin) — parse KEY=VALUE text; errors name `origin` and the line.
-    m.set_native_fn("parse", |text: &str, origin: &str| -> ScriptResult<Map> {
+    let prim = Prim::new("config::parse(text: string, origin: string) -> map")
+        .doc("Parses KEY=VALUE text; errors name `origin` and the line.");
+    prim.set_in(&mut m, |text: &str, origin: &str| -> ScriptResult<Map> {
         check_size(text.len() as u64, origin).map_err(usage_err)?;
         parse_input(text, origin).map(to_map)
     });
 
-    // config::render(map) — sorted KEY=VALUE lines, quoted where needed.
-    m.set_native_fn("render", |map: Map| Ok(render(&from_map(&map))));
+    let prim = Prim::new("config::render(values: map) -> string")
+        .doc("Sorted KEY=VALUE lines, quoted where needed.");
+    prim.set_in(&mut m, |map: Map| Ok(render(&from_map(&map))));
 
-    // config::write(path, map) — atomic write; 0600 when any key holds a secret.
-    m.set_native_fn("write", |path: &str, map: Map| -> ScriptResult<()> {
+    let prim = Prim::new("config::write(path: string, values: map)")
+        .doc("Writes a map as KEY=VALUE lines atomically; 0600 when any key holds a secret.");
+    prim.set_in(&mut m, |path: &str, map: Map| -> ScriptResult<()> {
         let values = from_map(&map);
         let private = values.keys().any(|k| is_secret_key(k));
         write_atomic(Path::new(path), render(&values).as_bytes(), private)
             .map_err(|e| script_err(format!("cannot write {path}: {e}")))
     });
 
-    // config::list(dir) — the names of the files in a folder, sorted; [] when it does not exist.
-    m.set_native_fn("list", |dir: &str| -> ScriptResult<rhai::Array> {
+    let prim = Prim::new("config::list(dir: string) -> array")
+        .doc("The names of the files in a folder, sorted; [] when it does not exist.");
+    prim.set_in(&mut m, |dir: &str| -> ScriptResult<rhai::Array> {
         let mut names: Vec<String> = match fs::read_dir(dir) {
             Ok(rd) => rd
                 .flatten()
@@ -278,8 +292,9 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         Ok(names.into_iter().map(Dynamic::from).collect())
     });
 
-    // config::remove(path) — delete a file; false when there was none.
-    m.set_native_fn("remove", |path: &str| -> ScriptResult<bool> {
+    let prim = Prim::new("config::remove(path: string) -> bool")
+        .doc("Deletes a file; false when there was none.");
+    prim.set_in(&mut m, |path: &str| -> ScriptResult<bool> {
         match fs::remove_file(path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -287,23 +302,27 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         }
     });
 
-    // config::rename(from, to) — rename a file (e.g. to keep a replaced one as `.old`).
-    m.set_native_fn("rename", |from: &str, to: &str| -> ScriptResult<()> {
+    let prim = Prim::new("config::rename(from: string, to: string)")
+        .doc("Renames a file (e.g. to keep a replaced one as `.old`).");
+    prim.set_in(&mut m, |from: &str, to: &str| -> ScriptResult<()> {
         fs::rename(from, to).map_err(|e| script_err(format!("cannot rename {from} to {to}: {e}")))
     });
 
-    // config::declare_secrets(keys) — these keys hold secrets from now on (an application's
-    // schema declares them when its config is loaded).
-    m.set_native_fn("declare_secrets", |keys: rhai::Array| -> ScriptResult<()> {
+    let prim = Prim::new("config::declare_secrets(keys: array)").doc(
+        "These keys hold secrets from now on: masked in output and errors, files holding them \
+         written 0600 (an application's schema declares them when its config is loaded).",
+    );
+    prim.set_in(&mut m, |keys: rhai::Array| -> ScriptResult<()> {
         let mut declared = DECLARED_SECRETS.lock().expect("declared secrets");
         declared.extend(keys.iter().map(|k| k.to_string().to_ascii_uppercase()));
         Ok(())
     });
-    // config::is_secret(key) — whether the key's value must be masked.
-    m.set_native_fn("is_secret", |key: &str| Ok(is_secret_key(key)));
+    let prim = Prim::new("config::is_secret(key: string) -> bool")
+        .doc("Whether the key's value must be masked.");
+    prim.set_in(&mut m, |key: &str| Ok(is_secret_key(key)));
 
-    // config::env() — the process environment as a map.
-    m.set_native_fn("env", || -> ScriptResult<Map> {
+    let prim = Prim::new("config::env() -> map").doc("The process environment as a map.");
+    prim.set_in(&mut m, || -> ScriptResult<Map> {
         Ok(std::env::vars()
             .map(|(k, v)| (k.into(), Dynamic::from(v)))
             .collect())

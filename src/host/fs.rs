@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
+use super::doc::Prim;
 use super::{script_err, ScriptResult};
 
 /// The text of a file; `-` is standard input. The error names the file and says why.
@@ -167,38 +168,55 @@ fn list(dir: &str) -> Result<Array, String> {
 /// Registers the `fs::` module.
 pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
-    // fs::read(path) — a file's text ("-" reads standard input); an error names the file.
-    m.set_native_fn("read", |path: &str| -> ScriptResult<String> {
+    let prim = Prim::new("fs::read(path: string) -> string")
+        .doc("A file's text (`\"-\"` reads standard input); an error names the file.");
+    prim.set_in(&mut m, |path: &str| -> ScriptResult<String> {
         read(path).map_err(script_err)
     });
-    // fs::is_file(path) — whether a regular file (or a link to one) is there.
-    m.set_native_fn("is_file", |path: &str| Ok(Path::new(path).is_file()));
-    // fs::is_dir(path) — whether a folder (or a link to one) is there.
-    m.set_native_fn("is_dir", |path: &str| Ok(Path::new(path).is_dir()));
-    // fs::write(path, text) — create or replace a file with this text (e.g. a Dockerfile in a
-    // temp_dir()); user files that must be replaced atomically go through `config::`.
-    m.set_native_fn("write", |path: &str, text: &str| -> ScriptResult<()> {
+    let prim = Prim::new("fs::is_file(path: string) -> bool")
+        .doc("Whether a regular file (or a link to one) is there.");
+    prim.set_in(&mut m, |path: &str| Ok(Path::new(path).is_file()));
+    let prim = Prim::new("fs::is_dir(path: string) -> bool")
+        .doc("Whether a folder (or a link to one) is there.");
+    prim.set_in(&mut m, |path: &str| Ok(Path::new(path).is_dir()));
+    let prim = Prim::new("fs::write(path: string, text: string)").doc(
+        "Creates or replaces a file with this text (e.g. a Dockerfile in a `temp_dir()`); user \
+         files that must be replaced atomically go through `config::`.",
+    );
+    prim.set_in(&mut m, |path: &str, text: &str| -> ScriptResult<()> {
         std::fs::write(path, text).map_err(|e| script_err(format!("cannot write {path}: {e}")))
     });
-    // fs::copy(from, dest) — copy a file, or a folder and everything under it, to `dest`,
-    // which must not exist yet (its parent folders are created).
-    m.set_native_fn("copy", |from: &str, dest: &str| -> ScriptResult<()> {
+    let prim = Prim::new("fs::copy(from: string, dest: string)").doc(
+        "Copies a file, or a folder and everything under it, to `dest`, which must not exist yet \
+         (its parent folders are made). Links are copied as what they point to; a FIFO, socket \
+         or device is refused (exit 2), never waited on.",
+    );
+    prim.set_in(&mut m, |from: &str, dest: &str| -> ScriptResult<()> {
         copy(Path::new(from), Path::new(dest))
     });
-    // fs::state_dir() — where wsm keeps its state: $XDG_STATE_HOME/wsm (~/.local/state/wsm).
-    m.set_native_fn("state_dir", || -> ScriptResult<String> {
+    let prim = Prim::new("fs::state_dir() -> string").doc(
+        "Where wsm keeps its state: `$XDG_STATE_HOME/wsm` (`~/.local/state/wsm`); fails when \
+         there is no state folder to use.",
+    );
+    prim.set_in(&mut m, || -> ScriptResult<String> {
         dirs::state_dir()
             .map(|d| d.join("wsm").display().to_string())
             .ok_or_else(|| script_err("no state directory: set XDG_STATE_HOME"))
     });
-    // fs::stat(path) — #{kind: "file"|"dir"|"other", size, modified, modified_at} or ().
-    m.set_native_fn("stat", |path: &str| Ok(stat(path)));
-    // fs::list(dir) — the names in a folder, sorted.
-    m.set_native_fn("list", |dir: &str| -> ScriptResult<Array> {
+    let prim = Prim::new("fs::stat(path: string) -> map").doc(
+        "`#{kind: \"file\" | \"dir\" | \"other\", size, modified, modified_at}` of a path \
+         (modified in seconds since the epoch, modified_at as RFC 3339), or () when nothing is \
+         there.",
+    );
+    prim.set_in(&mut m, |path: &str| Ok(stat(path)));
+    let prim = Prim::new("fs::list(dir: string) -> array")
+        .doc("The names in a folder, sorted; fails naming the folder when it cannot be read.");
+    prim.set_in(&mut m, |dir: &str| -> ScriptResult<Array> {
         list(dir).map_err(script_err)
     });
-    // fs::mkdir(path) — create a folder and its parents (mode 0700 for the new ones).
-    m.set_native_fn("mkdir", |path: &str| -> ScriptResult<()> {
+    let prim = Prim::new("fs::mkdir(path: string)")
+        .doc("Creates a folder and its parents (mode 0700 for the new ones).");
+    prim.set_in(&mut m, |path: &str| -> ScriptResult<()> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -206,8 +224,9 @@ pub fn register(engine: &mut Engine) {
             .create(path)
             .map_err(|e| script_err(format!("cannot create {path}: {e}")))
     });
-    // fs::append(path, text) — add text at the end of a file, creating it (0600).
-    m.set_native_fn("append", |path: &str, text: &str| -> ScriptResult<()> {
+    let prim = Prim::new("fs::append(path: string, text: string)")
+        .doc("Adds text at the end of a file, creating it (mode 0600).");
+    prim.set_in(&mut m, |path: &str, text: &str| -> ScriptResult<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
@@ -218,18 +237,21 @@ pub fn register(engine: &mut Engine) {
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .map_err(|e| script_err(format!("cannot append to {path}: {e}")))
     });
-    // fs::remove(path) — remove a file; whether one was there.
-    m.set_native_fn("remove", |path: &str| -> ScriptResult<bool> {
+    let prim = Prim::new("fs::remove(path: string) -> bool")
+        .doc("Removes a file; false when there was none.");
+    prim.set_in(&mut m, |path: &str| -> ScriptResult<bool> {
         match std::fs::remove_file(path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(script_err(format!("cannot remove {path}: {e}"))),
         }
     });
-    // fs::rotate_in(staged, path, backup) — put the finished file `staged` at `path`, keeping
-    // the file that was there as `backup`; both stay whole at every moment.
-    m.set_native_fn(
-        "rotate_in",
+    let prim = Prim::new("fs::rotate_in(staged: string, path: string, backup: string)").doc(
+        "Puts the finished file `staged` at `path`, keeping the file that was there as `backup`; \
+         both stay whole at every moment.",
+    );
+    prim.set_in(
+        &mut m,
         |staged: &str, path: &str, backup: &str| -> ScriptResult<()> {
             rotate_in(Path::new(staged), Path::new(path), Path::new(backup)).map_err(script_err)
         },

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rhai::{Dynamic, Engine, Map, Module};
 
+use super::doc::{check_opts, Opt, Prim};
 use super::opts::opt_int;
 use super::{script_err, to_dynamic, to_json, Host, ScriptResult};
 
@@ -63,21 +64,36 @@ async fn request(method: &str, url: &str, opts: &Map) -> ScriptResult<Map> {
     Ok(m)
 }
 
+/// `http::request`'s options.
+const REQUEST_OPTS: &[Opt] = &[
+    ("headers", "a map"),
+    ("json", "a value sent as JSON"),
+    ("body", "text sent when there is no `json`"),
+    ("timeout_ms", "10000"),
+];
+
 /// Registers the `http::` module.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
-    // http::request(method, url, opts) — opts: headers, json or body, timeout_ms (10000).
     let h = host.clone();
-    m.set_native_fn(
-        "request",
+    let prim = Prim::new("http::request(method: string, url: string, opts: map) -> map")
+        .opts(REQUEST_OPTS)
+        .doc(
+            "An HTTP request. Returns `#{status, headers, body, json}`; fails on a network error \
+             or the deadline, not on an error status.",
+        );
+    prim.set_in(
+        &mut m,
         move |method: &str, url: &str, opts: Map| -> ScriptResult<Map> {
+            check_opts("http::request", &opts, REQUEST_OPTS)?;
             h.block(request(method, url, &opts))
         },
     );
-    // http::get(url, timeout_ms) — a GET with a timeout.
     let h = host.clone();
-    m.set_native_fn(
-        "get",
+    let prim = Prim::new("http::get(url: string, timeout_ms: int) -> map")
+        .doc("A GET with a deadline; the same result as `http::request`.");
+    prim.set_in(
+        &mut m,
         move |url: &str, timeout_ms: i64| -> ScriptResult<Map> {
             let mut opts = Map::new();
             opts.insert("timeout_ms".into(), Dynamic::from(timeout_ms));

@@ -65,3 +65,45 @@ pub fn process_alive(pid: u32) -> bool {
         && (unsafe { libc::kill(pid, 0) } == 0
             || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
 }
+
+/// This process as the kernel knows it, so a lock can say whether its holder is provably gone:
+/// `<boot id>/<pid namespace>/<pid>/<start time>`, "" where /proc cannot tell. Two processes
+/// with one machine id (cloned VMs, containers) differ in boot id or pid namespace.
+pub fn process_identity() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let namespace = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let pid = std::process::id();
+    match (boot.trim(), namespace.as_str(), start_time(pid)) {
+        ("", _, _) | (_, "", _) | (_, _, None) => String::new(),
+        (boot, namespace, Some(start)) => format!("{boot}/{namespace}/{pid}/{start}"),
+    }
+}
+
+/// When process `pid` started, in clock ticks after boot (`/proc/<pid>/stat`, field 22).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after its last ')'.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process `identity` names (see [`process_identity`]) is provably gone: it ran
+/// in this boot and pid namespace, and no process of that pid and start time is left. A
+/// process elsewhere, or an identity that does not parse, is never called gone.
+pub fn process_gone(identity: &str) -> bool {
+    let mine = process_identity();
+    let (theirs, ours) = (identity.rsplitn(3, '/'), mine.rsplitn(3, '/'));
+    let (theirs, ours): (Vec<&str>, Vec<&str>) = (theirs.collect(), ours.collect());
+    let [start, pid, place] = theirs[..] else {
+        return false;
+    };
+    if ours.len() != 3 || ours[2] != place || place.is_empty() {
+        return false;
+    }
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    !process_alive(pid) || start_time(pid).is_some_and(|s| s.to_string() != start)
+}

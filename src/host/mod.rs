@@ -7,6 +7,7 @@ pub mod args;
 pub mod cleanup;
 pub mod compose;
 pub mod config;
+pub mod doc;
 pub mod docker;
 pub mod fs;
 pub mod http;
@@ -41,6 +42,8 @@ pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 #[derive(Debug, Clone, Default)]
 pub struct GlobalOpts {
     pub config_dir: PathBuf,
+    /// `--context NAME`: the Docker context `docker::connect("")` uses.
+    pub context: Option<String>,
     pub json: bool,
     pub yes: bool,
     pub verbose: bool,
@@ -58,6 +61,10 @@ pub struct Host {
     /// What must be put back however the running command ends.
     pub cleanups: cleanup::Cleanups,
     engines: std::sync::Mutex<std::collections::HashMap<String, docker::EngineHandle>>,
+    /// Private temporary folders handed to scripts, removed when the process ends.
+    temp_dirs: std::sync::Mutex<Vec<tempfile::TempDir>>,
+    /// The warnings said once per process (`term::warn_once`).
+    warned: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Host {
@@ -71,7 +78,36 @@ impl Host {
             child_has_terminal: AtomicBool::new(false),
             cleanups: Default::default(),
             engines: Default::default(),
+            temp_dirs: Default::default(),
+            warned: Default::default(),
         })
+    }
+
+    /// A fresh private temporary folder, kept until [`Host::remove_temp_dirs`].
+    pub fn temp_dir(&self) -> std::io::Result<PathBuf> {
+        let dir = tempfile::Builder::new().prefix("wsm-").tempdir()?;
+        let path = dir.path().to_path_buf();
+        self.temp_dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(dir);
+        Ok(path)
+    }
+
+    /// Removes the temporary folders scripts were given (the end of the process).
+    pub fn remove_temp_dirs(&self) {
+        self.temp_dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Whether `text` is said for the first time in this process (true once per text).
+    pub fn first_time(&self, text: &str) -> bool {
+        self.warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(text.to_string())
     }
 
     /// Marks the current operation interrupted (Ctrl-C) and wakes whatever is blocked.

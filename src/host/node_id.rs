@@ -7,6 +7,7 @@
 
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
+use super::doc::Prim;
 use super::{usage_err, ScriptResult};
 
 /// An application's kind of node ids; the default is any service name and no default service.
@@ -106,16 +107,21 @@ pub fn parse(id: &str, kind: &Kind) -> Result<NodeId, String> {
 /// Registers the `node_id::` module.
 pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
-    // node_id::parse(id, kind) — #{service, slot}, or a usage error (exit 2).
-    m.set_native_fn("parse", |id: &str, kind: Map| -> ScriptResult<Map> {
+    let prim = Prim::new("node_id::parse(id: string, kind: map) -> map").doc(
+        "Parses a node id (`service[.slot]`, or an application's own forms described by `kind`: \
+         `services`, `default_service`) into `#{service, slot}`; bad input is a usage error (exit \
+         2) that lists the forms.",
+    );
+    prim.set_in(&mut m, |id: &str, kind: Map| -> ScriptResult<Map> {
         let parsed = parse(id, &Kind::from_map(&kind)).map_err(usage_err)?;
         let mut out = Map::new();
         out.insert("service".into(), parsed.service.into());
         out.insert("slot".into(), Dynamic::from_int(parsed.slot));
         Ok(out)
     });
-    // node_id::forms(kind) — how node ids of that kind are written, for messages.
-    m.set_native_fn("forms", |kind: Map| -> ScriptResult<String> {
+    let prim = Prim::new("node_id::forms(kind: map) -> string")
+        .doc("How node ids of that kind are written, for messages.");
+    prim.set_in(&mut m, |kind: Map| -> ScriptResult<String> {
         Ok(Kind::from_map(&kind).forms())
     });
     engine.register_static_module("node_id", m.into());

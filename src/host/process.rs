@@ -9,6 +9,7 @@ use rhai::{Array, Dynamic, Engine, Map, Module};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Mutex;
 
+use super::doc::{check_opts, Opt, Prim};
 use super::{script_err, Host, ScriptResult};
 
 /// What a finished run gave.
@@ -106,15 +107,26 @@ pub async fn run(
     })
 }
 
+/// `process::run`'s options.
+const RUN_OPTS: &[Opt] = &[
+    ("timeout", "seconds, 3600; then it is killed"),
+    ("max_output", "bytes of output kept, the last ones; 65536"),
+    ("echo", "false; true: also writes its output to stdout"),
+    ("env", "a map added to its environment"),
+];
+
 /// Registers the `process::` module.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
-    // process::run(argv, #{timeout, max_output, echo, env}) — run a program to its end (killed
-    // after `timeout` seconds, 3600), with `env` added to its environment, capturing the last
-    // `max_output` bytes (65536) of its output, also written to stdout when `echo`;
-    // #{code, timed_out, output, truncated, seconds}.
     let h = host.clone();
-    m.set_native_fn("run", move |argv: Array, opts: Map| -> ScriptResult<Map> {
+    let prim = Prim::new("process::run(argv: array, opts: map) -> map")
+        .opts(RUN_OPTS)
+        .doc(
+            "Runs a program to its end: `#{code, timed_out, output, truncated, seconds}`. Fails \
+             only when it cannot start.",
+        );
+    prim.set_in(&mut m, move |argv: Array, opts: Map| -> ScriptResult<Map> {
+        check_opts("process::run", &opts, RUN_OPTS)?;
         let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
         let int = |k: &str, d: i64| opts.get(k).and_then(|v| v.as_int().ok()).unwrap_or(d);
         let timeout = Duration::from_secs(int("timeout", 3600).max(1) as u64);
@@ -145,8 +157,8 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         r.insert("seconds".into(), Dynamic::from_float(o.seconds));
         Ok(r)
     });
-    // process::exe() — the path of the running wsm binary.
-    m.set_native_fn("exe", || -> ScriptResult<String> {
+    let prim = Prim::new("process::exe() -> string").doc("The path of the running wsm binary.");
+    prim.set_in(&mut m, || -> ScriptResult<String> {
         std::env::current_exe()
             .map(|p| p.display().to_string())
             .map_err(|e| script_err(format!("cannot find wsm's own binary: {e}")))

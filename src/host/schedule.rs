@@ -5,6 +5,7 @@
 
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
+use super::doc::Prim;
 use super::{usage_err, ScriptResult};
 
 /// The most missed slots [`due`] lists one by one (the count is always exact).
@@ -220,15 +221,22 @@ pub fn due(schedule: &Schedule, last: i64, now: i64) -> Due {
 /// Registers the `schedule::` module.
 pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
-    // schedule::check(text) — the schedule as given, or a usage error saying what is wrong.
-    m.set_native_fn("check", |text: &str| -> ScriptResult<String> {
+    let prim = Prim::new("schedule::check(text: string) -> string").doc(
+        "The schedule as given (`every 10s`, `every 1h30m`, or a cron line `*/15 9-17 * * 1-5`), \
+         or a usage error saying what is wrong.",
+    );
+    prim.set_in(&mut m, |text: &str| -> ScriptResult<String> {
         Schedule::parse(text).map_err(usage_err)?;
         Ok(text.trim().to_string())
     });
-    // schedule::due(text, last, now) — #{slot, missed, missed_count, next}: the latest slot in
-    // (last, now] (() if none), the earlier ones not run, and the first slot after now.
-    m.set_native_fn(
-        "due",
+    let prim = Prim::new("schedule::due(text: string, last: int, now: int) -> map").doc(
+        "What to run at `now` (seconds since the epoch) when `last` was the last slot claimed: \
+         `#{slot, missed, missed_count, next}`: the latest slot in (last, now] (() if none), the \
+         earlier ones in that span (at most 50 listed, all counted), and the first slot after \
+         now. An interval's slots are its multiples, so every runner agrees on them.",
+    );
+    prim.set_in(
+        &mut m,
         |text: &str, last: i64, now: i64| -> ScriptResult<Map> {
             let s = Schedule::parse(text).map_err(usage_err)?;
             let d = due(&s, last, now);

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
+use super::doc::Prim;
 use super::{script_err, to_json, usage_err, Host, ScriptResult};
 
 /// Formats rows under headers in columns separated by three spaces, as `docker` does.
@@ -241,9 +242,10 @@ fn read_line(prompt: &str) -> ScriptResult<String> {
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
 
-    // term::table(headers, rows) — aligned columns.
-    m.set_native_fn(
-        "table",
+    let prim = Prim::new("term::table(headers: array, rows: array) -> string")
+        .doc("Aligned columns under the headers, as `docker … ls` prints them.");
+    prim.set_in(
+        &mut m,
         |headers: Array, rows: Array| -> ScriptResult<String> {
             let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
             let rows: Vec<Vec<String>> = rows
@@ -259,48 +261,57 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             Ok(table(&headers, &rows))
         },
     );
-    // term::ago(rfc3339) — "40 seconds ago".
-    m.set_native_fn("ago", |ts: &str| Ok(ago(ts)));
-    // term::json(value) — pretty JSON text.
-    m.set_native_fn("json", |v: Dynamic| -> ScriptResult<String> {
+    let prim = Prim::new("term::ago(rfc3339: string) -> string")
+        .doc("How long ago a time was, e.g. \"40 seconds ago\".");
+    prim.set_in(&mut m, |ts: &str| Ok(ago(ts)));
+    let prim = Prim::new("term::json(value) -> string")
+        .doc("Pretty JSON text of a value (what `--json` prints).");
+    prim.set_in(&mut m, |v: Dynamic| -> ScriptResult<String> {
         serde_json::to_string_pretty(&to_json(&v)?).map_err(script_err)
     });
-    // term::eprint(text) — a line on stderr.
-    m.set_native_fn("eprint", |s: &str| {
+    let prim = Prim::new("term::eprint(text: string)").doc("A line on stderr.");
+    prim.set_in(&mut m, |s: &str| {
         eprintln!("{s}");
         Ok(())
     });
-    // term::warn(text) — "warning: text" on stderr.
-    m.set_native_fn("warn", |s: &str| {
+    let prim = Prim::new("term::warn(text: string)").doc("`warning: text` on stderr.");
+    prim.set_in(&mut m, |s: &str| {
         eprintln!("warning: {s}");
         Ok(())
     });
-    // term::warn_once(text) — "warning: text" on stderr, once per process (a config read again
-    // by the REPL's completion does not repeat it).
-    m.set_native_fn("warn_once", |s: &str| {
-        static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
-        if !said.iter().any(|x| x == s) {
+    let h = host.clone();
+    let prim = Prim::new("term::warn_once(text: string)").doc(
+        "`warning: text` on stderr, once per process (a config read again by the REPL's \
+         completion does not repeat it).",
+    );
+    prim.set_in(&mut m, move |s: &str| {
+        if h.first_time(s) {
             eprintln!("warning: {s}");
-            said.push(s.to_string());
         }
         Ok(())
     });
-    // term::is_tty() — whether stdout is a terminal.
-    m.set_native_fn("is_tty", || Ok(std::io::stdout().is_terminal()));
-    // term::clear() — clear the screen (for `status watch`).
-    m.set_native_fn("clear", || {
+    let prim = Prim::new("term::is_tty() -> bool").doc("Whether stdout is a terminal.");
+    prim.set_in(&mut m, || Ok(std::io::stdout().is_terminal()));
+    let prim = Prim::new("term::clear()").doc("Clears the screen (for `status watch`).");
+    prim.set_in(&mut m, || {
         print!("\x1b[H\x1b[2J");
         Ok(())
     });
-    // term::edit(text, file_name) — edit text in $VISUAL / $EDITOR / vi.
     let h = host.clone();
-    m.set_native_fn("edit", move |text: &str, name: &str| edit(&h, text, name));
-    // term::prompt(question) — a line from the user.
-    m.set_native_fn("prompt", |q: &str| read_line(q));
-    // term::confirm(question) — true when the user types y or yes; `--yes` answers for them.
+    let prim = Prim::new("term::edit(text: string, file_name: string) -> string").doc(
+        "Opens text in `$VISUAL`, `$EDITOR` or vi (Ctrl-C goes to the editor) and returns the \
+         edited text.",
+    );
+    prim.set_in(&mut m, move |text: &str, name: &str| edit(&h, text, name));
+    let prim = Prim::new("term::prompt(question: string) -> string")
+        .doc("Asks a question and returns the line the user types.");
+    prim.set_in(&mut m, |q: &str| read_line(q));
     let h = host.clone();
-    m.set_native_fn("confirm", move |q: &str| -> ScriptResult<bool> {
+    let prim = Prim::new("term::confirm(question: string) -> bool").doc(
+        "True when the user types y or yes; `--yes` answers for them, and without a terminal it \
+         is a usage error.",
+    );
+    prim.set_in(&mut m, move |q: &str| -> ScriptResult<bool> {
         if h.opts.yes {
             return Ok(true);
         }
@@ -309,14 +320,17 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     });
     // term::sleep(ms) — sleep, cut short by Ctrl-C.
     let h = host.clone();
-    m.set_native_fn("sleep", move |ms: i64| -> ScriptResult<()> {
+    let prim =
+        Prim::new("term::sleep(ms: int)").doc("Sleeps, cut short by Ctrl-C (an error then).");
+    prim.set_in(&mut m, move |ms: i64| -> ScriptResult<()> {
         h.block(async {
             tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await;
             Ok(())
         })
     });
-    // term::run(argv) — run a local program with our terminal; its exit code.
-    m.set_native_fn("run", |argv: Array| -> ScriptResult<i64> {
+    let prim = Prim::new("term::run(argv: array) -> int")
+        .doc("Runs a local program with this terminal; returns its exit code.");
+    prim.set_in(&mut m, |argv: Array| -> ScriptResult<i64> {
         let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
         let (prog, args) = argv
             .split_first()
@@ -328,40 +342,50 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         Ok(status.code().unwrap_or(-1) as i64)
     });
     // term::now() — seconds since the epoch.
-    m.set_native_fn("now", || {
+    let prim =
+        Prim::new("term::now() -> float").doc("Seconds since the epoch, with their fraction.");
+    prim.set_in(&mut m, || {
         Ok(SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0))
     });
-    // term::timestamp() — now, as RFC 3339 UTC to the second ("2026-12-01T17:03:04Z").
-    m.set_native_fn("timestamp", || {
+    let prim = Prim::new("term::timestamp() -> string").doc(
+        "Now (or a time in seconds since the epoch), as RFC 3339 UTC to the second \
+         (`2026-12-01T17:03:04Z`).",
+    );
+    prim.set_in(&mut m, || {
         Ok(humantime::format_rfc3339_seconds(SystemTime::now()).to_string())
     });
-    // term::user_at_host() — who runs wsm, as `user@host`.
-    m.set_native_fn("user_at_host", || Ok(super::identity::user_at_host()));
-    // term::timestamp(secs) — a time in seconds since the epoch, as RFC 3339 UTC.
-    m.set_native_fn("timestamp", |secs: i64| {
+    let prim = Prim::new("term::user_at_host() -> string")
+        .doc("Who runs wsm, as `user@host` (as locks and revisions record it).");
+    prim.set_in(&mut m, || Ok(super::identity::user_at_host()));
+    let prim = Prim::new("term::timestamp(secs: int) -> string");
+    prim.set_in(&mut m, |secs: i64| {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
         Ok(humantime::format_rfc3339_seconds(t).to_string())
     });
     engine.register_static_module("term", m.into());
 
-    // trimmed(text) — text without surrounding white space (Rhai's own trim() works in place).
-    engine.register_fn("trimmed", |s: &str| s.trim().to_string());
-    // exit_with(code) — end the command with this exit code (e.g. the code of a command it ran).
-    engine.register_fn("exit_with", |code: i64| -> ScriptResult<Dynamic> {
+    let prim = Prim::new("trimmed(text: string) -> string")
+        .doc("Text without surrounding white space (Rhai's own `trim()` works in place).");
+    prim.register(engine, |s: &str| s.trim().to_string());
+    let prim = Prim::new("exit_with(code: int)")
+        .doc("Ends the command with this exit code (e.g. the code of a program it ran).");
+    prim.register(engine, |code: i64| -> ScriptResult<Dynamic> {
         let mut m = Map::new();
         m.insert("exit_code".into(), Dynamic::from(code));
         Err(rhai::EvalAltResult::ErrorRuntime(Dynamic::from_map(m), rhai::Position::NONE).into())
     });
-    // usage_error(message) — fail with exit code 2 and the command's usage line.
-    engine.register_fn("usage_error", |msg: &str| -> ScriptResult<Dynamic> {
+    let prim = Prim::new("usage_error(message: string)")
+        .doc("Fails with exit code 2, the message and the command's usage line.");
+    prim.register(engine, |msg: &str| -> ScriptResult<Dynamic> {
         Err(usage_err(msg))
     });
-    // opts() — the global options as a map.
     let h = host.clone();
-    engine.register_fn("opts", move || -> Map {
+    let prim = Prim::new("opts() -> map")
+        .doc("The global options as a map: `json`, `yes`, `verbose`, `config_dir`.");
+    prim.register(engine, move || -> Map {
         let mut m = Map::new();
         m.insert("json".into(), h.opts.json.into());
         m.insert("yes".into(), h.opts.yes.into());

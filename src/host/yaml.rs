@@ -4,6 +4,7 @@
 use rhai::{Dynamic, Engine, Module};
 use serde_json::Value;
 
+use super::doc::Prim;
 use super::{script_err, to_dynamic, ScriptResult};
 
 /// Parses YAML text named `name` (for messages): duplicate keys refused, `yes`/`on` kept as
@@ -25,9 +26,11 @@ pub fn parse(text: &str, name: &str) -> Result<Value, String> {
 /// Registers the `yaml::` module.
 pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
-    // yaml::parse(text, name) — the document as maps, arrays and scalars; bad YAML is an
-    // error naming `name` (e.g. the file it came from).
-    m.set_native_fn("parse", |text: &str, name: &str| -> ScriptResult<Dynamic> {
+    let prim = Prim::new("yaml::parse(text: string, name: string) -> map").doc(
+        "A YAML document as maps, arrays and scalars; bad YAML is an error naming `name` (e.g. \
+         the file it came from).",
+    );
+    prim.set_in(&mut m, |text: &str, name: &str| -> ScriptResult<Dynamic> {
         to_dynamic(&parse(text, name).map_err(script_err)?)
     });
     engine.register_static_module("yaml", m.into());

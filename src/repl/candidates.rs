@@ -94,9 +94,9 @@ impl<'a> Candidates<'a> {
         if matches!(*first, "help" | ":help") && rest.is_empty() {
             return Some(Next::Words(self.help_topics(), " "));
         }
-        let Some(family) = engine::commands::find_family(&self.shell.search, first) else {
+        let Some(family) = self.shell.catalog.family(first) else {
             // A command directly in scripts/ (build-all-nodes) takes a stack name first.
-            let single = engine::list_commands(&self.shell.search, "").contains_key(*first);
+            let single = self.shell.catalog.commands("").contains_key(*first);
             return Some(match rest {
                 [] if single => Next::Words(self.stack_names(), " "),
                 _ => Next::Words(Vec::new(), " "),
@@ -111,7 +111,7 @@ impl<'a> Candidates<'a> {
         };
         Some(match rest {
             [] => Next::Words(self.command_names(&family.name), " "),
-            [cmd, args @ ..] => match self.argument_completer(&family, cmd, args, prefix) {
+            [cmd, args @ ..] => match self.argument_completer(family, cmd, args, prefix) {
                 Some((completer, suffix)) => {
                     Next::Words(self.completer_candidates(&completer, stack), suffix)
                 }
@@ -123,9 +123,9 @@ impl<'a> Candidates<'a> {
     /// Command names of a family, with their aliases and `help`.
     pub fn command_names(&self, family: &str) -> Vec<String> {
         let mut names = BTreeSet::from(["help".to_string()]);
-        for (name, doc) in engine::list_commands(&self.shell.search, family) {
-            names.insert(name);
-            names.extend(doc.aliases);
+        for (name, doc) in self.shell.catalog.commands(family) {
+            names.insert(name.clone());
+            names.extend(doc.aliases.iter().cloned());
         }
         names.into_iter().collect()
     }
@@ -152,12 +152,14 @@ impl<'a> Candidates<'a> {
             .map(|(name, _)| name.to_string())
             .collect();
         topics.extend(
-            engine::docs::DOCS
+            engine::docs::Docs::of(&self.shell.engine)
                 .iter()
-                .map(|d| engine::docs::display_name(d.name)),
+                .map(|d| engine::docs::display_name(&d.name)),
         );
         topics.extend(
-            engine::families(&self.shell.search)
+            self.shell
+                .catalog
+                .families()
                 .iter()
                 .map(|f| f.short_name().to_string()),
         );
@@ -217,7 +219,7 @@ impl<'a> Candidates<'a> {
         args: &[&str],
         prefix: &str,
     ) -> Option<(String, &'static str)> {
-        let commands = engine::list_commands(&self.shell.search, &family.name);
+        let commands = self.shell.catalog.commands(&family.name);
         let usage = commands
             .iter()
             .find(|(name, doc)| *name == cmd || doc.aliases.iter().any(|a| a == cmd))

@@ -31,6 +31,8 @@ pub struct ReplHelper<'a> {
     pub session_map_keys: HashMap<String, Vec<String>>,
     /// The methods of every type the engine knows.
     catalog: docs::Catalog,
+    /// The primitives' docs: what a call returns.
+    docs: docs::Docs,
     /// What command lines' words can be.
     candidates: Candidates<'a>,
     files: FilenameCompleter,
@@ -60,6 +62,7 @@ impl<'a> ReplHelper<'a> {
             session_types: HashMap::new(),
             session_map_keys: HashMap::new(),
             catalog: docs::Catalog::of(&shell.engine),
+            docs: docs::Docs::of(&shell.engine),
             candidates: Candidates::new(shell),
             files: FilenameCompleter::new(),
         }
@@ -105,7 +108,7 @@ impl<'a> ReplHelper<'a> {
 impl ReplHelper<'_> {
     /// The methods of the type of the expression before the `.` (`e` → the engine's methods).
     fn complete_member(&self, receiver: &str, prefix: &str) -> Vec<Pair> {
-        let Some(ty) = types::expression_type(receiver, &self.session_types) else {
+        let Some(ty) = types::expression_type(&self.docs, receiver, &self.session_types) else {
             return Vec::new();
         };
         let mut names: Vec<String> = self

@@ -47,16 +47,16 @@ pub struct CommandWords {
 }
 
 impl CommandWords {
-    fn from_search(search: &engine::SearchPath) -> Self {
+    fn from_catalog(catalog: &engine::Catalog) -> Self {
         let mut words = CommandWords::default();
-        for family in engine::families(search) {
+        for family in catalog.families() {
             words.offered.push(family.short_name().to_string());
             words.all.push(family.name.clone());
             words.all.extend(family.doc.aliases.iter().cloned());
         }
-        for name in engine::list_commands(search, "").into_keys() {
+        for name in catalog.commands("").keys() {
             words.offered.push(name.clone());
-            words.all.push(name);
+            words.all.push(name.clone());
         }
         for builtin in ["run", "help", ":help", "exit", "quit"] {
             words.all.push(builtin.into());
@@ -82,7 +82,7 @@ pub fn run(shell: &Shell) -> Result<(), CliError> {
         .map(|b| b.build())
         .map_err(|e| terminal_error(&e))?;
     let mut rl = editor_keeping_sigint(shell, config).map_err(|e| terminal_error(&e))?;
-    let words = CommandWords::from_search(&shell.search);
+    let words = CommandWords::from_catalog(&shell.catalog);
     rl.set_helper(Some(ReplHelper::new(shell, words.clone())));
     let history = history_file().filter(|path| match prepare_history(&mut rl, path) {
         Ok(()) => true,
@@ -273,7 +273,13 @@ fn run_command_line(
             let width = engine::docs::terminal_width();
             println!(
                 "{}",
-                engine::docs::help::help(&shell.search, rest, types, width)?
+                engine::docs::help::help(
+                    &shell.catalog,
+                    &engine::docs::Docs::of(&shell.engine),
+                    rest,
+                    types,
+                    width
+                )?
             );
         }
         "help" | ":help" => {
@@ -287,15 +293,15 @@ fn run_command_line(
                     "  "
                 )
             );
-            for family in engine::families(&shell.search) {
+            for family in shell.catalog.families() {
                 let short = family.short_name();
                 let mut title = short.to_string();
                 title[..1].make_ascii_uppercase();
                 println!(
                     "\n{title} commands ({short} …):\n{}",
                     engine::docs::help::family_listing(
-                        &shell.search,
-                        &family,
+                        &shell.catalog,
+                        family,
                         engine::docs::terminal_width()
                     )
                 );

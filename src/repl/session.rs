@@ -34,10 +34,7 @@ impl RhaiSession {
                 println!("=> {value:?}");
                 Ok(Flow::Continue)
             }
-            Err(e) => {
-                docs::remember(&shell.engine);
-                Err(engine::to_cli_error(&e, "input", None))
-            }
+            Err(e) => Err(engine::to_cli_error(&e, "input", None, Some(&shell.engine))),
         }
     }
 

@@ -5,24 +5,24 @@
 
 use std::collections::HashMap;
 
-use crate::engine::docs;
+use crate::engine::docs::Docs;
 
 /// The type of the expression that ends `text` (the text before the `.` being completed).
-pub fn expression_type(text: &str, vars: &HashMap<String, String>) -> Option<String> {
+pub fn expression_type(docs: &Docs, text: &str, vars: &HashMap<String, String>) -> Option<String> {
     let expr = trailing_expression(text)?;
     let segments = split_top_level(expr, '.');
     let (head, rest) = segments.split_first()?;
-    let mut ty = head_type(head.trim(), vars)?;
+    let mut ty = head_type(docs, head.trim(), vars)?;
     for segment in rest {
         let name = segment.split('(').next()?.trim();
-        let doc = docs::lookup(&format!("{ty}.{name}"))?;
+        let doc = docs.lookup(&format!("{ty}.{name}"))?;
         ty = doc.returns()?.to_string();
     }
     Some(ty)
 }
 
 /// The type of the first part of a chain: a literal, a variable, or a documented call.
-fn head_type(head: &str, vars: &HashMap<String, String>) -> Option<String> {
+fn head_type(docs: &Docs, head: &str, vars: &HashMap<String, String>) -> Option<String> {
     let literal = match head.chars().next()? {
         '"' | '`' => Some("string"),
         '[' => Some("array"),
@@ -34,7 +34,7 @@ fn head_type(head: &str, vars: &HashMap<String, String>) -> Option<String> {
         return Some(t.to_string());
     }
     match head.split_once('(') {
-        Some((name, _)) => docs::lookup(name.trim())?.returns().map(str::to_string),
+        Some((name, _)) => docs.lookup(name.trim())?.returns().map(str::to_string),
         None => vars.get(head).cloned(),
     }
 }
@@ -111,8 +111,17 @@ mod tests {
 
     #[test]
     fn types_come_from_variables_literals_and_documented_returns() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let host = crate::host::Host::new(rt.handle().clone(), Default::default());
+        let catalog = crate::engine::Catalog::scan(crate::engine::SearchPath::bundled_only());
+        let shell = crate::engine::Shell::new(host, catalog);
+        let docs = Docs::of(&shell.engine);
         let vars = HashMap::from([("e".to_string(), "Engine".to_string())]);
-        let ty = |t: &str| expression_type(t, &vars);
+        let ty = |t: &str| expression_type(&docs, t, &vars);
         assert_eq!(ty("e").as_deref(), Some("Engine"));
         assert_eq!(ty("let x = e").as_deref(), Some("Engine"));
         assert_eq!(

@@ -176,11 +176,18 @@ pub struct Host {
 
 impl Host {
     pub fn up(prefix: &str, authorized_keys: &Path) -> Host {
+        Self::up_with(prefix, authorized_keys, &[])
+    }
+
+    /// `up` with more environment for netns-host (`WSM_HOSTS_DOCKERD_ARGS`: its dockerd's
+    /// arguments).
+    pub fn up_with(prefix: &str, authorized_keys: &Path, env: &[(&str, &str)]) -> Host {
         let name = unique(prefix);
         for index in index_base()..245 {
             let out = Command::new(NETNS_HOST)
                 .args(["up", &name, &index.to_string(), "--sshd"])
                 .arg(authorized_keys)
+                .envs(env.iter().copied())
                 .output()
                 .unwrap();
             if out.status.success() {
@@ -264,12 +271,19 @@ pub struct FakeDo {
 
 impl FakeDo {
     pub fn start(bed: &Bed, images: bool) -> FakeDo {
+        Self::start_with_token(bed, images, "test-token")
+    }
+
+    /// The fake accepting `token`, which it is given in its environment (not on its command
+    /// line, where a test may look for it).
+    pub fn start_with_token(bed: &Bed, images: bool, token: &str) -> FakeDo {
         let state = bed.path("fake-do");
         let mut c = Command::new("python3");
         c.arg(FAKE_DO)
             .arg("--state-dir")
             .arg(&state)
-            .args(["--token", "test-token", "--index-base"])
+            .env("FAKE_DO_TOKEN", token)
+            .arg("--index-base")
             .arg(index_base().to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

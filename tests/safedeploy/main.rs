@@ -2,10 +2,13 @@
 //! against the `docker service inspect` difference a deploy then makes; a deploy that fails to
 //! converge returning all three services to the previous revision field by field; `rollback
 //! --to` two deploys back; two deploys at once never interleaving, `--no-wait` refusing; a
-//! SIGKILLed holder's lock expiring. The state store they stand on is tested in `tests/store.rs`.
+//! SIGKILLed holder's lock expiring. `locks.rs`: the lock under clock skew and a shared machine
+//! id, fencing, and the commands that take it. The state store they stand on is tested in
+//! `tests/store.rs`.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod locks;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 
-use super::{display_name, distance, lookup, render, render_section, wrap, DOCS, SECTIONS};
-use crate::engine::{families, find_family_command, list_commands, CliError, SearchPath};
+use super::{display_name, distance, render, render_section, wrap, Docs, SECTIONS};
+use crate::engine::catalog::{usage_line, CommandDoc};
+use crate::engine::{Catalog, CliError, Family};
 
 /// The help of a topic; `types` maps the session's variables to their types (`e` → `Engine`).
 pub fn help(
-    search: &SearchPath,
+    catalog: &Catalog,
+    docs: &Docs,
     topic: &[String],
     types: &HashMap<String, String>,
     width: usize,
@@ -18,16 +20,16 @@ pub fn help(
     let first = topic.first().map(String::as_str).unwrap_or("");
     let mut parts: Vec<String> = Vec::new();
     // A family, and with a second word one of its commands.
-    if let Some(family) = families(search).into_iter().find(|f| f.answers_to(first)) {
+    if let Some(family) = catalog.family(first) {
         match topic.get(1) {
             None => parts.push(format!(
                 "{} ({}): {}\n\n{}",
                 family.short_name(),
                 family.name,
                 wrap(&family.doc.help, width, ""),
-                family_listing(search, &family, width)
+                family_listing(catalog, family, width)
             )),
-            Some(cmd) => match find_family_command(search, &family.name, cmd) {
+            Some(cmd) => match catalog.command(&family.name, cmd) {
                 Some((name, doc)) => parts.push(command_help(&family.prefix(), &name, &doc, width)),
                 None => {
                     return Err(CliError::usage(
@@ -40,24 +42,25 @@ pub fn help(
                 }
             },
         }
-    } else if let Some((name, doc)) = find_family_command(search, "", first) {
+    } else if let Some((name, doc)) = catalog.command("", first) {
         parts.push(command_help("wsm", &name, &doc, width));
     }
     if topic.len() == 1 {
         // A variable of the session: its type's methods (`help e`).
         let section_name = types.get(first).map(String::as_str).unwrap_or(first);
-        if let Some(section) = render_section(section_name, width) {
+        if let Some(section) = render_section(docs, section_name, width) {
             parts.push(section);
         }
         let key = key_for(first, types);
-        if let Some(doc) = lookup(&key) {
+        if let Some(doc) = docs.lookup(&key) {
             parts.push(render(doc, width));
         } else if let Some(method) = key.strip_prefix("Stack.") {
             // A stack handle's methods are its families' commands.
             let cmd = method.replace('_', "-");
-            for family in families(search).into_iter().filter(|f| f.takes_stack()) {
-                let found = find_family_command(search, &family.name, &cmd)
-                    .or_else(|| find_family_command(search, &family.name, method));
+            for family in catalog.families().iter().filter(|f| f.takes_stack()) {
+                let found = catalog
+                    .command(&family.name, &cmd)
+                    .or_else(|| catalog.command(&family.name, method));
                 if let Some((name, doc)) = found {
                     parts.push(command_help(&family.prefix(), &name, &doc, width));
                 }
@@ -66,7 +69,7 @@ pub fn help(
     }
     if parts.is_empty() {
         return Err(CliError::usage(
-            no_help(search, first),
+            no_help(catalog, docs, first),
             Some("help [<topic>]".into()),
         ));
     }
@@ -74,24 +77,14 @@ pub fn help(
 }
 
 /// A family's commands, each usage line followed by its help wrapped to `width`.
-pub fn family_listing(search: &SearchPath, family: &crate::engine::Family, width: usize) -> String {
+pub fn family_listing(catalog: &Catalog, family: &Family, width: usize) -> String {
     let mut out = String::from("Commands:");
-    for (name, doc) in list_commands(search, &family.name) {
-        let usage = if doc.usage.is_empty() {
-            &name
-        } else {
-            &doc.usage
-        };
-        let also = if doc.aliases.is_empty() {
-            String::new()
-        } else {
-            format!(" (also: {})", doc.aliases.join(", "))
-        };
+    for (name, doc) in catalog.commands(&family.name) {
         out.push_str(&format!(
             "\n  {}\n      {}",
-            wrap(usage, width.saturating_sub(2), "      "),
+            wrap(doc.usage_or(name), width.saturating_sub(2), "      "),
             wrap(
-                &format!("{}{also}", doc.help),
+                &format!("{}{}", doc.help, doc.also()),
                 width.saturating_sub(6),
                 "      "
             )
@@ -112,19 +105,10 @@ fn key_for(topic: &str, types: &HashMap<String, String>) -> String {
     }
 }
 
-fn command_help(
-    prefix: &str,
-    name: &str,
-    doc: &crate::engine::commands::CommandDoc,
-    width: usize,
-) -> String {
-    let usage = if doc.usage.is_empty() {
-        name
-    } else {
-        &doc.usage
-    };
+fn command_help(prefix: &str, name: &str, doc: &CommandDoc, width: usize) -> String {
     let mut out = format!(
-        "usage: {prefix} {usage}\n  {}",
+        "usage: {}\n  {}",
+        usage_line(prefix, name, doc),
         wrap(&doc.help, width.saturating_sub(2), "  ")
     );
     if !doc.aliases.is_empty() {
@@ -134,12 +118,17 @@ fn command_help(
 }
 
 /// "no help for X", with the closest topics.
-fn no_help(search: &SearchPath, topic: &str) -> String {
+fn no_help(catalog: &Catalog, docs: &Docs, topic: &str) -> String {
     let short = topic.rsplit(['.', ':']).next().unwrap_or(topic);
-    let mut topics: Vec<String> = DOCS.iter().map(|d| display_name(d.name)).collect();
+    let mut topics: Vec<String> = docs.iter().map(|d| display_name(&d.name)).collect();
     topics.extend(SECTIONS.iter().map(|(n, _)| n.to_string()));
-    topics.extend(families(search).iter().map(|f| f.short_name().to_string()));
-    topics.extend(list_commands(search, "").into_keys());
+    topics.extend(
+        catalog
+            .families()
+            .iter()
+            .map(|f| f.short_name().to_string()),
+    );
+    topics.extend(catalog.commands("").keys().cloned());
     let mut close: Vec<(usize, String)> = topics
         .into_iter()
         .map(|t| {

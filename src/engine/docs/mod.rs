@@ -1,37 +1,55 @@
-//! One source for what the primitives are: the table beside the registrations (`table`), read
-//! by `help` (here), the REPL's completion by type, the suggestions for a misspelt function
-//! (`suggest`) and the generated reference (`reference`). A test walks the engine's registered
-//! functions (Rhai's `metadata`) against the table, so help cannot drift from the code.
+//! What the primitives are, read back from the engine: each primitive's doc is written where
+//! it is registered (`host::doc::Prim`) into Rhai's own function metadata, and `Docs::of`
+//! collects it (`Engine::gen_fn_metadata_to_json`) for `help` (here), the REPL's completion by
+//! type, the suggestions for a misspelt function (`suggest`) and the generated reference
+//! (`reference`). The sections (what each module and type is for) are `sections.rs`. Tests
+//! walk the engine's registered functions: each has a doc, each documented signature has the
+//! registered function's parameters, each option a primitive reads is declared.
 
 pub mod help;
 pub mod reference;
-mod table;
+mod sections;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 
 use rhai::Engine;
+use serde_json::Value;
 
-pub use table::{DOCS, SECTIONS};
+use crate::host::doc::{parse_sig, OPTION, SIG};
+pub use sections::SECTIONS;
 
 /// The doc of one registered name: `docker::connect`, `Engine.deploy`, `stack`.
-#[derive(Debug)]
+#[derive(Debug, Clone, Default)]
 pub struct Doc {
-    pub name: &'static str,
+    /// The key: `module::name`, `Type.name` (getters too), or a global function's name.
+    pub name: String,
     /// One signature per overload, as a script writes the call.
-    pub sigs: &'static [&'static str],
-    /// What it does, its arguments and options, what it returns, its errors.
-    pub text: &'static str,
+    pub sigs: Vec<String>,
+    /// What it does, its arguments, what it returns, its errors.
+    pub text: String,
+    /// The keys of its options map, each with what it does.
+    pub options: Vec<(String, String)>,
+    /// Each overload as registered: its documented signature, then the registered
+    /// parameters (name and Rust type, the receiver first) and return type.
+    pub registered: Vec<Registered>,
+}
+
+/// One registered overload, as the engine's metadata holds it.
+#[derive(Debug, Clone, Default)]
+pub struct Registered {
+    pub sig: String,
+    pub params: Vec<(String, String)>,
+    pub returns: String,
 }
 
 impl Doc {
     /// The type a call returns, from the first signature's `-> Type`.
-    pub fn returns(&self) -> Option<&'static str> {
+    pub fn returns(&self) -> Option<&str> {
         self.sigs.first()?.rsplit_once("->").map(|(_, t)| t.trim())
     }
 
     /// The module (`docker`) or type (`Engine`) it belongs to, "global" for neither.
-    pub fn section(&self) -> &'static str {
+    pub fn section(&self) -> &str {
         if let Some((module, _)) = self.name.split_once("::") {
             module
         } else if let Some((ty, _)) = self.name.split_once('.') {
@@ -42,13 +60,13 @@ impl Doc {
     }
 
     /// The name within its module or type: `connect`, `deploy`.
-    pub fn short(&self) -> &'static str {
-        self.name.rsplit(['.', ':']).next().unwrap_or(self.name)
+    pub fn short(&self) -> &str {
+        self.name.rsplit(['.', ':']).next().unwrap_or(&self.name)
     }
 
     /// The first sentence of its text.
-    pub fn summary(&self) -> &'static str {
-        first_sentence(self.text)
+    pub fn summary(&self) -> &str {
+        first_sentence(&self.text)
     }
 }
 
@@ -65,14 +83,116 @@ fn first_sentence(text: &str) -> &str {
     text
 }
 
-/// The doc of a name (`Engine.deploy`, `docker::connect`).
-pub fn lookup(name: &str) -> Option<&'static Doc> {
-    DOCS.iter().find(|d| d.name == name)
+/// The docs of every primitive an engine has, read from its function metadata.
+#[derive(Debug, Default)]
+pub struct Docs {
+    docs: BTreeMap<String, Doc>,
+    /// Registered functions that carry no doc (`Type.name` or `module::name`).
+    pub undocumented: BTreeSet<String>,
 }
 
-/// The docs of a module or type, in table order.
-pub fn section(name: &str) -> Vec<&'static Doc> {
-    DOCS.iter().filter(|d| d.section() == name).collect()
+impl Docs {
+    /// Reads the doc of every function registered in `engine` (Rhai's packages left out).
+    pub fn of(engine: &Engine) -> Self {
+        let mut docs = Docs::default();
+        let json = engine.gen_fn_metadata_to_json(false).unwrap_or_default();
+        let Ok(meta) = serde_json::from_str::<Value>(&json) else {
+            return docs;
+        };
+        for f in functions(&meta) {
+            docs.add(engine, None, f);
+        }
+        if let Some(modules) = meta.get("modules").and_then(Value::as_object) {
+            for (name, m) in modules {
+                for f in functions(m) {
+                    docs.add(engine, Some(name), f);
+                }
+            }
+        }
+        docs
+    }
+
+    fn add(&mut self, engine: &Engine, module: Option<&str>, f: &Value) {
+        let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+        let params: Vec<(String, String)> = f
+            .get("params")
+            .and_then(Value::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| {
+                        let field = |k| p.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                        (field("name"), field("type"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let key = match module {
+            Some(m) => format!("{m}::{name}"),
+            None => {
+                let short = name.strip_prefix("get$").unwrap_or(name);
+                match params.first().and_then(|(_, t)| t.strip_prefix("&mut ")) {
+                    Some(ty) => format!("{}.{short}", simple_type(engine.map_type_name(ty.trim()))),
+                    None => short.to_string(),
+                }
+            }
+        };
+        let comments: Vec<&str> = f
+            .get("docComments")
+            .and_then(Value::as_array)
+            .map(|c| c.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let Some(sig) = comments.first().and_then(|c| c.strip_prefix(SIG)) else {
+            self.undocumented.insert(key);
+            return;
+        };
+        let doc = self.docs.entry(key.clone()).or_insert_with(|| Doc {
+            name: key,
+            ..Doc::default()
+        });
+        doc.sigs.push(sig.to_string());
+        for c in &comments[1..] {
+            if let Some((k, t)) = c.strip_prefix(OPTION).and_then(|o| o.split_once(": ")) {
+                doc.options.push((k.to_string(), t.to_string()));
+            } else if let Some(text) = c.strip_prefix("/// ") {
+                doc.text = text.to_string();
+            }
+        }
+        doc.registered.push(Registered {
+            sig: sig.to_string(),
+            params,
+            returns: f
+                .get("returnType")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        });
+        // Overloads in the order of their arity, as help lists them.
+        doc.sigs
+            .sort_by_key(|s| (parse_sig(s).params.len(), s.clone()));
+    }
+
+    /// The doc of a name (`Engine.deploy`, `docker::connect`).
+    pub fn lookup(&self, name: &str) -> Option<&Doc> {
+        self.docs.get(name)
+    }
+
+    /// The docs of a module or type, by name.
+    pub fn section(&self, name: &str) -> Vec<&Doc> {
+        self.docs.values().filter(|d| d.section() == name).collect()
+    }
+
+    /// Every doc, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Doc> {
+        self.docs.values()
+    }
+}
+
+/// The functions of a module's metadata.
+fn functions(meta: &Value) -> impl Iterator<Item = &Value> {
+    meta.get("functions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
 }
 
 /// What a module or type is for.
@@ -191,23 +311,13 @@ impl Catalog {
     }
 }
 
-/// Every name the running shell has registered; read when an error about a missing function
-/// is worded. Gathered only once a script has failed (`remember`): listing every signature costs
-/// about a fifth of a short command's CPU time, which a command that succeeds should not pay.
-static KNOWN: OnceLock<Catalog> = OnceLock::new();
-
-/// Remembers the engine's names for [`suggest`], once; called where an error is about to be
-/// worded.
-pub fn remember(engine: &Engine) {
-    if KNOWN.get().is_none() {
-        let _ = KNOWN.set(Catalog::of(engine));
-    }
-}
-
 /// What to add to "Function not found: servics (Engine)": the signatures of the function
-/// when only its arguments were wrong, else the closest names that exist.
-pub fn suggest(not_found: &str) -> Option<String> {
-    let catalog = KNOWN.get()?;
+/// when only its arguments were wrong, else the closest names that exist. The engine's names
+/// are listed only here, once an error is worded: listing every signature costs about a fifth
+/// of a short command's CPU time, which a command that succeeds should not pay.
+pub fn suggest(engine: &Engine, not_found: &str) -> Option<String> {
+    let catalog = &Catalog::of(engine);
+    let docs = Docs::of(engine);
     let (name, args) = not_found.split_once(" (").unwrap_or((not_found, ""));
     let name = name.trim();
     let first_arg = args
@@ -234,7 +344,7 @@ pub fn suggest(not_found: &str) -> Option<String> {
     let short = |c: &str| c.rsplit(['.', ':']).next().unwrap_or(c).to_string();
     let wanted = short(name);
     let exact: Vec<&String> = candidates.iter().filter(|c| short(c) == wanted).collect();
-    if let Some(doc) = exact.iter().find_map(|c| lookup(c)) {
+    if let Some(doc) = exact.iter().find_map(|c| docs.lookup(c)) {
         return Some(format!("it is called as {}", doc.sigs.join(" or ")));
     }
     let mut close: Vec<(usize, &String)> = candidates
@@ -309,23 +419,31 @@ pub fn terminal_width() -> usize {
 /// The help of one documented function: its signatures, then its text wrapped.
 pub fn render(doc: &Doc, width: usize) -> String {
     let mut out = String::new();
-    for sig in doc.sigs {
+    for sig in &doc.sigs {
         out.push_str(sig);
         out.push('\n');
     }
     out.push_str("  ");
-    out.push_str(&wrap(doc.text, width.saturating_sub(2), "  "));
+    out.push_str(&wrap(&doc.text, width.saturating_sub(2), "  "));
+    for (key, text) in &doc.options {
+        out.push_str("\n    ");
+        out.push_str(&wrap(
+            &format!("{key}: {text}"),
+            width.saturating_sub(4),
+            "      ",
+        ));
+    }
     out
 }
 
 /// The help of a module or type: what it is for, then each function with its first sentence.
-pub fn render_section(name: &str, width: usize) -> Option<String> {
+pub fn render_section(docs: &Docs, name: &str, width: usize) -> Option<String> {
     let text = section_text(name)?;
     let mut out = wrap(text, width, "");
     out.push('\n');
-    for doc in section(name) {
+    for doc in docs.section(name) {
         out.push('\n');
-        out.push_str(doc.sigs[0]);
+        out.push_str(&doc.sigs[0]);
         out.push_str("\n    ");
         out.push_str(&wrap(doc.summary(), width.saturating_sub(4), "    "));
     }
@@ -355,46 +473,207 @@ mod tests {
         assert_eq!(key("+(_: i64, _: i64) -> i64"), None);
     }
 
-    /// The stack handle's methods come from the commands; the rest must be in the table.
-    #[test]
-    fn every_registered_function_has_a_doc_and_every_doc_names_a_registered_function() {
+    fn shell() -> (tokio::runtime::Runtime, crate::engine::Shell) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("runtime");
         let host = crate::host::Host::new(rt.handle().clone(), Default::default());
-        let search = crate::engine::SearchPath::bundled_only();
-        let shell = crate::engine::Shell::new(host, search.clone());
-        let command_methods: BTreeSet<String> = crate::engine::families(&search)
-            .into_iter()
+        let catalog = crate::engine::Catalog::scan(crate::engine::SearchPath::bundled_only());
+        let shell = crate::engine::Shell::new(host, catalog);
+        (rt, shell)
+    }
+
+    /// The stack handle's methods come from the commands; every other registered function
+    /// carries its doc (`host::doc::Prim`).
+    #[test]
+    fn every_registered_function_has_a_doc_in_a_section() {
+        let (_rt, shell) = shell();
+        let catalog = &shell.catalog;
+        let command_methods: BTreeSet<String> = catalog
+            .families()
+            .iter()
             .filter(|f| f.takes_stack())
-            .flat_map(|f| crate::engine::list_commands(&search, &f.name))
+            .flat_map(|f| catalog.commands(&f.name).clone())
             .flat_map(|(name, doc)| std::iter::once(name).chain(doc.aliases))
             .map(|m| format!("Stack.{}", m.replace('-', "_")))
             .collect();
-        let registered: BTreeSet<String> = shell
-            .engine
-            .gen_fn_signatures(false)
-            .iter()
-            .filter_map(|s| key_of_signature(s))
-            .filter(|k| !command_methods.contains(k))
-            .collect();
-        let documented: BTreeSet<String> = DOCS.iter().map(|d| d.name.to_string()).collect();
-        let undocumented: Vec<&String> = registered.difference(&documented).collect();
-        let stale: Vec<&String> = documented.difference(&registered).collect();
+        let docs = Docs::of(&shell.engine);
+        let undocumented: Vec<&String> = docs.undocumented.difference(&command_methods).collect();
         assert!(
             undocumented.is_empty(),
-            "registered without a doc in src/engine/docs/table.rs: {undocumented:?}"
+            "registered without a doc (register it with host::doc::Prim): {undocumented:?}"
         );
-        assert!(stale.is_empty(), "documented but not registered: {stale:?}");
-        for doc in DOCS {
+        assert!(docs.iter().count() > 100, "the docs were not read");
+        for doc in docs.iter() {
             assert!(
                 section_text(doc.section()).is_some(),
                 "{} is in no section of SECTIONS",
                 doc.name
             );
+            assert!(!doc.text.is_empty(), "{} has no text", doc.name);
+            // The signature names what is registered.
+            for sig in &doc.sigs {
+                let call = parse_sig(sig);
+                assert_eq!(call.name, doc.short(), "{}: {sig}", doc.name);
+                if let Some(r) = call.receiver {
+                    assert_eq!(r, receiver(doc.section()), "{}: {sig}", doc.name);
+                }
+            }
         }
+    }
+
+    /// The documented signature of every overload has the registered function's parameters:
+    /// as many, in the same order, of the same types, and the same return type.
+    #[test]
+    fn documented_signatures_have_the_registered_parameters() {
+        let (_rt, shell) = shell();
+        let engine = &shell.engine;
+        // A Rust type as a script knows it: `Result<Map, …>` is a map, `Vec<…>` an array.
+        fn script_type(engine: &Engine, rust: &str) -> String {
+            let rust = rust.trim().trim_start_matches("&mut ").trim();
+            let Some((outer, inner)) = rust.split_once('<') else {
+                return simple_type(engine.map_type_name(rust)).to_string();
+            };
+            match outer.rsplit("::").next().unwrap_or(outer) {
+                "Result" => {
+                    let mut depth = 0;
+                    let end = inner
+                        .char_indices()
+                        .find(|&(_, c)| {
+                            depth += match c {
+                                '<' => 1,
+                                '>' => -1,
+                                _ => 0,
+                            };
+                            c == ',' && depth == 0
+                        })
+                        .map_or(inner.len(), |(i, _)| i);
+                    script_type(engine, &inner[..end])
+                }
+                "Vec" => "array".to_string(),
+                "BTreeMap" => "map".to_string(),
+                other => other.to_string(),
+            }
+        }
+        let script_type = |rust: &str| script_type(engine, rust);
+        let mut wrong = Vec::new();
+        for doc in Docs::of(engine).iter() {
+            for reg in &doc.registered {
+                let call = parse_sig(&reg.sig);
+                let params = &reg.params[usize::from(call.receiver.is_some())..];
+                if call.receiver.is_some() && reg.params.is_empty() {
+                    wrong.push(format!("{}: documented as a method", reg.sig));
+                    continue;
+                }
+                if params.len() != call.params.len() {
+                    wrong.push(format!(
+                        "{}: documents {} parameters, {} registered",
+                        reg.sig,
+                        call.params.len(),
+                        params.len()
+                    ));
+                    continue;
+                }
+                for ((name, ty), (_, rust)) in call.params.iter().zip(params) {
+                    let rust = script_type(rust);
+                    if !ty.is_empty() && rust != "Dynamic" && *ty != rust {
+                        wrong.push(format!("{}: {name} is a {rust}", reg.sig));
+                    }
+                }
+                let returns = script_type(&reg.returns);
+                match call.returns {
+                    None if !matches!(returns.as_str(), "" | "()" | "Dynamic") => {
+                        wrong.push(format!("{}: returns a {returns}", reg.sig))
+                    }
+                    Some(t) if returns != "Dynamic" && t != returns => {
+                        wrong.push(format!("{}: returns a {returns}", reg.sig))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    /// An option a primitive reads (`opt_bool(&opts, "record", …)`, `opts.get("key")`) is one
+    /// it declares: within a registration, its own declaration; in a helper of the file, one
+    /// of that file's declarations.
+    #[test]
+    fn every_option_read_is_declared() {
+        let (_rt, shell) = shell();
+        let docs = Docs::of(&shell.engine);
+        let by_sig: BTreeMap<&str, &Doc> = docs
+            .iter()
+            .flat_map(|d| d.sigs.iter().map(move |s| (s.as_str(), d)))
+            .collect();
+        let mut wrong = Vec::new();
+        for (path, text) in host_sources(std::path::Path::new("src/host")) {
+            let declared_in_file: BTreeSet<String> = text
+                .split("Prim::new(\"")
+                .skip(1)
+                .filter_map(|chunk| by_sig.get(chunk.split('"').next()?))
+                .flat_map(|d| d.options.iter().map(|(k, _)| k.clone()))
+                .collect();
+            let mut chunks = text.split("Prim::new(\"");
+            let helpers = chunks.next().unwrap_or("");
+            for key in option_reads(helpers) {
+                if !declared_in_file.contains(&key) {
+                    wrong.push(format!(
+                        "{path}: option {key:?} is read but no primitive here declares it"
+                    ));
+                }
+            }
+            for chunk in chunks {
+                let sig = chunk.split('"').next().unwrap_or("");
+                let declared: BTreeSet<&str> = by_sig
+                    .get(sig)
+                    .map(|d| d.options.iter().map(|(k, _)| k.as_str()).collect())
+                    .unwrap_or_default();
+                for key in option_reads(chunk) {
+                    if !declared.contains(key.as_str()) && !declared_in_file.contains(&key) {
+                        wrong.push(format!(
+                            "{path}: {sig} reads option {key:?}, which it does not declare"
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    /// The keys read from a map named `opts` in this source text.
+    fn option_reads(text: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        for pattern in ["(&opts, \"", "(opts, \"", "opts.get(\""] {
+            for (i, _) in text.match_indices(pattern) {
+                let rest = &text[i + pattern.len()..];
+                let is_reader = pattern.starts_with("opts.")
+                    || text[..i]
+                        .rsplit(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .next()
+                        .is_some_and(|f| f.starts_with("opt_"));
+                if let (true, Some(key)) = (is_reader, rest.split('"').next()) {
+                    keys.push(key.to_string());
+                }
+            }
+        }
+        keys
+    }
+
+    fn host_sources(dir: &std::path::Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("src/host").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(host_sources(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("opts.rs") {
+                let text = std::fs::read_to_string(&path).expect("source");
+                out.push((path.display().to_string(), text));
+            }
+        }
+        out
     }
 
     #[test]

@@ -29,6 +29,7 @@ use rhai::{Dynamic, Engine, Map, Module};
 use serde_json::{json, Value};
 
 use super::{script_err, to_dynamic, to_json, usage_err, Host, ScriptResult};
+use crate::host::doc::{check_opts, Opt, Prim};
 
 // `docker.rs` imports the label from here.
 pub use super::NAMESPACE_LABEL;
@@ -148,54 +149,74 @@ fn load_files(files: &rhai::Array, opts: &Map) -> Result<Value, String> {
     load(&texts, &dir, &env)
 }
 
+/// `compose::load`'s options.
+const LOAD_OPTS: &[Opt] = &[
+    (
+        "env_files",
+        "paths of env files, read as `--env-file` reads them",
+    ),
+    ("env", "a map of variables for the interpolation"),
+];
+
 /// Registers the `compose::` module.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let mut m = Module::new();
     let _ = host;
 
-    // compose::parse(yaml_text, env) — parse and interpolate one compose file's text with
-    // `env` alone into a map (paths against the current directory); bad input is a usage error.
-    m.set_native_fn("parse", |text: &str, env: Map| -> ScriptResult<Dynamic> {
+    let prim = Prim::new("compose::parse(yaml_text: string, env: map) -> map").doc(
+        "Parses and interpolates one compose file's text with `env` alone (paths against the \
+         current directory). Bad input is a usage error.",
+    );
+    prim.set_in(&mut m, |text: &str, env: Map| -> ScriptResult<Dynamic> {
         let doc = parse(text, &env_map(&env)).map_err(usage_err)?;
         to_dynamic(&doc)
     });
 
-    // compose::load(files, opts) — the merged, interpolated document of compose files
-    // (`"-"` = stdin), as `docker stack deploy -c … -c …` reads them. opts: env_files
-    // (paths), env (map). Bad input is a usage error naming the file and the key.
-    m.set_native_fn(
-        "load",
+    let prim = Prim::new("compose::load(files: array, opts: map) -> map")
+        .opts(LOAD_OPTS)
+        .doc(
+            "The merged, interpolated document of compose files (`\"-\"` is stdin), as `docker \
+             stack deploy -c … -c …` reads them. Bad input is a usage error naming the file and \
+             the key.",
+        );
+    prim.set_in(
+        &mut m,
         |files: rhai::Array, opts: Map| -> ScriptResult<Dynamic> {
+            check_opts("compose::load", &opts, LOAD_OPTS)?;
             to_dynamic(&load_files(&files, &opts).map_err(usage_err)?)
         },
     );
 
-    // compose::interpolate(text, env) — `${VAR-default}` substitution on one string.
-    m.set_native_fn(
-        "interpolate",
-        |text: &str, env: Map| -> ScriptResult<String> {
-            interpolate(text, &env_map(&env)).map_err(script_err)
-        },
+    let prim = Prim::new("compose::interpolate(text: string, env: map) -> string").doc(
+        "`${VAR}`, `${VAR-default}`, `${VAR:?message}` substitution on one string; an unset \
+         required variable is a usage error.",
     );
+    prim.set_in(&mut m, |text: &str, env: Map| -> ScriptResult<String> {
+        interpolate(text, &env_map(&env)).map_err(script_err)
+    });
 
-    // compose::to_yaml(doc) — render a (modified) compose document as YAML.
-    m.set_native_fn("to_yaml", |doc: Dynamic| -> ScriptResult<String> {
+    let prim = Prim::new("compose::to_yaml(doc: map) -> string")
+        .doc("Renders a (modified) compose document as YAML.");
+    prim.set_in(&mut m, |doc: Dynamic| -> ScriptResult<String> {
         serde_saphyr::to_string(&to_json(&doc)?).map_err(script_err)
     });
 
-    // compose::specs(doc, stack) — the Engine API service specs `deploy` would send.
-    m.set_native_fn(
-        "specs",
+    let prim = Prim::new("compose::specs(doc: map, stack: string) -> array")
+        .doc("The Engine API service specs `e.deploy` would send for this document and stack.");
+    prim.set_in(
+        &mut m,
         |doc: Dynamic, stack: &str| -> ScriptResult<Dynamic> {
             let (specs, _) = translate(&to_json(&doc)?, stack).map_err(script_err)?;
             to_dynamic(&specs)
         },
     );
 
-    // compose::plan(doc, stack) — what deploying `doc` as `stack` creates:
-    // #{services: [#{name, spec}], networks: [#{name, spec}], warnings: [..]}.
-    m.set_native_fn(
-        "plan",
+    let prim = Prim::new("compose::plan(doc: map, stack: string) -> map").doc(
+        "What deploying `doc` as `stack` creates: `#{services: [#{name, spec}], networks: \
+         [#{name, spec}], warnings: […]}`, plus secrets and configs; the argument of `e.deploy`.",
+    );
+    prim.set_in(
+        &mut m,
         |doc: Dynamic, stack: &str| -> ScriptResult<Dynamic> {
             to_dynamic(&plan(&to_json(&doc)?, stack).map_err(script_err)?)
         },

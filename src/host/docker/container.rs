@@ -17,6 +17,7 @@ use rhai::{Array, Engine, Map, Module};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{docker_message, engine_error, status_of, EngineHandle};
+use crate::host::doc::{check_opts, Opt, Prim};
 use crate::host::opts::{opt_bool, opt_int, opt_secs, opt_str};
 use crate::host::{script_err, term, Host, ScriptResult};
 
@@ -404,44 +405,66 @@ fn signal_all(host: &Host, list: Array, sig: &str, opts: &Map) -> ScriptResult<A
     Ok(out)
 }
 
+/// `docker::signal_all`'s options.
+const SIGNAL_ALL_OPTS: &[Opt] = &[
+    (
+        "if_exists",
+        "a path in the container: the signal is sent only where that path exists, checked with \
+         one stat first",
+    ),
+    ("timeout", "seconds for all of them, 10"),
+];
+
+/// `e.logs`'s options.
+const LOGS_OPTS: &[Opt] = &[
+    ("follow", "false; true: goes on until Ctrl-C"),
+    ("tail", "\"all\", or how many of the last lines"),
+    ("since", "unix seconds, 0"),
+];
+
 /// Registers the container functions of the `docker::` module.
 pub(super) fn register_static(m: &mut Module, host: &Arc<Host>) {
-    // docker::exec_all(targets, cmd) — run one command in many containers at once; targets are
-    // maps with `engine` and `container` (other keys are copied into each result).
     let h = host.clone();
-    m.set_native_fn(
-        "exec_all",
-        move |list: Array, cmd: Array| -> ScriptResult<Array> {
-            let cmd = command(&cmd);
-            let jobs = targets(list, "exec_all")?;
-            let results = h.block(async {
-                let futs = jobs
-                    .iter()
-                    .map(|(_, e, c)| exec(&e.docker, c, cmd.clone(), None));
-                Ok(futures_util::future::join_all(futs).await)
-            })?;
-            let mut out = Array::new();
-            for ((t, _, _), r) in jobs.into_iter().zip(results) {
-                out.push(with_target_keys(r?.into_map(), t).into());
-            }
-            Ok(out)
-        },
+    let prim = Prim::new("docker::exec_all(targets: array, cmd: array) -> array").doc(
+        "Runs one command in many containers at once. Each target is a map with `engine` and \
+         `container`; its other keys are copied into its result, which adds `exit_code`, `stdout` \
+         and `stderr` (or `error`).",
     );
+    prim.set_in(m, move |list: Array, cmd: Array| -> ScriptResult<Array> {
+        let cmd = command(&cmd);
+        let jobs = targets(list, "exec_all")?;
+        let results = h.block(async {
+            let futs = jobs
+                .iter()
+                .map(|(_, e, c)| exec(&e.docker, c, cmd.clone(), None));
+            Ok(futures_util::future::join_all(futs).await)
+        })?;
+        let mut out = Array::new();
+        for ((t, _, _), r) in jobs.into_iter().zip(results) {
+            out.push(with_target_keys(r?.into_map(), t).into());
+        }
+        Ok(out)
+    });
 
-    // docker::signal_all(targets, signal) / docker::signal_all(targets, signal, opts) — send a
-    // signal to the main process of many containers at once; opts: if_exists (a path: signal
-    // only where it exists), timeout (seconds, 10). Each result: #{sent, missing, error, …}.
     let h = host.clone();
-    m.set_native_fn(
-        "signal_all",
-        move |list: Array, sig: &str| -> ScriptResult<Array> {
-            signal_all(&h, list, sig, &Map::new())
-        },
+    let prim = Prim::new("docker::signal_all(targets: array, signal: string) -> array").doc(
+        "Sends a signal (`\"HUP\"`, `\"SIGUSR1\"`, `\"15\"`) to the main process of many \
+         containers at once, through the engine's kill endpoint: no process is started in them, \
+         so it costs one request per container (two with `if_exists`). Each target is a map with \
+         `engine` and `container`. Each result holds the target's other keys plus `sent` (true \
+         when delivered), `missing` (true when `if_exists` was not there, or the container is \
+         gone) and `error` (the engine's message, or the deadline; \"\" otherwise).",
     );
+    prim.set_in(m, move |list: Array, sig: &str| -> ScriptResult<Array> {
+        signal_all(&h, list, sig, &Map::new())
+    });
     let h = host.clone();
-    m.set_native_fn(
-        "signal_all",
+    let prim = Prim::new("docker::signal_all(targets: array, signal: string, opts: map) -> array")
+        .opts(SIGNAL_ALL_OPTS);
+    prim.set_in(
+        m,
         move |list: Array, sig: &str, opts: Map| -> ScriptResult<Array> {
+            check_opts("docker::signal_all", &opts, SIGNAL_ALL_OPTS)?;
             signal_all(&h, list, sig, &opts)
         },
     );
@@ -449,19 +472,23 @@ pub(super) fn register_static(m: &mut Module, host: &Arc<Host>) {
 
 /// Registers the container methods of the `Engine` type.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.exec(container, cmd_array) / e.exec(container, cmd_array, stdin_text) — run a command,
-    // returning #{exit_code, stdout, stderr}.
     let h = host.clone();
-    engine.register_fn(
-        "exec",
+    let prim = Prim::new("e.exec(container: string, cmd: array) -> map").doc(
+        "Runs a command in a container (optionally with text on its stdin) and returns \
+         `#{exit_code, stdout, stderr}`. Fails when the container does not exist or is not \
+         running.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, container: &str, cmd: Array| -> ScriptResult<Map> {
             let out = h.block(exec(&e.docker, container, command(&cmd), None))?;
             Ok(out.into_map())
         },
     );
     let h = host.clone();
-    engine.register_fn(
-        "exec",
+    let prim = Prim::new("e.exec(container: string, cmd: array, stdin: string) -> map");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle,
               container: &str,
               cmd: Array,
@@ -473,20 +500,27 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.exec_interactive(container, cmd_array, tty) — run with our stdin/stdout; exit code.
     let h = host.clone();
-    engine.register_fn(
-        "exec_interactive",
+    let prim = Prim::new("e.exec_interactive(container: string, cmd: array, tty: bool) -> int")
+        .doc(
+        "Runs a command in a container with this process's stdin and stdout (a TTY when `tty`); \
+         returns its exit code.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, container: &str, cmd: Array, tty: bool| -> ScriptResult<i64> {
             h.block(exec_interactive(&e.docker, container, command(&cmd), tty))
         },
     );
 
-    // e.logs(container, opts) — stream logs; opts: follow (false), tail ("all"), since (unix secs).
     let h = host.clone();
-    engine.register_fn(
-        "logs",
+    let prim = Prim::new("e.logs(container: string, opts: map)")
+        .opts(LOGS_OPTS)
+        .doc("Prints a container's logs.");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, container: &str, opts: Map| -> ScriptResult<()> {
+            check_opts("e.logs", &opts, LOGS_OPTS)?;
             let follow = opt_bool(&opts, "follow", false);
             let tail = opt_str(&opts, "tail", "all");
             let since = opt_int(&opts, "since", 0) as i32;
@@ -494,10 +528,11 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.attach(container) — the container's console until Ctrl-P Ctrl-Q or end of input.
     let h = host.clone();
-    engine.register_fn(
-        "attach",
+    let prim = Prim::new("e.attach(container: string)")
+        .doc("Attaches to the container's console until Ctrl-P Ctrl-Q or the end of piped input.");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, container: &str| -> ScriptResult<()> {
             h.block(attach(&e.docker, container))
         },
@@ -511,8 +546,15 @@ pub fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
     // cleanup::exec(engine, container, argv, what) — run argv in the container when the command
     // ends by error, Ctrl-C or SIGTERM (unless run or cancelled first); returns its id.
     let h = host.clone();
-    m.set_native_fn(
-        "exec",
+    let prim = Prim::new(
+        "cleanup::exec(engine: Engine, container: string, argv: array, what: string) -> int",
+    )
+    .doc(
+        "Registers an undo action: run `argv` in the container when the command ends by error, \
+         Ctrl-C or SIGTERM, unless run or cancelled first. Returns its id.",
+    );
+    prim.set_in(
+        m,
         move |e: EngineHandle, container: &str, argv: Array, what: &str| -> ScriptResult<i64> {
             let cmd: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
             if cmd.is_empty() {

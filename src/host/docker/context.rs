@@ -5,20 +5,13 @@
 //! `docker context use prod` finds wsm on the same engine.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
+use super::tls;
+
 /// The local engine's socket, the `default` context's endpoint without `DOCKER_HOST`.
 pub const LOCAL_SOCKET: &str = "unix:///var/run/docker.sock";
-
-/// The `--context` given on the command line, set once at start-up.
-static CONTEXT_FLAG: OnceLock<String> = OnceLock::new();
-
-/// Remembers `--context NAME` for every later connect.
-pub fn set_context_flag(name: &str) {
-    let _ = CONTEXT_FLAG.set(name.to_string());
-}
 
 /// An engine address and how it was chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +21,8 @@ pub struct Endpoint {
     pub context: Option<String>,
     /// What chose it: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the config file, or the default.
     pub source: String,
+    /// The TLS material for a `tcp://` engine: the context's, else the environment's.
+    pub tls: Option<tls::Material>,
 }
 
 impl Endpoint {
@@ -53,9 +48,9 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// Where `docker::connect("")` goes, or why it cannot be told (a named context that does not
-/// exist or has no Docker endpoint).
-pub fn default_endpoint() -> Result<Endpoint, String> {
-    if let Some(name) = CONTEXT_FLAG.get() {
+/// exist or has no Docker endpoint). `flag` is the command line's `--context`.
+pub fn default_endpoint(flag: Option<&str>) -> Result<Endpoint, String> {
+    if let Some(name) = flag {
         return from_context(name, "--context");
     }
     if let Some(host) = env("DOCKER_HOST") {
@@ -63,6 +58,7 @@ pub fn default_endpoint() -> Result<Endpoint, String> {
             host,
             context: None,
             source: "DOCKER_HOST".into(),
+            tls: tls::Material::from_env()?,
         });
     }
     if let Some(name) = env("DOCKER_CONTEXT") {
@@ -82,15 +78,29 @@ pub fn default_endpoint() -> Result<Endpoint, String> {
         host: LOCAL_SOCKET.into(),
         context: None,
         source: "the default socket".into(),
+        tls: None,
     })
 }
 
 /// The Docker endpoint of a named context; `default` is `DOCKER_HOST` or the local socket.
 fn from_context(name: &str, source: &str) -> Result<Endpoint, String> {
+    let mut tls = None;
     let host = if name == "default" {
+        tls = tls::Material::from_env()?;
         env("DOCKER_HOST").unwrap_or_else(|| LOCAL_SOCKET.into())
     } else {
         let dir = config_dir().ok_or("no home folder to find Docker contexts in")?;
+        // `docker context create --docker "host=…,ca=…,cert=…,key=…"` keeps copies here.
+        let tls_dir = dir
+            .join("contexts/tls")
+            .join(hex::encode(Sha256::digest(name.as_bytes())))
+            .join("docker");
+        if tls_dir.is_dir() {
+            tls = Some(tls::Material::in_dir(
+                &tls_dir,
+                &format!("Docker context {name:?}"),
+            )?);
+        }
         let meta = dir
             .join("contexts/meta")
             .join(hex::encode(Sha256::digest(name.as_bytes())))
@@ -118,5 +128,6 @@ fn from_context(name: &str, source: &str) -> Result<Endpoint, String> {
         host,
         context: Some(name.to_string()),
         source: source.to_string(),
+        tls,
     })
 }

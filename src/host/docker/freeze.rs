@@ -25,6 +25,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::container::{create_exec, exit_code};
 use super::{engine_error, exec_collect, EngineHandle};
 use crate::host::cleanup::Action;
+use crate::host::doc::Prim;
 use crate::host::{script_err, Host, ScriptResult};
 
 /// How long the processes stay frozen without a renewal (seconds of the watcher's `sleep 1`).
@@ -166,8 +167,18 @@ pub fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
     // and the container itself when wsm ends any other way (at once when its connection
     // closes, within LEASE_SECS when it hangs).
     let h = host.clone();
-    m.set_native_fn(
-        "freeze",
+    let prim = Prim::new(
+        "cleanup::freeze(engine: Engine, container: string, process: string, what: string) -> int",
+    )
+    .doc(
+        "Freezes (SIGSTOP) the processes of that name in the container under a lease wsm renews, \
+         and registers the undo action that thaws them: `cleanup::run(id)` on the normal path, \
+         the host on an error, Ctrl-C or SIGTERM, and the container itself when wsm ends any \
+         other way (at once when its connection closes, within 10 s when it hangs). `what` says \
+         what the thaw is for. Returns the action's id; fails when the freeze cannot run.",
+    );
+    prim.set_in(
+        m,
         move |e: EngineHandle, container: &str, name: &str, what: &str| -> ScriptResult<i64> {
             if name.is_empty() {
                 return Err(script_err("cleanup::freeze needs a process name"));

@@ -14,6 +14,7 @@ use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::Value;
 
 use super::{engine_error, failed, EngineHandle};
+use crate::host::doc::Prim;
 use crate::host::{script_err, Host, ScriptResult};
 
 /// The credentials `docker login` stored for a registry in `~/.docker/config.json`, if any.
@@ -130,10 +131,13 @@ async fn push(d: &Docker, image: &str) -> ScriptResult<()> {
 
 /// Registers the image methods of the `Engine` type.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.build(context_dir, tag, build_args) — build an image from a local folder.
     let h = host.clone();
-    engine.register_fn(
-        "build",
+    let prim = Prim::new("e.build(context_dir: string, tag: string, build_args: map)").doc(
+        "Builds an image from a local folder with these build arguments, showing the build's \
+         output; fails with the build's error.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, dir: &str, tag: &str, args: Map| -> ScriptResult<()> {
             let args = args
                 .iter()
@@ -143,19 +147,21 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.push(image) — push to its registry with the credentials `docker login` stored.
     let h = host.clone();
-    engine.register_fn(
-        "push",
+    let prim = Prim::new("e.push(image: string)")
+        .doc("Pushes an image to its registry with the credentials `docker login` stored.");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, image: &str| -> ScriptResult<()> {
             h.block(push(&e.docker, image))
         },
     );
 
-    // e.image_digests(image) — the repo digests an image has (after a push or pull).
     let h = host.clone();
-    engine.register_fn(
-        "image_digests",
+    let prim = Prim::new("e.image_digests(image: string) -> array")
+        .doc("The repo digests an image has (after a push or pull); [] when it has none.");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, image: &str| -> ScriptResult<Array> {
             let inspect =
                 h.block(async { e.docker.inspect_image(image).await.map_err(engine_error) })?;

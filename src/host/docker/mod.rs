@@ -11,6 +11,7 @@ mod container;
 pub mod context;
 mod converge;
 mod diff;
+pub mod fence;
 mod freeze;
 mod image;
 mod objects;
@@ -21,8 +22,10 @@ mod rollback;
 mod service;
 mod ssh_transport;
 mod stack;
+pub mod state_object;
 pub mod store;
 mod swarm;
+pub mod tls;
 
 pub use container::{exec_collect, register_cleanup};
 
@@ -40,6 +43,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Module};
 use serde_json::Value;
 
 use super::{script_err, to_dynamic, Host, ScriptResult, NAMESPACE_LABEL};
+use crate::host::doc::{check_opts, Opt, Prim};
 
 /// A connection to one Docker engine, with the API version negotiated on connect.
 #[derive(Clone)]
@@ -47,6 +51,9 @@ pub struct EngineHandle {
     pub docker: Docker,
     pub host: String,
     pub api_version: String,
+    /// The TLS client of a `tcp://` engine reached with TLS (`tls`), for requests made past
+    /// bollard (`raw`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The engine's own message for an API error, without bollard's wrapping; any other error as
@@ -92,18 +99,16 @@ async fn absent_on_404<T>(
     }
 }
 
-/// The address wsm talks to when no host is given, chosen as the Docker CLI chooses it
-/// (`context`); the local socket when that cannot be told (connect then says why).
-pub fn default_host() -> String {
-    context::default_endpoint()
-        .map(|e| e.host)
-        .unwrap_or_else(|_| context::LOCAL_SOCKET.into())
-}
-
 /// A client of the engine at `host` speaking API `version`; nothing is sent yet.
-async fn client(host: &str, version: &bollard::ClientVersion) -> Result<Docker, String> {
+async fn client(
+    host: &str,
+    version: &bollard::ClientVersion,
+    tls: Option<&tls::Material>,
+) -> Result<Docker, String> {
     let timeout = 120;
-    if let Some(path) = host.strip_prefix("unix://") {
+    if let (Some(m), true) = (tls, host.starts_with("tcp://")) {
+        Docker::connect_with_ssl(host, &m.key, &m.cert, &m.ca, timeout, version)
+    } else if let Some(path) = host.strip_prefix("unix://") {
         Docker::connect_with_unix(path, timeout, version)
     } else if host.starts_with("ssh://") {
         return ssh_transport::connect(host, timeout, version)
@@ -119,22 +124,26 @@ async fn client(host: &str, version: &bollard::ClientVersion) -> Result<Docker, 
     .map_err(|e| format!("cannot connect to the Docker engine at {host}: {e}"))
 }
 
-/// Connects to `host` ("" for the default), negotiating the API version (`HEAD /_ping`).
-pub async fn connect(host: &str) -> Result<EngineHandle, String> {
+/// Connects to `host` ("" for the default without `--context`), negotiating the API version
+/// (`HEAD /_ping`); a `tcp://` host with TLS `material` (the context's, or the environment's).
+pub async fn connect(host: &str, material: Option<&tls::Material>) -> Result<EngineHandle, String> {
     let host = if host.is_empty() {
-        context::default_endpoint()?.host
+        context::default_endpoint(None)?.host
     } else {
         host.to_string()
     };
+    let material = material.filter(|_| host.starts_with("tcp://"));
+    let tls = material.map(tls::Material::client_config).transpose()?;
     // Said before the engine is asked: an unsupported address, a socket that is not there.
-    let docker = client(&host, bollard::API_DEFAULT_VERSION).await?;
-    let server = tokio::time::timeout(Duration::from_secs(30), raw::ping_api_version(&host))
+    let docker = client(&host, bollard::API_DEFAULT_VERSION, material).await?;
+    let ping = raw::ping_api_version(&host, tls.as_ref());
+    let server = tokio::time::timeout(Duration::from_secs(30), ping)
         .await
         .map_err(|_| format!("the Docker engine at {host} did not answer within 30 s"))?
         .map_err(|e| format!("cannot reach the Docker engine at {host}: {e} (is it running?)"))?;
     // As bollard's negotiation: the engine's version when it is older than bollard's own.
     let docker = match parse_api_version(&server) {
-        Some(v) if v < *bollard::API_DEFAULT_VERSION => client(&host, &v).await?,
+        Some(v) if v < *bollard::API_DEFAULT_VERSION => client(&host, &v, material).await?,
         Some(_) => docker,
         None => {
             return Err(format!(
@@ -147,6 +156,7 @@ pub async fn connect(host: &str) -> Result<EngineHandle, String> {
         docker,
         host,
         api_version: format!("{}.{}", v.major_version, v.minor_version),
+        tls,
     })
 }
 
@@ -273,19 +283,36 @@ async fn stack_state(e: &EngineHandle, stack: &str, with_info: bool) -> ScriptRe
     Ok(m)
 }
 
+/// `e.stack_state`'s options.
+const STACK_STATE_OPTS: &[Opt] = &[(
+    "info",
+    "true; false leaves `info` `()`: it is the dearest request, the engine runs programs to \
+     answer it",
+)];
+
 /// Registers the `docker::` module and the methods of the `Engine` type, every family's.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_type_with_name::<EngineHandle>("Engine");
-    engine.register_get("host", |e: &mut EngineHandle| e.host.clone());
-    engine.register_get("api_version", |e: &mut EngineHandle| e.api_version.clone());
+    let prim = Prim::new("e.host -> string").doc("The address this engine was reached at.");
+    prim.register(engine, |e: &mut EngineHandle| e.host.clone());
+    let prim = Prim::new("e.api_version -> string")
+        .doc("The Engine API version negotiated on connect, e.g. `1.47`.");
+    prim.register(engine, |e: &mut EngineHandle| e.api_version.clone());
 
     let mut m = Module::new();
-    // docker::connect(host) — connect ("" = the Docker CLI's choice: --context, DOCKER_HOST,
-    // DOCKER_CONTEXT, the current context); cached per host.
     let h = host.clone();
-    m.set_native_fn("connect", move |addr: &str| -> ScriptResult<EngineHandle> {
+    let prim = Prim::new("docker::connect(host: string) -> Engine").doc(
+        "Connects to the Docker engine at `host` (`unix://…`, `ssh://user@host`, `tcp://…`) and \
+         negotiates the API version. \"\" means the default: the Docker context in use \
+         (`--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the current context of \
+         `~/.docker/config.json`), else the local socket. Connections are cached per address; an \
+         `ssh://` engine is reached through its host's shared SSH master (`ssh::connect`), over \
+         the engine's socket forwarded through it. Fails when the engine does not answer within \
+         30 s or the address is not supported.",
+    );
+    prim.set_in(&mut m, move |addr: &str| -> ScriptResult<EngineHandle> {
         let chosen = if addr.is_empty() {
-            Some(context::default_endpoint().map_err(super::usage_err)?)
+            Some(context::default_endpoint(h.opts.context.as_deref()).map_err(super::usage_err)?)
         } else {
             None
         };
@@ -296,8 +323,19 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         if let Some(e) = h.engines.lock().expect("engine cache").get(&key) {
             return Ok(e.clone());
         }
+        // The context's TLS material, else the environment's (DOCKER_TLS_VERIFY).
+        let material = match &chosen {
+            Some(c) => c.tls.clone(),
+            None => tls::Material::from_env().map_err(super::usage_err)?,
+        };
+        if key.starts_with("tcp://") && material.is_none() && !tls::is_loopback(&key) {
+            let text = format!("the Docker engine at {key} is reached without TLS: anyone on that network can read the traffic and act as root on the engine; set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or use ssh://");
+            if h.first_time(&text) {
+                h.warn(&text);
+            }
+        }
         let e = h.block(async {
-            connect(&key).await.map_err(|e| match &chosen {
+            connect(&key, material.as_ref()).await.map_err(|e| match &chosen {
                 Some(c) if c.context.is_some() => script_err(format!("{e} ({})", c.describe())),
                 _ => script_err(e),
             })
@@ -317,17 +355,28 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             .insert(key, e.clone());
         Ok(e)
     });
-    // docker::default_host() — where `connect("")` goes.
-    m.set_native_fn("default_host", || -> ScriptResult<String> {
-        Ok(context::default_endpoint().map_err(super::usage_err)?.host)
+    let h = host.clone();
+    let prim = Prim::new("docker::default_host() -> string").doc(
+        "The address `docker::connect(\"\")` goes to, resolved as the Docker CLI resolves it: \
+         `--context`, then `DOCKER_HOST`, then `DOCKER_CONTEXT`, then the current context in \
+         `~/.docker/config.json` (endpoint from `~/.docker/contexts/meta/<sha256 of \
+         name>/meta.json`), else `unix:///var/run/docker.sock`. Fails when the named context does \
+         not exist.",
+    );
+    prim.set_in(&mut m, move || -> ScriptResult<String> {
+        let chosen = context::default_endpoint(h.opts.context.as_deref());
+        Ok(chosen.map_err(super::usage_err)?.host)
     });
     container::register_static(&mut m, host);
     engine.register_static_module("docker", m.into());
 
-    // e.info() — the engine's system info (ServerVersion, Swarm.NodeAddr, …).
     let h = host.clone();
-    engine.register_fn(
-        "info",
+    let prim = Prim::new("e.info() -> map").doc(
+        "The engine's system info as `docker info` reads it (`ServerVersion`, `Swarm.NodeAddr`, \
+         …).",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle| -> ScriptResult<Dynamic> {
             let info = h.block(async { e.docker.info().await.map_err(engine_error) })?;
             to_dynamic(&info)
@@ -335,54 +384,77 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     );
 
     macro_rules! lister {
-        ($name:literal, $f:ident) => {
+        ($sig:literal, $text:literal, $f:ident) => {
             let h = host.clone();
-            engine.register_fn(
-                $name,
+            let prim = Prim::new($sig).doc($text);
+            prim.register(
+                engine,
                 move |e: &mut EngineHandle, f: Map| -> ScriptResult<Array> {
                     to_array(h.block($f(&e.docker, filters(&f)))?)
                 },
             );
         };
     }
-    // e.services(filters), e.tasks(filters), e.volumes(filters), e.networks(filters)
-    lister!("services", list_services);
-    lister!("tasks", list_tasks);
-    lister!("volumes", list_volumes);
-    lister!("networks", list_networks);
-
-    // e.nodes() — the swarm's nodes.
-    let h = host.clone();
-    engine.register_fn(
-        "nodes",
-        move |e: &mut EngineHandle| -> ScriptResult<Array> {
-            to_array(h.block(list_nodes(&e.docker))?)
-        },
+    lister!(
+        "e.services(filters: map) -> array",
+        "The swarm's services matching Engine API filters, e.g. \
+         `#{label: \"com.docker.stack.namespace=demo\"}`; a filter's value is a string or an \
+         array of strings.",
+        list_services
+    );
+    lister!(
+        "e.tasks(filters: map) -> array",
+        "The swarm's tasks matching Engine API filters (`service`, `node`, `desired-state`, \
+         `label`).",
+        list_tasks
+    );
+    lister!(
+        "e.volumes(filters: map) -> array",
+        "The engine's volumes matching Engine API filters (`name`, `label`).",
+        list_volumes
+    );
+    lister!(
+        "e.networks(filters: map) -> array",
+        "The engine's networks matching Engine API filters (`name`, `label`).",
+        list_networks
     );
 
-    // e.stack_state(stack) — services, tasks, nodes, volumes and info of a stack, fetched at once.
     let h = host.clone();
-    engine.register_fn(
-        "stack_state",
+    let prim = Prim::new("e.nodes() -> array").doc(
+        "The swarm's nodes, as `docker node inspect` shows them. Fails on an engine that is not a \
+         swarm manager.",
+    );
+    prim.register(engine, move |e: &mut EngineHandle| -> ScriptResult<Array> {
+        to_array(h.block(list_nodes(&e.docker))?)
+    });
+
+    let h = host.clone();
+    let prim = Prim::new("e.stack_state(stack: string) -> map").doc(
+        "A stack's `services`, `tasks`, `nodes`, `volumes` (named `<stack>_…`) and the engine's \
+         `info`, fetched at once.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str| -> ScriptResult<Map> {
             h.block(stack_state(e, stack, true))
         },
     );
-    // e.stack_state(stack, opts) — the same; opts.info (true): false leaves `info` out (`()`),
-    // the dearest of the requests to the engine (it runs programs to learn their versions).
     let h = host.clone();
-    engine.register_fn(
-        "stack_state",
+    let prim = Prim::new("e.stack_state(stack: string, opts: map) -> map").opts(STACK_STATE_OPTS);
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str, opts: Map| -> ScriptResult<Map> {
+            check_opts("e.stack_state", &opts, STACK_STATE_OPTS)?;
             let info = super::opts::opt_bool(&opts, "info", true);
             h.block(stack_state(e, stack, info))
         },
     );
 
-    // e.remove_volume(name) — remove a volume; true if it existed.
     let h = host.clone();
-    engine.register_fn(
-        "remove_volume",
+    let prim = Prim::new("e.remove_volume(name: string) -> bool")
+        .doc("Removes a volume; false when there was none. Fails when a container uses it.");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, name: &str| -> ScriptResult<bool> {
             h.block(async {
                 absent_on_404(e.docker.remove_volume(name, None::<RemoveVolumeOptions>))

@@ -19,6 +19,7 @@ use super::diff::{fields, short};
 use super::objects::{self, is_versioned, Kind};
 use super::stack::{pin_image_digests, resolve_images, Plan};
 use super::{list_networks, raw, stack_filter, str_at, EngineHandle};
+use crate::host::doc::{check_opts, Opt, Prim};
 use crate::host::opts::{opt_bool, opt_str};
 use crate::host::{script_err, to_dynamic, usage_err, Host, ScriptResult};
 
@@ -215,21 +216,37 @@ async fn plan_changes(
     }))
 }
 
+/// `e.plan_changes`'s options, as `e.deploy` reads them.
+const PLAN_OPTS: &[Opt] = &[
+    (
+        "prune",
+        "true: the services the plan no longer has are removed",
+    ),
+    (
+        "resolve_image",
+        "\"always\", \"changed\" or \"never\": when to ask the registry for an image's digest",
+    ),
+];
+
 /// Registers `e.plan_changes`.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.plan_changes(stack, plan, opts) — what `e.deploy(stack, plan, opts)` would change,
-    // changing nothing; opts: prune (true), resolve_image ("always"). Returns #{stack, changes,
-    // services: [#{name, action (create | update | remove), fields: [#{field, before, after}],
-    // image: #{before, after}}], networks, configs, secrets: [#{name, action}], unchanged}.
     let h = host.clone();
-    engine.register_fn(
-        "plan_changes",
+    let prim = Prim::new("e.plan_changes(stack: string, plan: map, opts: map) -> map")
+        .opts(PLAN_OPTS)
+        .doc(
+            "What `e.deploy(stack, plan, opts)` would change, changing nothing: `#{stack, \
+             changes, services: [#{name, action, fields: [#{field, before, after}], image}], \
+             networks, configs, secrets, unchanged}`.",
+        );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str, plan: Dynamic, opts: Map| -> ScriptResult<Dynamic> {
             let plan: Plan = rhai::serde::from_dynamic(&plan).map_err(|err| {
                 script_err(format!(
                     "plan_changes: the plan must be a map as compose::plan(doc, stack) returns it ({err})"
                 ))
             })?;
+            check_opts("e.plan_changes", &opts, PLAN_OPTS)?;
             let resolve = opt_str(&opts, "resolve_image", "always");
             if !matches!(resolve.as_str(), "always" | "changed" | "never") {
                 return Err(usage_err(format!(

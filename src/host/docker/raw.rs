@@ -6,6 +6,7 @@
 //! spelling with [`spec_for_bollard`] before sending it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
@@ -15,9 +16,11 @@ use super::{ssh_transport, EngineHandle, NAMESPACE_LABEL};
 use crate::host::{script_err, ScriptResult};
 
 /// Sends one bodiless request over a fresh connection of its own to the engine at `host`
-/// (`unix://`, `ssh://` through the shared master, or `tcp://`) and returns the answer.
+/// (`unix://`, `ssh://` through the shared master, or `tcp://`, with TLS when `tls`) and
+/// returns the answer.
 async fn send(
     host: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     method: hyper::Method,
     path: &str,
 ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
@@ -49,6 +52,8 @@ async fn send(
         over(TokioIo::new(s), req).await
     } else if host.starts_with("ssh://") {
         over(ssh_transport::dial(host).await?, req).await
+    } else if let Some(config) = tls {
+        over(TokioIo::new(super::tls::dial(host, config).await?), req).await
     } else {
         let addr = host
             .trim_start_matches("tcp://")
@@ -65,8 +70,11 @@ async fn send(
 /// on a connection of its own, as the Docker CLI learns it: `GET /version`, which bollard's
 /// negotiation asks, makes the engine run `runc --version` and `docker-init --version` and ask
 /// containerd, tens of milliseconds of the engine's CPU on each call.
-pub(super) async fn ping_api_version(host: &str) -> Result<String, String> {
-    let resp = send(host, hyper::Method::HEAD, "/_ping").await?;
+pub(super) async fn ping_api_version(
+    host: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<String, String> {
+    let resp = send(host, tls, hyper::Method::HEAD, "/_ping").await?;
     let version = resp
         .headers()
         .get("Api-Version")
@@ -86,7 +94,7 @@ pub(super) async fn get_json(e: &EngineHandle, path: &str) -> Result<Value, Stri
     let path = format!("/v{}{path}", e.api_version);
     let host = e.host.as_str();
     let answer = async {
-        let resp = send(host, hyper::Method::GET, &path).await?;
+        let resp = send(host, e.tls.as_ref(), hyper::Method::GET, &path).await?;
         let status = resp.status();
         let body = resp
             .into_body()

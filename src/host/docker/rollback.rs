@@ -10,12 +10,14 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Engine, Map};
 
 use super::converge::{converge, task_ids};
+use super::fence;
 use super::objects::FileObject;
 use super::revisions::{
     changes, message_of, restore, snapshot, state_names, summary, target, History,
 };
 use super::stack::{deploy, prune_old_versions, DeployOptions, Plan};
 use super::EngineHandle;
+use crate::host::doc::{check_opts, Opt, Prim};
 use crate::host::opts::{opt_bool, opt_int, opt_secs};
 use crate::host::{script_err, to_dynamic, Host, ScriptResult};
 
@@ -41,6 +43,7 @@ pub(super) async fn deploy_recorded(
     safety: &Safety,
 ) -> ScriptResult<Vec<String>> {
     let d = &e.docker;
+    fence::check(e, stack, "deploying").await?;
     let before = snapshot(e, stack).await?;
     let mut history = History::load(d, stack).await?;
     let base = history.record_found(d, &before).await?;
@@ -62,6 +65,7 @@ pub(super) async fn deploy_recorded(
     let error = match applied {
         Ok(names) => {
             let after = after?;
+            fence::check(e, stack, "recording the deploy").await?;
             let changed = changes(&before, &after);
             if let Err(e) = prune_old_versions(host, d, stack, &new_secrets, &new_configs).await {
                 host.warn(&format!(
@@ -91,6 +95,12 @@ pub(super) async fn deploy_recorded(
         Err(e) if host.is_interrupted() => return Err(e),
         Err(e) => message_of(&e),
     };
+    if let Err(lost) = fence::check(e, stack, "rolling back or recording the failed deploy").await {
+        return Err(script_err(format!(
+            "{}; the deploy had failed: {error}",
+            message_of(&lost)
+        )));
+    }
     // What the failed deploy changed, for the history (nothing known if the engine is gone).
     let changed = after.map(|a| changes(&before, &a)).unwrap_or_default();
     let (status, verdict) = match base {
@@ -156,6 +166,7 @@ async fn rollback_stack(
     timeout: Duration,
 ) -> ScriptResult<Map> {
     let d = &e.docker;
+    fence::check(e, stack, "rolling the stack back").await?;
     let before = snapshot(e, stack).await?;
     let mut history = History::load(d, stack).await?;
     let from = history.record_found(d, &before).await?;
@@ -168,6 +179,7 @@ async fn rollback_stack(
         converge(host, d, stack, &known, timeout).await?;
     }
     let after = snapshot(e, stack).await?;
+    fence::check(e, stack, "recording the rollback").await?;
     let rev = history
         .append(
             d,
@@ -187,13 +199,22 @@ async fn rollback_stack(
     Ok(m)
 }
 
+/// `e.rollback_stack`'s options.
+const ROLLBACK_OPTS: &[Opt] = &[
+    ("to", "a revision; the one before the current when absent"),
+    ("wait", "true: waits until the services run again"),
+    ("timeout", "seconds, 300: how long it waits"),
+];
+
 /// Registers `e.stack_history` and `e.rollback_stack`.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.stack_history(stack) — the stack's kept revisions, oldest first: #{rev, time, by
-    // (user@host), operation, status, changes: [..], images: #{service: digest}}.
     let h = host.clone();
-    engine.register_fn(
-        "stack_history",
+    let prim = Prim::new("e.stack_history(stack: string) -> array").doc(
+        "The stack's kept revisions, oldest first: `#{rev, time, by (user@host), operation, \
+         status, changes, images}`.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str| -> ScriptResult<Array> {
             let history = h.block(History::load(&e.docker, stack))?;
             history
@@ -204,13 +225,18 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.rollback_stack(stack, opts) — return every service of the stack to a kept revision;
-    // opts: to (revision number; 0 or absent: the one before the current), wait (true),
-    // timeout (seconds, 300). Records the rollback as a new revision; returns #{from, to, rev}.
     let h = host.clone();
-    engine.register_fn(
-        "rollback_stack",
+    let prim = Prim::new("e.rollback_stack(stack: string, opts: map) -> map")
+        .opts(ROLLBACK_OPTS)
+        .doc(
+            "Returns every service of the stack to a kept revision and records that as a new \
+             revision. Returns `#{from, to, rev}`; a revision whose config or secret versions are \
+             gone is refused before anything changes.",
+        );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str, opts: Map| -> ScriptResult<Map> {
+            check_opts("e.rollback_stack", &opts, ROLLBACK_OPTS)?;
             let to = opt_int(&opts, "to", 0);
             let wait = opt_bool(&opts, "wait", true);
             let timeout = opt_secs(&opts, "timeout", 300);

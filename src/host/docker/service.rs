@@ -12,6 +12,7 @@ use rhai::{Array, Dynamic, Engine};
 use serde_json::Value;
 
 use super::{absent_on_404, engine_error, failed, list_nodes, list_tasks, str_at, EngineHandle};
+use crate::host::doc::Prim;
 use crate::host::opts::secs;
 use crate::host::progress::ProgressDisplay;
 use crate::host::{interrupted, script_err, to_dynamic, usage_err, Host, ScriptResult};
@@ -50,8 +51,10 @@ async fn update(d: &Docker, svc: &Value, spec: Value, rollback: Option<&str>) ->
 
 /// Asks the swarm to put a service back to the spec it had before its last update. A service
 /// that was never updated has none: bad input, said in one sentence.
-async fn rollback(d: &Docker, service: &str) -> ScriptResult<()> {
+async fn rollback(e: &EngineHandle, service: &str) -> ScriptResult<()> {
+    let d = &e.docker;
     let svc = existing(d, service).await?;
+    super::fence::check_service(e, &svc, &format!("rolling back {service}")).await?;
     // bollard's model has no PreviousSpec: the engine's refusal tells instead.
     match update(d, &svc, svc["Spec"].clone(), Some("previous")).await {
         Err(e) if e.to_string().contains("does not have a previous spec") => Err(usage_err(
@@ -66,6 +69,7 @@ async fn rollback(d: &Docker, service: &str) -> ScriptResult<()> {
 async fn force_update(e: &EngineHandle, service: &str) -> ScriptResult<i64> {
     // Read as the engine stores it: through bollard's model the health check would be lost.
     let svc = super::raw::service(e, service).await?;
+    super::fence::check_service(e, &svc, &format!("restarting {service}")).await?;
     let mut spec = super::raw::spec_for_bollard(&svc["Spec"]);
     let next = spec["TaskTemplate"]["ForceUpdate"].as_i64().unwrap_or(0) + 1;
     spec["TaskTemplate"]["ForceUpdate"] = next.into();
@@ -212,11 +216,13 @@ async fn wait_updated(
 
 /// Registers the service methods of the `Engine` type.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.service(name) — the service as `docker service inspect` shows it (without PreviousSpec),
-    // () when there is none.
     let h = host.clone();
-    engine.register_fn(
-        "service",
+    let prim = Prim::new("e.service(name: string) -> map").doc(
+        "The service as `docker service inspect` shows it (without `PreviousSpec`), or () when \
+         there is none.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, name: &str| -> ScriptResult<Dynamic> {
             match h.block(inspect(&e.docker, name))? {
                 Some(v) => to_dynamic(&v),
@@ -225,31 +231,37 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.rollback(service) — put the service back to its previous spec (`docker service rollback`);
-    // a usage error when it has none.
     let h = host.clone();
-    engine.register_fn(
-        "rollback",
+    let prim = Prim::new("e.rollback(service: string)").doc(
+        "Puts the service back to its previous spec, as `docker service rollback` does; a usage \
+         error when it has none.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, service: &str| -> ScriptResult<()> {
-            h.block(rollback(&e.docker, service))
+            h.block(rollback(e, service))
         },
     );
 
-    // e.force_update(service) — replace every task of the service by its update policy, as
-    // `docker service update --force` does; returns the new TaskTemplate.ForceUpdate.
     let h = host.clone();
-    engine.register_fn(
-        "force_update",
+    let prim = Prim::new("e.force_update(service: string) -> int").doc(
+        "Replaces every task of the service by its update policy, as `docker service update \
+         --force` does; returns the new `TaskTemplate.ForceUpdate`.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, service: &str| -> ScriptResult<i64> {
             h.block(force_update(e, service))
         },
     );
 
-    // e.wait_updated(services, timeout_secs) — wait until each service runs its current spec on
-    // every task it wants, with progress; a paused or automatically rolled-back update fails.
     let h = host.clone();
-    engine.register_fn(
-        "wait_updated",
+    let prim = Prim::new("e.wait_updated(services: array, timeout_secs: int)").doc(
+        "Waits, with progress, until each service runs its current spec on every task it wants; a \
+         paused or automatically rolled-back update fails it.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, services: Array, timeout: i64| -> ScriptResult<()> {
             let names: Vec<String> = services.iter().map(|s| s.to_string()).collect();
             h.block(wait_updated(&h, &e.docker, &names, secs(timeout)))

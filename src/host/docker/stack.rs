@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::converge::{converge, engine_gone, task_ids};
+use super::fence;
 use super::image::{registry_credentials, registry_of};
 use super::objects::{self, FileObject, Kind};
 use super::rollback::{deploy_recorded, Safety};
@@ -23,6 +24,7 @@ use super::{
     stack_filter, str_at, EngineHandle,
 };
 use crate::host::compose::IMAGE_LABEL;
+use crate::host::doc::{check_opts, Opt, Prim};
 use crate::host::opts::{opt_bool, opt_secs, opt_str, secs};
 use crate::host::progress::ProgressDisplay;
 use crate::host::{script_err, usage_err, Host, ScriptResult};
@@ -391,6 +393,7 @@ async fn remove_stack(
 async fn scale(e: &EngineHandle, service: &str, replicas: i64) -> ScriptResult<()> {
     // Read as the engine stores it: through bollard's model the health check would be lost.
     let svc = super::raw::service(e, service).await?;
+    fence::check_service(e, &svc, &format!("scaling {service}")).await?;
     let mut spec = super::raw::spec_for_bollard(&svc["Spec"]);
     spec["Mode"] = serde_json::json!({"Replicated": {"Replicas": replicas}});
     let spec: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
@@ -410,18 +413,49 @@ async fn scale(e: &EngineHandle, service: &str, replicas: i64) -> ScriptResult<(
     Ok(())
 }
 
+/// `e.deploy`'s options.
+const DEPLOY_OPTS: &[Opt] = &[
+    ("prune", "true: removes the services the plan no longer has"),
+    (
+        "wait",
+        "true: waits until the services run and jobs complete",
+    ),
+    ("timeout", "seconds, 300: how long it waits"),
+    (
+        "resolve_image",
+        "\"always\", \"changed\" or \"never\": when to ask the registry for an image's digest",
+    ),
+    (
+        "with_registry_auth",
+        "false: sends the credentials `docker login` stored to the nodes",
+    ),
+    (
+        "record",
+        "false; true: keeps the stack's revisions (`e.stack_history`), as the stack commands do",
+    ),
+    (
+        "rollback",
+        "true: a recorded deploy that fails to converge returns the stack to its previous revision",
+    ),
+    (
+        "operation",
+        "\"deploy\": the command, as the stack's history records it",
+    ),
+];
+
 /// Registers the stack methods of the `Engine` type.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.deploy(stack, plan, opts) — create/update the stack's networks, secrets, configs and
-    // services from a `compose::plan`; opts: prune (true), wait (true), timeout (seconds, 300),
-    // resolve_image ("always" | "changed" | "never"), with_registry_auth (false), record (false;
-    // true: keep the stack's revisions, see `revisions`, as the stack commands do), rollback
-    // (true: a recorded deploy that fails to converge returns the stack to its previous
-    // revision), operation ("deploy": the command, for the history).
-    // Waits until services run and jobs complete (a failed job fails it). Returns the names.
     let h = host.clone();
-    engine.register_fn(
-        "deploy",
+    let prim = Prim::new("e.deploy(stack: string, plan: map, opts: map) -> array")
+        .opts(DEPLOY_OPTS)
+        .doc(
+            "Creates or updates a stack's networks, secrets, configs and services from a \
+             `compose::plan`, as `docker stack deploy` does. Unless `wait` is false it waits \
+             until the services run and jobs complete; a failed job or the deadline fails it, \
+             naming the service and the task's error. Returns the service names.",
+        );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str, plan: Dynamic, opts: Map| -> ScriptResult<Array> {
             let plan: Plan = rhai::serde::from_dynamic(&plan)
                 .map_err(|err| {
@@ -429,6 +463,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                         "deploy: the plan must be a map as compose::plan(doc, stack) returns it ({err})"
                     ))
                 })?;
+            check_opts("e.deploy", &opts, DEPLOY_OPTS)?;
             let resolve_image = opt_str(&opts, "resolve_image", "always");
             if !matches!(resolve_image.as_str(), "always" | "changed" | "never") {
                 return Err(usage_err(format!(
@@ -452,6 +487,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                 h.block(deploy_recorded(&h, e, stack, plan, options, &safety))?
             } else {
                 h.block(async {
+                    fence::check(e, stack, "deploying").await?;
                     let known = task_ids(d, stack).await?;
                     let names = deploy(&h, d, stack, plan, &options).await?;
                     if safety.wait {
@@ -464,10 +500,13 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.wait_converged(stack, timeout_secs) — wait until every service runs its desired tasks.
     let h = host.clone();
-    engine.register_fn(
-        "wait_converged",
+    let prim = Prim::new("e.wait_converged(stack: string, timeout_secs: int)").doc(
+        "Waits, with progress, until every service of the stack runs its desired tasks; fails at \
+         the deadline naming what it waited for.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str, timeout: i64| -> ScriptResult<()> {
             let d = &e.docker;
             h.block(async {
@@ -477,22 +516,29 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.scale(service, replicas) — set a replicated service's replica count.
     let h = host.clone();
-    engine.register_fn(
-        "scale",
+    let prim = Prim::new("e.scale(service: string, replicas: int)")
+        .doc("Sets a replicated service's replica count (no wait). Fails for a global service.");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, service: &str, replicas: i64| -> ScriptResult<()> {
             h.block(scale(e, service, replicas))
         },
     );
 
-    // e.remove_stack(stack, timeout_secs) — remove services, secrets and configs (not external
-    // ones), wait for the tasks, remove networks. Returns false when the stack had nothing.
     let h = host.clone();
-    engine.register_fn(
-        "remove_stack",
+    let prim = Prim::new("e.remove_stack(stack: string, timeout_secs: int) -> bool").doc(
+        "Removes a stack's services, secrets and configs (not external ones), waits until its \
+         tasks are gone, then removes its networks, as `docker stack rm` does. Returns false when \
+         the stack had nothing.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, stack: &str, timeout: i64| -> ScriptResult<bool> {
-            h.block(remove_stack(&h, &e.docker, stack, secs(timeout)))
+            h.block(async {
+                fence::check(e, stack, "removing the stack").await?;
+                remove_stack(&h, &e.docker, stack, secs(timeout)).await
+            })
         },
     );
 }

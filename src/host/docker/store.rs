@@ -3,14 +3,14 @@
 //! lives here: a stack's deploy revisions (`docker::revisions`) today.
 //!
 //! **Why swarm config objects.** A document `NAME` is the config object `wsm-state-NAME`
-//! (hashed when the name would not be a valid config name, as the lock's name is). Configs are
-//! raft objects replicated to every manager, readable and writable with the Engine API alone,
-//! and they never reach a container unless a service names them. A config's data is immutable,
-//! but its labels may be updated, and `ConfigUpdate` takes the object's version index: the
-//! swarm refuses an update made against a stale version ("update out of sequence"). That is
-//! optimistic concurrency done by the swarm itself. InfraKit kept its state in one annotation
-//! of the swarm object, which serialises every writer of every document on one version; one
-//! object per document lets unrelated writers pass each other.
+//! (hashed when the name would not be a valid config name, as the lock's name is), created,
+//! read, updated and removed through `state_object`, the layer the stack lock stands on too
+//! (its module doc says why configs, and how a call is bounded and its failure worded). A
+//! config's labels may be updated against the version read, and the swarm refuses an update
+//! made against a stale version: optimistic concurrency done by the swarm itself. InfraKit
+//! kept its state in one annotation of the swarm object, which serialises every writer of
+//! every document on one version; one object per document lets unrelated writers pass each
+//! other.
 //!
 //! **Encoding.** The document is JSON, gzip-compressed and base64-encoded into the label
 //! `wsm.state.data`; `wsm.state.sha256` holds the digest of the JSON, checked on every read,
@@ -33,14 +33,14 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use base64::Engine as _;
-use bollard::models::ConfigSpec;
-use bollard::query_parameters::{ListConfigsOptions, UpdateConfigOptions};
 use bollard::Docker;
 use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::Value;
 use sha2::Digest;
 
-use super::{absent_on_404, docker_message, EngineHandle};
+use super::state_object::{self, object_name, ObjectError};
+use super::EngineHandle;
+use crate::host::doc::Prim;
 use crate::host::{script_err, to_dynamic, to_json, usage_err, Host, ScriptResult};
 
 /// The most a document may take once compressed and encoded.
@@ -77,22 +77,6 @@ impl std::fmt::Display for StoreError {
             }
         }
     }
-}
-
-/// A valid swarm object name `<prefix><name>`: as is when it fits (64 characters, ends
-/// alphanumeric, only `[A-Za-z0-9-_.]`), else a readable part and a hash of the name.
-pub fn object_name(prefix: &str, name: &str) -> String {
-    let plain = format!("{prefix}{name}");
-    let valid = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-    if plain.len() <= 64
-        && plain.ends_with(|c: char| c.is_ascii_alphanumeric())
-        && plain.chars().all(valid)
-    {
-        return plain;
-    }
-    let digest = hex::encode(sha2::Sha256::digest(name.as_bytes()));
-    let readable: String = name.chars().filter(|c| valid(*c)).take(30).collect();
-    format!("{prefix}{readable}-{}", &digest[..16])
 }
 
 /// The config object that holds document `name`.
@@ -153,20 +137,34 @@ fn labels_of(name: &str, encoded: String, sum: String) -> HashMap<String, String
     ])
 }
 
-fn engine_failed(what: &str, e: &bollard::errors::Error) -> StoreError {
-    StoreError::Failed(format!("{what}: {}", docker_message(e)))
+/// A failure of the layer below as a store error of document `name`.
+fn from_object(name: &str, e: ObjectError) -> StoreError {
+    match e {
+        ObjectError::Exists => StoreError::Conflict(format!(
+            "document {name} was created by another writer meanwhile; read it again and reapply the change"
+        )),
+        ObjectError::Changed => StoreError::Conflict(format!(
+            "document {name} was changed by another writer meanwhile; read it again and reapply the change"
+        )),
+        ObjectError::Gone => StoreError::Conflict(format!(
+            "document {name} was removed by another writer meanwhile; read it again and reapply the change"
+        )),
+        ObjectError::TooLarge(m) => StoreError::TooLarge(format!(
+            "document {name} is too large for one swarm raft transaction: {m}"
+        )),
+        ObjectError::Failed(m) => StoreError::Failed(m),
+    }
 }
 
 /// Reads document `name`: `None` when there is none.
 pub async fn read(d: &Docker, name: &str) -> Result<Option<Doc>, StoreError> {
-    let found = absent_on_404(d.inspect_config(&config_name(name)))
+    let found = state_object::read(d, &config_name(name))
         .await
-        .map_err(|e| engine_failed(&format!("reading document {name}"), &e))?;
-    let Some(cfg) = found else { return Ok(None) };
-    let labels = cfg.spec.and_then(|s| s.labels).unwrap_or_default();
+        .map_err(|e| from_object(name, e))?;
+    let Some(object) = found else { return Ok(None) };
     Ok(Some(Doc {
-        value: decode(name, &labels)?,
-        version: cfg.version.and_then(|v| v.index).unwrap_or(0),
+        value: decode(name, &object.labels)?,
+        version: object.version,
     }))
 }
 
@@ -181,78 +179,46 @@ pub async fn write(
 ) -> Result<u64, StoreError> {
     let (encoded, sum) = encode(name, value)?;
     let object = config_name(name);
-    let spec = ConfigSpec {
-        name: Some(object.clone()),
-        labels: Some(labels_of(name, encoded, sum)),
-        data: Some(base64::engine::general_purpose::STANDARD.encode(format!(
-            "wsm state document {name}: its content is in the labels ({DATA_LABEL})\n"
-        ))),
-        templating: None,
-    };
-    let conflict = |why: &str| {
-        StoreError::Conflict(format!(
-            "document {name} {why}; read it again and reapply the change"
-        ))
-    };
+    let labels = labels_of(name, encoded, sum);
+    let failed = |e| from_object(name, e);
     match expected {
-        None => match d.create_config(spec).await {
-            Ok(_) => {}
-            Err(e) if super::status_of(&e) == Some(409) => {
-                return Err(conflict("was created by another writer meanwhile"))
-            }
-            Err(e) => return Err(engine_failed(&format!("writing document {name}"), &e)),
-        },
-        Some(version) => {
-            let options = UpdateConfigOptions {
-                version: version as i64,
-            };
-            match d.update_config(&object, spec, options).await {
-                Ok(()) => {}
-                Err(e) if docker_message(&e).contains("out of sequence") => {
-                    return Err(conflict(&format!(
-                        "was changed by another writer since version {version}"
-                    )))
-                }
-                Err(e) if super::status_of(&e) == Some(404) => {
-                    return Err(conflict("was removed by another writer meanwhile"))
-                }
-                Err(e) if docker_message(&e).contains("too large") => {
-                    return Err(StoreError::TooLarge(format!(
-                        "document {name} is too large for one swarm raft transaction: {}",
-                        docker_message(&e)
-                    )))
-                }
-                Err(e) => return Err(engine_failed(&format!("writing document {name}"), &e)),
+        None => {
+            let data =
+                format!("wsm state document {name}: its content is in the labels ({DATA_LABEL})\n");
+            state_object::create(d, &object, labels, &data)
+                .await
+                .map_err(failed)?;
+            match state_object::read(d, &object).await.map_err(failed)? {
+                Some(written) => Ok(written.version),
+                None => Err(failed(ObjectError::Gone)),
             }
         }
+        Some(version) => state_object::update(d, &object, &object, version, labels)
+            .await
+            .map_err(|e| match e {
+                ObjectError::Changed => StoreError::Conflict(format!(
+                    "document {name} was changed by another writer since version {version}; read it again and reapply the change"
+                )),
+                other => failed(other),
+            }),
     }
-    let written = d
-        .inspect_config(&object)
-        .await
-        .map_err(|e| engine_failed(&format!("reading document {name} back"), &e))?;
-    Ok(written.version.and_then(|v| v.index).unwrap_or(0))
 }
 
 /// Removes document `name`; false when there was none.
 pub async fn remove(d: &Docker, name: &str) -> Result<bool, StoreError> {
-    absent_on_404(d.delete_config(&config_name(name)))
+    state_object::remove(d, &config_name(name))
         .await
-        .map(|r| r.is_some())
-        .map_err(|e| engine_failed(&format!("removing document {name}"), &e))
+        .map_err(|e| from_object(name, e))
 }
 
 /// The names of the stored documents that start with `prefix`.
 pub async fn list(d: &Docker, prefix: &str) -> Result<Vec<String>, StoreError> {
-    let filters = HashMap::from([("label".to_string(), vec![KIND_LABEL.to_string()])]);
-    let configs = d
-        .list_configs(Some(ListConfigsOptions {
-            filters: Some(filters),
-        }))
+    let objects = state_object::list(d, KIND_LABEL)
         .await
-        .map_err(|e| engine_failed("listing the store's documents", &e))?;
-    let mut names: Vec<String> = configs
+        .map_err(|e| from_object(prefix, e))?;
+    let mut names: Vec<String> = objects
         .into_iter()
-        .filter_map(|c| c.spec?.labels?.get(NAME_LABEL).cloned())
+        .filter_map(|o| o.labels.get(NAME_LABEL).cloned())
         .filter(|n| n.starts_with(prefix))
         .collect();
     names.sort();
@@ -275,10 +241,13 @@ fn to_script(e: StoreError) -> Box<rhai::EvalAltResult> {
 
 /// Registers the store methods of the `Engine` type.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    // e.store_read(name) — #{value, version} of the document, () when there is none.
     let h = host.clone();
-    engine.register_fn(
-        "store_read",
+    let prim = Prim::new("e.store_read(name: string) -> map").doc(
+        "A document of the swarm state store: `#{value, version}`, or () when there is none. The \
+         stored digest is checked: a document changed by hand is an error.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, name: &str| -> ScriptResult<Dynamic> {
             match h.block(async { read(&e.docker, name).await.map_err(to_script) })? {
                 None => Ok(Dynamic::UNIT),
@@ -292,12 +261,15 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.store_write(name, value, version) — replace the document read at `version` (() or 0:
-    // create it); returns the new version. A concurrent writer's change makes it fail with a
-    // conflict (the error map has `conflict`); a document over 1 MiB encoded is refused.
     let h = host.clone();
-    engine.register_fn(
-        "store_write",
+    let prim = Prim::new("e.store_write(name: string, value, version) -> int").doc(
+        "Writes a document over the version read (`()` or 0: creates it, only if it does not \
+         exist); returns the new version. When someone else wrote meanwhile nothing is written \
+         and the error is a map with `conflict`; a document over 1 MiB compressed and encoded is \
+         refused.",
+    );
+    prim.register(
+        engine,
         move |e: &mut EngineHandle,
               name: &str,
               value: Dynamic,
@@ -320,19 +292,21 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 
-    // e.store_remove(name) — remove the document; false when there was none.
     let h = host.clone();
-    engine.register_fn(
-        "store_remove",
+    let prim = Prim::new("e.store_remove(name: string) -> bool")
+        .doc("Removes a document of the swarm state store; false when there was none.");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, name: &str| -> ScriptResult<bool> {
             h.block(async { remove(&e.docker, name).await.map_err(to_script) })
         },
     );
 
-    // e.store_list(prefix) — the names of the documents starting with `prefix`, sorted.
     let h = host.clone();
-    engine.register_fn(
-        "store_list",
+    let prim = Prim::new("e.store_list(prefix: string) -> array")
+        .doc("The names of the store's documents that start with `prefix`, sorted.");
+    prim.register(
+        engine,
         move |e: &mut EngineHandle, prefix: &str| -> ScriptResult<Array> {
             let names = h.block(async { list(&e.docker, prefix).await.map_err(to_script) })?;
             Ok(names.into_iter().map(Dynamic::from).collect())

@@ -24,6 +24,7 @@ mod mux;
 
 use super::opts::{opt_bool, opt_str};
 use super::{error_chain, script_err, Host, ScriptResult};
+use crate::host::doc::{check_opts, Opt, Prim};
 use identity::public_keys;
 pub use master::engine_socket;
 use master::{open, ENGINE_SOCKETS};
@@ -399,33 +400,50 @@ fn to_session(s: &mut SshSession) -> SshSession {
     s.clone()
 }
 
+/// `ssh::connect`'s options.
+const CONNECT_OPTS: &[Opt] = &[
+    ("timeout", "seconds; 10 or `WSM_SSH_TIMEOUT`"),
+    ("key", "a private key file: only that one is offered"),
+    ("strict", "false; true: refuses hosts not in known_hosts"),
+];
+
 /// Registers the `ssh::` module and the methods of the `SshSession` type.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     engine.register_type_with_name::<SshSession>("SshSession");
-    engine.register_get("target", |s: &mut SshSession| s.target.clone());
+    let prim = Prim::new("s.target -> string").doc("The `user@host[:port]` this session reaches.");
+    prim.register(engine, |s: &mut SshSession| s.target.clone());
 
     let mut m = Module::new();
-    // ssh::connect(target) — connect to user@host[:port] (user root when omitted), with the
-    // default connect timeout (10 s, or WSM_SSH_TIMEOUT).
     let h = host.clone();
-    m.set_native_fn("connect", move |target: &str| -> ScriptResult<SshSession> {
+    let prim = Prim::new("ssh::connect(target: string) -> SshSession").doc(
+        "Connects to `user@host[:port]` (user root when omitted) over one OpenSSH master per \
+         host, shared with the Docker client and with later wsm processes until it has been \
+         unused for `WSM_SSH_PERSIST` seconds (default 60; 0: this process's own, closed on \
+         exit). Fails naming the host and ssh's reason.",
+    );
+    prim.set_in(&mut m, move |target: &str| -> ScriptResult<SshSession> {
         connect(&h, target, &ConnectOptions::from_map(&Map::new()))
     });
-    // ssh::connect(target, opts) — opts: timeout (seconds), key (a private key file: only that
-    // one is offered), strict (refuse hosts not in known_hosts).
     let h = host.clone();
-    m.set_native_fn(
-        "connect",
+    let prim =
+        Prim::new("ssh::connect(target: string, opts: map) -> SshSession").opts(CONNECT_OPTS);
+    prim.set_in(
+        &mut m,
         move |target: &str, opts: Map| -> ScriptResult<SshSession> {
+            check_opts("ssh::connect", &opts, CONNECT_OPTS)?;
             connect(&h, target, &ConnectOptions::from_map(&opts))
         },
     );
-    // ssh::public_keys() — the user's public keys (agent and identity files), one line each.
-    m.set_native_fn("public_keys", || -> ScriptResult<Array> {
+    let prim = Prim::new("ssh::public_keys() -> array")
+        .doc("The user's public keys (ssh-agent and identity files), one line each.");
+    prim.set_in(&mut m, || -> ScriptResult<Array> {
         Ok(public_keys().into_iter().map(Dynamic::from).collect())
     });
-    // ssh::parse_target(target) — #{user, host, port} of user@host[:port] or ssh://….
-    m.set_native_fn("parse_target", |target: &str| -> ScriptResult<Map> {
+    let prim = Prim::new("ssh::parse_target(target: string) -> map").doc(
+        "`#{user, host, port}` of `user@host[:port]` or `ssh://…`; port is () when not given. Bad \
+         input is a usage error.",
+    );
+    prim.set_in(&mut m, |target: &str| -> ScriptResult<Map> {
         let (user, host, port) = parse_target(target).map_err(script_err)?;
         let mut m = Map::new();
         m.insert("user".into(), user.into());
@@ -439,21 +457,24 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     });
     engine.register_static_module("ssh", m.into());
 
-    // s.run(cmd) — run a command (a shell line, or an array of words) on the host;
-    // returns #{exit_code, stdout, stderr}.
     let h = host.clone();
-    engine.register_fn(
-        "run",
+    let prim = Prim::new("s.run(cmd) -> map").doc(
+        "Runs a command (a shell line, or an array of words quoted for the remote shell) on the \
+         host, optionally with text on its stdin; returns `#{exit_code, stdout, stderr}`. Fails \
+         only when the connection does.",
+    );
+    prim.register(
+        engine,
         move |s: &mut SshSession, cmd: Dynamic| -> ScriptResult<Map> {
             let line = command_line(&cmd)?;
             let s = to_session(s);
             h.block(async move { run(&s, &line, None).await.map(|r| r.to_map()) })
         },
     );
-    // s.run(cmd, stdin_text) — the same, with text on the command's stdin.
     let h = host.clone();
-    engine.register_fn(
-        "run",
+    let prim = Prim::new("s.run(cmd, stdin: string) -> map");
+    prim.register(
+        engine,
         move |s: &mut SshSession, cmd: Dynamic, input: &str| -> ScriptResult<Map> {
             let line = command_line(&cmd)?;
             let s = to_session(s);
@@ -461,37 +482,42 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             h.block(async move { run(&s, &line, Some(&mut bytes)).await.map(|r| r.to_map()) })
         },
     );
-    // s.upload(local, remote) — copy a local file to the host (mkdir -p, atomic, mode 0644).
     let h = host.clone();
-    engine.register_fn(
-        "upload",
+    let prim = Prim::new("s.upload(local: string, remote: string)").doc(
+        "Copies a local file to the host: parent folders made, written atomically, mode 0644 \
+         unless given (e.g. `0o600`).",
+    );
+    prim.register(
+        engine,
         move |s: &mut SshSession, local: &str, remote: &str| -> ScriptResult<()> {
             let s = to_session(s);
             h.block(async move { upload(&s, Path::new(local), remote, 0o644).await })
         },
     );
-    // s.upload(local, remote, mode) — the same with a file mode (e.g. 0o600).
     let h = host.clone();
-    engine.register_fn(
-        "upload",
+    let prim = Prim::new("s.upload(local: string, remote: string, mode: int)");
+    prim.register(
+        engine,
         move |s: &mut SshSession, local: &str, remote: &str, mode: i64| -> ScriptResult<()> {
             let s = to_session(s);
             h.block(async move { upload(&s, Path::new(local), remote, mode).await })
         },
     );
-    // s.download(remote, local) — copy a file from the host (atomic on this side).
     let h = host.clone();
-    engine.register_fn(
-        "download",
+    let prim = Prim::new("s.download(remote: string, local: string)")
+        .doc("Copies a file from the host, atomically on this side.");
+    prim.register(
+        engine,
         move |s: &mut SshSession, remote: &str, local: &str| -> ScriptResult<()> {
             let s = to_session(s);
             h.block(async move { download(&s, remote, Path::new(local)).await })
         },
     );
-    // s.read(remote) — a remote text file's contents, or () when it does not exist.
     let h = host.clone();
-    engine.register_fn(
-        "read",
+    let prim = Prim::new("s.read(remote: string) -> string")
+        .doc("A remote text file's contents, or () when it does not exist.");
+    prim.register(
+        engine,
         move |s: &mut SshSession, remote: &str| -> ScriptResult<Dynamic> {
             let s = to_session(s);
             let p = quote(remote);
@@ -508,21 +534,24 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             }
         },
     );
-    // s.write(remote, text, mode) — write text to a remote file atomically (mkdir -p, temp
-    // file, rename), with the given mode (e.g. 0o600 for secrets).
     let h = host.clone();
-    engine.register_fn(
-        "write",
+    let prim = Prim::new("s.write(remote: string, text: string, mode: int)").doc(
+        "Writes text to a remote file atomically (parent folders made, temporary file, rename) \
+         with the given mode.",
+    );
+    prim.register(
+        engine,
         move |s: &mut SshSession, remote: &str, text: &str, mode: i64| -> ScriptResult<()> {
             let s = to_session(s);
             let mut bytes = std::io::Cursor::new(text.as_bytes().to_vec());
             h.block(write_remote(&s, remote, mode, &mut bytes))
         },
     );
-    // s.rename(from, to) — rename a remote file (mv -f), e.g. to keep a replaced file as .old.
     let h = host.clone();
-    engine.register_fn(
-        "rename",
+    let prim = Prim::new("s.rename(from: string, to: string)")
+        .doc("Renames a remote file (`mv -f`), e.g. to keep a replaced file as `.old`.");
+    prim.register(
+        engine,
         move |s: &mut SshSession, from: &str, to: &str| -> ScriptResult<()> {
             let s = to_session(s);
             let line = format!("mv -f -- {} {}", quote(from), quote(to));
@@ -537,9 +566,11 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             Ok(())
         },
     );
-    // s.close() — forget the session: its master ends when the last handle is dropped (or a
-    // minute after its last use), and the next connect opens a fresh one.
-    engine.register_fn("close", move |s: &mut SshSession| {
+    let prim = Prim::new("s.close()").doc(
+        "Forgets the session: its master ends when the last handle is dropped (or a minute after \
+         its last use), and the next connect opens a fresh one.",
+    );
+    prim.register(engine, move |s: &mut SshSession| {
         SESSIONS
             .lock()
             .expect("ssh sessions")
