@@ -2,7 +2,8 @@
 //! that are devices, FIFOs or directories (file types and bytes), the thaw after a signal at
 //! dump-db's freeze and after a restore that fails in the node (`ps` state in the container),
 //! edit-config under Ctrl-C, SIGTERM and SIGKILL (the stack file's bytes, the editor's private
-//! copy), and config errors (exit code, no secret shown).
+//! copy), and config errors (exit code, no secret shown). Longer than 600 lines: the freeze
+//! scenarios share their helpers (`/proc` states, the freeze moment) with the rest.
 
 mod common;
 
