@@ -13,6 +13,10 @@ use wsm::engine::{self, Catalog, CliError, Invocation, SearchPath, Shell};
 use wsm::host::{stdio, GlobalOpts, Host};
 use wsm::repl;
 
+/// The system allocator, counting what the process holds: the script memory limit reads it.
+#[global_allocator]
+static ALLOC: engine::limits::CountingAlloc = engine::limits::CountingAlloc;
+
 /// The command line: global options, the built-in subcommands, and one subcommand per family
 /// and per command directly in `scripts/`.
 fn cli(catalog: &Catalog) -> Command {

@@ -78,11 +78,13 @@ fn a_dropped_in_command_doubling_an_array_ends_with_the_limit_error_in_little_me
         "//! Grows an array without end.\n//! usage: grow\nlet a = [1, 2, 3];\nloop { a += a; }\n",
     )
     .unwrap();
-    let f = run_measured(s.command(&["stack", "-s", &s.name, "grow"]));
+    let mut cmd = s.command(&["stack", "-s", &s.name, "grow"]);
+    cmd.env("WSM_MAX_MEMORY", "64");
+    let f = run_measured(cmd);
     assert_eq!(f.run.code, 1, "stderr: {}", f.run.stderr);
     let line = one_error_line(&f.run);
     assert!(
-        line.contains("limit of 1000000 array elements") && line.contains("WSM_MAX_ARRAY="),
+        line.contains("limit of 64 MiB of memory") && line.contains("WSM_MAX_MEMORY="),
         "{line}"
     );
     assert!(f.took < Duration::from_secs(20), "took {:?}", f.took);
@@ -98,15 +100,19 @@ fn a_doubling_string_ends_with_the_limit_error_naming_how_to_raise_it() {
     let s = TestStack::bare("grows");
     let file = s.dir.path().join("grow.rhai");
     std::fs::write(&file, "let t = \"x\";\nloop { t += t; }\n").unwrap();
-    let mut cmd = s.command(&["run", file.to_str().unwrap()]);
-    cmd.env("WSM_MAX_STRING", "1000000");
-    let f = run_measured(cmd);
+    let f = run_measured(s.command(&["run", file.to_str().unwrap()]));
     assert_eq!(f.run.code, 1, "stderr: {}", f.run.stderr);
     let line = one_error_line(&f.run);
     assert!(
-        line.contains("1000000 bytes of string") && line.contains("WSM_MAX_STRING="),
+        line.contains("limit of 512 MiB of memory") && line.contains("WSM_MAX_MEMORY="),
         "{line}"
     );
+    // The size limits of earlier versions are refused rather than silently ignored.
+    let mut cmd = s.command(&["run", file.to_str().unwrap()]);
+    cmd.env("WSM_MAX_STRING", "1000000");
+    let f = run_measured(cmd);
+    assert_eq!(f.run.code, 2, "stderr: {}", f.run.stderr);
+    assert!(one_error_line(&f.run).contains("WSM_MAX_STRING is no longer read"));
 }
 
 #[test]

@@ -150,7 +150,15 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
     std::fs::write(&legacy.0, "# the app\nWAVELET_NODES=2\n").unwrap();
     let shown = bed.wsm_in(&config, &["stack", "-s", &stack, "config"], "");
     assert!(shown.ok().contains("WAVELET_NODES=2"), "{}", shown.stdout);
-    assert!(shown.stderr.contains("into the swarm"), "{}", shown.stderr);
+    assert!(
+        shown
+            .stderr
+            .contains("into the swarm (the file is removed)"),
+        "{}",
+        shown.stderr
+    );
+    // The file held the config (secrets included) in clear: it goes once the store has it.
+    assert!(!legacy.0.exists(), "{} is still there", legacy.0.display());
     let doc = store_doc(
         &["-H", &socket(&hosts[0])],
         &format!("stack-config.{stack}"),

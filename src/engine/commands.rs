@@ -93,11 +93,17 @@ pub fn run_command(
 /// The global flags that may also follow a command (`wsm stack status --json`).
 pub const GLOBAL_FLAGS: &[&str] = &["--json", "--yes", "--verbose"];
 
-/// Splits a command line's global flags from its other words.
+/// Splits a command line's global flags from its other words. Words after a `--` are the
+/// command's as written (`jobs add … -- stack ls --json`), and the `--` stays for the
+/// command's own parser to end its options with.
 pub fn split_global_flags(args: &[String]) -> (Vec<String>, Vec<String>) {
-    args.iter()
+    let end = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let (mut kept, flags): (Vec<String>, Vec<String>) = args[..end]
+        .iter()
         .cloned()
-        .partition(|a| !GLOBAL_FLAGS.contains(&a.as_str()))
+        .partition(|a| !GLOBAL_FLAGS.contains(&a.as_str()));
+    kept.extend(args[end..].iter().cloned());
+    (kept, flags)
 }
 
 /// Pulls a leading `-s NAME` / `--stack NAME` out of an argument list. An empty or missing name
@@ -370,5 +376,9 @@ mod tests {
         let (rest, flags) = split_global_flags(&strings(&["status", "--json", "x", "--yes"]));
         assert_eq!(rest, ["status", "x"]);
         assert_eq!(flags, ["--json", "--yes"]);
+        // After `--` the words are the command's own.
+        let (rest, flags) = split_global_flags(&strings(&["add", "--yes", "--", "ls", "--json"]));
+        assert_eq!(rest, ["add", "--", "ls", "--json"]);
+        assert_eq!(flags, ["--yes"]);
     }
 }

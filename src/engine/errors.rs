@@ -30,10 +30,10 @@ impl CliError {
         }
     }
 
-    /// Prints the error as `error: …` and `usage: …` lines on stderr.
+    /// Prints the error as `error: …` and `usage: …` lines on stderr, secret values masked.
     pub fn print(&self) {
         if !self.message.is_empty() {
-            eprintln!("error: {}", self.message);
+            eprintln!("error: {}", crate::host::secrets::mask_text(&self.message));
         }
         if let Some(u) = &self.usage {
             eprintln!("usage: {u}");
@@ -99,6 +99,9 @@ pub fn to_cli_error(
                 }
             }
             CliError::failed(value.to_string())
+        }
+        EvalAltResult::ErrorTerminated(..) if super::limits::current().message(cause).is_some() => {
+            CliError::failed(super::limits::current().message(cause).unwrap_or_default())
         }
         EvalAltResult::ErrorTerminated(..) => CliError {
             code: 130,

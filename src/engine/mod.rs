@@ -34,8 +34,11 @@ fn limited_engine() -> Engine {
     engine.set_max_modules(256);
     // Rhai keeps at most 1024 interned strings by default and, once past that, scans the whole
     // cache for every new string to evict one: compiling the stdlib modules a command imports
-    // spent a seventh of its instructions there. The names of every module fit in this many.
-    engine.set_max_strings_interned(1 << 14);
+    // spent a seventh of its instructions there, and a script making many short strings (the
+    // keys of a growing map) paid that scan on each, 16 384 entries at the 1 << 14 tried
+    // next (100 000 keys: 100 s). Without interning no string costs more than its own copy,
+    // and `stack plan` takes no longer (tests/bounds.rs).
+    engine.set_max_strings_interned(0);
     limits::current().apply(&mut engine);
     engine.disable_symbol("eval");
     engine
@@ -71,7 +74,13 @@ impl Shell {
             }
         });
         let h = host.clone();
-        engine.on_progress(move |_| h.is_interrupted().then(|| Dynamic::from("interrupted")));
+        let limits = limits::current();
+        engine.on_progress(move |_| {
+            if h.is_interrupted() {
+                return Some(Dynamic::from("interrupted"));
+            }
+            limits.check_memory()
+        });
         host::args::register(&mut engine);
         host::node_id::register(&mut engine);
         host::schedule::register(&mut engine);

@@ -7,8 +7,9 @@
 //! failed. The current folder is never on the path: a cloned repository or a shared project
 //! folder passes these checks and is still someone else's code.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use crate::host::owner::foreign_writer;
 
 /// The top folders of a search root that wsm reads; nothing else in a root is looked at.
 pub const TOPS: &[&str] = &["scripts", "stdlib", "nodes"];
@@ -53,26 +54,8 @@ pub fn check_tree(dir: &Path, whence: &str, depth: usize) -> Result<(), String> 
 fn check_entry(path: &Path, whence: &str) -> Result<bool, String> {
     let meta = std::fs::metadata(path)
         .map_err(|e| refusal(path, whence, &format!("it cannot be read: {e}")))?;
-    let me = caller_uid();
-    if meta.uid() != me && meta.uid() != 0 {
-        return Err(refusal(
-            path,
-            whence,
-            &format!(
-                "it is owned by uid {}, not by you (uid {me}) or root; chown it, or take it off the search path",
-                meta.uid()
-            ),
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(refusal(
-            path,
-            whence,
-            &format!(
-                "it is writable by group or others (mode {:04o}); chmod go-w it, or take it off the search path",
-                meta.mode() & 0o7777
-            ),
-        ));
+    if let Some(why) = foreign_writer(&meta, "or take it off the search path") {
+        return Err(refusal(path, whence, &why));
     }
     if !meta.is_dir() && !meta.is_file() {
         return Err(refusal(path, whence, "it is neither a file nor a folder"));
@@ -85,12 +68,6 @@ fn refusal(path: &Path, whence: &str, why: &str) -> String {
         "refusing to run code from {} ({whence}): {why}",
         path.display()
     )
-}
-
-/// The user wsm runs as (the effective uid, as git's ownership check uses).
-fn caller_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@
 //!   `--tail=5` is the same as `--tail 5`;
 //! - `[watch]`, `watch` a literal word: a flag that is given by writing the word.
 //!
+//! A `--` ends the options, as getopt's does: every later word is an argument as written
+//! (`jobs add --every 1h nightly -- stack ls --json`), and the `--` itself is dropped.
+//!
 //! The result is a map from each name (`nodeId`, `follow`, `tail`, `show_secrets`) to its value.
 
 use rhai::{Array, Dynamic, Engine, Map, Module};
@@ -164,6 +167,10 @@ pub fn parse(usage: &str, args: &[String]) -> Result<Map, String> {
     let mut given = Vec::new();
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--" {
+            given.extend(args[i + 1..].iter().cloned());
+            break;
+        }
         // `--name=value` is `--name value`.
         let (name, inline) = match args[i].split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
@@ -326,6 +333,19 @@ mod tests {
         m.get(k)
             .map(|v| v.to_string())
             .unwrap_or_else(|| "missing".into())
+    }
+
+    #[test]
+    fn a_double_dash_ends_the_options_and_is_dropped() {
+        let u = "add [--every <duration>] <name> [<command>...]";
+        let m = p(
+            u,
+            &["--every", "1h", "n", "--", "stack", "--every", "--", "x"],
+        )
+        .unwrap();
+        assert_eq!(get(&m, "command"), r#"["stack", "--every", "--", "x"]"#);
+        let m = p(u, &["--", "--every"]).unwrap();
+        assert_eq!(get(&m, "name"), "--every");
     }
 
     #[test]

@@ -20,14 +20,15 @@ static DECLARED_SECRETS: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 /// Whether a key holds a secret, to be masked in output and written 0600: a key a script
-/// declared secret, and anything named like a token, password or key material.
+/// declared secret, and anything named like a token, password, secret or key (`WAVELET_KEYS`,
+/// `API_KEY`, `SSH_PRIVATE_KEY`).
 pub fn is_secret_key(key: &str) -> bool {
     let upper = key.to_ascii_uppercase();
     DECLARED_SECRETS
         .lock()
         .expect("declared secrets")
         .contains(&upper)
-        || ["TOKEN", "PASSWORD", "SECRET", "PRIVATE_KEY"]
+        || ["TOKEN", "PASSWORD", "PASSWD", "SECRET", "KEY", "CREDENTIAL"]
             .iter()
             .any(|w| upper.contains(w))
 }
@@ -317,9 +318,27 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         declared.extend(keys.iter().map(|k| k.to_string().to_ascii_uppercase()));
         Ok(())
     });
-    let prim = Prim::new("config::is_secret(key: string) -> bool")
-        .doc("Whether the key's value must be masked.");
+    let prim = Prim::new("config::is_secret(key: string) -> bool").doc(
+        "Whether the key's value must be masked: a declared key, or one named like a password, \
+         secret, token or key.",
+    );
     prim.set_in(&mut m, |key: &str| Ok(is_secret_key(key)));
+    let prim = Prim::new("config::seal_secrets(text: string) -> string").doc(
+        "Config text with the value of every secret key sealed (ChaCha20-Poly1305) with the \
+         operator's key (`WSM_SECRETS_KEY`, else `$XDG_CONFIG_HOME/wsm/secrets.key`, made on \
+         first use); other lines unchanged. For text kept where others can read it (the swarm \
+         store).",
+    );
+    prim.set_in(&mut m, |text: &str| -> ScriptResult<String> {
+        super::secrets::seal_config(text).map_err(script_err)
+    });
+    let prim = Prim::new("config::open_secrets(text: string, origin: string) -> string").doc(
+        "Config text with its sealed values opened, exactly as written; a value sealed with \
+         another key is an error naming `origin` and the keys.",
+    );
+    prim.set_in(&mut m, |text: &str, origin: &str| -> ScriptResult<String> {
+        super::secrets::open_config(text, origin).map_err(script_err)
+    });
 
     let prim = Prim::new("config::env() -> map").doc("The process environment as a map.");
     prim.set_in(&mut m, || -> ScriptResult<Map> {

@@ -2,39 +2,29 @@
 //! script needs to assemble a folder (e.g. an image build context). Config files have
 //! `config::`; this is for files whose format another primitive parses.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
 use super::doc::Prim;
-use super::{script_err, ScriptResult};
+use super::{bounded, script_err, ScriptResult};
 
 /// The text of a file; `-` is standard input. The error names the file and says why.
-pub fn read(path: &str) -> Result<String, String> {
-    if path == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
-        return Ok(text);
-    }
-    std::fs::read_to_string(path).map_err(|e| {
-        let why = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file".to_string(),
-            std::io::ErrorKind::InvalidData => "not UTF-8 text".to_string(),
-            _ => e.to_string(),
-        };
-        format!("cannot read {path}: {why}")
-    })
+/// At most [`bounded::USER_FILE`] bytes are read: `/dev/zero` is refused, not read for ever.
+pub fn read(path: &str) -> Result<String, bounded::ReadError> {
+    bounded::read_text(Path::new(path), "", bounded::USER_FILE)
 }
 
 /// Copies a file, or a folder with everything under it, to `dest` (which must not exist; its
-/// parent folders are created).
-/// Links are copied as the files they point to. Anything else (a FIFO, socket or device) is
-/// refused as bad input (exit 2): opening a FIFO would wait for a writer forever, and a device
-/// has no content to copy.
+/// parent folders are created). `from` itself may be a link; the links under it are copied as
+/// links, as docker puts them in a build context, so a link to `~/.ssh` never copies the keys.
+/// A FIFO, socket or device under it is refused as bad input (exit 2: reading a FIFO would wait
+/// for ever), rather than skipped: the copy would silently differ from what the user named.
 pub fn copy(from: &Path, dest: &Path) -> ScriptResult<()> {
+    copy_entry(from, dest, true)
+}
+
+fn copy_entry(from: &Path, dest: &Path, top: bool) -> ScriptResult<()> {
     let fail = |e: std::io::Error| {
         script_err(format!(
             "cannot copy {} to {}: {e}",
@@ -52,50 +42,44 @@ pub fn copy(from: &Path, dest: &Path) -> ScriptResult<()> {
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(fail)?;
     }
-    if from.is_dir() {
+    let meta = if top {
+        std::fs::metadata(from)
+    } else {
+        std::fs::symlink_metadata(from)
+    };
+    let meta = match meta {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(script_err(format!(
+                "cannot copy {}: no such file",
+                from.display()
+            )))
+        }
+        other => other.map_err(fail)?,
+    };
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(from).map_err(fail)?;
+        std::os::unix::fs::symlink(target, dest).map_err(fail)
+    } else if meta.is_dir() {
         std::fs::create_dir_all(dest).map_err(fail)?;
         for entry in std::fs::read_dir(from).map_err(fail)? {
             let entry = entry.map_err(fail)?;
-            copy(&entry.path(), &dest.join(entry.file_name()))?;
+            copy_entry(&entry.path(), &dest.join(entry.file_name()), false)?;
         }
-        return Ok(());
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    // Opened without waiting (a FIFO opens at once), then its kind checked on what was opened.
-    let mut source = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(from)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                script_err(format!("cannot copy {}: no such file", from.display()))
-            }
-            _ => fail(e),
-        })?;
-    let meta = source.metadata().map_err(fail)?;
-    if !meta.is_file() {
-        return Err(super::usage_err(format!(
-            "cannot copy {}: it is {}, not a regular file or folder",
-            from.display(),
-            special_kind(&meta.file_type())
-        )));
-    }
-    let mut out = std::fs::File::create(dest).map_err(fail)?;
-    std::io::copy(&mut source, &mut out).map_err(fail)?;
-    out.set_permissions(meta.permissions()).map_err(fail)
-}
-
-/// What a file that is neither a regular file nor a folder is, in words.
-fn special_kind(t: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() || t.is_block_device() {
-        "a device"
+        Ok(())
+    } else if let Some(kind) = super::bounded::not_a_file(&meta) {
+        Err(super::usage_err(format!(
+            "cannot copy {}: it is {kind}; only files, folders and links are copied",
+            from.display()
+        )))
     } else {
-        "a special file"
+        std::fs::copy(from, dest)
+            .map(|_| ())
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    script_err(format!("cannot copy {}: no such file", from.display()))
+                }
+                _ => fail(e),
+            })
     }
 }
 
@@ -168,10 +152,20 @@ fn list(dir: &str) -> Result<Array, String> {
 /// Registers the `fs::` module.
 pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
-    let prim = Prim::new("fs::read(path: string) -> string")
-        .doc("A file's text (`\"-\"` reads standard input); an error names the file.");
+    let prim = Prim::new("fs::read(path: string) -> string").doc(
+        "A file's text (`\"-\"` reads standard input); an error names the file. At most 64 MiB \
+         is read: more (`/dev/zero`) is a usage error naming the ceiling.",
+    );
     prim.set_in(&mut m, |path: &str| -> ScriptResult<String> {
-        read(path).map_err(script_err)
+        // A file the user named that is over the ceiling is bad input; one that cannot be read
+        // stays a failure, as it always was.
+        read(path).map_err(|e| {
+            if e.too_big {
+                super::usage_err(e.message)
+            } else {
+                script_err(e.message)
+            }
+        })
     });
     let prim = Prim::new("fs::is_file(path: string) -> bool")
         .doc("Whether a regular file (or a link to one) is there.");
@@ -188,8 +182,8 @@ pub fn register(engine: &mut Engine) {
     });
     let prim = Prim::new("fs::copy(from: string, dest: string)").doc(
         "Copies a file, or a folder and everything under it, to `dest`, which must not exist yet \
-         (its parent folders are made). Links are copied as what they point to; a FIFO, socket \
-         or device is refused (exit 2), never waited on.",
+         (its parent folders are made). Links under the folder are copied as links, as docker \
+         sends a build context; a FIFO, socket or device under it is refused (exit 2).",
     );
     prim.set_in(&mut m, |from: &str, dest: &str| -> ScriptResult<()> {
         copy(Path::new(from), Path::new(dest))
@@ -223,6 +217,15 @@ pub fn register(engine: &mut Engine) {
             .mode(0o700)
             .create(path)
             .map_err(|e| script_err(format!("cannot create {path}: {e}")))
+    });
+    let prim = Prim::new("fs::private_dir(path: string, what: string)").doc(
+        "Creates a folder for private files (0700, and its parents), or makes one of yours 0700. \
+         A usage error naming `what` (\"the backup folder\") when another user owns it or its \
+         parent folder, or others (or a group not your own) can write to either: they could read \
+         or replace what is put there.",
+    );
+    prim.set_in(&mut m, |path: &str, what: &str| -> ScriptResult<()> {
+        super::owner::make_private_dir(Path::new(path), what).map_err(super::usage_err)
     });
     let prim = Prim::new("fs::append(path: string, text: string)")
         .doc("Adds text at the end of a file, creating it (mode 0600).");
@@ -294,8 +297,8 @@ mod tests {
     #[test]
     fn a_missing_file_is_named_in_one_sentence() {
         assert_eq!(
-            read("/nonexistent/compose.yml").unwrap_err(),
-            "cannot read /nonexistent/compose.yml: no such file"
+            read("/nonexistent/compose.yml").unwrap_err().message,
+            "cannot read /nonexistent/compose.yml: No such file or directory"
         );
     }
 
@@ -318,23 +321,28 @@ mod tests {
     }
 
     #[test]
-    fn a_fifo_is_refused_without_waiting_and_a_file_keeps_its_mode() {
-        use std::os::unix::fs::PermissionsExt;
+    fn links_under_a_folder_are_copied_as_links_and_a_fifo_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("conf");
+        let secret = dir.path().join("keys");
+        std::fs::create_dir_all(&secret).unwrap();
+        std::fs::write(secret.join("id"), "private").unwrap();
+        let src = dir.path().join("ctx");
         std::fs::create_dir_all(&src).unwrap();
-        let script = src.join("run.sh");
-        std::fs::write(&script, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o750)).unwrap();
-        let copied = dir.path().join("run.sh");
-        copy(&script, &copied).unwrap();
-        let mode = std::fs::metadata(&copied).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o750);
-        let fifo = std::ffi::CString::new(src.join("pipe").to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path and mode.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-        let err = copy(&src, &dir.path().join("out")).unwrap_err().to_string();
-        assert!(err.contains("pipe: it is a FIFO"), "{err}");
+        std::os::unix::fs::symlink(&secret, src.join("ssh")).unwrap();
+        let dest = dir.path().join("out");
+        copy(&src, &dest).unwrap();
+        let copied = std::fs::symlink_metadata(dest.join("ssh")).unwrap();
+        assert!(copied.file_type().is_symlink());
+        assert_eq!(std::fs::read_link(dest.join("ssh")).unwrap(), secret);
+
+        let fifo = src.join("pipe");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let err = copy(&src, &dir.path().join("out2"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("it is a FIFO"), "{err}");
     }
 
     #[test]

@@ -45,10 +45,21 @@ async fn request(method: &str, url: &str, opts: &Map) -> ScriptResult<Map> {
             v.to_str().unwrap_or("").to_string().into(),
         );
     }
-    let text = resp
-        .text()
+    let mut body = super::bounded::Capped::new(super::bounded::RESPONSE);
+    let mut resp = resp;
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| script_err(format!("{url}: {e}")))?;
+        .map_err(|e| script_err(format!("{url}: {e}")))?
+    {
+        body.push(&chunk).map_err(|_| {
+            script_err(super::bounded::too_big(
+                &format!("the response of {url}"),
+                super::bounded::RESPONSE,
+            ))
+        })?;
+    }
+    let text = String::from_utf8_lossy(&body.into_bytes()).into_owned();
     let mut m = Map::new();
     m.insert("status".into(), Dynamic::from(status));
     m.insert(
@@ -80,7 +91,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         .opts(REQUEST_OPTS)
         .doc(
             "An HTTP request. Returns `#{status, headers, body, json}`; fails on a network error \
-             or the deadline, not on an error status.",
+             or the deadline, not on an error status; a body over 64 MiB is an error.",
         );
     prim.set_in(
         &mut m,

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod args;
+pub mod bounded;
 pub mod cleanup;
 pub mod compose;
 pub mod config;
@@ -16,9 +17,11 @@ pub mod lock;
 pub mod node_id;
 pub mod opts;
 pub mod output;
+pub mod owner;
 pub mod process;
 pub mod progress;
 pub mod schedule;
+pub mod secrets;
 pub mod ssh;
 pub mod stdio;
 pub mod term;

@@ -2,7 +2,10 @@
 //! copies out of a node, downloads, config files) before it copies anything, and the atomic
 //! replace (temp file beside the target, fsync, rename) that follows it. Only a regular file,
 //! or a new file in an existing directory, is ever replaced: a rename over `/dev/null`, a FIFO,
-//! a socket or a directory would destroy what was there.
+//! a socket or a directory would destroy what was there. A symbolic link is followed only when
+//! it is the caller's (or root's): one another user planted in a shared folder would send the
+//! write wherever they chose. A replaced file keeps its mode (a 0600 config stays 0600) and,
+//! where the caller may give it, its owner.
 
 use std::fs;
 use std::io::Write;
@@ -47,15 +50,22 @@ impl OutputFile {
         }
         let mut target = path.to_path_buf();
         match fs::symlink_metadata(path) {
-            Ok(link) if link.file_type().is_symlink() => match fs::metadata(path) {
-                Ok(meta) => {
-                    if let Some(what) = not_a_file(meta.file_type()) {
-                        return Err(format!("{shown} links to {what}; name a regular file"));
-                    }
-                    target = fs::canonicalize(path).map_err(|e| format!("{shown}: {e}"))?;
+            Ok(link) if link.file_type().is_symlink() => {
+                if let Some(why) = super::owner::foreign_writer(&link, "or name another file") {
+                    return Err(format!(
+                        "{shown} is a symbolic link that is not yours, so it is not followed: {why}"
+                    ));
                 }
-                Err(_) => return Err(format!("{shown} is a dangling symbolic link")),
-            },
+                match fs::metadata(path) {
+                    Ok(meta) => {
+                        if let Some(what) = not_a_file(meta.file_type()) {
+                            return Err(format!("{shown} links to {what}; name a regular file"));
+                        }
+                        target = fs::canonicalize(path).map_err(|e| format!("{shown}: {e}"))?;
+                    }
+                    Err(_) => return Err(format!("{shown} is a dangling symbolic link")),
+                }
+            }
             Ok(meta) => {
                 if let Some(what) = not_a_file(meta.file_type()) {
                     return Err(format!(
@@ -98,13 +108,26 @@ impl OutputFile {
         })
     }
 
-    /// A new temporary file beside the target (hidden, `.partial`), 0600 when `private`.
+    /// A new temporary file beside the target (hidden, `.partial`): a new file is 0600 when
+    /// `private`, else 0644; one that replaces a file gets that file's mode (never more than
+    /// 0600 when `private`) and, where the caller may give it (root), its owner.
     pub fn temp_file(&self, private: bool) -> std::io::Result<NamedTempFile> {
+        use std::os::unix::fs::MetadataExt;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.", self.name))
             .suffix(".partial")
             .tempfile_in(&self.dir)?;
-        let mode = if private { 0o600 } else { 0o644 };
+        let existing = fs::metadata(&self.path).ok().filter(|m| m.is_file());
+        let mode = match &existing {
+            Some(m) if private => m.mode() & 0o600,
+            Some(m) => m.mode() & 0o7777,
+            None if private => 0o600,
+            None => 0o644,
+        };
+        if let Some(m) = &existing {
+            // Only root may give a file away; for anyone else the file stays theirs.
+            let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid()), Some(m.gid()));
+        }
         tmp.as_file()
             .set_permissions(fs::Permissions::from_mode(mode))?;
         Ok(tmp)
@@ -212,6 +235,43 @@ mod tests {
             2,
             "no temp file left"
         );
+    }
+
+    #[test]
+    fn a_replaced_file_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stack.env");
+        for (mode, private, kept) in [
+            (0o600, false, 0o600),
+            (0o640, false, 0o640),
+            (0o644, true, 0o600),
+        ] {
+            fs::write(&path, "A=1\n").unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            write_atomic(&path, b"A=2\n", private).unwrap();
+            assert_eq!(fs::read(&path).unwrap(), b"A=2\n");
+            let now = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(now, kept, "{mode:o} private={private}");
+        }
+    }
+
+    #[test]
+    fn a_link_another_user_planted_is_not_followed() {
+        if crate::host::owner::caller_uid() != 0 {
+            return; // only root can make a link that is someone else's
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let link = dir.path().join("dump.tar.gz");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+        let err = OutputFile::check(&link).unwrap_err();
+        assert!(
+            err.contains("not yours") && err.contains("uid 65534"),
+            "{err}"
+        );
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
     }
 
     #[test]

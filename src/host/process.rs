@@ -157,6 +157,13 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         r.insert("seconds".into(), Dynamic::from_float(o.seconds));
         Ok(r)
     });
+    let prim = Prim::new("process::shell_line(words: array) -> string").doc(
+        "The words as one line that a POSIX shell splits back into the same words: each \
+         quoted where it must be (`a 'b c' ''`).",
+    );
+    prim.set_in(&mut m, |words: Array| -> ScriptResult<String> {
+        Ok(shell_words::join(words.iter().map(|w| w.to_string())))
+    });
     let prim = Prim::new("process::exe() -> string").doc("The path of the running wsm binary.");
     prim.set_in(&mut m, || -> ScriptResult<String> {
         std::env::current_exe()

@@ -98,6 +98,17 @@ impl Cron {
         })
     }
 
+    /// Whether some day matches: every minute and hour field allows something, and any
+    /// weekday comes round, so only a day of the month that none of the months has (the 30th
+    /// of February) can make a line that never fires. February counts its leap day.
+    fn can_fire(&self) -> bool {
+        const DAYS_IN: [usize; 13] = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        if !self.day.any && !self.weekday.any {
+            return true; // either matches, and every weekday comes
+        }
+        (1..=12).any(|m| self.month.allowed[m] && (1..=DAYS_IN[m]).any(|d| self.day.allowed[d]))
+    }
+
     /// Whether the minute starting at `t` (seconds since the epoch, UTC) matches.
     fn matches(&self, t: i64) -> bool {
         let days = t.div_euclid(86400);
@@ -145,6 +156,21 @@ impl Schedule {
             return Ok(Schedule::Every(secs.min(i64::MAX as u64) as i64));
         }
         Cron::parse(text).map(|c| Schedule::Cron(Box::new(c)))
+    }
+
+    /// A schedule given for a new job: [`Schedule::parse`], and a cron line that never fires
+    /// (`0 0 30 2 *`) refused. A stored one is only parsed: its job is listed and never due.
+    pub fn parse_new(text: &str) -> Result<Schedule, String> {
+        let schedule = Schedule::parse(text)?;
+        if let Schedule::Cron(c) = &schedule {
+            if !c.can_fire() {
+                return Err(format!(
+                    "cron line \"{}\" never fires: none of its months has one of its days of the month",
+                    text.trim()
+                ));
+            }
+        }
+        Ok(schedule)
     }
 
     /// The first slot strictly after `t`.
@@ -223,10 +249,11 @@ pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
     let prim = Prim::new("schedule::check(text: string) -> string").doc(
         "The schedule as given (`every 10s`, `every 1h30m`, or a cron line `*/15 9-17 * * 1-5`), \
-         or a usage error saying what is wrong.",
+         or a usage error saying what is wrong (a cron line that never fires, `0 0 30 2 *`, \
+         too). Use it on a schedule given for a new job; a stored one is only read.",
     );
     prim.set_in(&mut m, |text: &str| -> ScriptResult<String> {
-        Schedule::parse(text).map_err(usage_err)?;
+        Schedule::parse_new(text).map_err(usage_err)?;
         Ok(text.trim().to_string())
     });
     let prim = Prim::new("schedule::due(text: string, last: int, now: int) -> map").doc(
@@ -293,6 +320,12 @@ mod tests {
         assert_eq!(d.slot, Some(DEC1 + 10 * 3600));
         assert_eq!(d.missed_count, 3, "09:15, 09:30, 09:45");
         // Day of month or day of week when both are given; 7 is Sunday.
+        // The 29th of February comes in leap years; with a weekday, either matches.
+        assert!(Schedule::parse_new("0 0 29 2 *").is_ok());
+        assert!(Schedule::parse_new("0 0 30 2 1").is_ok());
+        // One stored before the check is read, and never due.
+        let never = Schedule::parse("0 0 30 2 *").unwrap();
+        assert_eq!(never.next_after(DEC1), None);
         let s = Schedule::parse("0 0 13 * 7").unwrap();
         assert_eq!(s.next_after(DEC1), Some(DEC1 + 5 * 86400), "Sunday the 6th");
     }
@@ -307,8 +340,10 @@ mod tests {
             ("* * 0 * *", "day-of-month"),
             ("*/0 * * * *", "minute field"),
             ("5-1 * * * *", "minute field"),
+            ("0 0 30 2 *", "never fires"),
+            ("0 0 31 4,6,9,11 *", "never fires"),
         ] {
-            let e = Schedule::parse(text).unwrap_err();
+            let e = Schedule::parse_new(text).unwrap_err();
             assert!(e.contains(says), "{text}: {e}");
         }
     }

@@ -80,21 +80,15 @@ pub fn ago(timestamp: &str) -> String {
 /// Where editor sessions keep their private copy: `$XDG_RUNTIME_DIR/wsm/edit` (a per-user
 /// tmpfs, gone at logout or reboot) when there is one, else `$XDG_STATE_HOME/wsm/edit`. Never
 /// a shared /tmp: a copy that a SIGKILL leaves behind stays where only the user can read it,
-/// and the next edit removes it.
+/// and the next edit removes it. A folder another user owns or can write is refused.
 fn edit_sessions_dir() -> ScriptResult<std::path::PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(std::path::PathBuf::from)
         .filter(|d| d.is_absolute() && d.is_dir())
         .or_else(dirs::state_dir)
         .ok_or_else(|| script_err("no directory for the editor's copy: set XDG_STATE_HOME"))?;
     let dir = base.join("wsm").join("edit");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| script_err(format!("cannot create {}: {e}", dir.display())))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(script_err)?;
+    super::owner::make_private_dir(&dir, "the editor's folder").map_err(super::usage_err)?;
     Ok(dir)
 }
 

@@ -69,7 +69,7 @@ fn a_plan_shows_exactly_what_the_deploy_then_changes_and_nothing_on_an_unchanged
     );
     assert!(
         dry.stdout
-            .contains("TaskTemplate.ContainerSpec.Env: [\"X=1\"] → [\"X=2\"]"),
+            .contains("TaskTemplate.ContainerSpec.Env.X: 1 → 2"),
         "{}",
         dry.stdout
     );

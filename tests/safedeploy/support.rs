@@ -139,9 +139,38 @@ pub fn absent(v: &Value) -> bool {
     }
 }
 
-/// The fields in which two specs differ: dotted paths, a list one field, absent = empty.
+/// An environment list as a map from each key to its value.
+fn env_map(v: &Value) -> Value {
+    let mut map = serde_json::Map::new();
+    for e in v.as_array().into_iter().flatten() {
+        let e = e.as_str().unwrap();
+        match e.split_once('=') {
+            Some((k, x)) => map.insert(k.to_string(), Value::String(x.into())),
+            None => map.insert(e.to_string(), Value::Null),
+        };
+    }
+    Value::Object(map)
+}
+
+/// The fields in which two specs differ: dotted paths, a list one field (an environment one
+/// field per key), absent = empty.
 pub fn spec_diff(path: &str, a: &Value, b: &Value, out: &mut BTreeMap<String, (Value, Value)>) {
     if absent(a) && absent(b) {
+        return;
+    }
+    if path.ends_with(".Env") {
+        let (x, y) = (env_map(a), env_map(b));
+        for k in x
+            .as_object()
+            .unwrap()
+            .keys()
+            .chain(y.as_object().unwrap().keys())
+        {
+            if x.get(k) != y.get(k) {
+                let side = |m: &Value| m.get(k).cloned().unwrap_or(Value::Null);
+                out.insert(format!("{path}.{k}"), (side(&x), side(&y)));
+            }
+        }
         return;
     }
     let empty = Value::Object(Default::default());

@@ -3,15 +3,20 @@
 //!
 //! Beyond docker (moby#33808, moby#35048: a secret or config in use cannot be updated): an
 //! object made from a file is named by its content, `<name>-<first 8 hex of sha256(data)>`,
-//! where `<name>` is the declared `name:` or `<stack>_<key>`. A changed file is a new object,
+//! where `<name>` is the declared `name:` or `<stack>_<key>`; a secret by a keyed hash of its
+//! content instead (`secrets::Key::version`, the operator's key), so that its name does not
+//! let anyone test a guess (`password` would be `…-5e884898` for all to see). A changed file is a new object,
 //! the services roll to it, and `deploy` removes the versions no service uses any more.
 //! External objects keep their name; driver-made secrets (no data) keep docker's name.
+
+use std::path::Path;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::objects::{declarations, explicit_name, is_external};
 use super::values::{stack_labels, text};
+use crate::host::bounded;
 
 /// The name services refer to a declared secret or config by; None when `short` is not
 /// declared under `kind`, an error when its file cannot be read.
@@ -22,7 +27,7 @@ pub(super) fn object_name(
     short: &str,
 ) -> Option<Result<String, String>> {
     let decl = declarations(doc, kind)?.get(short)?;
-    Some(name_and_data(decl, stack, short).map(|(name, _)| name))
+    Some(name_and_data(decl, stack, kind, short).map(|(name, _)| name))
 }
 
 /// The base name of a declaration (its `name:`, the key of an external one, else
@@ -47,6 +52,7 @@ fn base_name(decl: &Value, stack: &str, short: &str) -> String {
 fn name_and_data(
     decl: &Value,
     stack: &str,
+    kind: &str,
     short: &str,
 ) -> Result<(String, Option<Vec<u8>>), String> {
     let base = base_name(decl, stack, short);
@@ -54,7 +60,11 @@ fn name_and_data(
         return Ok((base, None));
     }
     let file = decl.get("file").map(text).unwrap_or_default();
-    let data = std::fs::read(&file).map_err(|e| format!("{short}: cannot read {file}: {e}"))?;
+    let data = bounded::read_file(Path::new(&file), short, bounded::OBJECT_FILE)?;
+    if kind == "secrets" {
+        let key = crate::host::secrets::key()?;
+        return Ok((format!("{base}-{}", key.version(&data)), Some(data)));
+    }
     Ok((versioned(&base, &data), Some(data)))
 }
 
@@ -71,7 +81,7 @@ pub(super) fn plan_objects(doc: &Value, stack: &str, kind: &str) -> Result<Vec<V
     let mut out = Vec::new();
     for (short, decl) in declarations(doc, kind).into_iter().flatten() {
         let ctx = |e: String| format!("{kind}.{e}");
-        let (name, data) = name_and_data(decl, stack, short).map_err(ctx)?;
+        let (name, data) = name_and_data(decl, stack, kind, short).map_err(ctx)?;
         if is_external(Some(decl)) {
             out.push(json!({"name": name, "key": short, "external": true}));
             continue;

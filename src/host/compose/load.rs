@@ -20,6 +20,7 @@ use serde_json::{json, Map as JsonMap, Value};
 use super::interpolate::interpolate_value;
 use super::values::{key_values, text};
 use super::{merge, schema, values};
+use crate::host::bounded;
 
 /// One compose file before merging: its name for messages and its parsed document.
 struct Source {
@@ -36,8 +37,7 @@ pub fn parse_yaml(text: &str, name: &str) -> Result<Value, String> {
 /// Reads KEY=VALUE lines: `#` comments and blank lines skipped, an `export ` prefix and
 /// matching outer quotes dropped (the `.env` / `--env-file` format of docker compose).
 pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read env file {}: {e}", path.display()))?;
+    let text = bounded::read_text(path, "env file", bounded::ENV_FILE)?;
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim();
@@ -182,9 +182,7 @@ fn resolve(doc: &mut Value, dir: &Path, env: &BTreeMap<String, String>) -> Resul
                 return Err(format!("{kind}.{name}: no file, and not external"));
             };
             let file = absolute(&file, dir, env);
-            if !Path::new(&file).is_file() {
-                return Err(format!("{kind}.{name}.file: {file} does not exist"));
-            }
+            bounded::check_regular_file(Path::new(&file), &format!("{kind}.{name}.file:"))?;
             d.insert("file".into(), json!(file));
         }
     }
@@ -210,9 +208,7 @@ fn resolve_environment(
         let mut absolute_files = Vec::new();
         for f in files {
             let path = absolute(&f, dir, env);
-            if !Path::new(&path).is_file() {
-                return Err(format!("env_file: {path} does not exist"));
-            }
+            bounded::check_regular_file(Path::new(&path), "env_file:")?;
             for (k, v) in service_env_file(Path::new(&path))? {
                 merged.insert(k.clone(), lookup(&k, v));
             }
@@ -237,8 +233,7 @@ fn resolve_environment(
 /// A service's env_file as docker's `opts.ParseEnvFile` reads it: KEY=VALUE taken literally,
 /// a bare KEY passed through (None), comments and blank lines skipped.
 fn service_env_file(path: &Path) -> Result<Vec<(String, Option<String>)>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("env_file: cannot read {}: {e}", path.display()))?;
+    let text = bounded::read_text(path, "env_file:", bounded::ENV_FILE)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut out = Vec::new();
     for line in text.lines() {

@@ -122,15 +122,17 @@ fn load_files(files: &rhai::Array, opts: &Map) -> Result<Value, String> {
     };
     let mut texts = Vec::new();
     for name in &names {
-        let text = if name == "-" {
-            let mut t = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
-                .map_err(|e| format!("cannot read the compose file from stdin: {e}"))?;
-            t
+        let path = if name == "-" {
+            std::path::PathBuf::from("-")
         } else {
-            std::fs::read_to_string(cwd.join(name))
-                .map_err(|e| format!("cannot read compose file {name}: {e}"))?
+            cwd.join(name)
         };
+        let text = crate::host::bounded::read_text_as(
+            &path,
+            name,
+            "compose file",
+            crate::host::bounded::COMPOSE_FILE,
+        )?;
         texts.push((name.clone(), text));
     }
     let env_files: Vec<std::path::PathBuf> = opts

@@ -17,6 +17,7 @@ use rhai::{Array, Engine, Map, Module};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{docker_message, engine_error, status_of, EngineHandle};
+use crate::host::bounded::{self, Capped};
 use crate::host::doc::{check_opts, Opt, Prim};
 use crate::host::opts::{opt_bool, opt_int, opt_secs, opt_str};
 use crate::host::{script_err, term, Host, ScriptResult};
@@ -153,9 +154,10 @@ async fn exec(
     cmd: Vec<String>,
     stdin: Option<String>,
 ) -> ScriptResult<ExecOutput> {
+    let shown = bounded::shorten(&cmd.join(" "), 60);
     let id = create_exec(d, container, cmd, stdin.is_some(), false).await?;
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
+    let mut stdout = Capped::new(bounded::COMMAND_OUTPUT);
+    let mut stderr = Capped::new(bounded::COMMAND_OUTPUT);
     if let StartExecResults::Attached { output, mut input } =
         d.start_exec(&id, None).await.map_err(engine_error)?
     {
@@ -163,19 +165,23 @@ async fn exec(
             input.write_all(data.as_bytes()).await.map_err(script_err)?;
             input.shutdown().await.map_err(script_err)?;
         }
+        // Over the ceiling, the stream is dropped: the engine closes the command's output.
         drain(output, |channel, bytes| {
-            match channel {
-                Channel::Stdout => stdout.extend_from_slice(bytes),
-                Channel::Stderr => stderr.extend_from_slice(bytes),
-            }
-            Ok(())
+            let (buf, name) = match channel {
+                Channel::Stdout => (&mut stdout, "output"),
+                Channel::Stderr => (&mut stderr, "error output"),
+            };
+            buf.push(bytes).map_err(|_| {
+                let what = format!("the {name} of `{shown}` in container {container}");
+                std::io::Error::other(bounded::too_big(&what, bounded::COMMAND_OUTPUT))
+            })
         })
         .await?;
     }
     Ok(ExecOutput {
         exit_code: exit_code(d, &id).await?,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&stdout.into_bytes()).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr.into_bytes()).into_owned(),
     })
 }
 
@@ -476,7 +482,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     let prim = Prim::new("e.exec(container: string, cmd: array) -> map").doc(
         "Runs a command in a container (optionally with text on its stdin) and returns \
          `#{exit_code, stdout, stderr}`. Fails when the container does not exist or is not \
-         running.",
+         running, or when either output stream goes over 64 MiB (the error names the command).",
     );
     prim.register(
         engine,

@@ -1,7 +1,10 @@
 //! Differences between two Engine API objects, field by field, in the words a user reads:
-//! `TaskTemplate.ContainerSpec.Image: a → b`. A list is one field (an environment, a list of
-//! ports), so a change shows the whole list before and after. `null`, `false`, `0`, `""`, an
-//! empty list and an empty map count as absent: the engine (Go's `omitempty`) drops them.
+//! `TaskTemplate.ContainerSpec.Image: a → b`. A list is one field (a list of ports), so a
+//! change shows the whole list before and after; an environment is the exception, compared
+//! key by key (`…ContainerSpec.Env.DB_PASSWORD`), so that a change names the keys that changed
+//! and a secret's value can be masked on its own (`secrets::mask_change`). `null`, `false`,
+//! `0`, `""`, an empty list and an empty map count as absent: the engine (Go's `omitempty`)
+//! drops them.
 
 use serde_json::Value;
 
@@ -32,9 +35,51 @@ pub fn fields(before: &Value, after: &Value) -> Vec<Change> {
     out
 }
 
+/// An environment list (`["K=V", "K"]`) as a map from each key to its value (a bare `K`, which
+/// passes the variable through, is `null`); None when it is not one.
+fn env_map(v: &Value) -> Option<Value> {
+    let mut map = serde_json::Map::new();
+    for entry in v.as_array()? {
+        let entry = entry.as_str()?;
+        let (k, value) = match entry.split_once('=') {
+            Some((k, value)) => (k, Value::String(value.into())),
+            None => (entry, Value::Null),
+        };
+        map.insert(k.to_string(), value);
+    }
+    Some(Value::Object(map))
+}
+
 fn walk(path: &str, before: &Value, after: &Value, out: &mut Vec<Change>) {
     if empty(before) && empty(after) {
         return;
+    }
+    if path == "Env" || path.ends_with(".Env") {
+        let as_map = |v: &Value| {
+            if empty(v) {
+                Some(Value::Object(Default::default()))
+            } else {
+                env_map(v)
+            }
+        };
+        if let (Some(b), Some(a)) = (as_map(before), as_map(after)) {
+            if let (Value::Object(bm), Value::Object(am)) = (&b, &a) {
+                let mut keys: Vec<&String> = bm.keys().chain(am.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let (x, y) = (bm.get(k), am.get(k));
+                    if x != y {
+                        out.push(Change {
+                            field: format!("{path}.{k}"),
+                            before: x.cloned().unwrap_or(Value::Null),
+                            after: y.cloned().unwrap_or(Value::Null),
+                        });
+                    }
+                }
+            }
+            return;
+        }
     }
     let none = Value::Object(Default::default());
     // An absent map on one side is an empty map: its fields are compared one by one.
@@ -112,9 +157,9 @@ mod tests {
             [
                 ("Labels.k".into(), "1".into(), "(none)".into()),
                 (
-                    "TaskTemplate.ContainerSpec.Env".into(),
-                    r#"["A=1"]"#.into(),
-                    r#"["A=1","B=2"]"#.into()
+                    "TaskTemplate.ContainerSpec.Env.B".into(),
+                    "(none)".into(),
+                    "2".into()
                 ),
                 (
                     "TaskTemplate.ContainerSpec.Image".into(),

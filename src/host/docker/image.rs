@@ -64,6 +64,9 @@ async fn build(
     let context = context.to_path_buf();
     let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let mut b = tar::Builder::new(Vec::new());
+        // Links stay links, as docker sends them: a link to ~/.ssh must not put the keys in the
+        // image.
+        b.follow_symlinks(false);
         b.append_dir_all(".", &context)?;
         b.into_inner()
     })

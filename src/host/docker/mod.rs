@@ -10,9 +10,10 @@
 mod container;
 pub mod context;
 mod converge;
-mod diff;
+pub(crate) mod diff;
 pub mod fence;
 mod freeze;
+mod history;
 mod image;
 mod objects;
 mod plan;
@@ -472,5 +473,6 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     service::register(engine, host);
     store::register(engine, host);
     rollback::register(engine, host);
+    history::register(engine, host);
     plan::register(engine, host);
 }

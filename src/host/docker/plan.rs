@@ -7,6 +7,9 @@
 //! and both sides go through the Engine API's own model (bollard's `ServiceSpec`), so that
 //! fields the engine stores empty or drops do not show as changes. What cannot be known
 //! before the deploy (the id of a config or secret that does not exist yet) shows as "(new)".
+//!
+//! An environment change names each key that changes; secret values (`secrets`) are masked,
+//! in the lines and in the fields alike, unless `show_secrets`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use super::stack::{pin_image_digests, resolve_images, Plan};
 use super::{list_networks, raw, stack_filter, str_at, EngineHandle};
 use crate::host::doc::{check_opts, Opt, Prim};
 use crate::host::opts::{opt_bool, opt_str};
+use crate::host::secrets;
 use crate::host::{script_err, to_dynamic, usage_err, Host, ScriptResult};
 
 /// A spec as the engine's model carries it: what the engine would store of it.
@@ -105,6 +109,7 @@ async fn plan_changes(
     plan: Plan,
     prune: bool,
     resolve: &str,
+    show_secrets: bool,
 ) -> ScriptResult<Value> {
     let Plan {
         mut services,
@@ -168,7 +173,10 @@ async fn plan_changes(
                 }
                 as_stored(&mut want, &all_nets);
                 let stored = raw::spec_for_bollard(&old["Spec"]);
-                let changed = fields(&normalised(&stored)?, &normalised(&want)?);
+                let mut changed = fields(&normalised(&stored)?, &normalised(&want)?);
+                if !show_secrets {
+                    changed.iter_mut().for_each(secrets::mask_change);
+                }
                 if changed.is_empty() {
                     unchanged.push(svc.name.clone());
                     continue;
@@ -205,7 +213,7 @@ async fn plan_changes(
         .map(|n| json!({"name": n.name, "action": "create"}))
         .collect();
     let count = rows.len() + nets.len() + object_changes.values().map(Vec::len).sum::<usize>();
-    Ok(json!({
+    let mut out = json!({
         "stack": stack,
         "changes": count,
         "services": rows,
@@ -213,7 +221,11 @@ async fn plan_changes(
         "configs": object_changes.remove("config").unwrap_or_default(),
         "secrets": object_changes.remove("secret").unwrap_or_default(),
         "unchanged": unchanged,
-    }))
+    });
+    if !show_secrets {
+        secrets::mask_json(&mut out);
+    }
+    Ok(out)
 }
 
 /// `e.plan_changes`'s options, as `e.deploy` reads them.
@@ -226,6 +238,10 @@ const PLAN_OPTS: &[Opt] = &[
         "resolve_image",
         "\"always\", \"changed\" or \"never\": when to ask the registry for an image's digest",
     ),
+    (
+        "show_secrets",
+        "false: secret values (`secrets`) are `********` in the fields and lines",
+    ),
 ];
 
 /// Registers `e.plan_changes`.
@@ -236,7 +252,8 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         .doc(
             "What `e.deploy(stack, plan, opts)` would change, changing nothing: `#{stack, \
              changes, services: [#{name, action, fields: [#{field, before, after}], image}], \
-             networks, configs, secrets, unchanged}`.",
+             networks, configs, secrets, unchanged}`; an environment change is one field per \
+             key (`…Env.KEY`).",
         );
     prim.register(
         engine,
@@ -254,7 +271,8 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                 )));
             }
             let prune = opt_bool(&opts, "prune", true);
-            let out = h.block(plan_changes(&h, e, stack, plan, prune, &resolve))?;
+            let show = opt_bool(&opts, "show_secrets", false);
+            let out = h.block(plan_changes(&h, e, stack, plan, prune, &resolve, show))?;
             to_dynamic(&out)
         },
     );

@@ -17,6 +17,9 @@
 //! only once the stack has converged, so the automatic rollback finds the previous ones. An
 //! older revision whose versions are gone cannot be restored from the swarm (a secret cannot
 //! be read back): `restore` says so, naming the object, before it changes anything.
+//!
+//! Secret values are kept sealed, and a removed stack's history does not stay for ever: see
+//! `history`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
@@ -27,10 +30,12 @@ use bollard::Docker;
 use serde_json::{json, Value};
 
 use super::diff::{fields, short};
+use super::history::{open_state, prune_stale, sealed_state};
 use super::objects::{self, Kind};
 use super::store::{self, StoreError};
 use super::{failed, list_networks, raw, str_at, EngineHandle};
 use crate::host::identity::user_at_host;
+use crate::host::secrets;
 use crate::host::{script_err, usage_err, Host, ScriptResult};
 
 /// The store document of a stack's revisions.
@@ -178,7 +183,7 @@ pub(super) struct History {
     version: Option<u64>,
 }
 
-fn store_err(e: StoreError) -> Box<rhai::EvalAltResult> {
+pub(super) fn store_err(e: StoreError) -> Box<rhai::EvalAltResult> {
     script_err(e)
 }
 
@@ -226,6 +231,15 @@ impl History {
         changes: Vec<String>,
         state: Option<Value>,
     ) -> ScriptResult<i64> {
+        let state = match state {
+            Some(s) => Some(sealed_state(&s).map_err(|e| {
+                script_err(format!(
+                    "cannot record a revision of stack {}: {e}",
+                    self.stack
+                ))
+            })?),
+            None => None,
+        };
         for _ in 0..3 {
             let rev = self
                 .revisions
@@ -263,6 +277,8 @@ impl History {
                 Ok(version) => {
                     self.version = Some(version);
                     self.revisions = revisions;
+                    // Housekeeping: a failure here costs nothing but a stale document kept.
+                    let _ = prune_stale(d, &self.stack).await;
                     return Ok(rev);
                 }
                 Err(StoreError::Conflict(_)) => {
@@ -293,13 +309,20 @@ impl History {
         if is_empty(found) {
             return Ok(None);
         }
-        if let Some(cur) = self.current() {
-            if cur["state"] == *found {
-                return Ok(cur["rev"].as_i64());
+        let current = self
+            .current()
+            .map(|cur| (cur["rev"].as_i64(), open_state(&cur["state"]), cur));
+        match &current {
+            Some((rev, Ok(state), _)) if state == found => return Ok(*rev),
+            // Sealed with another key: the secret values cannot be compared, the rest can.
+            Some((rev, Err(_), cur)) if secrets::blind(&cur["state"]) == secrets::blind(found) => {
+                return Ok(*rev)
             }
+            _ => {}
         }
-        let changes = match self.current() {
-            Some(cur) => changes(&cur["state"], found),
+        let changes = match current {
+            Some((_, Ok(state), _)) => changes(&state, found),
+            Some((_, Err(_), cur)) => changes(&cur["state"], found),
             None => vec!["the stack as first found".to_string()],
         };
         let rev = self
@@ -415,9 +438,26 @@ pub(super) async fn restore(
     Ok(())
 }
 
-/// The revision a stack rollback returns to: `to`, else the one before the current. Refuses
-/// a revision that is not kept or holds no state, in one sentence.
+/// The revision a stack rollback returns to, its secret values opened: `to`, else the one
+/// before the current. Refuses a revision that is not kept, holds no state, or holds secret
+/// values this machine's key cannot open, in one sentence.
 pub(super) fn target(history: &History, stack: &str, to: i64) -> ScriptResult<Value> {
+    let mut rev = choose(history, stack, to)?;
+    match open_state(&rev["state"]) {
+        Ok(state) => rev["state"] = state,
+        Err(why) => {
+            return Err(script_err(format!(
+                "cannot roll stack {stack} back to revision {} (recorded by {}): {why}; use the key that recorded it (WSM_SECRETS_KEY), or deploy that revision's files again",
+                rev["rev"],
+                str_at(&rev, &["by"])
+            )))
+        }
+    }
+    Ok(rev)
+}
+
+/// The revision a rollback returns to, as stored.
+fn choose(history: &History, stack: &str, to: i64) -> ScriptResult<Value> {
     let with_state: Vec<&Value> = history
         .revisions
         .iter()
@@ -460,13 +500,25 @@ pub(super) fn target(history: &History, stack: &str, to: i64) -> ScriptResult<Va
     }
 }
 
-/// A revision as `stack history` shows it: without the state, with the image digests.
+/// A revision as `stack history` shows it: without the state, with the image digests, any
+/// secret value in its text masked.
 pub(super) fn summary(rev: &Value) -> Value {
     let mut r = rev.clone();
     if let Some(o) = r.as_object_mut() {
         let images = rev["state"]["images"].clone();
         o.remove("state");
         o.insert("images".into(), images);
+    }
+    secrets::mask_json(&mut r);
+    for text in ["status", "operation"] {
+        if let Some(Value::String(s)) = r.get_mut(text) {
+            *s = secrets::mask_text(s);
+        }
+    }
+    for c in r["changes"].as_array_mut().into_iter().flatten() {
+        if let Value::String(s) = c {
+            *s = secrets::mask_text(s);
+        }
     }
     r
 }
@@ -498,7 +550,7 @@ mod tests {
         assert_eq!(
             changes(&a, &b),
             [
-                "update s_a: TaskTemplate.ContainerSpec.Env, TaskTemplate.ContainerSpec.Image i:1 → i:2",
+                "update s_a: TaskTemplate.ContainerSpec.Env.X, TaskTemplate.ContainerSpec.Image i:1 → i:2",
                 "remove s_b",
                 "create s_c"
             ]

@@ -40,6 +40,8 @@ pub struct StateObject {
     /// The version index, which every change raises; an update names it.
     pub version: u64,
     pub labels: HashMap<String, String>,
+    /// When it was last written, as the engine says (RFC 3339; "" when it does not say).
+    pub updated_at: String,
 }
 
 /// Why a call on a state object failed.
@@ -98,6 +100,7 @@ fn from_config(cfg: Config) -> StateObject {
         name: spec.name.unwrap_or_default(),
         version: cfg.version.and_then(|v| v.index).unwrap_or(0),
         labels: spec.labels.unwrap_or_default(),
+        updated_at: cfg.updated_at.unwrap_or_default(),
     }
 }
 

@@ -128,6 +128,18 @@ fn decode(name: &str, labels: &HashMap<String, String>) -> Result<Value, StoreEr
     serde_json::from_slice(&json).map_err(|e| damaged(e.to_string()))
 }
 
+/// The document that labels of a `wsm-state-*` config hold, as the store reads it: its data
+/// decoded, its digest checked (the fuzz target `store_decode` drives this).
+pub fn decode_labels(name: &str, labels: &HashMap<String, String>) -> Result<Value, String> {
+    decode(name, labels).map_err(|e| e.to_string())
+}
+
+/// The labels the store writes for a document (the fuzz target's well-formed inputs).
+pub fn encode_labels(name: &str, value: &Value) -> Result<HashMap<String, String>, String> {
+    let (encoded, sum) = encode(name, value).map_err(|e| e.to_string())?;
+    Ok(labels_of(name, encoded, sum))
+}
+
 fn labels_of(name: &str, encoded: String, sum: String) -> HashMap<String, String> {
     HashMap::from([
         (KIND_LABEL.into(), "1".into()),
@@ -213,16 +225,26 @@ pub async fn remove(d: &Docker, name: &str) -> Result<bool, StoreError> {
 
 /// The names of the stored documents that start with `prefix`.
 pub async fn list(d: &Docker, prefix: &str) -> Result<Vec<String>, StoreError> {
+    Ok(list_written(d, prefix)
+        .await?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// The stored documents that start with `prefix`, sorted by name, each with when it was last
+/// written (the engine's `UpdatedAt`, RFC 3339; "" when the engine gives none).
+pub async fn list_written(d: &Docker, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
     let objects = state_object::list(d, KIND_LABEL)
         .await
         .map_err(|e| from_object(prefix, e))?;
-    let mut names: Vec<String> = objects
+    let mut docs: Vec<(String, String)> = objects
         .into_iter()
-        .filter_map(|o| o.labels.get(NAME_LABEL).cloned())
-        .filter(|n| n.starts_with(prefix))
+        .filter_map(|o| Some((o.labels.get(NAME_LABEL).cloned()?, o.updated_at)))
+        .filter(|(n, _)| n.starts_with(prefix))
         .collect();
-    names.sort();
-    Ok(names)
+    docs.sort();
+    Ok(docs)
 }
 
 /// A store error as a script error; a conflict is a map `#{conflict: message}` so a script can

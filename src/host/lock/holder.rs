@@ -247,6 +247,7 @@ mod tests {
             name: "wsm-lock-demo".into(),
             version,
             labels: HashMap::new(),
+            updated_at: String::new(),
         };
         let mut watch = None;
         assert_eq!(Watch::see(&mut watch, &object("a", 1)), Duration::ZERO);

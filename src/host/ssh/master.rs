@@ -21,7 +21,12 @@ pub(super) async fn open(
     let deadline = opts.timeout + Duration::from_secs(10);
     let failed = |why: String| format!("cannot reach {user}@{host} over SSH: {why}");
     let persist = mux::persist_secs()?;
-    if let Some(dir) = mux::shared_dir().filter(|_| persist > 0) {
+    let shared = if persist > 0 {
+        mux::shared_dir()?
+    } else {
+        None
+    };
+    if let Some(dir) = shared {
         let paths = mux::Paths::new(&dir, &opts.cache_key(target));
         let t = opts.timeout.as_secs().to_string();
         let mut args: Vec<String> = [

@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use openssh::{Session, Stdio};
 use rhai::{Array, Dynamic, Engine, Map, Module};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 mod identity;
 mod master;
 mod mux;
 
 use super::opts::{opt_bool, opt_str};
-use super::{error_chain, script_err, Host, ScriptResult};
+use super::{bounded, error_chain, script_err, Host, ScriptResult};
 use crate::host::doc::{check_opts, Opt, Prim};
 use identity::public_keys;
 pub use master::engine_socket;
@@ -278,25 +278,45 @@ async fn run(
     };
     let mut out_pipe = child.stdout().take();
     let mut err_pipe = child.stderr().take();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let read_out = async {
-        if let Some(p) = out_pipe.as_mut() {
-            p.read_to_end(&mut out).await.ok();
-        }
-    };
-    let read_err = async {
-        if let Some(p) = err_pipe.as_mut() {
-            p.read_to_end(&mut err).await.ok();
-        }
-    };
-    let (fed, _, _) = tokio::join!(feed, read_out, read_err);
-    fed?;
+    // Over the ceiling, the first error ends the join: the pipes and the child are dropped, and
+    // ssh closes the remote command's output rather than wsm waiting for it to end.
+    let (_, out, err) = tokio::try_join!(
+        feed,
+        read_pipe(s, line, "output", out_pipe.as_mut()),
+        read_pipe(s, line, "error output", err_pipe.as_mut())
+    )?;
     let status = child.wait().await.map_err(fail)?;
     Ok(Ran {
         code: status.code().map(i64::from).unwrap_or(-1),
         stdout: out,
         stderr: err,
     })
+}
+
+/// A remote command's output stream (`name`) read to its end, at most
+/// [`bounded::COMMAND_OUTPUT`] bytes; more is an error naming the command. A read error ends
+/// it with nothing.
+async fn read_pipe(
+    s: &SshSession,
+    line: &str,
+    name: &str,
+    pipe: Option<&mut (impl tokio::io::AsyncRead + Unpin)>,
+) -> ScriptResult<Vec<u8>> {
+    let Some(p) = pipe else {
+        return Ok(Vec::new());
+    };
+    match bounded::read_capped_async(p, bounded::COMMAND_OUTPUT).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => {
+            let what = format!(
+                "the {name} of `{}` on {}",
+                bounded::shorten(line, 60),
+                s.target
+            );
+            Err(script_err(bounded::too_big(&what, bounded::COMMAND_OUTPUT)))
+        }
+        Err(_) => Ok(Vec::new()),
+    }
 }
 
 /// Runs `line`, streaming the remote command's stdout into a local writer.
@@ -313,20 +333,17 @@ async fn run_to(
     let mut child = cmd.spawn().await.map_err(fail)?;
     let mut out_pipe = child.stdout().take();
     let mut err_pipe = child.stderr().take();
-    let mut err = Vec::new();
     let copy = async {
         match out_pipe.as_mut() {
             Some(p) => tokio::io::copy(p, sink).await.map(|_| ()),
             None => Ok(()),
         }
     };
-    let read_err = async {
-        if let Some(p) = err_pipe.as_mut() {
-            p.read_to_end(&mut err).await.ok();
-        }
+    let copy = async {
+        copy.await
+            .map_err(|e| script_err(format!("ssh {}: receiving: {e}", s.target)))
     };
-    let (copied, _) = tokio::join!(copy, read_err);
-    copied.map_err(|e| script_err(format!("ssh {}: receiving: {e}", s.target)))?;
+    let (_, err) = tokio::try_join!(copy, read_pipe(s, line, "error output", err_pipe.as_mut()))?;
     let status = child.wait().await.map_err(fail)?;
     Ok(Ran {
         code: status.code().map(i64::from).unwrap_or(-1),
@@ -461,7 +478,8 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     let prim = Prim::new("s.run(cmd) -> map").doc(
         "Runs a command (a shell line, or an array of words quoted for the remote shell) on the \
          host, optionally with text on its stdin; returns `#{exit_code, stdout, stderr}`. Fails \
-         only when the connection does.",
+         only when the connection does, or when either output stream goes over 64 MiB (the \
+         error names the command).",
     );
     prim.register(
         engine,

@@ -20,7 +20,6 @@
 //! on either side. Where the remote engine is not on a unix socket, or the server refuses the
 //! forward, the caller falls back to `docker system dial-stdio` per connection.
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -51,12 +50,15 @@ pub fn persist_secs() -> Result<u64, String> {
 }
 
 /// The folder of the shared masters, made private (0700) if needed; None when there is no
-/// state folder (then masters are private to a process).
-pub fn shared_dir() -> Option<PathBuf> {
-    let dir = dirs::state_dir()?.join("wsm").join("ssh");
-    std::fs::create_dir_all(&dir).ok()?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).ok()?;
-    Some(dir)
+/// state folder (then masters are private to a process). A folder another user owns or can
+/// write is refused: whoever can put a socket there gets wsm's ssh connections.
+pub fn shared_dir() -> Result<Option<PathBuf>, String> {
+    let Some(state) = dirs::state_dir() else {
+        return Ok(None);
+    };
+    let dir = state.join("wsm").join("ssh");
+    crate::host::owner::make_private_dir(&dir, "the ssh control folder")?;
+    Ok(Some(dir))
 }
 
 /// Where the master for `key` lives in `dir`: its socket, log, lock and forwarded engine
@@ -218,7 +220,12 @@ async fn remote_engine_socket(session: &Session) -> Option<String> {
         .await
         .ok()?;
     let mut out = String::new();
-    child.stdout().take()?.read_to_string(&mut out).await.ok()?;
+    // A socket path; more than a page is not one (and is not read whole).
+    (&mut child.stdout().take()?)
+        .take(4096)
+        .read_to_string(&mut out)
+        .await
+        .ok()?;
     let status = child.wait().await.ok()?;
     let path = out.trim().strip_prefix("unix://")?.to_string();
     // A path with ':' cannot be written in -L's local:remote form.
