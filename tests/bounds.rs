@@ -9,65 +9,13 @@ mod common;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::measure::run_measured;
 use common::*;
 
 /// An image every test bed has, with a shell, `yes` and `head`.
 const BASE: &str = "localhost:5000/wavelet-stack-base:latest";
-
-/// A finished child: how it ended, and its peak resident memory in KiB.
-struct Finished {
-    run: Run,
-    max_rss_kib: i64,
-    took: Duration,
-    /// User and system CPU seconds.
-    cpu: f64,
-}
-
-/// Runs `cmd` with stdin closed and reads its peak memory from `wait4`.
-#[allow(clippy::zombie_processes)]
-fn run_measured(mut cmd: Command) -> Finished {
-    let started = Instant::now();
-    let mut child: Child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn wsm");
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let mut stdout = String::new();
-    let _ = out.read_to_string(&mut stdout);
-    let stderr = reader.join().unwrap();
-    let mut status = 0;
-    // SAFETY: plain libc call on our own child; rusage is written by the kernel.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid, "wait4");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -libc::WTERMSIG(status)
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Finished {
-        run: Run {
-            code,
-            stdout,
-            stderr,
-        },
-        max_rss_kib: usage.ru_maxrss,
-        took: started.elapsed(),
-        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
-    }
-}
 
 /// The `error:` line of a failed run (a usage error adds its usage line after it).
 fn error_line(run: &Run) -> &str {

@@ -5,60 +5,11 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::measure::run_measured;
 use common::*;
-
-/// A finished child: exit code, output, and its peak resident memory in KiB.
-struct Finished {
-    run: Run,
-    max_rss_kib: i64,
-    took: Duration,
-}
-
-/// Runs `cmd` with stdin closed (no terminal) and reads its peak memory from `wait4`.
-// The child is reaped by `wait4`, which `Child::wait` cannot replace: it gives the rusage.
-#[allow(clippy::zombie_processes)]
-fn run_measured(mut cmd: Command) -> Finished {
-    let started = Instant::now();
-    let mut child: Child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn wsm");
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let mut stdout = String::new();
-    let _ = out.read_to_string(&mut stdout);
-    let stderr = reader.join().unwrap();
-    let mut status = 0;
-    // SAFETY: plain libc call on our own child; rusage is written by the kernel.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid, "wait4");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -libc::WTERMSIG(status)
-    };
-    Finished {
-        run: Run {
-            code,
-            stdout,
-            stderr,
-        },
-        max_rss_kib: usage.ru_maxrss,
-        took: started.elapsed(),
-    }
-}
 
 /// The one `error:` line of a failed run (and nothing else on stderr).
 fn one_error_line(run: &Run) -> &str {

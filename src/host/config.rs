@@ -8,30 +8,15 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, Map, Module};
 
+mod sealed;
+
 use super::doc::Prim;
+pub use super::secrets::is_secret_key;
 use super::{script_err, usage_err, Host, ScriptResult};
 
 /// The most a config file may hold. Real ones are a few KiB; the largest values (key material,
 /// a genesis document) are 64 KiB each. Anything larger is refused before it is read.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
-
-/// Keys the scripts declared secret (`config::declare_secrets`), beside the ones named so.
-static DECLARED_SECRETS: std::sync::Mutex<std::collections::BTreeSet<String>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
-
-/// Whether a key holds a secret, to be masked in output and written 0600: a key a script
-/// declared secret, and anything named like a token, password, secret or key (`WAVELET_KEYS`,
-/// `API_KEY`, `SSH_PRIVATE_KEY`).
-pub fn is_secret_key(key: &str) -> bool {
-    let upper = key.to_ascii_uppercase();
-    DECLARED_SECRETS
-        .lock()
-        .expect("declared secrets")
-        .contains(&upper)
-        || ["TOKEN", "PASSWORD", "PASSWD", "SECRET", "KEY", "CREDENTIAL"]
-            .iter()
-            .any(|w| upper.contains(w))
-}
 
 /// A parse failure, naming the file and line.
 #[derive(Debug)]
@@ -314,8 +299,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
          written 0600 (an application's schema declares them when its config is loaded).",
     );
     prim.set_in(&mut m, |keys: rhai::Array| -> ScriptResult<()> {
-        let mut declared = DECLARED_SECRETS.lock().expect("declared secrets");
-        declared.extend(keys.iter().map(|k| k.to_string().to_ascii_uppercase()));
+        super::secrets::declare(keys.iter().map(|k| k.to_string()));
         Ok(())
     });
     let prim = Prim::new("config::is_secret(key: string) -> bool").doc(
@@ -330,14 +314,14 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
          store).",
     );
     prim.set_in(&mut m, |text: &str| -> ScriptResult<String> {
-        super::secrets::seal_config(text).map_err(script_err)
+        sealed::seal_config(text).map_err(script_err)
     });
     let prim = Prim::new("config::open_secrets(text: string, origin: string) -> string").doc(
         "Config text with its sealed values opened, exactly as written; a value sealed with \
          another key is an error naming `origin` and the keys.",
     );
     prim.set_in(&mut m, |text: &str, origin: &str| -> ScriptResult<String> {
-        super::secrets::open_config(text, origin).map_err(script_err)
+        sealed::open_config(text, origin).map_err(script_err)
     });
 
     let prim = Prim::new("config::env() -> map").doc("The process environment as a map.");

@@ -36,15 +36,38 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
 use sha2::Digest;
 
-use super::config::is_secret_key;
 use super::docker::diff::Change;
 
 /// What a masked value shows.
 pub const MASK: &str = "********";
 
+/// Keys the scripts declared secret (`config::declare_secrets`), beside the ones named so.
+static DECLARED_SECRETS: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Whether a key holds a secret, to be masked in output and written 0600: a key a script
+/// declared secret, and anything named like a token, password, secret or key (`WAVELET_KEYS`,
+/// `API_KEY`, `SSH_PRIVATE_KEY`).
+pub fn is_secret_key(key: &str) -> bool {
+    let upper = key.to_ascii_uppercase();
+    DECLARED_SECRETS
+        .lock()
+        .expect("declared secrets")
+        .contains(&upper)
+        || ["TOKEN", "PASSWORD", "PASSWD", "SECRET", "KEY", "CREDENTIAL"]
+            .iter()
+            .any(|w| upper.contains(w))
+}
+
+/// Declares keys secret from now on (`config::declare_secrets`).
+pub fn declare(keys: impl IntoIterator<Item = String>) {
+    let mut declared = DECLARED_SECRETS.lock().expect("declared secrets");
+    declared.extend(keys.into_iter().map(|k| k.to_ascii_uppercase()));
+}
+
 /// How a sealed value starts: the scheme, then the key's id, then base64 of nonce and
 /// ciphertext.
-const SEALED: &str = "wsm-sealed:v1:";
+pub const SEALED: &str = "wsm-sealed:v1:";
 
 /// Whether a name (an environment key, an option, a label) holds a secret.
 pub fn is_secret_name(name: &str) -> bool {
@@ -290,7 +313,7 @@ pub fn key_file() -> Option<PathBuf> {
 }
 
 /// A key from its text: 64 hex digits as they are, anything else hashed.
-fn key_from_text(text: &str) -> Key {
+pub(crate) fn key_from_text(text: &str) -> Key {
     let text = text.trim();
     let mut k = [0u8; 32];
     match hex::decode(text) {
@@ -418,93 +441,6 @@ pub fn has_sealed(v: &Value) -> bool {
     }
 }
 
-/// A config line's parts: the text before the value (`export KEY=`), the key, the value's text
-/// as written (quotes and a trailing comment included) and the value as the config parser reads
-/// it; None for a blank line, a comment or a line that does not parse.
-fn config_line(line: &str) -> Option<(&str, &str, &str, String)> {
-    let t = line.trim_start();
-    if t.is_empty() || t.starts_with('#') {
-        return None;
-    }
-    let body = t.strip_prefix("export ").map_or(t, str::trim_start);
-    let (key, _) = body.split_once('=')?;
-    let eq = line.len() - body.len() + key.len();
-    let key = key.trim();
-    let value = super::config::parse(body, "").ok()?.remove(key)?;
-    Some((&line[..=eq], key, &line[eq + 1..], value))
-}
-
-/// Rejoins lines, ending as the text did.
-fn rejoin(lines: Vec<String>, text: &str) -> String {
-    lines.join("\n") + if text.ends_with('\n') { "\n" } else { "" }
-}
-
-/// A config text (`KEY=VALUE` lines) with the value of every secret key sealed with `key` (as
-/// written, quotes and comment included, so opening gives the line back exactly); other lines
-/// stay as they are.
-pub fn seal_config_text(text: &str, key: &Key) -> Result<String, String> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        match config_line(line) {
-            Some((head, name, raw, value))
-                if is_secret_name(name) && !value.is_empty() && !value.starts_with(SEALED) =>
-            {
-                out.push(format!("{head}{}", key.seal(raw)?));
-            }
-            _ => out.push(line.to_string()),
-        }
-    }
-    Ok(rejoin(out, text))
-}
-
-/// [`seal_config_text`] with this machine's key, which is read (or made) only when the text
-/// has a secret value to seal.
-pub fn seal_config(text: &str) -> Result<String, String> {
-    let any = text.lines().any(|l| {
-        config_line(l).is_some_and(|(_, name, _, v)| {
-            is_secret_name(name) && !v.is_empty() && !v.starts_with(SEALED)
-        })
-    });
-    if !any {
-        return Ok(text.to_string());
-    }
-    seal_config_text(text, &key()?)
-}
-
-/// [`open_config_text`] with this machine's key; the error names `origin` and the keys.
-pub fn open_config(text: &str, origin: &str) -> Result<String, String> {
-    if !text.contains(SEALED) {
-        return Ok(text.to_string());
-    }
-    open_config_text(text, &key()?).map_err(|keys| {
-        format!(
-            "{origin} holds {} sealed with another key than this machine's ({}); set WSM_SECRETS_KEY to the key it was saved with",
-            keys.join(", "),
-            key_source()
-        )
-    })
-}
-
-/// A config text with its sealed values opened; the error names the keys `key` cannot open.
-pub fn open_config_text(text: &str, key: &Key) -> Result<String, Vec<String>> {
-    let mut out = Vec::new();
-    let mut missing = Vec::new();
-    for line in text.lines() {
-        match config_line(line) {
-            Some((head, name, _, value)) if value.starts_with(SEALED) => match key.open(&value) {
-                Some(raw) => out.push(format!("{head}{raw}")),
-                None => missing.push(name.to_string()),
-            },
-            _ => out.push(line.to_string()),
-        }
-    }
-    if missing.is_empty() {
-        Ok(rejoin(out, text))
-    } else {
-        Err(missing)
-    }
-}
-
 /// Seals every secret value in a JSON value (a service spec) with `key`.
 pub fn seal_json(v: &mut Value, key: &Key) -> Result<(), String> {
     let mut failure = None;
@@ -559,136 +495,4 @@ fn open_walk(v: &mut Value, label: &str, key: &Key, unreadable: &mut Vec<String>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn test_key() -> Key {
-        key_from_text("a passphrase for the tests")
-    }
-
-    #[test]
-    fn secret_values_are_masked_by_name_and_url_passwords_wherever_they_are() {
-        let mut v = json!({"Env": ["DB_PASSWORD=hunter2", "API_TOKEN=t0k", "MODE=fast", "EMPTY_SECRET=",
-                "DATABASE_URL=postgres://app:pw1@db:5432/x"],
-            "Args": ["--db-password=hunter3", "--name=x"],
-            "Labels": {"db.password": "hunter4", "team": "a"},
-            "SecretName": "st_db_password-1234abcd"});
-        mask_json(&mut v);
-        let text = v.to_string();
-        for s in ["hunter2", "t0k", "pw1", "hunter3", "hunter4"] {
-            assert!(!text.contains(s), "{s} in {text}");
-        }
-        assert_eq!(v["Env"][0], "DB_PASSWORD=********");
-        assert_eq!(v["Env"][2], "MODE=fast");
-        assert_eq!(v["Env"][3], "EMPTY_SECRET=");
-        assert_eq!(
-            v["Env"][4],
-            "DATABASE_URL=postgres://app:********@db:5432/x"
-        );
-        assert_eq!(v["Labels"]["team"], "a");
-        assert_eq!(v["SecretName"], "st_db_password-1234abcd");
-    }
-
-    #[test]
-    fn free_text_loses_its_secret_values_and_keeps_the_rest() {
-        let t = mask_text(
-            "env [\"DB_PASSWORD=hunter2\", \"A=1\"] WAVELET_KEYS=abc,def via https://u:p4ss@h/x",
-        );
-        assert_eq!(
-            t,
-            "env [\"DB_PASSWORD=********\", \"A=1\"] WAVELET_KEYS=********,def via https://u:********@h/x"
-        );
-        assert_eq!(mask_text("a == b, x=1"), "a == b, x=1");
-        assert_eq!(
-            mask_text("expected KEY=VALUE, but the line has no '='"),
-            "expected KEY=VALUE, but the line has no '='"
-        );
-    }
-
-    #[test]
-    fn a_change_of_a_secret_entry_names_the_key_and_hides_both_sides() {
-        let mut c = Change {
-            field: "TaskTemplate.ContainerSpec.Env.DB_PASSWORD".into(),
-            before: json!("old"),
-            after: json!("new"),
-        };
-        mask_change(&mut c);
-        assert_eq!((c.before, c.after), (json!(MASK), json!(MASK)));
-        let mut added = Change {
-            field: "TaskTemplate.ContainerSpec.Env.API_TOKEN".into(),
-            before: Value::Null,
-            after: json!("x"),
-        };
-        mask_change(&mut added);
-        assert_eq!((added.before, added.after), (Value::Null, json!(MASK)));
-        let mut label = Change {
-            field: "TaskTemplate.ContainerSpec.Labels.com.example.password".into(),
-            before: json!("a"),
-            after: json!("b"),
-        };
-        mask_change(&mut label);
-        assert_eq!(label.after, MASK);
-        let mut plain = Change {
-            field: "TaskTemplate.ContainerSpec.Env.MODE".into(),
-            before: json!("a"),
-            after: json!("b"),
-        };
-        mask_change(&mut plain);
-        assert_eq!(plain.after, "b");
-    }
-
-    #[test]
-    fn a_config_text_keeps_its_secret_values_sealed_and_its_other_lines() {
-        let k = test_key();
-        let text =
-            "# keys\nWAVELET_KEYS=k1,p1\nexport API_TOKEN='a b'\nWAVELET_NODES=3\nEMPTY_SECRET=\n";
-        let sealed = seal_config_text(text, &k).unwrap();
-        assert!(
-            !sealed.contains("k1,p1") && !sealed.contains("a b"),
-            "{sealed}"
-        );
-        assert!(
-            sealed.starts_with("# keys\nWAVELET_KEYS=wsm-sealed:v1:"),
-            "{sealed}"
-        );
-        assert!(
-            sealed.contains("\nWAVELET_NODES=3\nEMPTY_SECRET=\n"),
-            "{sealed}"
-        );
-        let parsed = crate::host::config::parse(&sealed, "t").unwrap();
-        assert!(parsed["API_TOKEN"].starts_with(SEALED));
-        assert_eq!(open_config_text(&sealed, &k).unwrap(), text);
-        assert_eq!(
-            open_config_text(&sealed, &key_from_text("other")).unwrap_err(),
-            ["WAVELET_KEYS", "API_TOKEN"]
-        );
-        assert_eq!(open_config_text(text, &k).unwrap(), text);
-    }
-
-    #[test]
-    fn sealed_values_open_with_their_key_only() {
-        let k = test_key();
-        let spec = json!({"Env": ["DB_PASSWORD=hunter2", "MODE=fast", "U=https://a:b@h"],
-            "Labels": {"api.token": "t0k"}});
-        let mut sealed = spec.clone();
-        seal_json(&mut sealed, &k).unwrap();
-        let text = sealed.to_string();
-        for s in ["hunter2", "t0k", "a:b@"] {
-            assert!(!text.contains(s), "{s} in {text}");
-        }
-        assert!(text.contains("MODE=fast"));
-        assert_eq!(blind(&sealed), blind(&spec));
-        assert_ne!(blind(&spec), blind(&json!({"Env": ["MODE=slow"]})));
-        let mut opened = sealed.clone();
-        assert!(open_json(&mut opened, &k).is_empty());
-        assert_eq!(opened, spec);
-        let mut other = sealed.clone();
-        let missing = open_json(&mut other, &key_from_text("another"));
-        assert_eq!(missing, ["DB_PASSWORD", "U", "api.token"]);
-        // Two seals of one value differ (a fresh nonce each time); versions are stable.
-        assert_ne!(k.seal("x").unwrap(), k.seal("x").unwrap());
-        assert_eq!(k.version(b"password"), k.version(b"password"));
-        assert_ne!(k.version(b"password"), "5e884898");
-    }
-}
+mod tests;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod measure;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -277,6 +278,11 @@ pub fn remove_stack(name: &str) {
             break;
         }
         docker_quiet(&["network", "rm", &format!("{name}_default")]);
+        // A completed job's container, which the engine keeps after `docker stack rm`.
+        let exited = docker_quiet(&["ps", "-aq", "--filter", &label, "--filter", "status=exited"]);
+        for id in exited.split_whitespace() {
+            docker_quiet(&["rm", id]);
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
     for v in docker_quiet(&["volume", "ls", "-q", "--filter", &format!("name={name}_")]).lines() {

@@ -1,16 +1,16 @@
-//! Waiting for a stack to converge after a deploy: every service runs its desired tasks, a job
-//! (`replicated-job`, `global-job`) has completed, a one-shot task (restart `none` or
-//! `on-failure`) that completed is done. Tasks that keep failing end the wait with their
-//! error, a job's first failure at once; the wait has a deadline and never hangs.
+//! Waiting for a stack to converge after a deploy, until the engine says it is done, as
+//! `docker stack deploy --detach=false` waits (docker/cli's `service/progress`): what done and
+//! failed mean for one service is `verdict`'s; here are the reads, the events and the deadline.
+//! A failure ends the wait at once; the wait has a deadline and never hangs.
 //!
-//! The wait reads the stack's state when the engine says something happened to one of its
-//! containers (`GET /events`, filtered on the stack's namespace label and on start, health
-//! status, die, oom): swarm has no task events, and a task's state follows its container's. Quick
-//! reads follow each event (the manager learns of a task's new state a moment after its
-//! container's event), and a poll every 0.5 s, as before the events, is the safety net: for an
-//! event stream that breaks or says nothing, and for a manager that lags behind its containers.
+//! The wait reads the stack's state when the engine says something happened (`GET /events`):
+//! one of the stack's containers started, changed health, died, or one of its services changed
+//! (the update states). Swarm has no task events, and a task's state follows its container's.
+//! Quick reads follow each event (the manager learns of a task's new state a moment after its
+//! container's event), and a poll every 0.5 s is the safety net: for an event stream that breaks
+//! or says nothing, and for a manager that lags behind its containers.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,67 +20,35 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::verdict::{current_iteration, judge, progress_line, runs, Phase, ServiceState};
+pub(super) use super::verdict::{Baseline, Goal};
 use super::{list_nodes, list_services, list_tasks, stack_filter, str_at};
 use crate::host::progress::ProgressDisplay;
 use crate::host::{interrupted, script_err, Host, ScriptResult};
 
-/// Whether a service is a job: its tasks run to completion once.
-fn is_job(svc: &Value) -> bool {
-    let mode = &svc["Spec"]["Mode"];
-    mode.get("ReplicatedJob").is_some() || mode.get("GlobalJob").is_some()
-}
-
-/// The number of tasks a service wants running (or, for a job, completed): its replicas or
-/// total completions, or one per ready node when global.
-fn desired_count(svc: &Value, ready_nodes: usize) -> usize {
-    let mode = &svc["Spec"]["Mode"];
-    if mode.get("Global").is_some() || mode.get("GlobalJob").is_some() {
-        ready_nodes
-    } else if let Some(job) = mode.get("ReplicatedJob") {
-        job["TotalCompletions"].as_u64().unwrap_or(1) as usize
-    } else {
-        mode["Replicated"]["Replicas"].as_u64().unwrap_or(1) as usize
-    }
-}
-
-/// Whether a service's tasks are one-shot: a completed task is then done, not missing.
-fn is_one_shot(svc: &Value) -> bool {
-    is_job(svc)
-        || matches!(
-            str_at(svc, &["Spec", "TaskTemplate", "RestartPolicy", "Condition"]),
-            "none" | "on-failure"
-        )
-}
-
-/// How far one service has got, for the progress display and the verdict.
-struct ServiceState {
-    done: usize,
-    desired: usize,
-    job: bool,
-    failure: Option<String>,
-}
-
-/// Whether a task belongs to the service's current job run (any task of a service that is
-/// not a job).
-fn current_iteration(svc: &Value, task: &Value) -> bool {
-    match svc.pointer("/JobStatus/JobIteration/Index") {
-        Some(index) => task.pointer("/JobIteration/Index") == Some(index),
-        None => true,
-    }
-}
-
-/// Reads where every service of `stack` stands. `known` holds task ids that existed before
-/// the operation began, whose failures are history, not news.
+/// Reads where every service of `stack` stands, noting when each new task was first seen
+/// running.
 async fn service_states(
     d: &Docker,
     stack: &str,
-    known: &HashSet<String>,
+    baseline: &Baseline,
+    goal: Goal,
+    seen_running: &mut HashMap<String, Instant>,
 ) -> ScriptResult<BTreeMap<String, ServiceState>> {
+    let mut current = stack_filter(stack);
+    current.insert("_up-to-date".into(), vec!["true".into()]);
     let (services, tasks, nodes) = tokio::try_join!(
         list_services(d, stack_filter(stack)),
-        list_tasks(d, stack_filter(stack)),
+        list_tasks(d, current),
         list_nodes(d)
     )?;
+    let now = Instant::now();
+    for t in tasks.iter().filter(|t| runs(t)) {
+        let id = str_at(t, &["ID"]);
+        if !baseline.had(id) && !seen_running.contains_key(id) {
+            seen_running.insert(id.to_string(), now);
+        }
+    }
     let ready = nodes
         .iter()
         .filter(|n| str_at(n, &["Status", "State"]) == "ready")
@@ -88,61 +56,29 @@ async fn service_states(
     let mut out = BTreeMap::new();
     for svc in &services {
         let id = str_at(svc, &["ID"]);
-        let name = str_at(svc, &["Spec", "Name"]).to_string();
         let mine: Vec<&Value> = tasks
             .iter()
             .filter(|t| str_at(t, &["ServiceID"]) == id && current_iteration(svc, t))
             .collect();
-        let (one_shot, job) = (is_one_shot(svc), is_job(svc));
-        let done = mine
-            .iter()
-            .filter(|t| {
-                let state = str_at(t, &["Status", "State"]);
-                (!job && str_at(t, &["DesiredState"]) == "running" && state == "running")
-                    || one_shot && state == "complete"
-            })
-            .count();
-        let failures: Vec<&&Value> = mine
-            .iter()
-            .filter(|t| !known.contains(str_at(t, &["ID"])))
-            .filter(|t| matches!(str_at(t, &["Status", "State"]), "rejected" | "failed"))
-            .collect();
-        let failure = if failures.len() >= 3 || (one_shot && !failures.is_empty()) {
-            let t = failures[0];
-            let err = str_at(t, &["Status", "Err"]);
-            Some(format!(
-                "service {name}: {} task(s) {}: {}",
-                failures.len(),
-                str_at(t, &["Status", "State"]),
-                if err.is_empty() {
-                    str_at(t, &["Status", "Message"])
-                } else {
-                    err
-                }
-            ))
-        } else {
-            None
-        };
-        out.insert(
-            name,
-            ServiceState {
-                done,
-                desired: desired_count(svc, ready),
-                job,
-                failure,
-            },
-        );
+        let state = judge(svc, &mine, ready, baseline, goal, seen_running, now);
+        out.insert(str_at(svc, &["Spec", "Name"]).to_string(), state);
     }
     Ok(out)
 }
 
-/// The ids of the stack's tasks now: their later failures are history, not news.
-pub(super) async fn task_ids(d: &Docker, stack: &str) -> ScriptResult<HashSet<String>> {
-    Ok(list_tasks(d, stack_filter(stack))
-        .await?
-        .iter()
-        .map(|t| str_at(t, &["ID"]).to_string())
-        .collect())
+/// The engine's message for a failed update, with the error of the task it names.
+async fn with_task_error(d: &Docker, why: String, task: Option<String>) -> String {
+    let Some(id) = task else { return why };
+    match d.inspect_task(&id).await {
+        Ok(t) => {
+            let status = t.status.unwrap_or_default();
+            match status.err.or(status.message).filter(|e| !e.is_empty()) {
+                Some(err) => format!("{why}: {err}"),
+                None => why,
+            }
+        }
+        Err(_) => why,
+    }
 }
 
 /// How often the state is read when no event came: the safety net, and the pace when the
@@ -157,45 +93,65 @@ const CONFIRM: Duration = Duration::from_millis(100);
 /// How long after an event the quick reads go on.
 const QUICK_FOR: Duration = Duration::from_millis(1000);
 
-/// Watches the engine's events for the stack's containers and wakes the waiter on each; ends
-/// (and aborts its stream) when dropped. A broken stream is opened again after a second.
+/// Watches the engine's events for the stack's containers and services and wakes the waiter
+/// on each; ends (and aborts its streams) when dropped. A broken stream is opened again after a
+/// second.
 struct EventWatch {
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     notify: Arc<Notify>,
 }
 
 impl EventWatch {
     fn start(d: &Docker, stack: &str) -> Self {
         let notify = Arc::new(Notify::new());
-        let (d, n) = (d.clone(), notify.clone());
-        let filters = std::collections::HashMap::from([
-            ("type".to_string(), vec!["container".to_string()]),
+        let filter = |pairs: &[(&str, Vec<String>)]| -> HashMap<String, Vec<String>> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        };
+        let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // What moves a task: its container started, became healthy or not, stopped. (Not the
+        // exec events every health check makes.)
+        let containers = filter(&[
+            ("type", strings(&["container"])),
             (
-                "label".to_string(),
+                "label",
                 vec![format!("{}={stack}", crate::host::NAMESPACE_LABEL)],
             ),
-            // What moves a task: its container started, became healthy or not, stopped. (Not
-            // the exec events every health check makes.)
-            (
-                "event".to_string(),
-                ["start", "health_status", "die", "oom"]
-                    .map(String::from)
-                    .to_vec(),
-            ),
+            ("event", strings(&["start", "health_status", "die", "oom"])),
         ]);
-        let task = tokio::spawn(async move {
-            loop {
-                let mut events = d.events(Some(EventsOptions {
-                    filters: Some(filters.clone()),
-                    ..Default::default()
-                }));
-                while let Some(Ok(_)) = events.next().await {
-                    n.notify_one();
+        // What moves an update: the service's update state. Service events carry only the
+        // service's name, so they are filtered here on the stack's prefix.
+        let services = filter(&[
+            ("type", strings(&["service"])),
+            ("event", strings(&["update"])),
+        ]);
+        let prefix = format!("{stack}_");
+        let watch = |filters: HashMap<String, Vec<String>>, prefix: Option<String>| {
+            let (d, n) = (d.clone(), notify.clone());
+            tokio::spawn(async move {
+                loop {
+                    let mut events = d.events(Some(EventsOptions {
+                        filters: Some(filters.clone()),
+                        ..Default::default()
+                    }));
+                    while let Some(Ok(event)) = events.next().await {
+                        let name = event
+                            .actor
+                            .and_then(|a| a.attributes)
+                            .and_then(|a| a.get("name").cloned())
+                            .unwrap_or_default();
+                        if prefix.as_ref().is_none_or(|p| name.starts_with(p)) {
+                            n.notify_one();
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-        EventWatch { task, notify }
+            })
+        };
+        let tasks = vec![watch(containers, None), watch(services, Some(prefix))];
+        EventWatch { tasks, notify }
     }
 
     /// Waits for the next event, or `quiet` when none comes.
@@ -209,29 +165,34 @@ impl EventWatch {
 
 impl Drop for EventWatch {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
-/// Waits until every service of `stack` runs its desired tasks (a job: has completed them),
-/// failing with a task's error when tasks keep being rejected or failing, and giving up at
-/// the deadline.
+/// Waits until every service of `stack` runs its desired tasks of its current spec, each new
+/// one stable for the monitor window, and its update completed (a job: has completed them);
+/// fails at once when a new task fails or the engine pauses or rolls back an update (see the
+/// module's doc and `Goal`), and gives up at the deadline.
 pub(super) async fn converge(
     host: &Host,
     d: &Docker,
     stack: &str,
-    known: &HashSet<String>,
+    baseline: &Baseline,
+    goal: Goal,
     timeout: Duration,
 ) -> ScriptResult<()> {
     let deadline = Instant::now() + timeout;
     let mut display = ProgressDisplay::new();
     let watch = EventWatch::start(d, stack);
+    let mut seen_running = HashMap::new();
     // The first read comes at once; quick reads go on while containers are being started.
     let mut last_event = Instant::now();
     let mut confirming = false;
     loop {
         let last_read = Instant::now();
-        let states = match service_states(d, stack, known).await {
+        let states = match service_states(d, stack, baseline, goal, &mut seen_running).await {
             Ok(states) => states,
             Err(e) => {
                 if let Err(gone) = engine_gone(&mut display, stack, &e, deadline, timeout).await {
@@ -242,24 +203,18 @@ pub(super) async fn converge(
             }
         };
         let mut all_done = true;
+        let mut next_check = POLL;
         for (name, s) in &states {
-            // A job may complete more tasks than asked; a service is converged at its count.
-            let reached = if s.job {
-                s.done >= s.desired
-            } else {
-                s.done == s.desired
-            };
-            all_done &= reached;
-            let (verb, state) = match (s.job, reached) {
-                (true, true) => ("completed", "done"),
-                (true, false) => ("completed", "running"),
-                (false, true) => ("running", "converged"),
-                (false, false) => ("running", "waiting"),
-            };
-            display.update(name, format!("{}/{} {verb} ({state})", s.done, s.desired));
-            if let Some(f) = &s.failure {
+            all_done &= s.phase == Phase::Done;
+            if let Phase::Verifying(left) = s.phase {
+                next_check = next_check.min(left);
+            }
+            display.update(name, progress_line(s));
+            if let Some((why, task)) = &s.failure {
                 display.finish();
-                return Err(script_err(f));
+                return Err(script_err(
+                    with_task_error(d, why.clone(), task.clone()).await,
+                ));
             }
         }
         // A task whose process exits at once is "running" for a moment: the events make a read
@@ -278,8 +233,8 @@ pub(super) async fn converge(
             display.finish();
             let pending: Vec<String> = states
                 .iter()
-                .filter(|(_, s)| s.done != s.desired && !(s.job && s.done > s.desired))
-                .map(|(n, s)| format!("{n} {}/{}", s.done, s.desired))
+                .filter(|(_, s)| s.phase != Phase::Done)
+                .map(|(n, s)| format!("{n} {}", progress_line(s)))
                 .collect();
             return Err(script_err(format!(
                 "stack {stack} did not converge within {} s: {}",
@@ -296,7 +251,10 @@ pub(super) async fn converge(
         } else {
             POLL
         };
-        let quiet = quiet.min(deadline.saturating_duration_since(Instant::now()));
+        // A window that ends is read at once, with a little slack for the clock's resolution.
+        let quiet = quiet
+            .min(next_check + Duration::from_millis(10))
+            .min(deadline.saturating_duration_since(Instant::now()));
         if watch.next(quiet).await {
             last_event = Instant::now();
             let since = last_read.elapsed();

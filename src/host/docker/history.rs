@@ -18,11 +18,15 @@ use bollard::Docker;
 use rhai::Engine;
 use serde_json::Value;
 
-use super::revisions::{document, store_err};
 use super::{store, str_at, EngineHandle};
 use crate::host::doc::Prim;
 use crate::host::secrets;
-use crate::host::{usage_err, Host, ScriptResult};
+use crate::host::{script_err, usage_err, Host, ScriptResult};
+
+/// The store document of a stack's revisions.
+pub fn document(stack: &str) -> String {
+    format!("stack.{stack}.revisions")
+}
 
 /// A state as the store keeps it: every secret value sealed with this machine's key.
 pub(super) fn sealed_state(state: &Value) -> Result<Value, String> {
@@ -90,7 +94,7 @@ fn stale(
 
 /// The stacks whose history is stale (see [`stale`]), with when it was last written.
 pub(super) async fn stale_histories(d: &Docker, days: f64) -> ScriptResult<Vec<(String, String)>> {
-    let docs = store::list_written(d, "stack.").await.map_err(store_err)?;
+    let docs = store::list_written(d, "stack.").await.map_err(script_err)?;
     let filter = HashMap::from([(
         "label".to_string(),
         vec![crate::host::NAMESPACE_LABEL.to_string()],
@@ -111,7 +115,7 @@ pub(super) async fn prune_stale(d: &Docker, except: &str) -> ScriptResult<Vec<St
         if stack != except
             && store::remove(d, &document(&stack))
                 .await
-                .map_err(store_err)?
+                .map_err(script_err)?
         {
             gone.push(stack);
         }
@@ -133,7 +137,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             h.block(async {
                 store::remove(&e.docker, &document(stack))
                     .await
-                    .map_err(store_err)
+                    .map_err(script_err)
             })
         },
     );

@@ -4,8 +4,8 @@
 //!
 //! This file holds the connection, the listers and what every family shares (error messages,
 //! "404 means absent", filters); the methods live by job in `stack` (with `converge`, the wait,
-//! and `objects`, secrets and configs), `container`, `image` and `swarm`, each with its own
-//! `register`.
+//! `verdict`, when it is done, and `objects`, secrets and configs), `container`, `image` and
+//! `swarm`, each with its own `register`.
 
 mod container;
 pub mod context;
@@ -27,6 +27,7 @@ pub mod state_object;
 pub mod store;
 mod swarm;
 pub mod tls;
+mod verdict;
 
 pub use container::{exec_collect, register_cleanup};
 

@@ -30,18 +30,13 @@ use bollard::Docker;
 use serde_json::{json, Value};
 
 use super::diff::{fields, short};
-use super::history::{open_state, prune_stale, sealed_state};
+use super::history::{document, open_state, prune_stale, sealed_state};
 use super::objects::{self, Kind};
 use super::store::{self, StoreError};
 use super::{failed, list_networks, raw, str_at, EngineHandle};
 use crate::host::identity::user_at_host;
 use crate::host::secrets;
 use crate::host::{script_err, usage_err, Host, ScriptResult};
-
-/// The store document of a stack's revisions.
-pub fn document(stack: &str) -> String {
-    format!("stack.{stack}.revisions")
-}
 
 /// How many revisions a stack keeps: `WSM_KEEP_REVISIONS`, else 10 (at least 2).
 fn keep() -> usize {

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rhai::{Array, Dynamic, Engine, Map};
+use serde_json::Value;
 
-use super::converge::{converge, task_ids};
+use super::converge::{converge, Baseline, Goal};
 use super::fence;
 use super::objects::FileObject;
 use super::revisions::{
@@ -52,11 +53,11 @@ pub(super) async fn deploy_recorded(
     let names =
         |objs: &[FileObject]| -> HashSet<String> { objs.iter().map(|o| o.name.clone()).collect() };
     let (new_secrets, new_configs) = (names(&plan.secrets), names(&plan.configs));
-    let known = task_ids(d, stack).await?;
+    let baseline = Baseline::read(d, stack).await?;
     let applied = async {
         let names = deploy(host, d, stack, plan, &opts).await?;
         if safety.wait {
-            converge(host, d, stack, &known, safety.timeout).await?;
+            converge(host, d, stack, &baseline, Goal::Deploy, safety.timeout).await?;
         }
         Ok::<_, Box<rhai::EvalAltResult>>(names)
     }
@@ -109,9 +110,10 @@ pub(super) async fn deploy_recorded(
                 "the deploy of stack {stack} failed ({error}); rolling the stack back to revision {rev}"
             ));
             let back = async {
-                let known = task_ids(d, stack).await?;
+                let baseline = Baseline::read(d, stack).await?;
                 restore(host, e, stack, &before).await?;
-                converge(host, d, stack, &known, safety.timeout).await?;
+                converge(host, d, stack, &baseline, Goal::Rollback, safety.timeout).await?;
+                arrived(stack, &before, &snapshot(e, stack).await?)?;
                 // The versions the failed deploy made, which no service uses now.
                 let (secrets, configs) =
                     (state_names(&before, "secrets"), state_names(&before, "configs"));
@@ -141,18 +143,32 @@ pub(super) async fn deploy_recorded(
             format!("{error}; the stack had no previous revision to roll back to"),
         ),
     };
-    if !changed.is_empty() {
-        let recorded = history
-            .append(d, &safety.operation, &status, changed, None)
-            .await;
-        if let Err(e) = recorded {
-            host.warn(&format!(
-                "the failed deploy is not in the history: {}",
-                message_of(&e)
-            ));
-        }
+    // Recorded even when nothing differs any more: the engine may have undone a failed update
+    // itself (`failure_action: rollback`) before the stack's rollback looked.
+    let recorded = history
+        .append(d, &safety.operation, &status, changed, None)
+        .await;
+    if let Err(e) = recorded {
+        host.warn(&format!(
+            "the failed deploy is not in the history: {}",
+            message_of(&e)
+        ));
     }
     Err(script_err(verdict))
+}
+
+/// Checks that a rollback left the stack at the state it went for. The wait accepts the
+/// engine's own rollback of a service as the way back (`Goal::Rollback`); were it the engine
+/// undoing the rollback itself (the earlier spec failing too), the stack would be elsewhere.
+fn arrived(stack: &str, goal: &Value, now: &Value) -> ScriptResult<()> {
+    let left = changes(goal, now);
+    if left.is_empty() {
+        return Ok(());
+    }
+    Err(script_err(format!(
+        "stack {stack} is not as the revision it went back to left it (the engine undid part of it): {}",
+        left.join("; ")
+    )))
 }
 
 /// Returns the stack to revision `to` (0: the one before the current), waits unless told
@@ -173,12 +189,15 @@ async fn rollback_stack(
     let goal = target(&history, stack, to)?;
     let goal_rev = goal["rev"].as_i64().unwrap_or(0);
     let state = &goal["state"];
-    let known = task_ids(d, stack).await?;
+    let baseline = Baseline::read(d, stack).await?;
     restore(host, e, stack, state).await?;
     if wait {
-        converge(host, d, stack, &known, timeout).await?;
+        converge(host, d, stack, &baseline, Goal::Rollback, timeout).await?;
     }
     let after = snapshot(e, stack).await?;
+    if wait {
+        arrived(stack, state, &after)?;
+    }
     fence::check(e, stack, "recording the rollback").await?;
     let rev = history
         .append(

@@ -6,15 +6,18 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bollard::models::ContainerSummaryStateEnum;
 use bollard::models::{NetworkCreateRequest, ServiceSpec};
-use bollard::query_parameters::{ListContainersOptions, UpdateServiceOptions};
+use bollard::query_parameters::{
+    ListContainersOptions, RemoveContainerOptions, UpdateServiceOptions,
+};
 use bollard::Docker;
 use futures_util::StreamExt;
 use rhai::{Array, Dynamic, Engine, Map};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::converge::{converge, engine_gone, task_ids};
+use super::converge::{converge, engine_gone, Baseline, Goal};
 use super::fence;
 use super::image::{registry_credentials, registry_of};
 use super::objects::{self, FileObject, Kind};
@@ -290,7 +293,22 @@ pub(super) async fn prune_old_versions(
     objects::prune_versions(host, d, stack, Kind::Config, configs).await
 }
 
-/// Removes a stack's services, waits until their tasks are gone, then removes its networks.
+/// The label on a swarm task's container naming its task.
+const TASK_ID_LABEL: &str = "com.docker.swarm.task.id";
+
+/// Whether a task of a removed service still holds up `rm`: the engine is still to stop or
+/// remove it. A task that ended on its own (a completed job's, which the engine keeps in its
+/// store after its service is gone) and is not marked for removal is finished with.
+fn still_going(task: &Value) -> bool {
+    let ended = matches!(
+        str_at(task, &["Status", "State"]),
+        "complete" | "shutdown" | "failed" | "rejected" | "orphaned" | "remove"
+    );
+    !ended || str_at(task, &["DesiredState"]) == "remove"
+}
+
+/// Removes a stack's services, waits until their tasks are gone (or ended on their own),
+/// removes the containers such tasks leave behind, then removes its networks.
 async fn remove_stack(
     host: &Host,
     d: &Docker,
@@ -342,23 +360,45 @@ async fn remove_stack(
                 continue;
             }
         };
+        let tasks: Vec<&Value> = tasks.iter().filter(|t| still_going(t)).collect();
+        let going: HashSet<&str> = tasks.iter().map(|t| str_at(t, &["ID"])).collect();
+        let mut left = 0;
+        for c in &containers {
+            let task = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(TASK_ID_LABEL))
+                .map_or("", String::as_str);
+            let stopped = matches!(
+                c.state,
+                Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD)
+            );
+            // Left behind by a task the engine has finished with (a completed job's): the
+            // engine never removes it, and it would hold its volumes and network.
+            if stopped && !going.contains(task) {
+                let removed = absent_on_404(d.remove_container(
+                    c.id.as_deref().unwrap_or_default(),
+                    None::<RemoveContainerOptions>,
+                ))
+                .await;
+                if removed.is_ok() {
+                    continue;
+                }
+            }
+            left += 1;
+        }
         display.update(
             stack,
-            format!(
-                "{} task(s), {} container(s) shutting down",
-                tasks.len(),
-                containers.len()
-            ),
+            format!("{} task(s), {left} container(s) shutting down", tasks.len()),
         );
-        if tasks.is_empty() && containers.is_empty() {
+        if tasks.is_empty() && left == 0 {
             break;
         }
         if Instant::now() >= deadline {
             display.finish();
             return Err(script_err(format!(
-                "{} task(s) and {} container(s) of stack {stack} were still shutting down after {} s",
+                "{} task(s) and {left} container(s) of stack {stack} were still shutting down after {} s",
                 tasks.len(),
-                containers.len(),
                 timeout.as_secs()
             )));
         }
@@ -451,8 +491,13 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         .doc(
             "Creates or updates a stack's networks, secrets, configs and services from a \
              `compose::plan`, as `docker stack deploy` does. Unless `wait` is false it waits \
-             until the services run and jobs complete; a failed job or the deadline fails it, \
-             naming the service and the task's error. Returns the service names.",
+             until the engine says it is done, as `docker stack deploy --detach=false`: the \
+             tasks of each service's current spec run (jobs: have completed), an update has \
+             completed, and every task the deploy started has stayed running for the \
+             service's monitor window (`update_config.monitor`, 5 s); an unchanged stack waits \
+             for nothing. A new task that fails, an update the engine pauses or rolls back, or \
+             the deadline fails it at once, naming the service and the task's error. Returns \
+             the service names.",
         );
     prim.register(
         engine,
@@ -488,10 +533,10 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             } else {
                 h.block(async {
                     fence::check(e, stack, "deploying").await?;
-                    let known = task_ids(d, stack).await?;
+                    let baseline = Baseline::read(d, stack).await?;
                     let names = deploy(&h, d, stack, plan, &options).await?;
                     if safety.wait {
-                        converge(&h, d, stack, &known, safety.timeout).await?;
+                        converge(&h, d, stack, &baseline, Goal::Deploy, safety.timeout).await?;
                     }
                     Ok(names)
                 })?
@@ -502,16 +547,18 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     let h = host.clone();
     let prim = Prim::new("e.wait_converged(stack: string, timeout_secs: int)").doc(
-        "Waits, with progress, until every service of the stack runs its desired tasks; fails at \
-         the deadline naming what it waited for.",
+        "Waits, with progress, until every service of the stack runs its desired tasks of its \
+         current spec, as `e.deploy` waits (tasks started after the call watched for the monitor \
+         window); fails when a new task fails or an update is paused, and at the deadline naming \
+         what it waited for.",
     );
     prim.register(
         engine,
         move |e: &mut EngineHandle, stack: &str, timeout: i64| -> ScriptResult<()> {
             let d = &e.docker;
             h.block(async {
-                let known = task_ids(d, stack).await?;
-                converge(&h, d, stack, &known, secs(timeout)).await
+                let baseline = Baseline::read(d, stack).await?;
+                converge(&h, d, stack, &baseline, Goal::Deploy, secs(timeout)).await
             })
         },
     );
@@ -529,8 +576,9 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
     let prim = Prim::new("e.remove_stack(stack: string, timeout_secs: int) -> bool").doc(
         "Removes a stack's services, secrets and configs (not external ones), waits until its \
-         tasks are gone, then removes its networks, as `docker stack rm` does. Returns false when \
-         the stack had nothing.",
+         tasks are gone (a task that ended on its own, a completed job's, is not waited for, and \
+         its exited container is removed), then removes its networks, as `docker stack rm` \
+         does. Returns false when the stack had nothing.",
     );
     prim.register(
         engine,

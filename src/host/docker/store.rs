@@ -29,7 +29,7 @@
 //! writer whose document grows (a history) trims it to fit (see `revisions`).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -102,6 +102,9 @@ fn encode(name: &str, value: &Value) -> Result<(String, String), StoreError> {
     Ok((encoded, hex::encode(sha2::Sha256::digest(&json))))
 }
 
+/// The most a document's JSON may take once decompressed (64 MiB).
+const MAX_DECODED: u64 = 64 << 20;
+
 /// The document back from its labels, its digest checked.
 fn decode(name: &str, labels: &HashMap<String, String>) -> Result<Value, StoreError> {
     let damaged = |why: String| {
@@ -116,10 +119,9 @@ fn decode(name: &str, labels: &HashMap<String, String>) -> Result<Value, StoreEr
     let packed = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|e| damaged(e.to_string()))?;
-    let mut json = Vec::new();
-    flate2::read::GzDecoder::new(&packed[..])
-        .read_to_end(&mut json)
-        .map_err(|e| damaged(e.to_string()))?;
+    // Anyone with API access can write a label: one that decompresses past the cap is refused
+    // as damaged before it takes the memory (a gzip bomb), not read whole.
+    let json = crate::host::bounded::gunzip(&packed, "its data", MAX_DECODED).map_err(damaged)?;
     if labels.get(SUM_LABEL).map(String::as_str)
         != Some(hex::encode(sha2::Sha256::digest(&json)).as_str())
     {
@@ -354,6 +356,22 @@ mod tests {
             e.contains("document d in the swarm store is damaged"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_label_that_decompresses_past_the_cap_is_damaged_not_read() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![b' '; (MAX_DECODED + 1) as usize])
+            .unwrap();
+        let packed = gz.finish().unwrap();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(packed);
+        let labels = labels_of("bomb", encoded, "0".repeat(64));
+        let e = decode("bomb", &labels).unwrap_err().to_string();
+        assert!(
+            e.contains("document bomb in the swarm store is damaged"),
+            "{e}"
+        );
+        assert!(e.contains("decompressed"), "{e}");
     }
 
     #[test]
