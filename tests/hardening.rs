@@ -1,7 +1,9 @@
-//! What a hostile probe broke (issue 13), each pinned on observable state: output paths that are
-//! devices, FIFOs or directories (file types and bytes), the thaw after a signal at dump-db's
-//! freeze (`ps` state in the container), edit-config under Ctrl-C, SIGTERM and SIGKILL (the
-//! stack file's bytes, the editor's private copy), and config errors (exit code, no secret shown).
+//! What a hostile probe broke (issues 13 and 23), each pinned on observable state: output paths
+//! that are devices, FIFOs or directories (file types and bytes), the thaw after a signal at
+//! dump-db's freeze and after a restore that fails in the node (`ps` state in the container),
+//! edit-config under Ctrl-C, SIGTERM and SIGKILL (the stack file's bytes, the editor's private
+//! copy), and config errors (exit code, no secret shown). Longer than 600 lines: the freeze
+//! scenarios share their helpers (`/proc` states, the freeze moment) with the rest.
 
 mod common;
 
@@ -259,7 +261,153 @@ fn sigint_and_sigterm_at_the_freeze_leave_wavelet_running() {
         assert_eq!(wait_child(&mut child, 30), code, "SIG{sig}");
         assert!(!out.exists(), "SIG{sig}: a dump was written");
         assert_eq!(leftovers(s.dir.path(), ".partial"), Vec::<String>::new());
+        // The failed health checks of this freeze must not add up with the next one's.
+        wait_healthy(&c);
     }
+}
+
+/// The lease of a freeze (`src/host/docker/freeze.rs`), plus what a busy machine adds.
+const LEASE_AND_SLACK: Duration = Duration::from_secs(10 + 10);
+
+/// Waits until the container's health check has no failure counted (a freeze makes it fail),
+/// so that the next freeze does not get the task replaced.
+fn wait_healthy(container: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = docker_quiet(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Health.Status}} {{.State.Health.FailingStreak}}",
+            container,
+        ]);
+        if seen.trim().ends_with(" 0") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the health check did not pass again within 60 s: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The lease folders of freezes left in a container. The `docker exec` has a deadline of its
+/// own: once, on a busy machine, the CLI hung after its command had ended.
+fn lease_folders(container: &str) -> String {
+    let out = Command::new("timeout")
+        .args(["20", "docker", "exec", container, "sh", "-c"])
+        .arg("ls -d /tmp/.wsm-freeze-* 2>/dev/null || true")
+        .output()
+        .unwrap();
+    if out.status.success() {
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    } else {
+        "(docker exec failed or timed out)".into()
+    }
+}
+
+#[test]
+fn sigkill_sighup_or_a_stopped_wsm_at_the_freeze_leave_wavelet_running() {
+    // Issue 23 item 3: nothing of wsm is left to thaw wavelet; the node does it itself.
+    let s = TestStack::new("wsmlease");
+    s.set("WAVELET_NODES", "1");
+    s.set("WAVELET_RESTART_ON_PEER_CHANGE", "false");
+    s.set("WSM_DUMP_ATTEMPTS", "1");
+    s.set("WSM_DUMP_LEVEL", "9");
+    require_images();
+    s.stack(&["start"]).ok();
+    let c = s.container("wavelet", 1);
+    docker(&["exec", &c, "sh", "-c", "seq 1 4000000 > /db/zz-bulk"]);
+    // The normal path still thaws at once and leaves no lease behind.
+    let out = s.dir.path().join("dump-ok.tar.gz");
+    let r = s.stack(&["dump-db", "1", out.to_str().unwrap()]);
+    assert!(r.code == 0 && r.stderr.contains("freezing"), "{}", r.stderr);
+    assert!(!wavelet_state(&c).contains('T'), "wavelet was left frozen");
+    assert!(lease_folders(&c).is_empty(), "a lease folder was left");
+    wait_healthy(&c);
+    // KILL and HUP end wsm (its connection closes); STOP leaves it and its connection hanging,
+    // so only the lease running out thaws wavelet.
+    for sig in ["KILL", "HUP", "STOP"] {
+        let out = s.dir.path().join(format!("dump-{sig}.tar.gz"));
+        let mut child = dump_at_the_freeze(&s, &c, &out);
+        let pids = wavelet_host_pids(&c);
+        assert!(
+            host_states(&pids).contains('T'),
+            "SIG{sig}: wavelet is not frozen"
+        );
+        signal(sig, &child.id().to_string());
+        let signalled = Instant::now();
+        let mut state = host_states(&pids);
+        while state.contains('T') && signalled.elapsed() < LEASE_AND_SLACK {
+            std::thread::sleep(Duration::from_millis(100));
+            state = host_states(&pids);
+        }
+        // Not stopped: sleeping, running or in the middle of a write (`D`).
+        assert!(
+            !state.is_empty() && state.chars().all(|st| "SRD".contains(st)),
+            "SIG{sig}: wavelet is {state:?} {:?} after the signal to wsm",
+            signalled.elapsed()
+        );
+        eprintln!("SIG{sig}: wavelet thawed {:?} after", signalled.elapsed());
+        wait_for("the lease folder to go", 60, || {
+            lease_folders(&c).is_empty()
+        });
+        if sig == "STOP" {
+            signal("KILL", &child.id().to_string());
+        }
+        assert_eq!(
+            wait_child(&mut child, 30),
+            -1,
+            "SIG{sig}: wsm was not killed"
+        );
+        if sig != "STOP" {
+            wait_healthy(&c);
+        }
+    }
+}
+
+#[test]
+fn a_restore_that_fails_in_the_node_leaves_wavelet_running() {
+    // restore_db freezes wavelet in one shell command; a step that fails must not keep it so.
+    let s = started("wsmrst");
+    let c = s.container("wavelet", 1);
+    let dump = s.dir.path().join("dump.tar.gz");
+    s.stack(&["dump-db", "1", dump.to_str().unwrap()]).ok();
+    // A `tar` that fails, first on the node image's PATH.
+    docker(&[
+        "exec",
+        &c,
+        "sh",
+        "-c",
+        "printf '#!/bin/sh\necho tar: no space left on device >&2\nexit 2\n' > /opt/perlin/bin/tar \
+         && chmod +x /opt/perlin/bin/tar",
+    ]);
+    let batch = s.dir.path().join("restore.rhai");
+    std::fs::write(
+        &batch,
+        "import \"wavelet/config\" as wcfg;\nimport \"wavelet/db\" as wdb;\n\
+         wdb::restore_db(wcfg::context(ARGS[0]), docker::connect(\"\"), \"1\", ARGS[1]);\n",
+    )
+    .unwrap();
+    let r = s.wsm(&[
+        "run",
+        batch.to_str().unwrap(),
+        &s.name,
+        dump.to_str().unwrap(),
+    ]);
+    docker(&["exec", &c, "rm", "/opt/perlin/bin/tar"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("restoring the database of node 1 failed")
+            && r.stderr.contains("no space left"),
+        "{}",
+        r.stderr
+    );
+    let state = wavelet_state(&c);
+    assert!(
+        !state.is_empty() && !state.contains('T'),
+        "wavelet is {state:?} after the failed restore"
+    );
 }
 
 /// An edit-config session run by a shell-script "editor" in its own process group, with its own

@@ -330,6 +330,11 @@ fn bad_service_files_exit_2_naming_the_key_and_the_file() {
             "memAlloc: 64M\ncpuShares: 64\nrun: [x]\nrestartInt: soon\n",
             "restartInt",
         ),
+        // Issue 23 item 17: more bytes than an integer holds, not a raw parse error (exit 1).
+        (
+            "memAlloc: 99999999999999999999999G\ncpuShares: 64\nrun: [x]\n",
+            "memAlloc",
+        ),
     ];
     for (yml, key) in cases {
         let run = s.deploy(yml);
@@ -342,6 +347,104 @@ fn bad_service_files_exit_2_naming_the_key_and_the_file() {
         );
     }
     assert!(no_service_named(&s.name), "a service was left behind");
+}
+
+#[test]
+fn restart_right_after_stop_starts_a_task_while_the_old_one_is_still_ending() {
+    // Issue 23 item 17: `sleep` as PID 1 ignores SIGTERM, so the stopped task takes its 10 s
+    // grace to end; a restart meanwhile left the service at 1 replica with no task.
+    let s = Spawned::new("spawnrst");
+    s.deploy(&format!(
+        "image: {BASE}\nmemAlloc: 32M\ncpuShares: 64\nautoRestart: false\nrun: [sleep 100000]\n"
+    ))
+    .ok();
+    let old = s.container();
+    s.wsm(&["spawn", "stop", &s.name, "--detach"]).ok();
+    let started = Instant::now();
+    let r = s.wsm(&["spawn", "restart", &s.name, "--detach", "--timeout", "60"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "restart took {:?}",
+        started.elapsed()
+    );
+    let running = docker(&[
+        "service",
+        "ps",
+        &s.name,
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.CurrentState}}",
+    ]);
+    assert!(running.starts_with("Running"), "{running}");
+    assert_ne!(s.container(), old);
+    assert_eq!(s.ls_state(), "running");
+}
+
+#[test]
+fn a_fifo_in_an_included_folder_is_refused_at_once_leaving_nothing() {
+    // Issue 23 item 17: copying the FIFO into the build context waited for a writer forever.
+    // Refused rather than skipped: the service would silently get another folder than the one
+    // named, and a warning goes unseen in a job.
+    let s = Spawned::new("spawnfifo");
+    s.write("conf/a.txt", "alpha\n");
+    std::fs::create_dir_all(s.path().join("conf/sub")).unwrap();
+    let fifo = s.path().join("conf/sub/pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let tmp = s.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    s.write(
+        "svc.yml",
+        &format!(
+            "image: {BASE}\nmemAlloc: 32M\ncpuShares: 64\nincludedDirs: [conf]\nrun: [sleep 100]\n"
+        ),
+    );
+    let mut child = wsm_command(
+        s.path(),
+        &s.path().join("config"),
+        &[
+            "spawn", "deploy", "-c", "svc.yml", "-n", &s.name, "--detach",
+        ],
+    )
+    .env("TMPDIR", &tmp)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("spawn deploy still runs after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let run: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", run.stderr);
+    assert!(
+        errors[0].contains("conf/sub/pipe") && errors[0].contains("FIFO"),
+        "{}",
+        run.stderr
+    );
+    assert!(no_service_named(&s.name), "a service was left behind");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "temporary folders left: {left:?}");
 }
 
 /// Whether the swarm has no service whose name contains `name` (the Docker CLI as witness).

@@ -18,20 +18,26 @@ pub fn read(path: &str) -> Result<String, bounded::ReadError> {
 /// Copies a file, or a folder with everything under it, to `dest` (which must not exist; its
 /// parent folders are created). `from` itself may be a link; the links under it are copied as
 /// links, as docker puts them in a build context, so a link to `~/.ssh` never copies the keys.
-/// A FIFO, socket or device under it is refused (reading a FIFO would wait for ever).
-pub fn copy(from: &Path, dest: &Path) -> Result<(), String> {
+/// A FIFO, socket or device under it is refused as bad input (exit 2: reading a FIFO would wait
+/// for ever), rather than skipped: the copy would silently differ from what the user named.
+pub fn copy(from: &Path, dest: &Path) -> ScriptResult<()> {
     copy_entry(from, dest, true)
 }
 
-fn copy_entry(from: &Path, dest: &Path, top: bool) -> Result<(), String> {
-    let fail =
-        |e: std::io::Error| format!("cannot copy {} to {}: {e}", from.display(), dest.display());
+fn copy_entry(from: &Path, dest: &Path, top: bool) -> ScriptResult<()> {
+    let fail = |e: std::io::Error| {
+        script_err(format!(
+            "cannot copy {} to {}: {e}",
+            from.display(),
+            dest.display()
+        ))
+    };
     if dest.exists() {
-        return Err(format!(
+        return Err(script_err(format!(
             "cannot copy {} to {}: it exists",
             from.display(),
             dest.display()
-        ));
+        )));
     }
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(fail)?;
@@ -43,7 +49,10 @@ fn copy_entry(from: &Path, dest: &Path, top: bool) -> Result<(), String> {
     };
     let meta = match meta {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("cannot copy {}: no such file", from.display()))
+            return Err(script_err(format!(
+                "cannot copy {}: no such file",
+                from.display()
+            )))
         }
         other => other.map_err(fail)?,
     };
@@ -58,16 +67,16 @@ fn copy_entry(from: &Path, dest: &Path, top: bool) -> Result<(), String> {
         }
         Ok(())
     } else if let Some(kind) = super::bounded::not_a_file(&meta) {
-        Err(format!(
+        Err(super::usage_err(format!(
             "cannot copy {}: it is {kind}; only files, folders and links are copied",
             from.display()
-        ))
+        )))
     } else {
         std::fs::copy(from, dest)
             .map(|_| ())
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => {
-                    format!("cannot copy {}: no such file", from.display())
+                    script_err(format!("cannot copy {}: no such file", from.display()))
                 }
                 _ => fail(e),
             })
@@ -174,10 +183,10 @@ pub fn register(engine: &mut Engine) {
     let prim = Prim::new("fs::copy(from: string, dest: string)").doc(
         "Copies a file, or a folder and everything under it, to `dest`, which must not exist yet \
          (its parent folders are made). Links under the folder are copied as links, as docker \
-         sends a build context; a FIFO, socket or device under it is an error.",
+         sends a build context; a FIFO, socket or device under it is refused (exit 2).",
     );
     prim.set_in(&mut m, |from: &str, dest: &str| -> ScriptResult<()> {
-        copy(Path::new(from), Path::new(dest)).map_err(script_err)
+        copy(Path::new(from), Path::new(dest))
     });
     let prim = Prim::new("fs::state_dir() -> string").doc(
         "Where wsm keeps its state: `$XDG_STATE_HOME/wsm` (`~/.local/state/wsm`); fails when \
@@ -305,7 +314,10 @@ mod tests {
             std::fs::read_to_string(dest.join("sub/a.txt")).unwrap(),
             "a"
         );
-        assert!(copy(&src, &dest).unwrap_err().ends_with("it exists"));
+        assert!(copy(&src, &dest)
+            .unwrap_err()
+            .to_string()
+            .contains("it exists"));
     }
 
     #[test]
@@ -327,7 +339,9 @@ mod tests {
         let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: mkfifo reads the NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        let err = copy(&src, &dir.path().join("out2")).unwrap_err();
+        let err = copy(&src, &dir.path().join("out2"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("it is a FIFO"), "{err}");
     }
 

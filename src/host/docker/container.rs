@@ -116,7 +116,7 @@ fn pump_stdin(
 }
 
 /// Creates an exec of `cmd` in a container, with its output (and stdin, when asked) attached.
-async fn create_exec(
+pub(super) async fn create_exec(
     d: &Docker,
     container: &str,
     cmd: Vec<String>,
@@ -141,7 +141,7 @@ async fn create_exec(
 }
 
 /// An exec's exit code once it has ended, -1 when the engine does not know one.
-async fn exit_code(d: &Docker, exec_id: &str) -> ScriptResult<i64> {
+pub(super) async fn exit_code(d: &Docker, exec_id: &str) -> ScriptResult<i64> {
     let inspect = d.inspect_exec(exec_id).await.map_err(engine_error)?;
     Ok(inspect.exit_code.unwrap_or(-1))
 }
@@ -545,8 +545,10 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     );
 }
 
-/// Adds `cleanup::exec` to the `cleanup::` module (src/host/cleanup.rs knows no family).
+/// Adds `cleanup::exec` and `cleanup::freeze` to the `cleanup::` module (src/host/cleanup.rs
+/// knows no family).
 pub fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
+    super::freeze::register_cleanup(m, host);
     // cleanup::exec(engine, container, argv, what) — run argv in the container when the command
     // ends by error, Ctrl-C or SIGTERM (unless run or cancelled first); returns its id.
     let h = host.clone();

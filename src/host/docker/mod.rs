@@ -13,6 +13,7 @@ pub mod context;
 mod converge;
 pub(crate) mod diff;
 pub mod fence;
+mod freeze;
 mod history;
 mod image;
 mod interrupted;
