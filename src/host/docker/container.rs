@@ -545,10 +545,8 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     );
 }
 
-/// Adds `cleanup::exec` and `cleanup::freeze` to the `cleanup::` module (src/host/cleanup.rs
-/// knows no family).
-pub fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
-    super::freeze::register_cleanup(m, host);
+/// Adds `cleanup::exec` to the `cleanup::` module (src/host/cleanup.rs knows no family).
+pub(super) fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
     // cleanup::exec(engine, container, argv, what) — run argv in the container when the command
     // ends by error, Ctrl-C or SIGTERM (unless run or cancelled first); returns its id.
     let h = host.clone();

@@ -33,7 +33,7 @@ mod swarm;
 pub mod tls;
 mod verdict;
 
-pub use container::{exec_collect, register_cleanup};
+pub use container::exec_collect;
 pub use store_cleanup::register_store_cleanup;
 
 use std::collections::HashMap;
@@ -296,6 +296,13 @@ const STACK_STATE_OPTS: &[Opt] = &[(
     "true; false leaves `info` `()`: it is the dearest request, the engine runs programs to \
      answer it",
 )];
+
+/// Adds the Docker family's undo actions to the `cleanup::` module: `cleanup::exec` and
+/// `cleanup::freeze` (src/host/cleanup.rs knows no family).
+pub fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
+    container::register_cleanup(m, host);
+    freeze::register_cleanup(m, host);
+}
 
 /// Registers the `docker::` module and the methods of the `Engine` type, every family's.
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
