@@ -46,7 +46,7 @@ static DECLARED_SECRETS: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 /// Whether a key holds a secret, to be masked in output and written 0600: a key a script
-/// declared secret, and anything named like a token, password, secret or key (`WAVELET_KEYS`,
+/// declared secret, and anything named like a token, password, secret or key (`NODE_KEYS`,
 /// `API_KEY`, `SSH_PRIVATE_KEY`).
 pub fn is_secret_key(key: &str) -> bool {
     let upper = key.to_ascii_uppercase();

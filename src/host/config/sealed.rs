@@ -99,19 +99,18 @@ mod tests {
     #[test]
     fn a_config_text_keeps_its_secret_values_sealed_and_its_other_lines() {
         let k = key_from_text("test");
-        let text =
-            "# keys\nWAVELET_KEYS=k1,p1\nexport API_TOKEN='a b'\nWAVELET_NODES=3\nEMPTY_SECRET=\n";
+        let text = "# keys\nNODE_KEYS=k1,p1\nexport API_TOKEN='a b'\nNODE_COUNT=3\nEMPTY_SECRET=\n";
         let sealed = seal_config_text(text, &k).unwrap();
         assert!(
             !sealed.contains("k1,p1") && !sealed.contains("a b"),
             "{sealed}"
         );
         assert!(
-            sealed.starts_with("# keys\nWAVELET_KEYS=wsm-sealed:v1:"),
+            sealed.starts_with("# keys\nNODE_KEYS=wsm-sealed:v1:"),
             "{sealed}"
         );
         assert!(
-            sealed.contains("\nWAVELET_NODES=3\nEMPTY_SECRET=\n"),
+            sealed.contains("\nNODE_COUNT=3\nEMPTY_SECRET=\n"),
             "{sealed}"
         );
         let parsed = crate::host::config::parse(&sealed, "t").unwrap();
@@ -119,7 +118,7 @@ mod tests {
         assert_eq!(open_config_text(&sealed, &k).unwrap(), text);
         assert_eq!(
             open_config_text(&sealed, &key_from_text("other")).unwrap_err(),
-            ["WAVELET_KEYS", "API_TOKEN"]
+            ["NODE_KEYS", "API_TOKEN"]
         );
         assert_eq!(open_config_text(text, &k).unwrap(), text);
     }

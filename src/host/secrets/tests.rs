@@ -31,11 +31,11 @@ fn secret_values_are_masked_by_name_and_url_passwords_wherever_they_are() {
 #[test]
 fn free_text_loses_its_secret_values_and_keeps_the_rest() {
     let t = mask_text(
-        "env [\"DB_PASSWORD=hunter2\", \"A=1\"] WAVELET_KEYS=abc,def via https://u:p4ss@h/x",
+        "env [\"DB_PASSWORD=hunter2\", \"A=1\"] NODE_KEYS=abc,def via https://u:p4ss@h/x",
     );
     assert_eq!(
         t,
-        "env [\"DB_PASSWORD=********\", \"A=1\"] WAVELET_KEYS=********,def via https://u:********@h/x"
+        "env [\"DB_PASSWORD=********\", \"A=1\"] NODE_KEYS=********,def via https://u:********@h/x"
     );
     assert_eq!(mask_text("a == b, x=1"), "a == b, x=1");
     assert_eq!(
