@@ -8,7 +8,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use bollard::models::{NetworkCreateRequest, ServiceSpec};
-use bollard::query_parameters::UpdateServiceOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -224,19 +223,9 @@ pub(super) async fn deploy(
         writes.push(async move {
             match old {
                 Some(svc) => {
-                    let version = svc["Version"]["Index"].as_i64().unwrap_or(0) as i32;
-                    d.update_service(
-                        str_at(svc, &["ID"]),
-                        typed,
-                        UpdateServiceOptions {
-                            version,
-                            ..Default::default()
-                        },
-                        creds,
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| failed(&format!("updating {name}"), e))?;
+                    super::update_service_at(d, svc, typed, None, creds)
+                        .await
+                        .map_err(|e| failed(&format!("updating {name}"), e))?;
                 }
                 None => {
                     d.create_service(typed, creds)

@@ -195,6 +195,26 @@ fn filters(map: &Map) -> HashMap<String, Vec<String>> {
         .collect()
 }
 
+/// Sends `spec` as the new spec of the service `svc`, as it was read (its `ID`, and its
+/// `Version.Index`, so a change made meanwhile is refused rather than overwritten); `rollback`
+/// ("previous") and registry `creds` as `docker service update` sends them.
+async fn update_service_at(
+    d: &Docker,
+    svc: &Value,
+    spec: bollard::models::ServiceSpec,
+    rollback: Option<&str>,
+    creds: Option<bollard::auth::DockerCredentials>,
+) -> Result<(), bollard::errors::Error> {
+    let options = bollard::query_parameters::UpdateServiceOptions {
+        version: svc["Version"]["Index"].as_i64().unwrap_or(0) as i32,
+        rollback: rollback.map(str::to_string),
+        ..Default::default()
+    };
+    d.update_service(str_at(svc, &["ID"]), spec, options, creds)
+        .await
+        .map(|_| ())
+}
+
 /// The filter that selects a stack's objects by their namespace label.
 fn stack_filter(stack: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([(

@@ -31,7 +31,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
 use bollard::models::ServiceSpec;
-use bollard::query_parameters::UpdateServiceOptions;
 use bollard::Docker;
 use serde_json::{json, Value};
 
@@ -461,18 +460,9 @@ pub(super) async fn restore(
             Some(svc) if fields(&svc["Spec"], spec).is_empty() => {}
             Some(svc) => {
                 host.say(&format!("Rolling back service {name}"));
-                let version = svc["Version"]["Index"].as_i64().unwrap_or(0) as i32;
-                d.update_service(
-                    str_at(svc, &["ID"]),
-                    typed,
-                    UpdateServiceOptions {
-                        version,
-                        ..Default::default()
-                    },
-                    None,
-                )
-                .await
-                .map_err(|e| failed(&format!("rolling back {name}"), e))?;
+                super::update_service_at(d, svc, typed, None, None)
+                    .await
+                    .map_err(|e| failed(&format!("rolling back {name}"), e))?;
             }
             None => {
                 host.say(&format!("Recreating service {name}"));

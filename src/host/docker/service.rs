@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{InspectServiceOptions, UpdateServiceOptions};
+use bollard::query_parameters::InspectServiceOptions;
 use bollard::Docker;
 use rhai::{Array, Dynamic, Engine};
 use serde_json::Value;
@@ -38,15 +38,9 @@ async fn existing(d: &Docker, service: &str) -> ScriptResult<Value> {
 async fn update(d: &Docker, svc: &Value, spec: Value, rollback: Option<&str>) -> ScriptResult<()> {
     let name = str_at(svc, &["Spec", "Name"]).to_string();
     let typed = serde_json::from_value(spec).map_err(script_err)?;
-    let options = UpdateServiceOptions {
-        version: svc["Version"]["Index"].as_i64().unwrap_or(0) as i32,
-        rollback: rollback.map(str::to_string),
-        ..Default::default()
-    };
-    d.update_service(str_at(svc, &["ID"]), typed, options, None)
+    super::update_service_at(d, svc, typed, rollback, None)
         .await
-        .map_err(|e| failed(&format!("updating service {name}"), e))?;
-    Ok(())
+        .map_err(|e| failed(&format!("updating service {name}"), e))
 }
 
 /// Asks the swarm to put a service back to the spec it had before its last update. A service

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use bollard::models::ContainerSummaryStateEnum;
 use bollard::models::ServiceSpec;
-use bollard::query_parameters::{
-    ListContainersOptions, RemoveContainerOptions, UpdateServiceOptions,
-};
+use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use bollard::Docker;
 use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::Value;
@@ -173,20 +171,9 @@ async fn scale(e: &EngineHandle, service: &str, replicas: i64) -> ScriptResult<(
     let mut spec = super::raw::spec_for_bollard(&svc["Spec"]);
     spec["Mode"] = serde_json::json!({"Replicated": {"Replicas": replicas}});
     let spec: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
-    let version = svc["Version"]["Index"].as_i64().unwrap_or(0) as i32;
-    e.docker
-        .update_service(
-            service,
-            spec,
-            UpdateServiceOptions {
-                version,
-                ..Default::default()
-            },
-            None,
-        )
+    super::update_service_at(&e.docker, &svc, spec, None, None)
         .await
-        .map_err(engine_error)?;
-    Ok(())
+        .map_err(engine_error)
 }
 
 /// `e.deploy`'s options.
