@@ -45,6 +45,11 @@ fn inspect(service: &str, format: &str) -> String {
         .to_string()
 }
 
+/// The application a service records (`docker service inspect`); "" when none.
+fn recorded(service: &str) -> String {
+    inspect(service, "{{index .Spec.Labels \"wsm.application\"}}")
+}
+
 /// Every service of a stack with its id and version: what must not move when a command
 /// refuses.
 fn identities(stack: &str) -> Vec<String> {
@@ -87,10 +92,7 @@ fn a_compose_stack_deployed_with_deploy_c_stays_what_it_is() {
     let file = write_compose(s.dir.path(), "app.yml", "web");
     s.stack(&["deploy", "-c", &file]).ok();
     let web = format!("{}_web", s.name);
-    assert_eq!(
-        inspect(&web, "{{index .Spec.Labels \"wsm.application\"}}"),
-        "compose"
-    );
+    assert_eq!(recorded(&web), "compose");
     let before = identities(&s.name);
     assert_eq!(before.len(), 1);
 
@@ -245,10 +247,7 @@ fn a_stack_without_a_record_is_recognised_and_recorded_at_its_next_deploy() {
     let file = write_compose(s.dir.path(), "app.yml", "web");
     docker_stack_deploy(&file, &s.name);
     let web = format!("{}_web", s.name);
-    assert_eq!(
-        inspect(&web, "{{index .Spec.Labels \"wsm.application\"}}"),
-        ""
-    );
+    assert_eq!(recorded(&web), "");
     let before = identities(&s.name);
     // Recognised as a compose stack (it has no `_wavelet` service), as before the record.
     let json: serde_json::Value =
@@ -259,10 +258,7 @@ fn a_stack_without_a_record_is_recognised_and_recorded_at_its_next_deploy() {
     // The next deploy records it.
     s.set("WSM_COMPOSE_FILES", &file);
     s.stack(&["start"]).ok();
-    assert_eq!(
-        inspect(&web, "{{index .Spec.Labels \"wsm.application\"}}"),
-        "compose"
-    );
+    assert_eq!(recorded(&web), "compose");
 }
 
 /// A tiny application of its own, dropped onto the search path: one `sleep` service with as
@@ -320,10 +316,7 @@ fn a_dropped_in_application_runs_through_the_same_commands() {
     };
     run(&["start"]).ok();
     let pebble = format!("{}_pebble", s.name);
-    assert_eq!(
-        inspect(&pebble, "{{index .Spec.Labels \"wsm.application\"}}"),
-        "tiny"
-    );
+    assert_eq!(recorded(&pebble), "tiny");
     assert_eq!(inspect(&pebble, "{{.Spec.Mode.Replicated.Replicas}}"), "2");
     let status = run(&["status"]);
     assert_eq!(
