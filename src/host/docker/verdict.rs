@@ -8,7 +8,8 @@
 //!   window (`UpdateConfig.Monitor`, 5 s by default, as `docker stack deploy --detach=false`
 //!   verifies) unless the engine already verified it (its update completed, which the engine
 //!   says only after that window); a new task that fails is a failure at once, with its error,
-//!   unless `UpdateConfig.MaxFailureRatio` tolerates it. Nothing new to watch, nothing to wait
+//!   unless `UpdateConfig.MaxFailureRatio` tolerates it; one that ended cleanly is replaced by
+//!   the engine and waited for (the engine stops tasks it moves, and they may exit 0). Nothing new to watch, nothing to wait
 //!   for: an unchanged stack is done at once;
 //! - a job (`replicated-job`, `global-job`) is done when its tasks have completed, a one-shot
 //!   task (restart `none` or `on-failure`) that completed is done.
@@ -189,15 +190,15 @@ pub(super) fn judge(
         .iter()
         .filter(|t| !baseline.tasks.contains(str_at(t, &["ID"])))
         .collect();
-    // A new task that stopped (a task meant to run that completed stopped too), as the engine's
-    // updater counts failures; as many as `MaxFailureRatio` allows are tolerated.
+    // A new task that failed; as many as `MaxFailureRatio` allows are tolerated. A task meant
+    // to run that ended cleanly (`complete`) is not counted: the engine stops a task it moves
+    // (a node lost, a rebalance) with SIGTERM, a service that traps it exits 0, and the engine
+    // starts its replacement; only the window decides, as for any task that has not run long
+    // enough. During an update the engine's own updater counts such a stop, and says so in
+    // `UpdateStatus` (below).
     let failures: Vec<&&&Value> = new
         .iter()
-        .filter(|t| match str_at(t, &["Status", "State"]) {
-            "failed" | "rejected" => true,
-            "complete" => !one_shot,
-            _ => false,
-        })
+        .filter(|t| matches!(str_at(t, &["Status", "State"]), "failed" | "rejected"))
         .collect();
     let ratio = svc
         .pointer("/Spec/UpdateConfig/MaxFailureRatio")
@@ -386,7 +387,7 @@ mod tests {
         let history = judged(&svc, &tasks, &baseline(&["t1"], None), Goal::Deploy, 9);
         assert!(history.failure.is_none());
         assert_eq!(history.phase, Phase::Done);
-        // A task meant to run that exits 0 has stopped too.
+        // A task meant to run that ended cleanly is the engine's to replace: the service waits.
         let complete = judged(
             &svc,
             &[task("t3", "complete", "")],
@@ -394,7 +395,8 @@ mod tests {
             Goal::Deploy,
             0,
         );
-        assert!(complete.failure.is_some());
+        assert!(complete.failure.is_none());
+        assert_eq!(complete.phase, Phase::Starting);
         // As many failures as MaxFailureRatio allows are the engine's to tolerate.
         let tolerant = service(Value::Null, json!({"MaxFailureRatio": 1.0}));
         assert!(
