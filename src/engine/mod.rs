@@ -93,6 +93,7 @@ impl Shell {
         host::docker::register(&mut engine, &host);
         host::term::register(&mut engine, &host);
         host::http::register(&mut engine, &host);
+        host::git::register(&mut engine, &host);
         host::archive::register(&mut engine, &host);
         let mut cleanup = host::cleanup::module(&host);
         host::docker::register_cleanup(&mut cleanup, &host);

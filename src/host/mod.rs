@@ -12,6 +12,7 @@ pub mod digest;
 pub mod doc;
 pub mod docker;
 pub mod fs;
+pub mod git;
 pub mod http;
 pub mod identity;
 pub mod lock;

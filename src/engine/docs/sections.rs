@@ -74,6 +74,11 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ),
     ("http", "HTTP requests with deadlines (providers' APIs)."),
     (
+        "git",
+        "A repository's branch: the commit it points at and a shallow checkout (the `git` \
+         program, with a deadline, nothing secret in its arguments).",
+    ),
+    (
         "term",
         "The terminal: tables, JSON, warnings, prompts, the editor, sleeping.",
     ),
