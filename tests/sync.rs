@@ -1,0 +1,401 @@
+//! Issue 24, git-backed stacks, on the real engine with a real git repository (a bare one,
+//! served over `file://`) and the Docker CLI as witness: a first sync deploys the branch's
+//! commit with `.env` and `env_file` read inside the checkout, a second commit updates it and
+//! `stack history` names both commits, a sync with nothing new changes no service version, a
+//! commit whose service cannot start is rolled back to the last good commit, is not tried again
+//! until a newer one comes, and reaches the webhook (a real HTTP server this test runs); bad
+//! input changes nothing.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use serde_json::Value;
+
+const IMAGE: &str = "localhost:5000/wavelet-stack-base:latest";
+
+/// A bare repository with a work tree that pushes to it.
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Repo { dir };
+        r.git(&["init", "-q", "--bare", "repo.git"], r.dir.path());
+        r.git(&["init", "-q", "-b", "main", "work"], r.dir.path());
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}/repo.git", self.dir.path().display())
+    }
+
+    fn git(&self, args: &[&str], cwd: &Path) {
+        let out = Command::new("git")
+            .args(["-c", "user.email=t@example.org", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Writes the files (path, text) into the work tree, commits and pushes; the short sha.
+    fn commit(&self, files: &[(&str, &str)], subject: &str) -> String {
+        let work = self.dir.path().join("work");
+        for (path, text) in files {
+            std::fs::write(work.join(path), text).unwrap();
+        }
+        self.git(&["add", "-A"], &work);
+        self.git(&["commit", "-qm", subject], &work);
+        self.git(&["push", "-q", &self.url(), "main"], &work);
+        let out = Command::new("git")
+            .args(["rev-parse", "--short=7", "HEAD"])
+            .current_dir(&work)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// A compose file of one sleeping service `web` (or one that exits 1 when `broken`) whose `V`
+/// comes from `.env` and `W` from `web.env`.
+fn compose(broken: bool) -> String {
+    let command = if broken {
+        r#"["sh", "-c", "sleep 1; exit 1"]"#
+    } else {
+        r#"["sleep", "3600"]"#
+    };
+    format!(
+        "services:\n  web:\n    image: {IMAGE}\n    command: {command}\n    env_file: web.env\n    environment: [\"V=${{V}}\"]\n    stop_grace_period: 1s\n"
+    )
+}
+
+/// A webhook receiver: a real HTTP server on loopback that answers 200 and keeps each
+/// request's body.
+struct Hook {
+    port: u16,
+    bodies: Arc<Mutex<Vec<String>>>,
+}
+
+impl Hook {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut reader = BufReader::new(conn);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+                let _ = reader.get_mut().write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Hook { port, bodies }
+    }
+
+    /// The JSON bodies received whose `event` is `kind`.
+    fn events(&self, kind: &str) -> Vec<Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+            .filter(|v| v["event"] == kind)
+            .collect()
+    }
+}
+
+/// A test's synced stack: removed with its sync definition and history, however the test ends.
+struct Synced {
+    s: TestStack,
+}
+
+impl Synced {
+    fn new(prefix: &str) -> Self {
+        Synced {
+            s: TestStack::bare(prefix),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.s.name
+    }
+
+    fn wsm(&self, args: &[&str]) -> Run {
+        self.s.wsm(args)
+    }
+
+    fn web(&self) -> Value {
+        let text = docker(&["service", "inspect", &format!("{}_web", self.name())]);
+        serde_json::from_str::<Vec<Value>>(&text).unwrap().remove(0)
+    }
+
+    fn ls(&self) -> Value {
+        let rows: Vec<Value> =
+            serde_json::from_str(self.wsm(&["sync", "ls", "--json"]).ok()).unwrap();
+        rows.into_iter()
+            .find(|r| r["stack"] == self.name())
+            .unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for Synced {
+    fn drop(&mut self) {
+        let name = self.name().to_string();
+        docker_quiet(&["config", "rm", &format!("wsm-state-sync.{name}")]);
+        docker_quiet(&["config", "rm", &format!("wsm-state-sync-state.{name}")]);
+        docker_quiet(&["config", "rm", &format!("wsm-state-job.sync-{name}")]);
+        docker_quiet(&["config", "rm", &format!("wsm-state-job-runs.sync-{name}")]);
+    }
+}
+
+fn env_of(svc: &Value) -> Vec<String> {
+    svc["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_branch_is_deployed_commit_by_commit_and_a_bad_commit_is_rolled_back() {
+    require_images();
+    let repo = Repo::new();
+    let hook = Hook::start();
+    let st = Synced::new("sy");
+    st.s.set(
+        "WSM_NOTIFY",
+        &format!("http://127.0.0.1:{}/hook", hook.port),
+    );
+    st.s.set("WSM_DEPLOY_TIMEOUT", "60");
+    let first = repo.commit(
+        &[
+            ("compose.yaml", &compose(false)),
+            (".env", "V=one\n"),
+            ("web.env", "W=from-the-env-file\n"),
+        ],
+        "First web",
+    );
+    st.wsm(&["sync", "add", st.name(), "--repo", &repo.url()])
+        .ok();
+    // Nothing is deployed by `add`.
+    let label = format!("label=com.docker.stack.namespace={}", st.name());
+    assert!(docker(&["service", "ls", "-q", "--filter", &label])
+        .trim()
+        .is_empty());
+
+    let r = st.wsm(&["sync", "now", st.name()]);
+    r.ok();
+    assert!(
+        r.stdout.contains(&format!("{first} First web deployed")),
+        "{}",
+        r.stdout
+    );
+    let web = st.web();
+    let env = env_of(&web);
+    assert!(env.contains(&"V=one".to_string()), "{env:?}");
+    assert!(env.contains(&"W=from-the-env-file".to_string()), "{env:?}");
+
+    // Nothing new: no service version moves.
+    let version = web["Version"]["Index"].clone();
+    let r = st.wsm(&["sync", "now", st.name()]);
+    r.ok();
+    assert!(r.stdout.contains("nothing new"), "{}", r.stdout);
+    assert_eq!(st.web()["Version"]["Index"], version);
+
+    let second = repo.commit(&[(".env", "V=two\n")], "Second: V is two");
+    st.wsm(&["sync", "now", st.name()]).ok();
+    assert!(env_of(&st.web()).contains(&"V=two".to_string()));
+    let history = st.wsm(&["stack", "history", st.name()]);
+    let history = history.ok();
+    assert!(
+        history.contains(&format!("sync {first} First web: deployed")),
+        "{history}"
+    );
+    assert!(
+        history.contains(&format!("sync {second} Second: V is two: deployed")),
+        "{history}"
+    );
+
+    // A commit whose service cannot start: rolled back to the last good commit.
+    let third = repo.commit(
+        &[("compose.yaml", &compose(true)), (".env", "V=three\n")],
+        "Third: broken",
+    );
+    let r = st.wsm(&["sync", "now", st.name()]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!("{third} Third: broken failed")),
+        "{}",
+        r.stdout
+    );
+    let web = st.web();
+    assert!(
+        env_of(&web).contains(&"V=two".to_string()),
+        "{:?}",
+        env_of(&web)
+    );
+    assert_eq!(
+        web["Spec"]["TaskTemplate"]["ContainerSpec"]["Args"],
+        serde_json::json!(["sleep", "3600"])
+    );
+    let row = st.ls();
+    assert_eq!(row["deployed"]["commit"].as_str().unwrap()[..7], second);
+    assert_eq!(row["last"]["commit"].as_str().unwrap()[..7], third);
+    assert_eq!(row["last"]["ok"], false);
+    assert!(
+        row["last"]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed:"),
+        "{row}"
+    );
+    // The webhook heard both outcomes, the failure naming the commit.
+    let syncs = hook.events("sync");
+    assert!(
+        syncs
+            .iter()
+            .any(|e| e["ok"] == false && e["commit"].as_str().unwrap_or("").starts_with(&third)),
+        "{syncs:?}"
+    );
+    assert!(syncs.iter().any(|e| e["ok"] == true), "{syncs:?}");
+
+    // The failed commit is not tried again: nothing changes until a newer commit.
+    let version = web["Version"]["Index"].clone();
+    let r = st.wsm(&["sync", "now", st.name()]);
+    r.ok();
+    assert!(r.stdout.contains("failed before"), "{}", r.stdout);
+    assert_eq!(st.web()["Version"]["Index"], version);
+}
+
+#[test]
+fn bad_input_is_refused_in_one_line_and_stores_nothing() {
+    let repo = Repo::new();
+    repo.commit(&[("compose.yaml", &compose(false))], "Only commit");
+    let st = Synced::new("syb");
+    for (args, says) in [
+        (vec!["sync", "add", st.name()], "--repo"),
+        (
+            vec![
+                "sync",
+                "add",
+                st.name(),
+                "--repo",
+                "file:///nonexistent/repo.git",
+            ],
+            "nonexistent",
+        ),
+        (
+            vec![
+                "sync",
+                "add",
+                st.name(),
+                "--repo",
+                &repo.url(),
+                "--branch",
+                "nope",
+            ],
+            "no branch nope",
+        ),
+        (
+            vec![
+                "sync",
+                "add",
+                st.name(),
+                "--repo",
+                &repo.url(),
+                "--path",
+                "../up",
+            ],
+            "inside the repository",
+        ),
+        (vec!["sync", "now", st.name()], "follows no repository"),
+        (vec!["sync", "rm", st.name()], "follows no repository"),
+    ] {
+        let r = st.wsm(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}\n{}", r.stdout, r.stderr);
+        let error: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
+        assert_eq!(error.len(), 1, "{}", r.stderr);
+        assert!(error[0].contains(says), "{args:?}: {}", r.stderr);
+    }
+    assert_eq!(st.ls(), Value::Null);
+    let stored = docker_quiet(&[
+        "config",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name=wsm-state-sync.{}", st.name()),
+    ]);
+    assert!(stored.trim().is_empty(), "{stored}");
+}
+
+#[test]
+fn a_scheduled_sync_is_a_runner_job_and_rm_takes_it_away() {
+    let repo = Repo::new();
+    repo.commit(&[("compose.yaml", &compose(false))], "Only commit");
+    let st = Synced::new("sys");
+    let r = st.wsm(&[
+        "sync",
+        "add",
+        st.name(),
+        "--repo",
+        &repo.url(),
+        "--every",
+        "5m",
+    ]);
+    r.ok();
+    let job = format!("sync-{}", st.name());
+    assert!(r.stdout.contains(&job), "{}", r.stdout);
+    let jobs: Vec<Value> = serde_json::from_str(st.wsm(&["jobs", "ls", "--json"]).ok()).unwrap();
+    let row = jobs
+        .iter()
+        .find(|j| j["name"] == job.as_str())
+        .expect("the sync's job");
+    assert_eq!(row["command"], format!("wsm sync now {}", st.name()));
+    assert_eq!(st.ls()["every"], "5m");
+    // Added twice without --replace: refused, the first definition kept.
+    let again = st.wsm(&["sync", "add", st.name(), "--repo", &repo.url()]);
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    st.wsm(&["sync", "rm", st.name()]).ok();
+    assert_eq!(st.ls(), Value::Null);
+    let jobs: Vec<Value> = serde_json::from_str(st.wsm(&["jobs", "ls", "--json"]).ok()).unwrap();
+    assert!(jobs.iter().all(|j| j["name"] != job.as_str()));
+}
