@@ -9,6 +9,9 @@
 //! the ids behind names (a network, config or secret made again under its name has a new id;
 //! references are compared by name). Secret values are masked unless asked for; a revision
 //! sealed with another key is compared with every secret value blinded.
+//!
+//! What wsm changes without recording a revision shows as drift too, until the next recorded
+//! deploy: `stack scale` (the replicas) and a one-service `stack rollback <service>`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
