@@ -12,6 +12,7 @@ mod container;
 pub mod context;
 mod converge;
 pub(crate) mod diff;
+mod drift;
 pub mod fence;
 mod freeze;
 mod history;
@@ -509,4 +510,5 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     rollback::register(engine, host);
     history::register(engine, host);
     plan::register(engine, host);
+    drift::register(engine, host);
 }

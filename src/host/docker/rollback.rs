@@ -20,7 +20,7 @@ use super::revisions::{
 };
 use super::EngineHandle;
 use crate::host::doc::{check_opts, Opt, Prim};
-use crate::host::opts::{opt_bool, opt_int, opt_secs};
+use crate::host::opts::{opt_bool, opt_int, opt_secs, opt_str};
 use crate::host::{script_err, to_dynamic, Host, ScriptResult};
 
 /// How a recorded deploy goes: the command it serves (for the history), whether it waits,
@@ -185,6 +185,7 @@ async fn rollback_stack(
     to: i64,
     wait: bool,
     timeout: Duration,
+    operation: &str,
 ) -> ScriptResult<Map> {
     let d = &e.docker;
     fence::check(e, stack, "rolling the stack back").await?;
@@ -207,7 +208,7 @@ async fn rollback_stack(
     let rev = history
         .append(
             d,
-            "rollback",
+            operation,
             &format!("rolled back to revision {goal_rev}"),
             changes(&before, &after),
             Some(after),
@@ -228,6 +229,10 @@ const ROLLBACK_OPTS: &[Opt] = &[
     ("to", "a revision; the one before the current when absent"),
     ("wait", "true: waits until the services run again"),
     ("timeout", "seconds, 300: how long it waits"),
+    (
+        "operation",
+        "\"rollback\": the command the history names (`drift --revert`)",
+    ),
 ];
 
 /// Registers `e.stack_history` and `e.rollback_stack`.
@@ -266,7 +271,8 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             let to = opt_int(&opts, "to", 0);
             let wait = opt_bool(&opts, "wait", true);
             let timeout = opt_secs(&opts, "timeout", 300);
-            h.block(rollback_stack(&h, e, stack, to, wait, timeout))
+            let operation = opt_str(&opts, "operation", "rollback");
+            h.block(rollback_stack(&h, e, stack, to, wait, timeout, &operation))
         },
     );
 }
