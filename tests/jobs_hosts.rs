@@ -10,6 +10,11 @@
 //! `edit-config` sessions racing, the second is told and its text kept locally; after the
 //! leader's loss the config reads through another manager. A Wavelet stack on it, backed up
 //! twice over SSH: its dump equals a quiesced copy of the node's /db, the first kept as `.backup`.
+//!
+//! The keeper on the same swarm (issue 24): a stack synced in the foreground from a bare
+//! repository served over SSH by a netns host; and a stack the runner syncs every few seconds
+//! from a repository in its volume, whose next commit, pushed after the leader's dockerd is
+//! killed, is deployed by the new leader's runner, each commit exactly once in `stack history`.
 
 mod common;
 
@@ -124,6 +129,27 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
 
+    // A stack the runner keeps in step with a repository kept in every manager's runner volume.
+    let kept = KeptRepo::new(&hosts);
+    let kept_stack = unique("wjkept");
+    kept.commit("1", "First: V is 1");
+    let r = wsm_on(
+        &hosts[0],
+        &[
+            "sync",
+            "add",
+            &kept_stack,
+            "--repo",
+            "file:///var/lib/wsm/kept.git",
+            "--every",
+            "4s",
+            "--no-check",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("the runner syncs it"), "{}", r.stdout);
+    let _kept_gone = StackGone(hosts[1].name.clone(), kept_stack.clone());
+
     // A remote stack on this swarm, as wsm's records describe it, reached over SSH.
     trust(&bed, &all);
     let swarm = unique("wjsw");
@@ -228,6 +254,54 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
         doc["text"].as_str().unwrap().contains("WAVELET_NODES=5"),
         "{doc}"
     );
+
+    // A stack synced in the foreground from a bare repository a netns host serves over SSH.
+    let served = bed.path("served");
+    std::fs::create_dir_all(&served).unwrap();
+    git(&["init", "-q", "--bare", "app.git"], &served);
+    git(&["init", "-q", "-b", "main", "work"], &served);
+    let work = served.join("work");
+    std::fs::write(work.join("compose.yaml"), kept_compose("ssh")).unwrap();
+    git(&["add", "-A"], &work);
+    git(&["commit", "-qm", "Served over SSH"], &work);
+    git(&["push", "-q", "../app.git", "main"], &work);
+    let git_stack = format!("{swarm}-git");
+    let url = format!("ssh://root@{}{}/app.git", hosts[2].ip(), served.display());
+    let key = bed.path("id_ed25519");
+    bed.wsm_in(
+        &config,
+        &[
+            "sync",
+            "add",
+            &git_stack,
+            "--repo",
+            &url,
+            "--ssh-key",
+            key.to_str().unwrap(),
+        ],
+        "",
+    )
+    .ok();
+    let synced = bed.wsm_in(&config, &["sync", "now", &git_stack], "");
+    assert!(
+        synced.ok().contains("Served over SSH deployed"),
+        "{}",
+        synced.stdout
+    );
+    let _git_gone = StackGone(hosts[1].name.clone(), git_stack.clone());
+    let env = docker_on(
+        &hosts[0].name,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+            &format!("{git_stack}_web"),
+        ],
+    );
+    assert!(env.contains("V=ssh"), "{env}");
+    // The key's path is an option of ssh, never its content, and no output shows either.
+    assert!(!synced.stdout.contains("PRIVATE KEY") && !synced.stderr.contains("PRIVATE KEY"));
 
     // Backups of a Wavelet stack on this swarm, driven over SSH: two cycles leave the node a
     // dump equal to a quiesced copy of its /db and, as `.backup`, the first dump.
@@ -378,6 +452,114 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
         "{}",
         logs.stdout
     );
+
+    // The kept stack: the first commit ran before the loss; the next is deployed by the new
+    // leader's runner, and each commit is deployed exactly once.
+    let kept_env = || {
+        docker_on_quiet(
+            &other.name,
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+                &format!("{kept_stack}_web"),
+            ],
+        )
+    };
+    assert!(kept_env().contains("V=1"), "{}", kept_env());
+    kept.commit("2", "Second: V is 2");
+    wait_for("the second commit deployed by the new leader", 180, || {
+        kept_env().contains("V=2")
+    });
+    let sync_runs = runs_on(other, &format!("sync-{kept_stack}")).unwrap();
+    assert!(
+        ok_runs(&sync_runs)
+            .iter()
+            .any(|(s, h)| *s > killed_at && *h == new_leader),
+        "{sync_runs}"
+    );
+    let history = wsm_on(other, &["stack", "history", "--json", &kept_stack]);
+    let revs: Vec<Value> = serde_json::from_str(&history.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", history.stdout, history.stderr));
+    let ops: Vec<&str> = revs
+        .iter()
+        .map(|r| r["operation"].as_str().unwrap())
+        .collect();
+    for subject in ["First: V is 1", "Second: V is 2"] {
+        assert_eq!(
+            ops.iter().filter(|o| o.ends_with(subject)).count(),
+            1,
+            "each commit is deployed once: {ops:?}"
+        );
+    }
+}
+
+/// Runs git in `cwd` as a test user.
+fn git(args: &[&str], cwd: &std::path::Path) {
+    let out = Command::new("git")
+        .args(["-c", "user.email=t@example.org", "-c", "user.name=t"])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One service `web` sleeping, with `V=<v>`.
+fn kept_compose(v: &str) -> String {
+    format!(
+        "services:\n  web:\n    image: localhost:5000/wavelet-stack-node:latest\n    entrypoint: [\"sleep\", \"3600\"]\n    environment: [\"V={v}\"]\n    stop_grace_period: 1s\n"
+    )
+}
+
+/// The repository a runner-synced stack follows: `/var/lib/wsm/kept.git` inside the runner,
+/// that is one bare repository in each manager's runner volume, every commit pushed to all.
+struct KeptRepo {
+    work: tempfile::TempDir,
+    remotes: Vec<std::path::PathBuf>,
+}
+
+impl KeptRepo {
+    fn new(hosts: &[Host]) -> Self {
+        let remotes: Vec<std::path::PathBuf> = hosts
+            .iter()
+            .map(|h| {
+                std::path::PathBuf::from(&h.env["DATA_DIR"]).join("volumes/wsm-jobs_data/_data")
+            })
+            .collect();
+        for r in &remotes {
+            wait_for("the runner's volume", 120, || r.is_dir());
+            git(&["init", "-q", "--bare", "kept.git"], r);
+        }
+        let work = tempfile::tempdir().unwrap();
+        git(&["init", "-q", "-b", "main", "."], work.path());
+        KeptRepo { work, remotes }
+    }
+
+    fn commit(&self, v: &str, subject: &str) {
+        std::fs::write(self.work.path().join("compose.yaml"), kept_compose(v)).unwrap();
+        git(&["add", "-A"], self.work.path());
+        git(&["commit", "-qm", subject], self.work.path());
+        for r in &self.remotes {
+            let url = format!("file://{}/kept.git", r.display());
+            git(&["push", "-q", &url, "main"], self.work.path());
+        }
+    }
+}
+
+/// Removes a stack of the swarm through a host's engine in `Drop` (the hosts go with the
+/// test bed; this keeps the order clean when the test fails half-way).
+struct StackGone(String, String);
+
+impl Drop for StackGone {
+    fn drop(&mut self) {
+        docker_on_quiet(&self.0, &["stack", "rm", &self.1]);
+    }
 }
 
 /// A file in the machine's own /etc (which the netns hosts' sshd sessions share), removed in
