@@ -72,7 +72,10 @@ pub const SECTIONS: &[(&str, &str)] = &[
         "node_id",
         "Node ids (`service[.slot]` and an application's own forms) read into service and slot.",
     ),
-    ("http", "HTTP requests with deadlines (providers' APIs)."),
+    (
+        "http",
+        "HTTP requests with deadlines (providers' APIs, notifications).",
+    ),
     (
         "term",
         "The terminal: tables, JSON, warnings, prompts, the editor, sleeping.",
