@@ -359,3 +359,73 @@ fn a_notify_value_that_is_not_a_url_is_refused_before_anything_changes() {
     assert!(r.stderr.contains("names no ntfy topic"), "{}", r.stderr);
     assert!(st.s.services().is_empty());
 }
+
+#[test]
+fn a_failed_job_run_is_told_from_a_process_of_its_own() {
+    let hook = Webhook::start(false);
+    // The runner's own end of a run (`finish`), on a job with no runs document (nothing is
+    // written to the store), with WSM_NOTIFY in the runner's environment.
+    let st = SafeStack::new("wsmnotify6");
+    let job = unique("wsmnotifyjob");
+    let script = st.file(
+        "job.rhai",
+        &format!(
+            r#"import "jobs_runner" as runner;
+fn ended(code) {{
+    let st = #{{ me: #{{ id: "test/1", hostname: "testhost" }}, busy: [], runs: #{{}}, jobs: #{{}}, notifying: [],
+        current: #{{ name: "{job}", slot: 1700000000, file: (), started: 1700000000 }} }};
+    st = runner::finish(docker::connect(""), st, #{{ code: code, timed_out: false, output: "", seconds: 0.5 }});
+    for n in st.notifying {{ n.wait(30000); }}
+    st.notifying.len()
+}}
+print(`${{ended(0)}} ${{ended(3)}}`);
+"#
+        ),
+    );
+    let out =
+        st.s.command(&["run", &script])
+            .env("WSM_NOTIFY", hook.url("/jobs"))
+            .output()
+            .unwrap();
+    let r: Run = out.into();
+    // The child's own line ("delivered to …") goes to the runner's log, before the count.
+    assert_eq!(r.ok().lines().last(), Some("0 1"), "{}", r.stderr);
+    let events = hook.json_at("/jobs");
+    assert_eq!(events.len(), 1, "{:#?}", hook.received());
+    let ev = &events[0];
+    assert_eq!(ev["event"], "job_failed", "{ev}");
+    assert_eq!(ev["job"], job.as_str(), "{ev}");
+    assert_eq!(ev["code"], "3", "{ev}");
+    assert!(
+        ev["message"].as_str().unwrap().contains("failed (exit 3)"),
+        "{ev}"
+    );
+}
+
+#[test]
+fn notify_send_reports_each_url() {
+    let hook = Webhook::start(false);
+    let st = SafeStack::new("wsmnotify7");
+    let dead = format!("http://127.0.0.1:{}/gone", free_port());
+    let out =
+        st.s.command(&[
+            "notify", "send", "--json", "--field", "k=v", "test", "hello",
+        ])
+        .env("WSM_NOTIFY", format!("{} {dead}", hook.url("/t")))
+        .env("WSM_NOTIFY_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    let r: Run = out.into();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let results: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(results[0]["ok"], true, "{results}");
+    assert_eq!(results[1]["ok"], false, "{results}");
+    assert_eq!(results[1]["attempts"], 3, "{results}");
+    let events = hook.json_at("/t");
+    assert_eq!(events.len(), 1, "{:#?}", hook.received());
+    assert_eq!(events[0]["k"], "v");
+    assert_eq!(events[0]["message"], "hello");
+    // Nothing to send to: bad usage.
+    let r = st.s.wsm(&["notify", "send", "test", "hello"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
