@@ -113,29 +113,6 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             h.block(request("GET", url, &opts))
         },
     );
-    let h = host.clone();
-    let prim = Prim::new("http::post_all(posts: array, opts: map) -> array")
-        .opts(post::POST_ALL_OPTS)
-        .doc(
-            "POSTs that never fail the caller (notifications): each of `posts` (`#{url, json}`, \
-             or `#{url, body, headers}`) tried up to `tries` times, each try within \
-             `timeout_ms`, pausing `backoff_ms` then twice that between tries; all at once, so \
-             several cost the bound of one. Bodies are masked (secret entries, URL passwords, \
-             the values in `hide`). Returns one `#{url, ok, attempts, status, error}` per POST, \
-             in order, `url` with its user info, query, fragment and token-like path segments \
-             masked.",
-        );
-    prim.set_in(
-        &mut m,
-        move |posts: rhai::Array, opts: Map| -> ScriptResult<rhai::Array> {
-            check_opts("http::post_all", &opts, post::POST_ALL_OPTS)?;
-            h.block(post::post_all(posts, opts))
-        },
-    );
-    let prim = Prim::new("http::mask_url(url: string) -> string").doc(
-        "A URL as wsm may print it: user info, query values, the fragment and path segments \
-         that look like tokens (8+ characters with a digit, or 20+) masked.",
-    );
-    prim.set_in(&mut m, |url: &str| Ok(post::mask_url(url)));
+    post::register(&mut m, host);
     engine.register_static_module("http", m.into());
 }

@@ -5,16 +5,17 @@
 //! plus the exact values the caller names in `hide`), and URLs come back masked
 //! ([`mask_url`]), so a token in a webhook's address reaches neither a warning nor a log.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use rhai::{Array, Dynamic, Map};
+use rhai::{Array, Dynamic, Map, Module};
 use serde_json::Value;
 
-use super::super::doc::Opt;
+use super::super::doc::{check_opts, Opt, Prim};
 use super::super::opts::opt_int;
 use super::super::secrets::{self, MASK};
-use super::super::{script_err, to_json, ScriptResult};
+use super::super::{script_err, to_json, Host, ScriptResult};
 
 /// `http::post_all`'s options.
 pub const POST_ALL_OPTS: &[Opt] = &[
@@ -252,6 +253,34 @@ pub async fn post_all(posts: Array, opts: Map) -> ScriptResult<Array> {
             Dynamic::from(m)
         })
         .collect())
+}
+
+/// Registers `http::post_all` and `http::mask_url` into the `http::` module.
+pub fn register(m: &mut Module, host: &Arc<Host>) {
+    let h = host.clone();
+    let prim = Prim::new("http::post_all(posts: array, opts: map) -> array")
+        .opts(POST_ALL_OPTS)
+        .doc(
+            "POSTs that never fail the caller (notifications): each of `posts` (`#{url, json}`, \
+             or `#{url, body, headers}`) tried up to `tries` times, each try within \
+             `timeout_ms`, pausing `backoff_ms` then twice that between tries; all at once, so \
+             several cost the bound of one. Bodies are masked (secret entries, URL passwords, \
+             the values in `hide`). Returns one `#{url, ok, attempts, status, error}` per POST, \
+             in order, `url` with its user info, query, fragment and token-like path segments \
+             masked.",
+        );
+    prim.set_in(
+        m,
+        move |posts: rhai::Array, opts: Map| -> ScriptResult<rhai::Array> {
+            check_opts("http::post_all", &opts, POST_ALL_OPTS)?;
+            h.block(post_all(posts, opts))
+        },
+    );
+    let prim = Prim::new("http::mask_url(url: string) -> string").doc(
+        "A URL as wsm may print it: user info, query values, the fragment and path segments \
+         that look like tokens (8+ characters with a digit, or 20+) masked.",
+    );
+    prim.set_in(m, |url: &str| Ok(mask_url(url)));
 }
 
 #[cfg(test)]
