@@ -9,6 +9,8 @@ use super::doc::{check_opts, Opt, Prim};
 use super::opts::opt_int;
 use super::{script_err, to_dynamic, to_json, Host, ScriptResult};
 
+mod post;
+
 /// Sends one request; returns #{status, body, json, headers}. Network failures are errors,
 /// HTTP error statuses are not (the script decides).
 async fn request(method: &str, url: &str, opts: &Map) -> ScriptResult<Map> {
@@ -111,5 +113,6 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             h.block(request("GET", url, &opts))
         },
     );
+    post::register(&mut m, host);
     engine.register_static_module("http", m.into());
 }

@@ -72,7 +72,10 @@ pub const SECTIONS: &[(&str, &str)] = &[
         "node_id",
         "Node ids (`service[.slot]` and an application's own forms) read into service and slot.",
     ),
-    ("http", "HTTP requests with deadlines (providers' APIs)."),
+    (
+        "http",
+        "HTTP requests with deadlines (providers' APIs, notifications).",
+    ),
     (
         "git",
         "A repository's branch: the commit it points at and a shallow checkout (the `git` \
