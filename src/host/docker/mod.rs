@@ -31,6 +31,7 @@ pub mod store;
 mod store_cleanup;
 mod swarm;
 pub mod tls;
+mod updates;
 mod verdict;
 
 pub use container::exec_collect;
@@ -509,4 +510,5 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     rollback::register(engine, host);
     history::register(engine, host);
     plan::register(engine, host);
+    updates::register(engine, host);
 }
