@@ -1,6 +1,7 @@
 //! Whole-stack safety around a deploy: the deploy that records revisions and returns the stack
 //! to its previous revision when it fails to converge (a rejected image, a task that keeps
-//! failing, the deadline), and `e.rollback_stack`, which returns it to any kept revision.
+//! failing, the deadline), the same for any other change (`recorded`: `updates`' image update),
+//! and `e.rollback_stack`, which returns it to any kept revision.
 //! `revisions` says what a revision holds.
 
 use std::collections::HashSet;

@@ -27,11 +27,7 @@ use crate::host::{script_err, usage_err, Host, ScriptResult, NAMESPACE_LABEL};
 /// The digest the registry holds for `image` now (`sha256:…`), asked with the credentials
 /// `docker login` stored for its registry; an error naming the image when the registry cannot
 /// tell or does not answer within `timeout`.
-async fn registry_digest(
-    e: &EngineHandle,
-    image: &str,
-    timeout: Duration,
-) -> ScriptResult<String> {
+async fn registry_digest(e: &EngineHandle, image: &str, timeout: Duration) -> ScriptResult<String> {
     let creds = registry_credentials(&registry_of(image));
     let asked = tokio::time::timeout(timeout, e.docker.inspect_registry_image(image, creds)).await;
     match asked {
@@ -77,30 +73,31 @@ async fn set_image(
     Ok(vec![name])
 }
 
-/// Moves one service of `stack` to `image`, recorded as a revision, waiting until the stack
-/// has converged, the service put back on its old spec when it does not. Returns `#{service,
-/// from, to}`.
+/// Moves one service of a stack to `image`, recorded as a revision, waiting until the stack
+/// has converged, the service put back on its old spec when it does not. Returns `#{stack,
+/// service, from, to}`.
 async fn update_image(
     host: &Host,
     e: &EngineHandle,
-    stack: &str,
     service: &str,
     image: &str,
     auth: bool,
     safety: &Safety,
 ) -> ScriptResult<Map> {
     let svc = raw::service(e, service).await?;
-    if str_at(&svc, &["Spec", "Labels", NAMESPACE_LABEL]) != stack {
+    let stack = str_at(&svc, &["Spec", "Labels", NAMESPACE_LABEL]).to_string();
+    if stack.is_empty() {
         return Err(usage_err(format!(
-            "service {service} is not a service of stack {stack}"
+            "service {service} is not part of a stack (it has no {NAMESPACE_LABEL} label)"
         )));
     }
     let name = str_at(&svc, &["Spec", "Name"]).to_string();
     let from = str_at(&svc, &["Spec", "TaskTemplate", "ContainerSpec", "Image"]).to_string();
     let kept = (HashSet::new(), HashSet::new());
     let change = set_image(host, e, &name, image, auth);
-    recorded(host, e, stack, safety, kept, change).await?;
+    recorded(host, e, &stack, safety, kept, change).await?;
     let mut m = Map::new();
+    m.insert("stack".into(), Dynamic::from(stack));
     m.insert("service".into(), Dynamic::from(name));
     m.insert("from".into(), Dynamic::from(from));
     m.insert("to".into(), Dynamic::from(image.to_string()));
@@ -112,7 +109,10 @@ const DIGEST_OPTS: &[Opt] = &[("timeout", "seconds, 15: how long the registry ma
 
 /// `e.update_image`'s options.
 const UPDATE_OPTS: &[Opt] = &[
-    ("timeout", "seconds, 300: how long it waits for the stack to converge"),
+    (
+        "timeout",
+        "seconds, 300: how long it waits for the stack to converge",
+    ),
     (
         "operation",
         "\"updates apply <service>\": the command, as the stack's history records it",
@@ -139,8 +139,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
     let h = host.clone();
-    let prim =
-        Prim::new("e.registry_digest(image: string, opts: map) -> string").opts(DIGEST_OPTS);
+    let prim = Prim::new("e.registry_digest(image: string, opts: map) -> string").opts(DIGEST_OPTS);
     prim.register(
         engine,
         move |e: &mut EngineHandle, image: &str, opts: Map| -> ScriptResult<String> {
@@ -151,26 +150,20 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     );
 
     let h = host.clone();
-    let prim = Prim::new(
-        "e.update_image(stack: string, service: string, image: string, opts: map) -> map",
-    )
-    .opts(UPDATE_OPTS)
-    .doc(
-        "Moves one service of the stack to `image` (e.g. `repo:tag@sha256:…`) by its update \
-         policy, and waits until the stack has converged as `e.deploy` waits; recorded in the \
-         stack's history (the state found, then the state left). An update that fails to \
-         converge puts the stack back on the revision before it, waits for that, records the \
-         failure and fails naming the service. Returns `#{service, from, to}` (the images). \
-         Hold the stack's lock around it.",
-    );
+    let prim = Prim::new("e.update_image(service: string, image: string, opts: map) -> map")
+        .opts(UPDATE_OPTS)
+        .doc(
+            "Moves one service of a stack (the stack its `com.docker.stack.namespace` label \
+             names) to `image` (e.g. `repo:tag@sha256:…`) by its update policy, and waits until \
+             the stack has converged as `e.deploy` waits; recorded in the stack's history (the \
+             state found, then the state left). An update that fails to converge puts the stack \
+             back on the revision before it, waits for that, records the failure and fails \
+             naming the service. Returns `#{stack, service, from, to}` (the images). Hold the \
+             stack's lock around it.",
+        );
     prim.register(
         engine,
-        move |e: &mut EngineHandle,
-              stack: &str,
-              service: &str,
-              image: &str,
-              opts: Map|
-              -> ScriptResult<Map> {
+        move |e: &mut EngineHandle, service: &str, image: &str, opts: Map| -> ScriptResult<Map> {
             check_opts("e.update_image", &opts, UPDATE_OPTS)?;
             if image.trim().is_empty() {
                 return Err(usage_err("e.update_image: the image is empty"));
@@ -182,7 +175,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                 rollback: true,
             };
             let auth = opt_bool(&opts, "with_registry_auth", false);
-            h.block(update_image(&h, e, stack, service, image, auth, &safety))
+            h.block(update_image(&h, e, service, image, auth, &safety))
         },
     );
 }
