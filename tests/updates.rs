@@ -75,11 +75,13 @@ impl Images {
 impl Drop for Images {
     fn drop(&mut self) {
         for repo in &self.repos {
-            let name = repo.trim_start_matches(&format!("{REGISTRY}/")).to_string();
+            let Some((registry, name)) = repo.split_once('/') else {
+                continue;
+            };
             if let Some(d) = registry_digest_quiet(&format!("{repo}:v1")) {
                 let _ = Command::new("curl")
-                    .args(["-s", "-o", "/dev/null", "-X", "DELETE"])
-                    .arg(format!("http://{REGISTRY}/v2/{name}/manifests/{d}"))
+                    .args(["-s", "-m", "5", "-o", "/dev/null", "-X", "DELETE"])
+                    .arg(format!("http://{registry}/v2/{name}/manifests/{d}"))
                     .status();
             }
         }
@@ -97,15 +99,15 @@ fn registry_digest(repo: &str, tag: &str) -> String {
 
 fn registry_digest_quiet(repo_tag: &str) -> Option<String> {
     let (repo, tag) = repo_tag.rsplit_once(':')?;
-    let name = repo.trim_start_matches(&format!("{REGISTRY}/"));
+    let (registry, name) = repo.split_once('/')?;
     let out = Command::new("curl")
-        .args(["-sI", "-H"])
+        .args(["-sI", "-m", "5", "-H"])
         .arg(
             "Accept: application/vnd.docker.distribution.manifest.v2+json, \
              application/vnd.docker.distribution.manifest.list.v2+json, \
              application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
         )
-        .arg(format!("http://{REGISTRY}/v2/{name}/manifests/{tag}"))
+        .arg(format!("http://{registry}/v2/{name}/manifests/{tag}"))
         .output()
         .ok()?;
     String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
@@ -339,4 +341,57 @@ fn the_scheduled_check_is_added_and_removed_as_a_job() {
     .is_empty());
     let r = s.wsm(&["updates", "rm"]);
     assert!(r.ok().contains("no scheduled update check"));
+}
+
+#[test]
+fn an_unreachable_registry_fails_its_service_only() {
+    require_images();
+    let mut images = Images::new();
+    let s = TestStack::bare("updfar");
+    let _objects = StackObjects(s.name.clone());
+    let far = Registry::start(None);
+    let near_repo = format!("{REGISTRY}/wsm-upd-{}-near", s.name);
+    let far_repo = format!("{}/wsm-upd-{}-far", far.addr(), s.name);
+    let sleep = r#"["sleep", "100000"]"#;
+    let near1 = images.push(s.dir.path(), &near_repo, "v1", "1", sleep);
+    let far1 = images.push(s.dir.path(), &far_repo, "v1", "1", sleep);
+    let compose = format!(
+        "services:
+  near:
+    image: {near_repo}:v1
+    stop_grace_period: 1s
+    deploy: {{update_config: {{monitor: 1s}}}}
+  far:
+    image: {far_repo}:v1
+    stop_grace_period: 1s
+"
+    );
+    let file = s.dir.path().join("compose.yml");
+    std::fs::write(&file, compose).unwrap();
+    let file = file.to_str().unwrap();
+    s.wsm(&["stack", "deploy", "-c", file, "--timeout", "120", &s.name])
+        .ok();
+    let (near, far_service) = (format!("{}_near", s.name), format!("{}_far", s.name));
+    assert_eq!(spec_image(&far_service), format!("{far_repo}:v1@{far1}"));
+    let near2 = images.push(s.dir.path(), &near_repo, "v1", "2", sleep);
+    // The far registry goes away: its service cannot be asked about, the other still can.
+    drop(far);
+
+    let r = s.wsm(&["--json", "updates", "check", &s.name]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    let out: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(out["updates"][0]["service"], near.as_str(), "{out}");
+    assert_eq!(out["errors"][0]["service"], far_service.as_str(), "{out}");
+    assert!(r.stderr.contains(&far_service), "{}", r.stderr);
+
+    let r = s.wsm(&["updates", "apply", &s.name]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!("not asked: {far_service}")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(spec_image(&near), format!("{near_repo}:v1@{near2}"));
+    assert_eq!(spec_image(&far_service), format!("{far_repo}:v1@{far1}"));
+    assert_ne!(near1, near2);
 }
