@@ -136,6 +136,11 @@ struct StackObjects(String);
 impl Drop for StackObjects {
     fn drop(&mut self) {
         docker_quiet(&["config", "rm", &format!("wsm-lock-{}", self.0)]);
+        docker_quiet(&[
+            "config",
+            "rm",
+            &format!("wsm-state-updates.notified.{}", self.0),
+        ]);
     }
 }
 
@@ -384,6 +389,15 @@ fn an_unreachable_registry_fails_its_service_only() {
     assert_eq!(out["errors"][0]["service"], far_service.as_str(), "{out}");
     assert!(r.stderr.contains(&far_service), "{}", r.stderr);
 
+    // The scheduled check tells about near (no label: notify) once, and remembers it told.
+    let told = format!("updates.notified.{}", s.name);
+    let r = s.wsm(&["updates", "check", "--scheduled", &s.name]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("available (notified)"), "{}", r.stdout);
+    let doc = common::store::store_doc(&[], &told).expect("the told document");
+    assert_eq!(doc[&near], near2.as_str(), "{doc}");
+    assert_eq!(spec_image(&near), format!("{near_repo}:v1@{near1}"));
+
     let r = s.wsm(&["updates", "apply", &s.name]);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(
@@ -394,4 +408,8 @@ fn an_unreachable_registry_fails_its_service_only() {
     assert_eq!(spec_image(&near), format!("{near_repo}:v1@{near2}"));
     assert_eq!(spec_image(&far_service), format!("{far_repo}:v1@{far1}"));
     assert_ne!(near1, near2);
+    // Applied: nothing left to tell, the document goes.
+    let r = s.wsm(&["updates", "check", "--scheduled", &s.name]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(common::store::store_doc(&[], &told).is_none());
 }
