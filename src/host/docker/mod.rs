@@ -32,6 +32,7 @@ pub mod store;
 mod store_cleanup;
 mod swarm;
 pub mod tls;
+mod updates;
 mod verdict;
 
 pub use container::exec_collect;
@@ -511,4 +512,5 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     history::register(engine, host);
     plan::register(engine, host);
     drift::register(engine, host);
+    updates::register(engine, host);
 }

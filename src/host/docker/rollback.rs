@@ -1,6 +1,7 @@
 //! Whole-stack safety around a deploy: the deploy that records revisions and returns the stack
 //! to its previous revision when it fails to converge (a rejected image, a task that keeps
-//! failing, the deadline), and `e.rollback_stack`, which returns it to any kept revision.
+//! failing, the deadline), the same for any other change (`recorded`: `updates`' image update),
+//! and `e.rollback_stack`, which returns it to any kept revision.
 //! `revisions` says what a revision holds.
 
 use std::collections::HashSet;
@@ -32,10 +33,7 @@ pub(super) struct Safety {
     pub rollback: bool,
 }
 
-/// Deploys `plan` as `deploy` does, with revisions: the state found is recorded first; a
-/// deploy that changed something records the state it left; one that failed (and did not
-/// meet Ctrl-C) puts every service back as it was, waits for that, records the failure, and
-/// fails with the first error and the revision it returned to.
+/// Deploys `plan` as `deploy` does, with revisions: see `recorded`.
 pub(super) async fn deploy_recorded(
     host: &Host,
     e: &EngineHandle,
@@ -43,6 +41,29 @@ pub(super) async fn deploy_recorded(
     plan: Plan,
     mut opts: DeployOptions,
     safety: &Safety,
+) -> ScriptResult<Vec<String>> {
+    // Old config and secret versions go once the stack has converged: a rollback needs them.
+    opts.prune_versions = false;
+    let names =
+        |objs: &[FileObject]| -> HashSet<String> { objs.iter().map(|o| o.name.clone()).collect() };
+    let kept = (names(&plan.secrets), names(&plan.configs));
+    let change = deploy(host, &e.docker, stack, plan, &opts);
+    recorded(host, e, stack, safety, kept, change).await
+}
+
+/// Makes `change` to the stack (a deploy, an image update: a future that returns the names of
+/// the services it wrote, not polled before the state found is recorded) with revisions: the
+/// state found is recorded first; a change that changed something records the state it left;
+/// one that failed (and did not meet Ctrl-C) puts every service back as it was, waits for
+/// that, records the failure, and fails with the first error and the revision it returned to.
+/// `kept`: the secret and config names the change uses, kept when old versions are pruned.
+pub(super) async fn recorded(
+    host: &Host,
+    e: &EngineHandle,
+    stack: &str,
+    safety: &Safety,
+    kept: (HashSet<String>, HashSet<String>),
+    change: impl std::future::Future<Output = ScriptResult<Vec<String>>>,
 ) -> ScriptResult<Vec<String>> {
     let d = &e.docker;
     fence::check(e, stack, "deploying").await?;
@@ -52,14 +73,10 @@ pub(super) async fn deploy_recorded(
     // An interrupt from here on records the state it left (`interrupted`).
     let _interrupted =
         interrupted::Pending::register(host, e, stack, &before, base, &safety.operation);
-    // Old config and secret versions go once the stack has converged: a rollback needs them.
-    opts.prune_versions = false;
-    let names =
-        |objs: &[FileObject]| -> HashSet<String> { objs.iter().map(|o| o.name.clone()).collect() };
-    let (new_secrets, new_configs) = (names(&plan.secrets), names(&plan.configs));
+    let (new_secrets, new_configs) = kept;
     let baseline = Baseline::read(d, stack).await?;
     let applied = async {
-        let names = deploy(host, d, stack, plan, &opts).await?;
+        let names = change.await?;
         if safety.wait {
             converge(host, d, stack, &baseline, Goal::Deploy, safety.timeout).await?;
         }
