@@ -399,3 +399,43 @@ fn a_scheduled_sync_is_a_runner_job_and_rm_takes_it_away() {
     let jobs: Vec<Value> = serde_json::from_str(st.wsm(&["jobs", "ls", "--json"]).ok()).unwrap();
     assert!(jobs.iter().all(|j| j["name"] != job.as_str()));
 }
+
+#[test]
+fn a_commit_that_reads_files_outside_its_repository_is_refused_and_recorded() {
+    let repo = Repo::new();
+    let st = Synced::new("syo");
+    // `..` out of the checkout, then a link out of it: neither file is read into a service.
+    let escape = format!(
+        "services:\n  web:\n    image: {IMAGE}\n    command: [\"sleep\", \"3600\"]\n    env_file: ../../../../../../../../etc/hostname\n"
+    );
+    repo.commit(
+        &[("compose.yaml", &escape)],
+        "Reads a file of the syncing machine",
+    );
+    st.wsm(&["sync", "add", st.name(), "--repo", &repo.url()])
+        .ok();
+    let label = format!("label=com.docker.stack.namespace={}", st.name());
+    for round in 0..2 {
+        let r = st.wsm(&["sync", "now", st.name()]);
+        assert_eq!(r.code, 1, "round {round}: {}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains("is outside the repository's checkout"),
+            "round {round}: {}",
+            r.stdout
+        );
+        assert!(docker(&["service", "ls", "-q", "--filter", &label])
+            .trim()
+            .is_empty());
+        let row = st.ls();
+        assert_eq!(row["last"]["ok"], false, "{row}");
+        assert!(row["deployed"].is_null(), "{row}");
+        if round == 0 {
+            let work = repo.dir.path().join("work");
+            std::os::unix::fs::symlink("/etc/hostname", work.join("web.env")).unwrap();
+            let linked = format!(
+                "services:\n  web:\n    image: {IMAGE}\n    command: [\"sleep\", \"3600\"]\n    env_file: web.env\n"
+            );
+            repo.commit(&[("compose.yaml", &linked)], "Reads it through a link");
+        }
+    }
+}

@@ -147,8 +147,72 @@ fn load_files(files: &rhai::Array, opts: &Map) -> Result<Value, String> {
         .and_then(|e| e.clone().try_cast::<Map>())
         .map(|e| env_map(&e))
         .unwrap_or_default();
+    let inside = opts
+        .get("inside")
+        .map(|d| d.to_string())
+        .filter(|d| !d.is_empty());
+    if let Some(root) = &inside {
+        let mut read: Vec<std::path::PathBuf> = names.iter().map(|n| cwd.join(n)).collect();
+        read.extend(env_files.iter().cloned());
+        read.push(dir.join(".env"));
+        check_inside(root, read.iter().filter(|p| p.exists()))?;
+    }
     let env = load::environment(&dir, &env_files, &explicit)?;
-    load(&texts, &dir, &env)
+    let doc = load(&texts, &dir, &env)?;
+    if let Some(root) = &inside {
+        check_inside(root, files_read(&doc).iter())?;
+    }
+    Ok(doc)
+}
+
+/// The files a loaded document names that wsm reads: each service's `env_file`, and the
+/// `file` of every config and secret (made absolute by the loader).
+fn files_read(doc: &Value) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        match v {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str())
+                .map(String::from)
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    };
+    if let Some(services) = doc.get("services").and_then(Value::as_object) {
+        for svc in services.values() {
+            out.extend(strings(svc.get("env_file")).into_iter().map(Into::into));
+        }
+    }
+    for kind in ["configs", "secrets"] {
+        if let Some(decls) = doc.get(kind).and_then(Value::as_object) {
+            for d in decls.values() {
+                out.extend(strings(d.get("file")).into_iter().map(Into::into));
+            }
+        }
+    }
+    out
+}
+
+/// Refuses a file that is not inside `root` once links are followed: a synced repository may
+/// hold a link to the runner's keys, or name `../../etc/shadow`, and its files must stay its own.
+fn check_inside<'a>(
+    root: &str,
+    paths: impl Iterator<Item = &'a std::path::PathBuf>,
+) -> Result<(), String> {
+    let root = std::fs::canonicalize(root).map_err(|e| format!("{root}: {e}"))?;
+    for p in paths {
+        let real = std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if !real.starts_with(&root) {
+            return Err(format!(
+                "{} is outside the repository's checkout ({}): a synced stack reads files only from its repository",
+                p.display(),
+                real.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `compose::load`'s options.
@@ -158,6 +222,11 @@ const LOAD_OPTS: &[Opt] = &[
         "paths of env files, read as `--env-file` reads them",
     ),
     ("env", "a map of variables for the interpolation"),
+    (
+        "inside",
+        "a folder: every file read (compose, env and config/secret files, followed through \
+         links) must be in it",
+    ),
 ];
 
 /// Registers the `compose::` module.
