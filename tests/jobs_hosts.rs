@@ -479,13 +479,17 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
             .any(|(s, h)| *s > killed_at && *h == new_leader),
         "{sync_runs}"
     );
-    let history = wsm_on(other, &["stack", "history", "--json", &kept_stack]);
-    let revs: Vec<Value> = serde_json::from_str(&history.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", history.stdout, history.stderr));
-    let ops: Vec<&str> = revs
-        .iter()
-        .map(|r| r["operation"].as_str().unwrap())
-        .collect();
+    // The service changes before the deploy has converged; its revision is recorded after.
+    let mut ops: Vec<String> = Vec::new();
+    wait_for("the second commit's revision", 120, || {
+        let history = wsm_on(other, &["stack", "history", "--json", &kept_stack]);
+        let revs: Vec<Value> = serde_json::from_str(&history.stdout).unwrap_or_default();
+        ops = revs
+            .iter()
+            .map(|r| r["operation"].as_str().unwrap_or("").to_string())
+            .collect();
+        ops.iter().any(|o| o.ends_with("Second: V is 2"))
+    });
     for subject in ["First: V is 1", "Second: V is 2"] {
         assert_eq!(
             ops.iter().filter(|o| o.ends_with(subject)).count(),

@@ -439,3 +439,85 @@ fn a_commit_that_reads_files_outside_its_repository_is_refused_and_recorded() {
         }
     }
 }
+
+/// `tests/fixtures/git-http/serve.py`: git's `http-backend` behind a token check; killed on drop.
+struct GitHttp {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitHttp {
+    fn start(root: &Path, token: &str) -> Self {
+        let mut child = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/git-http/serve.py"
+        ))
+        .arg(root)
+        .arg(token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the server's port");
+        GitHttp { child, port }
+    }
+}
+
+impl Drop for GitHttp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_token_reaches_the_server_as_a_header_and_never_shows() {
+    require_images();
+    let repo = Repo::new();
+    repo.commit(
+        &[
+            ("compose.yaml", &compose(false)),
+            (".env", "V=http\n"),
+            ("web.env", "W=1\n"),
+        ],
+        "Over HTTP",
+    );
+    let token = "tok-5ecr3t-value-0451";
+    let server = GitHttp::start(repo.dir.path(), token);
+    let url = format!("http://127.0.0.1:{}/repo.git", server.port);
+    let st = Synced::new("syt");
+    st.s.set("WSM_DEPLOY_TIMEOUT", "60");
+    // Without the token the server refuses: add says so in one line and stores nothing.
+    let refused = st.wsm(&["sync", "add", st.name(), "--repo", &url]);
+    assert_eq!(refused.code, 2, "{}\n{}", refused.stdout, refused.stderr);
+    assert_eq!(st.ls(), Value::Null);
+    let file = st.s.dir.path().join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let add = st.wsm(&[
+        "sync",
+        "add",
+        st.name(),
+        "--repo",
+        &url,
+        "--token-file",
+        file,
+    ]);
+    add.ok();
+    let now = st.wsm(&["sync", "now", st.name()]);
+    now.ok();
+    assert!(env_of(&st.web()).contains(&"V=http".to_string()));
+    let ls = st.wsm(&["sync", "ls", "--json"]);
+    for out in [
+        &add.stdout,
+        &add.stderr,
+        &now.stdout,
+        &now.stderr,
+        &ls.stdout,
+    ] {
+        assert!(!out.contains(token), "the token shows: {out}");
+    }
+}
