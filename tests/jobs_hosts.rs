@@ -499,21 +499,6 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
     }
 }
 
-/// Runs git in `cwd` as a test user.
-fn git(args: &[&str], cwd: &std::path::Path) {
-    let out = Command::new("git")
-        .args(["-c", "user.email=t@example.org", "-c", "user.name=t"])
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// One service `web` sleeping, with `V=<v>`.
 fn kept_compose(v: &str) -> String {
     format!(

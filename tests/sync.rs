@@ -29,27 +29,13 @@ impl Repo {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let r = Repo { dir };
-        r.git(&["init", "-q", "--bare", "repo.git"], r.dir.path());
-        r.git(&["init", "-q", "-b", "main", "work"], r.dir.path());
+        git(&["init", "-q", "--bare", "repo.git"], r.dir.path());
+        git(&["init", "-q", "-b", "main", "work"], r.dir.path());
         r
     }
 
     fn url(&self) -> String {
         format!("file://{}/repo.git", self.dir.path().display())
-    }
-
-    fn git(&self, args: &[&str], cwd: &Path) {
-        let out = Command::new("git")
-            .args(["-c", "user.email=t@example.org", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(cwd)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 
     /// Writes the files (path, text) into the work tree, commits and pushes; the short sha.
@@ -58,9 +44,9 @@ impl Repo {
         for (path, text) in files {
             std::fs::write(work.join(path), text).unwrap();
         }
-        self.git(&["add", "-A"], &work);
-        self.git(&["commit", "-qm", subject], &work);
-        self.git(&["push", "-q", &self.url(), "main"], &work);
+        git(&["add", "-A"], &work);
+        git(&["commit", "-qm", subject], &work);
+        git(&["push", "-q", &self.url(), "main"], &work);
         let out = Command::new("git")
             .args(["rev-parse", "--short=7", "HEAD"])
             .current_dir(&work)

@@ -476,3 +476,18 @@ pub fn witnessed_free(
     }
     out
 }
+
+/// Runs git in `cwd` as a test user.
+pub fn git(args: &[&str], cwd: &Path) {
+    let out = Command::new("git")
+        .args(["-c", "user.email=t@example.org", "-c", "user.name=t"])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
