@@ -279,6 +279,11 @@ fn a_branch_is_deployed_commit_by_commit_and_a_bad_commit_is_rolled_back() {
         "{syncs:?}"
     );
     assert!(syncs.iter().any(|e| e["ok"] == true), "{syncs:?}");
+    let rollbacks = hook.events("rollback");
+    assert!(
+        rollbacks.iter().any(|e| e["ok"] == true && e["stack"] == st.name()),
+        "{rollbacks:?}"
+    );
 
     // The failed commit is not tried again: nothing changes until a newer commit.
     let version = web["Version"]["Index"].clone();
