@@ -21,16 +21,19 @@ use std::process::Command;
 use common::*;
 use support::*;
 
-/// A compose stack of one sleeping service `db` mounting the named volume `data` at /data,
-/// stopped during backups and writing `/data/pre.txt` before each.
+/// A compose stack of two sleeping services mounting the named volume `data` at /data: `db`
+/// stopped during backups and restores, writing `/data/pre.txt` before each backup, and `reader`,
+/// left running.
 fn stack_file(st: &SafeStack) -> String {
     st.file(
         "stack.yml",
         &format!(
             "services:\n  db:\n    image: {IMAGE}\n    command: [\"sleep\", \"3600\"]\n    \
-             volumes: [\"data:/data\"]\n    deploy:\n      replicas: 1\n      labels:\n        \
-             wsm.backup.stop: \"true\"\n        wsm.backup.pre: \"date > /data/pre.txt\"\n\
-             volumes:\n  data: {{}}\n"
+             stop_grace_period: 1s\n    volumes: [\"data:/data\"]\n    deploy:\n      \
+             replicas: 1\n      labels:\n        wsm.backup.stop: \"true\"\n        \
+             wsm.backup.pre: \"date > /data/pre.txt\"\n  reader:\n    image: {IMAGE}\n    \
+             command: [\"sleep\", \"3600\"]\n    stop_grace_period: 1s\n    \
+             volumes: [\"data:/data\"]\nvolumes:\n  data: {{}}\n"
         ),
     )
 }
@@ -45,7 +48,7 @@ fn volume_sums(volume: &str) -> String {
         IMAGE,
         "sh",
         "-c",
-        "cd /v && find . -type f | LC_ALL=C sort | xargs sha256sum",
+        "cd /v && find . -type f | LC_ALL=C sort | xargs -r sha256sum",
     ])
 }
 
@@ -64,7 +67,7 @@ fn archive_sums(archive: &Path, scratch: &Path) -> String {
     assert!(ok, "tar -xzf {}", archive.display());
     let out = Command::new("sh")
         .arg("-c")
-        .arg("cd \"$1\"/wsm-volume && find . -type f | LC_ALL=C sort | xargs sha256sum")
+        .arg("cd \"$1\"/wsm-volume && find . -type f | LC_ALL=C sort | xargs -r sha256sum")
         .arg("sums")
         .arg(scratch)
         .output()
@@ -275,4 +278,33 @@ fn a_compose_stacks_volume_is_backed_up_in_generations_verified_and_restored() {
     let s = st.stack(&["backup", "status"]);
     assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
     assert!(s.stderr.contains(&volume), "{}", s.stderr);
+
+    // The volume moved: restored into a fresh stack's volume from the latest archive.
+    let fresh = SafeStack::new("wsmvolto");
+    fresh
+        .deploy(
+            &fresh.file("stack.yml", &std::fs::read_to_string(&file).unwrap()),
+            &[],
+        )
+        .ok();
+    let to = format!("{}_data", fresh.name());
+    let to_service = format!("{}_db", fresh.name());
+    let latest = latest.display().to_string();
+    let args = ["restore", "--volume", "data", "--from", latest.as_str()];
+    let refused = fresh.stack(&args);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!("{}_reader", fresh.name())),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(volume_sums(&to), "", "a refused restore wrote nothing");
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    fresh.stack(&forced).ok();
+    assert_eq!(volume_sums(&to), archive_sums(Path::new(&latest), &scratch));
+    assert_eq!(replicas(&to_service), "1");
+    wait_for("the restored db task", 30, || {
+        !fresh.s.running_tasks("db").is_empty()
+    });
 }
