@@ -18,6 +18,7 @@ use super::output::{self, OutputFile};
 use super::{script_err, Host, ScriptResult};
 
 mod gzip;
+mod volume;
 
 /// Lists every file under a container directory with its size and modification time (to the
 /// nanosecond): cheap to take, and it changes whenever anything is written.
@@ -583,5 +584,6 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
             .map_err(super::usage_err)
     });
 
+    volume::register(&mut m, host);
     engine.register_static_module("archive", m.into());
 }

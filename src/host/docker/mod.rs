@@ -324,6 +324,7 @@ const STACK_STATE_OPTS: &[Opt] = &[(
 pub fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
     container::register_cleanup(m, host);
     freeze::register_cleanup(m, host);
+    stack::register_cleanup(m, host);
 }
 
 /// Registers the `docker::` module and the methods of the `Engine` type, every family's.

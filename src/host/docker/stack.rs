@@ -313,3 +313,28 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         },
     );
 }
+
+/// Adds `cleanup::scale` to the `cleanup::` module.
+pub(super) fn register_cleanup(m: &mut rhai::Module, host: &Arc<Host>) {
+    let h = host.clone();
+    let prim = Prim::new(
+        "cleanup::scale(engine: Engine, service: string, replicas: int, what: string) -> int",
+    )
+    .doc(
+        "Registers an undo action: set the service's replica count back to `replicas` when the \
+         command ends by error, Ctrl-C or SIGTERM, unless run or cancelled first (`cleanup::run` \
+         on the normal path). Register it before scaling down. Returns its id.",
+    );
+    prim.set_in(
+        m,
+        move |e: EngineHandle, service: &str, replicas: i64, what: &str| -> ScriptResult<i64> {
+            let service = service.to_string();
+            let action = crate::host::cleanup::Action::new(move || async move {
+                scale(&e, &service, replicas)
+                    .await
+                    .map_err(|err| err.to_string())
+            });
+            Ok(h.cleanups.add(what, action))
+        },
+    );
+}

@@ -1,0 +1,310 @@
+//! Issue 25, first slice: `stack backup` of a compose stack's named volume on the local engine,
+//! with the Docker CLI, GNU tar, gzip and sha256sum as witnesses: a volume filled through
+//! `docker exec`, backed up three times (two generations kept, each passing `gzip -t`, its files
+//! byte-identical to the volume's as `docker run … sha256sum` reads them, one `backups.log` line
+//! per archive whose sha256 is the file's), a leftover temporary removed by the next run, the
+//! `wsm.backup.stop` service back at its replicas after each run with its old task shut down
+//! (`docker service inspect`, `docker service ps`), the `wsm.backup.pre` hook's file in the
+//! archive, `verify` passing then naming a truncated archive (exit 1), `status` stale after the
+//! period (exit 1), `restore` into a fresh stack byte-identical, and bad input exiting 2 with
+//! nothing made.
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "safedeploy/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use support::*;
+
+/// A compose stack of two sleeping services mounting the named volume `data` at /data: `db`
+/// stopped during backups and restores, writing `/data/pre.txt` before each backup, and `reader`,
+/// left running.
+fn stack_file(st: &SafeStack) -> String {
+    st.file(
+        "stack.yml",
+        &format!(
+            "services:\n  db:\n    image: {IMAGE}\n    command: [\"sleep\", \"3600\"]\n    \
+             stop_grace_period: 1s\n    volumes: [\"data:/data\"]\n    deploy:\n      \
+             replicas: 1\n      labels:\n        wsm.backup.stop: \"true\"\n        \
+             wsm.backup.pre: \"date > /data/pre.txt\"\n  reader:\n    image: {IMAGE}\n    \
+             command: [\"sleep\", \"3600\"]\n    stop_grace_period: 1s\n    \
+             volumes: [\"data:/data\"]\nvolumes:\n  data: {{}}\n"
+        ),
+    )
+}
+
+/// `sha256sum` of every file of a volume, read by a container of its own.
+fn volume_sums(volume: &str) -> String {
+    docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{volume}:/v:ro"),
+        IMAGE,
+        "sh",
+        "-c",
+        "cd /v && find . -type f | LC_ALL=C sort | xargs -r sha256sum",
+    ])
+}
+
+/// `sha256sum` of every file of an archive, unpacked by GNU tar.
+fn archive_sums(archive: &Path, scratch: &Path) -> String {
+    let _ = std::fs::remove_dir_all(scratch);
+    std::fs::create_dir_all(scratch).unwrap();
+    let ok = Command::new("tar")
+        .arg("-xzf")
+        .arg(archive)
+        .arg("-C")
+        .arg(scratch)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "tar -xzf {}", archive.display());
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\"/wsm-volume && find . -type f | LC_ALL=C sort | xargs -r sha256sum")
+        .arg("sums")
+        .arg(scratch)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn sha256_file(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+fn gzip_ok(path: &Path) -> bool {
+    Command::new("gzip")
+        .arg("-t")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn replicas(service: &str) -> String {
+    docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Spec.Mode.Replicated.Replicas}}",
+        service,
+    ])
+    .trim()
+    .to_string()
+}
+
+/// The service's tasks as `docker service ps` shows them: (id, desired state).
+fn tasks(service: &str) -> Vec<(String, String)> {
+    docker(&[
+        "service",
+        "ps",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.DesiredState}}",
+        service,
+    ])
+    .lines()
+    .filter_map(|l| {
+        let mut w = l.split_whitespace();
+        Some((w.next()?.to_string(), w.next()?.to_string()))
+    })
+    .collect()
+}
+
+fn running_task(service: &str) -> String {
+    let t = tasks(service);
+    t.iter()
+        .find(|(_, d)| d == "Running")
+        .unwrap_or_else(|| panic!("no running task of {service}: {t:?}"))
+        .0
+        .clone()
+}
+
+/// An RFC 3339 time in seconds since the epoch (`date -d`).
+fn epoch(rfc3339: &str) -> f64 {
+    let out = Command::new("date")
+        .args(["-d", rfc3339, "+%s.%N"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn names(folder: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_compose_stacks_volume_is_backed_up_in_generations_verified_and_restored() {
+    let st = SafeStack::new("wsmvol");
+    let file = stack_file(&st);
+    st.deploy(&file, &[]).ok();
+    let name = st.name().to_string();
+    let service = format!("{name}_db");
+    let volume = format!("{name}_data");
+    wait_for("the db task", 60, || !st.s.running_tasks("db").is_empty());
+    let c = st.s.container("db", 1);
+    docker(&[
+        "exec",
+        &c,
+        "sh",
+        "-c",
+        "mkdir -p /data/sub && echo hello > /data/a.txt && head -c 300000 /dev/urandom > /data/sub/random.bin \
+         && seq 1 20000 > /data/sub/numbers.txt",
+    ]);
+
+    // Bad input: one line, exit 2, nothing made.
+    let bad = st.stack(&["backup", "--volume", "nope"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("nope"), "{}", bad.stderr);
+    let bad = st.stack(&["backup", "--period", "5"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let state = st.s.dir.path().join(".xdg-state");
+    let folder: PathBuf = state.join(format!("wsm/backups/default/{name}"));
+    assert!(
+        !folder.exists(),
+        "a refused backup made {}",
+        folder.display()
+    );
+
+    // First backup: the service stopped meanwhile, back at 1 replica after.
+    let first_task = running_task(&service);
+    let run = st.stack(&["backup", "--json"]);
+    run.ok();
+    assert_eq!(replicas(&service), "1");
+    // Scaling to 0 removes the task: a new one runs, made after the archive was written.
+    let after = tasks(&service);
+    assert!(
+        !after.iter().any(|(id, _)| *id == first_task),
+        "the task before the backup is gone: {after:?}"
+    );
+    let vdir = folder.join(&volume);
+    let new_task = running_task(&service);
+    let created = docker(&["inspect", "--format", "{{json .CreatedAt}}", &new_task]);
+    let created = epoch(created.trim().trim_matches('"'));
+    let archived = std::fs::metadata(vdir.join("1.tar.gz"))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        created > archived,
+        "the new task ({created}) was made after the archive ({archived})"
+    );
+    let vdir = folder.join(&volume);
+    assert_eq!(names(&vdir), vec!["1.tar.gz"]);
+
+    // A leftover of a killed run, then the second backup removes it.
+    std::fs::write(vdir.join(".2.tar.gz.XXXX.partial"), b"half").unwrap();
+    let run = st.stack(&["backup"]);
+    run.ok();
+    assert!(
+        run.stderr.contains(".2.tar.gz.XXXX.partial"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(names(&vdir), vec!["1.tar.gz", "2.tar.gz"]);
+    assert_eq!(replicas(&service), "1");
+
+    // Each generation: gzip -t, and (the latest) the volume's files byte for byte.
+    let scratch = st.s.dir.path().join("scratch");
+    for g in ["1.tar.gz", "2.tar.gz"] {
+        assert!(gzip_ok(&vdir.join(g)), "gzip -t {g}");
+    }
+    let live = volume_sums(&volume);
+    assert!(
+        live.contains("./sub/random.bin") && live.contains("./pre.txt"),
+        "{live}"
+    );
+    assert_eq!(archive_sums(&vdir.join("2.tar.gz"), &scratch), live);
+    let log = std::fs::read_to_string(folder.join("backups.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    for (line, g) in lines.iter().zip(["1.tar.gz", "2.tar.gz"]) {
+        let path = vdir.join(g);
+        assert!(line.contains(&format!("file={}", path.display())), "{line}");
+        assert!(
+            line.contains(&format!("sha256={}", sha256_file(&path))),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("volume={volume}")) && line.contains("files=4"),
+            "{line}"
+        );
+    }
+
+    // A third: two generations kept, the oldest gone, and the two left whole.
+    st.stack(&["backup"]).ok();
+    assert_eq!(names(&vdir), vec!["2.tar.gz", "3.tar.gz"]);
+    assert!(gzip_ok(&vdir.join("2.tar.gz")) && gzip_ok(&vdir.join("3.tar.gz")));
+
+    // verify: whole, then the latest truncated.
+    let v = st.stack(&["backup", "verify"]);
+    v.ok();
+    let latest = vdir.join("3.tar.gz");
+    let bytes = std::fs::read(&latest).unwrap();
+    std::fs::write(&latest, &bytes[..bytes.len() / 2]).unwrap();
+    let v = st.stack(&["backup", "verify"]);
+    assert_eq!(v.code, 1, "{}\n{}", v.stdout, v.stderr);
+    assert!(
+        v.stderr.contains(&latest.display().to_string()),
+        "{}",
+        v.stderr
+    );
+    std::fs::write(&latest, &bytes).unwrap();
+
+    // status: fresh, then stale after the period.
+    st.stack(&["backup", "status"]).ok();
+    st.s.set("WSM_BACKUP_PERIOD", "1");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let s = st.stack(&["backup", "status"]);
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    assert!(s.stderr.contains(&volume), "{}", s.stderr);
+
+    // The volume moved: restored into a fresh stack's volume from the latest archive.
+    let fresh = SafeStack::new("wsmvolto");
+    fresh
+        .deploy(
+            &fresh.file("stack.yml", &std::fs::read_to_string(&file).unwrap()),
+            &[],
+        )
+        .ok();
+    let to = format!("{}_data", fresh.name());
+    let to_service = format!("{}_db", fresh.name());
+    let latest = latest.display().to_string();
+    let args = ["restore", "--volume", "data", "--from", latest.as_str()];
+    let refused = fresh.stack(&args);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!("{}_reader", fresh.name())),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(volume_sums(&to), "", "a refused restore wrote nothing");
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    fresh.stack(&forced).ok();
+    assert_eq!(volume_sums(&to), archive_sums(Path::new(&latest), &scratch));
+    assert_eq!(replicas(&to_service), "1");
+    wait_for("the restored db task", 30, || {
+        !fresh.s.running_tasks("db").is_empty()
+    });
+}
