@@ -116,6 +116,7 @@ class KeeperBed:
     def host_up(self):
         h = self.h
         name = f"wsmbench{self.bench.rid}k"
+        self.host = name  # `down` of a host that never came up is harmless
         for index in range(150, 200):
             r = h.run([NETNS_HOST, "up", name, str(index)], timeout=120, capture=True)
             if r.code == 0:
@@ -125,7 +126,6 @@ class KeeperBed:
                 raise h.HarnessError(f"netns-host up: {r.err.strip()[-400:]}")
         else:
             raise h.HarnessError("no free netns-host index")
-        self.host = name
         self.sock = f"{env['STATE_DIR']}/docker.sock"
         h.log(f"keeper host {name} at {env['IP']}: swarm init")
         self.sh(["docker", "-H", f"unix://{self.sock}", "swarm", "init", "--advertise-addr", env["IP"]])
