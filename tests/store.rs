@@ -2,7 +2,7 @@
 //! scripts, with the Docker CLI as witness: a document round-trips (its labels decoded by
 //! hand from `docker config inspect`), of two concurrent writers of one version the second is
 //! told and nothing is overwritten, an oversize document is refused with the stored one
-//! unchanged.
+//! unchanged; `store_versions` lists each document at the version the swarm shows.
 
 mod common;
 
@@ -157,4 +157,52 @@ fn a_document_round_trips_a_concurrent_writer_is_told_and_an_oversize_one_is_ref
         before,
         "the stored document is unchanged"
     );
+}
+
+#[test]
+fn store_versions_lists_each_document_at_the_version_docker_shows_and_a_rewritten_one_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("test.{}.", unique("vers"));
+    let (a, b) = (format!("{prefix}a"), format!("{prefix}b"));
+    let _guards = (DocGuard(a.clone()), DocGuard(b.clone()));
+    let version_by_docker = |name: &str| -> i64 {
+        docker(&[
+            "config",
+            "inspect",
+            "--format",
+            "{{.Version.Index}}",
+            &format!("wsm-state-{name}"),
+        ])
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let script = r#"
+        let e = docker::connect("");
+        if ARGS[1] == "rewrite" { e.store_remove(ARGS[0] + "a"); }
+        if ARGS[1] != "list" { e.store_write(ARGS[0] + "a", #{ n: 1 }, ()); }
+        if ARGS[1] == "write" { e.store_write(ARGS[0] + "b", #{ n: 2 }, ()); }
+        print(term::json(e.store_versions(ARGS[0])));
+    "#;
+    let listed = |how: &str| -> Value {
+        let r = finish(
+            run_script(dir.path(), script, &[&prefix, how])
+                .spawn()
+                .unwrap(),
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        serde_json::from_str(r.stdout.trim()).unwrap()
+    };
+    let first = listed("write");
+    assert_eq!(first.as_object().unwrap().len(), 2, "{first}");
+    assert_eq!(first[&a], json!(version_by_docker(&a)), "{first}");
+    assert_eq!(first[&b], json!(version_by_docker(&b)), "{first}");
+    // Removed and written again, a document has a higher version; the other's stands.
+    let second = listed("rewrite");
+    assert!(
+        second[&a].as_i64().unwrap() > first[&a].as_i64().unwrap(),
+        "{first} {second}"
+    );
+    assert_eq!(second[&a], json!(version_by_docker(&a)), "{second}");
+    assert_eq!(second[&b], first[&b], "{second}");
 }

@@ -234,6 +234,19 @@ pub async fn list(d: &Docker, prefix: &str) -> Result<Vec<String>, StoreError> {
         .collect())
 }
 
+/// The stored documents that start with `prefix`, each with its version, from one listing: a
+/// reader that keeps documents reads again only those whose version moved.
+pub async fn list_versions(d: &Docker, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    let objects = state_object::list(d, KIND_LABEL)
+        .await
+        .map_err(|e| from_object(prefix, e))?;
+    Ok(objects
+        .into_iter()
+        .filter_map(|o| Some((o.labels.get(NAME_LABEL).cloned()?, o.version)))
+        .filter(|(n, _)| n.starts_with(prefix))
+        .collect())
+}
+
 /// The stored documents that start with `prefix`, sorted by name, each with when it was last
 /// written (the engine's `UpdatedAt`, RFC 3339; "" when the engine gives none).
 pub async fn list_written(d: &Docker, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
@@ -334,6 +347,24 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         move |e: &mut EngineHandle, prefix: &str| -> ScriptResult<Array> {
             let names = h.block(async { list(&e.docker, prefix).await.map_err(to_script) })?;
             Ok(names.into_iter().map(Dynamic::from).collect())
+        },
+    );
+
+    let h = host.clone();
+    let prim = Prim::new("e.store_versions(prefix: string) -> map").doc(
+        "The store's documents that start with `prefix` and their versions, `#{name: version}`, \
+         from one listing: a reader that keeps documents reads again only those whose version \
+         moved (a document removed and written again has a new, higher version).",
+    );
+    prim.register(
+        engine,
+        move |e: &mut EngineHandle, prefix: &str| -> ScriptResult<Map> {
+            let docs =
+                h.block(async { list_versions(&e.docker, prefix).await.map_err(to_script) })?;
+            Ok(docs
+                .into_iter()
+                .map(|(n, v)| (n.into(), Dynamic::from(v as i64)))
+                .collect())
         },
     );
 }
