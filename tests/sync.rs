@@ -281,7 +281,9 @@ fn a_branch_is_deployed_commit_by_commit_and_a_bad_commit_is_rolled_back() {
     assert!(syncs.iter().any(|e| e["ok"] == true), "{syncs:?}");
     let rollbacks = hook.events("rollback");
     assert!(
-        rollbacks.iter().any(|e| e["ok"] == true && e["stack"] == st.name()),
+        rollbacks
+            .iter()
+            .any(|e| e["ok"] == true && e["stack"] == st.name()),
         "{rollbacks:?}"
     );
 
