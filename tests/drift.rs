@@ -128,56 +128,24 @@ fn an_env_key_added_by_hand_is_drift_and_revert_puts_the_recorded_revision_back(
     }
     // --notify tells the drift to WSM_NOTIFY (a real HTTP server here) and exits 0: for a
     // scheduled check the event is the report, not a failed job.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://127.0.0.1:{}/hook",
-        listener.local_addr().unwrap().port()
-    );
-    let received = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let (mut conn, _) = listener.accept().unwrap();
-        conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-            .unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 65536];
-        while let Ok(n) = conn.read(&mut buf) {
-            got.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&got).to_string();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                if body.len() >= length || n == 0 {
-                    break;
-                }
-            }
-        }
-        let _ =
-            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        String::from_utf8_lossy(&got).to_string()
-    });
+    let hook = common::webhook::Hook::start();
     let notified: Run =
         st.s.command(&["stack", "drift", "--notify", st.name()])
-            .env("WSM_NOTIFY", &url)
+            .env("WSM_NOTIFY", hook.url())
             .output()
             .unwrap()
             .into();
     assert_eq!(notified.code, 0, "{}{}", notified.stdout, notified.stderr);
-    let request = received.join().unwrap();
-    let body = request.split_once("\r\n\r\n").unwrap().1;
-    let event: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {request}"));
+    let events = hook.events("drift");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
     assert_eq!(event["event"], "drift", "{event}");
     assert_eq!(event["stack"], st.name(), "{event}");
     assert!(event.to_string().contains("Env.X"), "{event}");
     for secret in ["first-secret-value", "changed-by-hand"] {
         assert!(
-            !request.contains(secret),
-            "the event shows a secret value: {request}"
+            !event.to_string().contains(secret),
+            "the event shows a secret value: {event}"
         );
     }
 

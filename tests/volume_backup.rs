@@ -278,6 +278,22 @@ fn a_compose_stacks_volume_is_backed_up_in_generations_verified_and_restored() {
     let s = st.stack(&["backup", "status"]);
     assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
     assert!(s.stderr.contains(&volume), "{}", s.stderr);
+    // --notify tells it: the keeper's backup_stale event, heard by a real HTTP server.
+    let hook = common::webhook::Hook::start();
+    let told: Run =
+        st.s.command(&["stack", "backup", "status", "--notify", st.name()])
+            .env("WSM_NOTIFY", hook.url())
+            .output()
+            .unwrap()
+            .into();
+    assert_eq!(told.code, 1, "{}\n{}", told.stdout, told.stderr);
+    let stale = hook.events("backup_stale");
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert!(
+        stale[0]["volumes"].to_string().contains(&volume),
+        "{}",
+        stale[0]
+    );
 
     // The volume moved: restored into a fresh stack's volume from the latest archive.
     let fresh = SafeStack::new("wsmvolto");

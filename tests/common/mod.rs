@@ -6,6 +6,7 @@
 pub mod hosts;
 pub mod measure;
 pub mod store;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
