@@ -13,11 +13,9 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::image::{registry_credentials, registry_of};
+use super::image::{registry_credentials, registry_digest, registry_of, NoDigest};
 use super::objects::{self, FileObject, Kind};
-use super::{
-    docker_message, engine_error, failed, list_networks, list_services, stack_filter, str_at,
-};
+use super::{engine_error, failed, list_networks, list_services, stack_filter, str_at};
 use crate::host::compose::IMAGE_LABEL;
 use crate::host::{script_err, Host, ScriptResult};
 
@@ -80,24 +78,17 @@ pub(super) async fn pin_image_digests(
         .map(str::to_string)
         .collect();
     let lookups = images.iter().map(|image| async move {
-        let creds = registry_credentials(&registry_of(image));
-        let found = tokio::time::timeout(
-            Duration::from_secs(10),
-            d.inspect_registry_image(image, creds),
-        )
-        .await;
-        let digest = match found {
-            Ok(Ok(info)) => info.descriptor.digest,
-            Ok(Err(e)) => {
+        let digest = match registry_digest(d, image, Duration::from_secs(10)).await {
+            Ok(digest) => Some(digest),
+            Err(NoDigest::Refused(why)) => {
                 if host.opts.verbose {
                     host.warn(&format!(
-                        "{image}: no digest from its registry ({}); deploying the tag",
-                        docker_message(&e)
+                        "{image}: no digest from its registry ({why}); deploying the tag"
                     ));
                 }
                 None
             }
-            Err(_) => None,
+            Err(NoDigest::Timeout | NoDigest::Empty) => None,
         };
         (image.clone(), digest)
     });

@@ -17,6 +17,36 @@ use super::{engine_error, failed, EngineHandle};
 use crate::host::doc::Prim;
 use crate::host::{script_err, Host, ScriptResult};
 
+/// Why a registry could not tell an image's digest.
+pub(super) enum NoDigest {
+    /// It did not answer within the deadline.
+    Timeout,
+    /// It (or the engine asking it) refused, with the engine's message.
+    Refused(String),
+    /// It answered without a digest.
+    Empty,
+}
+
+/// The digest (`sha256:…`) `image`'s registry holds for its tag now, asked through the
+/// engine's distribution endpoint with the credentials `docker login` stored: the one lookup
+/// of a deploy pinning digests and of `updates`.
+pub(super) async fn registry_digest(
+    d: &Docker,
+    image: &str,
+    timeout: std::time::Duration,
+) -> Result<String, NoDigest> {
+    let creds = registry_credentials(&registry_of(image));
+    match tokio::time::timeout(timeout, d.inspect_registry_image(image, creds)).await {
+        Err(_) => Err(NoDigest::Timeout),
+        Ok(Err(err)) => Err(NoDigest::Refused(super::docker_message(&err))),
+        Ok(Ok(info)) => info
+            .descriptor
+            .digest
+            .filter(|d| !d.is_empty())
+            .ok_or(NoDigest::Empty),
+    }
+}
+
 /// The credentials `docker login` stored for a registry in `~/.docker/config.json`, if any.
 pub(super) fn registry_credentials(registry: &str) -> Option<DockerCredentials> {
     let path = dirs::home_dir()?.join(".docker/config.json");

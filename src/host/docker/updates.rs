@@ -17,34 +17,30 @@ use bollard::models::ServiceSpec;
 use rhai::{Dynamic, Engine, Map};
 use serde_json::Value;
 
-use super::image::{registry_credentials, registry_of};
+use super::image::{registry_credentials, registry_of, NoDigest};
 use super::rollback::{recorded, Safety};
-use super::{docker_message, failed, raw, str_at, EngineHandle};
+use super::{failed, raw, str_at, EngineHandle};
 use crate::host::doc::{check_opts, Opt, Prim};
 use crate::host::opts::{opt_bool, opt_secs, opt_str};
 use crate::host::{script_err, usage_err, Host, ScriptResult, NAMESPACE_LABEL};
 
-/// The digest the registry holds for `image` now (`sha256:…`), asked with the credentials
-/// `docker login` stored for its registry; an error naming the image when the registry cannot
-/// tell or does not answer within `timeout`.
+/// The digest the registry holds for `image` now (`sha256:…`), as a deploy asks for it; an
+/// error naming the image when the registry cannot tell or does not answer within `timeout`.
 async fn registry_digest(e: &EngineHandle, image: &str, timeout: Duration) -> ScriptResult<String> {
-    let creds = registry_credentials(&registry_of(image));
-    let asked = tokio::time::timeout(timeout, e.docker.inspect_registry_image(image, creds)).await;
-    match asked {
-        Err(_) => Err(script_err(format!(
-            "{image}: the registry did not answer within {} s",
-            timeout.as_secs()
-        ))),
-        Ok(Err(err)) => Err(script_err(format!(
-            "{image}: the registry cannot tell its digest: {}",
-            docker_message(&err)
-        ))),
-        Ok(Ok(info)) => info
-            .descriptor
-            .digest
-            .filter(|d| !d.is_empty())
-            .ok_or_else(|| script_err(format!("{image}: the registry gave no digest"))),
-    }
+    super::image::registry_digest(&e.docker, image, timeout)
+        .await
+        .map_err(|why| {
+            script_err(match why {
+                NoDigest::Timeout => format!(
+                    "{image}: the registry did not answer within {} s",
+                    timeout.as_secs()
+                ),
+                NoDigest::Refused(msg) => {
+                    format!("{image}: the registry cannot tell its digest: {msg}")
+                }
+                NoDigest::Empty => format!("{image}: the registry gave no digest"),
+            })
+        })
 }
 
 /// Sends the service's spec again with `image` (the force-update counter and everything else
