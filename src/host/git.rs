@@ -18,6 +18,7 @@ use rhai::{Dynamic, Engine, Map, Module};
 
 use super::doc::{check_opts, Opt, Prim};
 use super::opts::{opt_int, opt_str};
+use super::secrets::MASK;
 use super::{script_err, Host, ScriptResult};
 
 /// The options of `git::head` and `git::checkout`.
@@ -27,24 +28,17 @@ const GIT_OPTS: &[Opt] = &[
     ("timeout", "seconds, 120: then git is killed"),
 ];
 
-/// The URL with the password of its userinfo masked (`https://u:***@host/…`).
+/// The URL as wsm may show it: its password masked as every output masks URL passwords
+/// (`secrets::mask_text`), and a lone token in the user info of an http(s) URL, as web hosts
+/// take them (`https://<token>@host/…`), masked too; an SSH user name is kept.
 pub fn masked_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let end = rest.find('/').unwrap_or(rest.len());
-    match rest[..end].rsplit_once('@') {
-        Some((user, host)) => {
-            // A password, or a lone token as web hosts take them; an SSH user name is kept.
-            let shown = match user.split_once(':') {
-                Some((name, _)) => format!("{name}:***"),
-                None if scheme.starts_with("http") => "***".to_string(),
-                None => user.to_string(),
-            };
-            format!("{scheme}://{shown}@{host}{}", &rest[end..])
-        }
-        None => url.to_string(),
-    }
+    let lone_token = url.split_once("://").and_then(|(scheme, rest)| {
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        let (user, host) = authority.rsplit_once('@')?;
+        (scheme.starts_with("http") && !user.contains(':'))
+            .then(|| format!("{scheme}://{MASK}@{host}{}", &rest[authority.len()..]))
+    });
+    super::secrets::mask_text(&lone_token.unwrap_or_else(|| url.to_string()))
 }
 
 /// The environment git runs with: no prompt, safe transports, the key or token.
@@ -244,16 +238,17 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 #[cfg(test)]
 mod tests {
     use super::masked_url;
+    use crate::host::secrets::MASK;
 
     #[test]
     fn a_password_in_a_url_is_masked() {
         assert_eq!(
             masked_url("https://bob:s3cret@git.example/a/b.git"),
-            "https://bob:***@git.example/a/b.git"
+            format!("https://bob:{MASK}@git.example/a/b.git")
         );
         assert_eq!(
             masked_url("https://tok3n@git.example/a.git"),
-            "https://***@git.example/a.git"
+            format!("https://{MASK}@git.example/a.git")
         );
         assert_eq!(masked_url("file:///srv/a.git"), "file:///srv/a.git");
         assert_eq!(masked_url("git@host:a.git"), "git@host:a.git");
