@@ -128,10 +128,10 @@ fn an_env_key_added_by_hand_is_drift_and_revert_puts_the_recorded_revision_back(
     }
     // --notify tells the drift to WSM_NOTIFY (a real HTTP server here) and exits 0: for a
     // scheduled check the event is the report, not a failed job.
-    let hook = common::webhook::Hook::start();
+    let hook = common::webhook::Webhook::start(false);
     let notified: Run =
         st.s.command(&["stack", "drift", "--notify", st.name()])
-            .env("WSM_NOTIFY", hook.url())
+            .env("WSM_NOTIFY", hook.url("/hook"))
             .output()
             .unwrap()
             .into();

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Command;
 
-use common::webhook::Hook;
+use common::webhook::Webhook;
 use common::*;
 use serde_json::Value;
 
@@ -125,12 +125,9 @@ fn env_of(svc: &Value) -> Vec<String> {
 fn a_branch_is_deployed_commit_by_commit_and_a_bad_commit_is_rolled_back() {
     require_images();
     let repo = Repo::new();
-    let hook = Hook::start();
+    let hook = Webhook::start(false);
     let st = Synced::new("sy");
-    st.s.set(
-        "WSM_NOTIFY",
-        &format!("http://127.0.0.1:{}/hook", hook.port),
-    );
+    st.s.set("WSM_NOTIFY", &hook.url("/hook"));
     st.s.set("WSM_DEPLOY_TIMEOUT", "60");
     let first = repo.commit(
         &[

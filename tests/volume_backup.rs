@@ -279,10 +279,10 @@ fn a_compose_stacks_volume_is_backed_up_in_generations_verified_and_restored() {
     assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
     assert!(s.stderr.contains(&volume), "{}", s.stderr);
     // --notify tells it: the keeper's backup_stale event, heard by a real HTTP server.
-    let hook = common::webhook::Hook::start();
+    let hook = common::webhook::Webhook::start(false);
     let told: Run =
         st.s.command(&["stack", "backup", "status", "--notify", st.name()])
-            .env("WSM_NOTIFY", hook.url())
+            .env("WSM_NOTIFY", hook.url("/hook"))
             .output()
             .unwrap()
             .into();
