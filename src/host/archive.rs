@@ -18,6 +18,7 @@ use super::output::{self, OutputFile};
 use super::{script_err, Host, ScriptResult};
 
 mod gzip;
+mod live;
 mod volume;
 
 /// Lists every file under a container directory with its size and modification time (to the
@@ -585,5 +586,6 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     });
 
     volume::register(&mut m, host);
+    live::register(&mut m, host);
     engine.register_static_module("archive", m.into());
 }

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions};
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, UploadToContainerOptions,
 };
@@ -17,13 +17,13 @@ use rhai::{Dynamic, Map, Module};
 use sha2::{Digest, Sha256};
 
 use super::super::cleanup::Action;
-use super::super::doc::Prim;
+use super::super::doc::{check_opts, Opt, Prim};
 use super::super::docker::EngineHandle;
 use super::super::output::OutputFile;
 use super::super::{script_err, usage_err, Host, ScriptResult};
 
 /// Where the helper container mounts the volume; the archive's top folder.
-const MOUNT: &str = "/wsm-volume";
+pub(super) const MOUNT: &str = "/wsm-volume";
 /// The label of helper containers (its value: the volume).
 const LABEL: &str = "wsm.volume-helper";
 
@@ -56,13 +56,16 @@ async fn remove_helpers(docker: &bollard::Docker, volume: &str) -> Result<(), St
 }
 
 /// Creates the helper container for `volume` from `image`; its removal is a cleanup action,
-/// whose id is returned with the container's.
-async fn create_helper(
+/// whose id is returned with the container's. A volume missing on the node is created by the
+/// engine with `options` (a service mount's driver, its options and labels), as a task
+/// mounting it would create it.
+pub(super) async fn create_helper(
     h: &Arc<Host>,
     e: &EngineHandle,
     volume: &str,
     image: &str,
     read_only: bool,
+    options: Option<MountVolumeOptions>,
 ) -> ScriptResult<(String, i64)> {
     remove_helpers(&e.docker, volume)
         .await
@@ -78,6 +81,12 @@ async fn create_helper(
                 source: Some(volume.to_string()),
                 target: Some(MOUNT.to_string()),
                 read_only: Some(read_only),
+                // The whole volume, never the image's files copied into a new one.
+                volume_options: options.map(|o| MountVolumeOptions {
+                    no_copy: Some(true),
+                    subpath: None,
+                    ..o
+                }),
                 ..Default::default()
             }]),
             network_mode: Some("none".into()),
@@ -105,7 +114,7 @@ async fn create_helper(
 }
 
 /// Whether the volume exists on the engine's node.
-async fn volume_exists(e: &EngineHandle, volume: &str) -> ScriptResult<bool> {
+pub(super) async fn volume_exists(e: &EngineHandle, volume: &str) -> ScriptResult<bool> {
     match e.docker.inspect_volume(volume).await {
         Ok(_) => Ok(true),
         Err(bollard::errors::Error::DockerResponseServerError {
@@ -135,7 +144,7 @@ async fn volume_dump(
         return Err(script_err(format!("volume {volume} is not on {}", e.host)));
     }
     let started = std::time::Instant::now();
-    let (container, cleanup) = create_helper(h, e, volume, image, true).await?;
+    let (container, cleanup) = create_helper(h, e, volume, image, true, None).await?;
     let tmp = out
         .temp_file(true)
         .map_err(|err| usage_err(format!("cannot write beside {}: {err}", out.path.display())))?;
@@ -171,11 +180,12 @@ async fn volume_restore(
     volume: &str,
     image: &str,
     archive: &Path,
+    options: Option<MountVolumeOptions>,
 ) -> ScriptResult<()> {
     let file = tokio::fs::File::open(archive)
         .await
         .map_err(|err| usage_err(format!("{}: {err}", archive.display())))?;
-    let (container, cleanup) = create_helper(h, e, volume, image, false).await?;
+    let (container, cleanup) = create_helper(h, e, volume, image, false, options).await?;
     // A read error ends the body early: the engine then refuses the truncated gzip.
     let body = futures_util::stream::unfold(file, |mut f| async move {
         use tokio::io::AsyncReadExt;
@@ -208,6 +218,12 @@ async fn volume_restore(
     })?;
     removed.map_err(script_err)
 }
+
+/// `archive::volume_restore`'s options.
+const RESTORE_OPTS: &[Opt] = &[(
+    "volume_options",
+    "a service mount's VolumeOptions (DriverConfig, Labels): how a missing volume is created",
+)];
 
 /// Adds the volume functions to the `archive::` module.
 pub(super) fn register(m: &mut Module, host: &Arc<Host>) {
@@ -243,7 +259,51 @@ pub(super) fn register(m: &mut Module, host: &Arc<Host>) {
     prim.set_in(
         m,
         move |e: EngineHandle, volume: &str, image: &str, archive: &str| -> ScriptResult<()> {
-            h.block(volume_restore(&h, &e, volume, image, Path::new(archive)))
+            h.block(volume_restore(
+                &h,
+                &e,
+                volume,
+                image,
+                Path::new(archive),
+                None,
+            ))
+        },
+    );
+    let h = host.clone();
+    let prim = Prim::new(
+        "archive::volume_restore(engine: Engine, volume: string, image: string, archive: string, \
+         opts: map)",
+    )
+    .doc(
+        "`volume_restore` with `opts.volume_options`: a service mount's `VolumeOptions` as the \
+         engine stores it (`DriverConfig`, `Labels`), with which a missing volume is created, as \
+         the service's task would create it.",
+    )
+    .opts(RESTORE_OPTS);
+    prim.set_in(
+        m,
+        move |e: EngineHandle,
+              volume: &str,
+              image: &str,
+              archive: &str,
+              opts: Map|
+              -> ScriptResult<()> {
+            check_opts("archive::volume_restore", &opts, RESTORE_OPTS)?;
+            let options = match opts.get("volume_options") {
+                None => None,
+                Some(v) if v.is_unit() => None,
+                Some(v) => Some(rhai::serde::from_dynamic::<MountVolumeOptions>(v).map_err(
+                    |err| usage_err(format!("archive::volume_restore: volume_options: {err}")),
+                )?),
+            };
+            h.block(volume_restore(
+                &h,
+                &e,
+                volume,
+                image,
+                Path::new(archive),
+                options,
+            ))
         },
     );
 

@@ -16,6 +16,7 @@ mod drift;
 pub mod fence;
 mod freeze;
 mod history;
+mod hold;
 mod image;
 mod interrupted;
 mod keys;
@@ -325,6 +326,7 @@ pub fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
     container::register_cleanup(m, host);
     freeze::register_cleanup(m, host);
     stack::register_cleanup(m, host);
+    hold::register_cleanup(m, host);
 }
 
 /// Registers the `docker::` module and the methods of the `Engine` type, every family's.
@@ -503,6 +505,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     );
 
     stack::register(engine, host);
+    hold::register(engine, host);
     container::register(engine, host);
     image::register(engine, host);
     swarm::register(engine, host);

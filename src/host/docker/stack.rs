@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::models::ContainerSummaryStateEnum;
-use bollard::models::ServiceSpec;
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use bollard::Docker;
 use rhai::{Array, Dynamic, Engine, Map};
@@ -165,15 +164,11 @@ async fn remove_stack(
 
 /// Sets a service's replica count, making it a replicated service.
 async fn scale(e: &EngineHandle, service: &str, replicas: i64) -> ScriptResult<()> {
-    // Read as the engine stores it: through bollard's model the health check would be lost.
-    let svc = super::raw::service(e, service).await?;
-    fence::check_service(e, &svc, &format!("scaling {service}")).await?;
-    let mut spec = super::raw::spec_for_bollard(&svc["Spec"]);
-    spec["Mode"] = serde_json::json!({"Replicated": {"Replicas": replicas}});
-    let spec: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
-    super::update_service_at(&e.docker, &svc, spec, None, None)
-        .await
-        .map_err(engine_error)
+    super::hold::edit_spec(e, service, &format!("scaling {service}"), |spec| {
+        spec["Mode"] = serde_json::json!({"Replicated": {"Replicas": replicas}});
+        Ok(())
+    })
+    .await
 }
 
 /// `e.deploy`'s options.
