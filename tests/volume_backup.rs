@@ -324,3 +324,109 @@ fn a_compose_stacks_volume_is_backed_up_in_generations_verified_and_restored() {
         !fresh.s.running_tasks("db").is_empty()
     });
 }
+
+/// The labels `e.hold` writes on a stopped writer, as `docker service inspect` shows them.
+fn held_label(service: &str) -> String {
+    docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{index .Spec.Labels \"wsm.held.replicas\"}}",
+        service,
+    ])
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_backup_killed_mid_stream_leaves_whole_generations_and_its_writer_is_started_again() {
+    let st = SafeStack::new("wsmvolkill");
+    let file = stack_file(&st);
+    st.deploy(&file, &[]).ok();
+    let name = st.name().to_string();
+    let service = format!("{name}_db");
+    let volume = format!("{name}_data");
+    wait_for("the db task", 60, || !st.s.running_tasks("db").is_empty());
+    // Enough incompressible data that the stream lasts a while.
+    let c = st.s.container("db", 1);
+    docker(&[
+        "exec",
+        &c,
+        "sh",
+        "-c",
+        "head -c 33554432 /dev/urandom > /data/big.bin && echo a > /data/a.txt",
+    ]);
+    st.stack(&["backup"]).ok();
+    let vdir =
+        st.s.dir
+            .path()
+            .join(format!(".xdg-state/wsm/backups/default/{name}/{volume}"));
+    assert_eq!(names(&vdir), vec!["1.tar.gz"]);
+
+    // A second backup, killed outright once its archive is being written.
+    let mut child =
+        st.s.command(&["stack", "backup", &name])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !names(&vdir).iter().any(|n| n.starts_with('.')) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no temporary archive appeared in {}",
+            vdir.display()
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // What it left: the previous generation whole, a temporary, the writer held at 0 with its
+    // count recorded on the service.
+    let left = names(&vdir);
+    assert!(gzip_ok(&vdir.join("1.tar.gz")), "gzip -t 1.tar.gz");
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left[0].starts_with('.'), "{left:?}");
+    assert_eq!(replicas(&service), "0");
+    assert_eq!(held_label(&service), "1");
+
+    // The next command that takes the stack's lock starts the writer again; this one is the
+    // next backup, which also removes the temporary and the helper container.
+    let run = st.stack(&["backup"]);
+    run.ok();
+    assert!(
+        run.stderr.contains(&service) && run.stderr.contains("scaled back to 1"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(names(&vdir), vec!["1.tar.gz", "2.tar.gz"]);
+    assert!(gzip_ok(&vdir.join("2.tar.gz")), "gzip -t 2.tar.gz");
+    assert_eq!(replicas(&service), "1");
+    assert_eq!(held_label(&service), "");
+    let helpers = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=wsm.volume-helper={volume}"),
+    ]);
+    assert_eq!(helpers.trim(), "", "helper containers left");
+
+    // verify --against-live: the latest archive is the live volume, until a file is added.
+    wait_for("the db task", 60, || !st.s.running_tasks("db").is_empty());
+    st.stack(&["backup", "verify", "--against-live"]).ok();
+    let c = st.s.container("reader", 1);
+    docker(&["exec", &c, "sh", "-c", "echo later > /data/later.txt"]);
+    let v = st.stack(&["backup", "verify", "--against-live"]);
+    assert_eq!(v.code, 1, "{}\n{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout.contains("new in the live volume: later.txt"),
+        "{}",
+        v.stdout
+    );
+    let bad = st.stack(&["backup", "--against-live"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
