@@ -5,11 +5,16 @@
 //! reported missed. Bad input exits 2 and stores nothing.
 //!
 //! A Wavelet stack started with WAVELET_BACKUP_DB has its backup job, whose dumps land in
-//! the runner's volume, and stopping the stack removes the job.
+//! the runner's volume, and stopping the stack removes the job. A compose stack deployed with
+//! WSM_BACKUP_EVERY has the same job, whose archives of its named volume land there too;
+//! `backup --schedule off` removes it, `--schedule DUR` makes it again and `rm` removes it.
 //!
 //! The runner is the singleton stack `wsm-jobs`: the tests that use it take `RUNNER` in turn.
 
 mod common;
+#[path = "safedeploy/support.rs"]
+#[allow(dead_code)]
+mod support;
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
@@ -237,6 +242,36 @@ fn bad_jobs_are_refused_and_nothing_is_stored() {
 }
 
 #[test]
+fn bad_backup_schedules_are_refused_and_nothing_is_made() {
+    let st = support::SafeStack::new("wsmbkbad");
+    let job = format!("job.backup.{}", st.name());
+    for (args, says) in [
+        (vec!["backup", "--schedule", "soon"], "\"soon\""),
+        (vec!["backup", "--schedule", "500ms"], "at least a second"),
+        (
+            vec!["backup", "--schedule", "5m", "--volume", "data"],
+            "--schedule",
+        ),
+    ] {
+        let r = st.stack(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 2, "{}", r.stderr);
+    }
+    // A bad WSM_BACKUP_EVERY stops the deploy before anything is made.
+    st.s.set("WSM_BACKUP_EVERY", "every hour");
+    let file = st.file(
+        "stack.yml",
+        &support::compose(&[("app", support::IMAGE, "V=1", 1, "")]),
+    );
+    let r = st.deploy(&file, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("WSM_BACKUP_EVERY"), "{}", r.stderr);
+    assert!(st.s.services().is_empty());
+    assert!(store_doc(&[], &job).is_none());
+}
+
+#[test]
 fn backup_db_schedules_a_job_whose_dumps_land_in_the_runners_volume() {
     require_images();
     let _runner = install_runner();
@@ -302,4 +337,113 @@ fn backup_db_schedules_a_job_whose_dumps_land_in_the_runners_volume() {
         "the job outlived the stack"
     );
     std::fs::remove_dir_all(&folder).ok();
+}
+
+/// The folder of the runner's volume on this manager (tests run as root beside the engine).
+fn runner_volume() -> std::path::PathBuf {
+    let volume = docker(&[
+        "volume",
+        "inspect",
+        "wsm-jobs_data",
+        "--format",
+        "{{.Mountpoint}}",
+    ]);
+    std::path::PathBuf::from(volume.trim())
+}
+
+#[test]
+fn backup_every_schedules_a_compose_stacks_volume_backups_on_the_runner() {
+    require_images();
+    let _runner = install_runner();
+    let st = support::SafeStack::new("wsmbkevery");
+    let name = st.name().to_string();
+    let job = format!("backup.{name}");
+    let _cleanup = Cleanup(job.clone());
+    let file = st.file(
+        "stack.yml",
+        &format!(
+            "services:\n  app:\n    image: {}\n    command: [\"sleep\", \"3600\"]\n    \
+             stop_grace_period: 1s\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {{}}\n",
+            support::IMAGE
+        ),
+    );
+    st.s.set("WSM_BACKUP_EVERY", "3s");
+    st.s.set("WSM_BACKUP_KEEP", "1");
+    let r = st.deploy(&file, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("(job {job})")), "{}", r.stderr);
+    let def = store_doc(&[], &format!("job.{job}")).expect("the backup job is in the swarm");
+    assert_eq!(def["schedule"], "every 3s");
+    assert_eq!(def["timeout"], 3600);
+    assert_eq!(
+        def["command"],
+        serde_json::json!(["stack", "-s", name, "backup"])
+    );
+    assert_eq!(
+        def["env"],
+        serde_json::json!({
+            "WSM_SWARM": "default",
+            "WSM_BACKUP_DIR": "/var/lib/wsm/backups",
+            "WSM_BACKUP_KEEP": "1",
+        })
+    );
+    let c = st.s.container("app", 1);
+    docker(&["exec", &c, "sh", "-c", "echo scheduled > /data/a.txt"]);
+
+    // The runner backs the volume up into its own volume.
+    let archive = runner_volume()
+        .join("backups/default")
+        .join(&name)
+        .join(format!("{name}_data"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let found = std::fs::read_dir(&archive)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "gz"))
+                    .find(|p| {
+                        archive_files(p).get("a.txt").map(Vec::as_slice) == Some(b"scheduled\n")
+                    })
+            })
+            .ok()
+            .flatten();
+        if found.is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let logs = wsm(&["jobs", "logs", &job]);
+            let ps = docker_quiet(&["service", "logs", "--tail", "40", "wsm-jobs_runner"]);
+            panic!(
+                "no archive holding a.txt in {}: {}{}\n{ps}",
+                archive.display(),
+                logs.stdout,
+                logs.stderr
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
+    // --schedule off removes the job; --schedule DUR makes it again; rm takes it with the stack.
+    let off = st.stack(&["backup", "--schedule", "off", "--json"]);
+    assert_eq!(off.code, 0, "{}", off.stderr);
+    let said: Value = serde_json::from_str(&off.stdout).unwrap();
+    assert_eq!(said["done"], "removed", "{said}");
+    assert!(store_doc(&[], &format!("job.{job}")).is_none());
+    assert!(store_doc(&[], &format!("job-runs.{job}")).is_none());
+    let on = st.stack(&["backup", "--schedule", "1h30m"]);
+    assert_eq!(on.code, 0, "{}", on.stderr);
+    assert!(
+        on.stdout.contains(&format!("job {job} added")),
+        "{}",
+        on.stdout
+    );
+    let def = store_doc(&[], &format!("job.{job}")).unwrap();
+    assert_eq!(def["schedule"], "every 5400s");
+    let rm = st.stack(&["rm"]);
+    assert_eq!(rm.code, 0, "{}", rm.stderr);
+    assert!(
+        store_doc(&[], &format!("job.{job}")).is_none(),
+        "the job outlived the stack"
+    );
 }

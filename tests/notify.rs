@@ -245,7 +245,8 @@ fn a_notify_value_that_is_not_a_url_is_refused_before_anything_changes() {
 fn a_failed_job_run_is_told_from_a_process_of_its_own() {
     let hook = Webhook::start(false);
     // The runner's own end of a run (`finish`), on a job with no runs document (nothing is
-    // written to the store), with WSM_NOTIFY in the runner's environment.
+    // written to the store), with WSM_NOTIFY in the runner's environment; the job is a
+    // scheduled backup's command line.
     let st = SafeStack::new("wsmnotify6");
     let job = unique("wsmnotifyjob");
     let script = st.file(
@@ -253,7 +254,8 @@ fn a_failed_job_run_is_told_from_a_process_of_its_own() {
         &format!(
             r#"import "jobs_runner" as runner;
 fn ended(code) {{
-    let st = #{{ me: #{{ id: "test/1", hostname: "testhost" }}, busy: [], runs: #{{}}, jobs: #{{}}, notifying: [],
+    let jobs = #{{ "{job}": #{{ job: #{{ name: "{job}", command: ["stack", "-s", "demo", "backup"], script: () }} }} }};
+    let st = #{{ me: #{{ id: "test/1", hostname: "testhost" }}, busy: [], runs: #{{}}, jobs: jobs, notifying: [],
         current: #{{ name: "{job}", slot: 1700000000, file: (), started: 1700000000 }} }};
     st = runner::finish(docker::connect(""), st, #{{ code: code, timed_out: false, output: "", seconds: 0.5 }});
     for n in st.notifying {{ n.wait(30000); }}
@@ -277,6 +279,8 @@ print(`${{ended(0)}} ${{ended(3)}}`);
     assert_eq!(ev["event"], "job_failed", "{ev}");
     assert_eq!(ev["job"], job.as_str(), "{ev}");
     assert_eq!(ev["code"], "3", "{ev}");
+    // What ran: a scheduled backup's event names its stack.
+    assert_eq!(ev["command"], "wsm stack -s demo backup", "{ev}");
     assert!(
         ev["message"].as_str().unwrap().contains("failed (exit 3)"),
         "{ev}"
