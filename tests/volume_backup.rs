@@ -7,7 +7,9 @@
 //! (`docker service inspect`, `docker service ps`), the `wsm.backup.pre` hook's file in the
 //! archive, `verify` passing then naming a truncated archive (exit 1), `status` stale after the
 //! period (exit 1), `restore` into a fresh stack byte-identical, and bad input exiting 2 with
-//! nothing made.
+//! nothing made. The exec policy with a real database: PostgreSQL (Debian's, built by
+//! `tests/fixtures/build-images`) dumped by `wsm.backup.pre`, its dump's volume restored into a
+//! fresh stack whose `wsm.restore.post` loads it, `docker exec … psql` the witness.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -429,4 +431,95 @@ fn a_backup_killed_mid_stream_leaves_whole_generations_and_its_writer_is_started
     );
     let bad = st.stack(&["backup", "--against-live"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
+
+/// Debian's PostgreSQL 15 on the test bed's base (`tests/fixtures/postgres`).
+const POSTGRES: &str = "localhost:5000/wsm-test/postgres:15";
+
+/// A compose stack of one PostgreSQL service: its cluster in `pgdata`, its dumps in `dumps`,
+/// dumped by `wsm.backup.pre` and loaded by `wsm.restore.post` (stopped during both, so restore
+/// may write `dumps`).
+fn postgres_file(st: &SafeStack) -> String {
+    st.file(
+        "stack.yml",
+        &format!(
+            "services:\n  db:\n    image: {POSTGRES}\n    stop_grace_period: 20s\n    \
+             volumes: [\"pgdata:/var/lib/postgresql/data\", \"dumps:/backup\"]\n    deploy:\n      \
+             labels:\n        wsm.backup.stop: \"true\"\n        \
+             wsm.backup.pre: \"pg_dump --clean --if-exists -d postgres -f /backup/dump.sql\"\n        \
+             wsm.restore.post: \"psql -v ON_ERROR_STOP=1 -q -d postgres -f /backup/dump.sql\"\n\
+             volumes:\n  pgdata: {{}}\n  dumps: {{}}\n"
+        ),
+    )
+}
+
+/// `psql -At -c SQL` in the stack's running database container (the witness).
+fn psql(st: &SafeStack, sql: &str) -> String {
+    docker(&[
+        "exec",
+        &st.s.container("db", 1),
+        "psql",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        sql,
+    ])
+}
+
+#[test]
+fn a_postgres_dump_taken_by_a_label_is_loaded_into_a_fresh_stack_after_restore() {
+    let built = docker_quiet(&["image", "inspect", "--format", "{{.Id}}", POSTGRES]);
+    assert!(
+        !built.trim().is_empty(),
+        "image {POSTGRES} is missing: run tests/fixtures/build-images"
+    );
+    let st = SafeStack::new("wsmpg");
+    let fresh = SafeStack::new("wsmpgto");
+    let file = postgres_file(&st);
+    // The fresh stack initialises its empty cluster meanwhile.
+    let fresh_deploy = fresh
+        .deploy_command(
+            &fresh.file("stack.yml", &std::fs::read_to_string(&file).unwrap()),
+            &[],
+        )
+        .spawn()
+        .unwrap();
+    st.deploy(&file, &[]).ok();
+    psql(
+        &st,
+        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL); \
+         INSERT INTO items SELECT n, md5(n::text) FROM generate_series(1, 500) n; \
+         INSERT INTO items VALUES (501, 'it''s ünïcode; a \\ backslash')",
+    );
+    let query = "SELECT id, name FROM items ORDER BY id";
+    let rows = psql(&st, query);
+    assert_eq!(rows.lines().count(), 501, "{rows}");
+
+    // The dump is taken while the database runs, then its volume archived.
+    st.stack(&["backup", "--volume", "dumps"]).ok();
+    psql(&st, "INSERT INTO items VALUES (502, 'after the backup')");
+    let archive = st.s.dir.path().join(format!(
+        ".xdg-state/wsm/backups/default/{0}/{0}_dumps/1.tar.gz",
+        st.name()
+    ));
+    assert!(gzip_ok(&archive), "gzip -t {}", archive.display());
+
+    let done: Run = fresh_deploy.wait_with_output().unwrap().into();
+    done.ok();
+    assert_eq!(
+        psql(&fresh, "SELECT to_regclass('items')").trim(),
+        "",
+        "a fresh database"
+    );
+    let from = archive.display().to_string();
+    fresh
+        .stack(&["restore", "--volume", "dumps", "--from", from.as_str()])
+        .ok();
+    assert_eq!(
+        psql(&fresh, query),
+        rows,
+        "the fresh database answers with the backed-up rows"
+    );
+    assert_eq!(replicas(&format!("{}_db", fresh.name())), "1");
 }
