@@ -382,3 +382,173 @@ fn registry_digest(registry: &str, repo: &str, tag: &str) -> String {
         })
         .expect("Docker-Content-Digest")
 }
+
+/// A compose stack of this binary's swarm, removed with its volumes on both hosts in `Drop`.
+struct VolumeStack {
+    name: String,
+}
+
+impl VolumeStack {
+    fn new(prefix: &str) -> Self {
+        VolumeStack {
+            name: unique(prefix),
+        }
+    }
+
+    /// `wsm …` against the manager over SSH, backups under the bed's `backups` folder.
+    fn wsm(&self, args: &[&str]) -> Run {
+        let sw = swarm();
+        let mut c = sw.bed.command(&sw.bed.path("config"), args);
+        c.env("DOCKER_HOST", format!("ssh://root@{}", sw.manager.ip()))
+            .env("WSM_BACKUP_DIR", sw.bed.path("backups"))
+            .stdin(Stdio::null());
+        c.output().expect("run wsm").into()
+    }
+
+    /// `sha256sum` of every file of the stack's volume `data` on `host`, read by a container.
+    fn sums_on(&self, host: &Host, image: &str) -> String {
+        docker_on(
+            &host.name,
+            &[
+                "run",
+                "--rm",
+                "--entrypoint",
+                "sh",
+                "-v",
+                &format!("{}_data:/v:ro", self.name),
+                image,
+                "-c",
+                "cd /v && find . -type f | LC_ALL=C sort | xargs -r sha256sum",
+            ],
+        )
+    }
+}
+
+impl Drop for VolumeStack {
+    fn drop(&mut self) {
+        let sw = swarm();
+        docker_on_quiet(&sw.manager.name, &["stack", "rm", &self.name]);
+        let volume = format!("{}_data", self.name);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for h in [&sw.manager, &sw.worker] {
+            while Instant::now() < deadline {
+                let gone = docker_on_output(&h.name, &["volume", "rm", "-f", &volume])
+                    .status
+                    .success()
+                    && docker_on_quiet(
+                        &h.name,
+                        &["volume", "ls", "-q", "--filter", &format!("name={volume}")],
+                    )
+                    .trim()
+                    .is_empty();
+                if gone {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_volume_on_the_worker_is_backed_up_from_here_and_restored_into_a_fresh_stack_on_the_manager() {
+    let sw = swarm();
+    // The image both hosts run, through the registry (the worker pulls it).
+    let image = format!("{}/wsm-volume-test:1", sw.registry.addr());
+    sw.docker(&["tag", BASE, &image]);
+    sw.docker(&["push", "-q", &image]);
+    let file = |host: &Host| {
+        format!(
+            "services:\n  db:\n    image: {image}\n    command: [\"sleep\", \"100000\"]\n    \
+             stop_grace_period: 1s\n    volumes: [\"data:/data\"]\n    deploy:\n      \
+             labels:\n        wsm.backup.stop: \"true\"\n      placement:\n        \
+             constraints: [\"node.hostname == {}\"]\nvolumes:\n  data:\n    labels:\n      \
+             purpose: wsm-volume-test\n",
+            host.name
+        )
+    };
+    let write = |name: &str, text: String| {
+        let path = sw.bed.path(&format!("{name}.yml"));
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+
+    // On the worker: a stack whose volume the manager's engine does not have.
+    let from = VolumeStack::new("wsmvolw");
+    let f = write(&from.name, file(&sw.worker));
+    from.wsm(&["stack", "deploy", "-c", &f, "--timeout", "120", &from.name])
+        .ok();
+    let filter = format!("label=com.docker.swarm.service.name={}_db", from.name);
+    let container = docker_on(&sw.worker.name, &["ps", "-q", "--filter", &filter]);
+    let container = container.trim();
+    assert!(!container.is_empty(), "no db container on the worker");
+    docker_on(
+        &sw.worker.name,
+        &[
+            "exec",
+            container,
+            "sh",
+            "-c",
+            "mkdir -p /data/sub && head -c 2000000 /dev/urandom > /data/sub/random.bin \
+             && seq 1 5000 > /data/numbers.txt",
+        ],
+    );
+    let volume = format!("{}_data", from.name);
+    let on_manager = docker_on_quiet(&sw.manager.name, &["volume", "ls", "-q"]);
+    assert!(!on_manager.contains(&volume), "{on_manager}");
+
+    // Backed up from here: the worker's engine reached over SSH, the writer stopped and back.
+    let run = from.wsm(&["stack", "backup", "--json", &from.name]);
+    run.ok();
+    let rows: Value = serde_json::from_str(&run.stdout).unwrap();
+    let archive = rows[0]["file"].as_str().unwrap().to_string();
+    assert!(
+        archive.ends_with(&format!("/{volume}/1.tar.gz")),
+        "{archive}"
+    );
+    let replicas = sw.docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.Spec.Mode.Replicated.Replicas}}",
+        &format!("{}_db", from.name),
+    ]);
+    assert_eq!(replicas.trim(), "1");
+    from.wsm(&["stack", "backup", "verify", "--against-live", &from.name])
+        .ok();
+    let original = from.sums_on(&sw.worker, &image);
+    assert!(original.contains("./sub/random.bin"), "{original}");
+
+    // A fresh stack on the manager, scaled to 0 and its volume removed: restore creates it
+    // with the compose file's labels, and the files are the worker's, byte for byte.
+    let to = VolumeStack::new("wsmvolm");
+    let f = write(&to.name, file(&sw.manager));
+    to.wsm(&["stack", "deploy", "-c", &f, "--timeout", "120", &to.name])
+        .ok();
+    to.wsm(&["stack", "-s", &to.name, "scale", "db=0"]).ok();
+    let to_volume = format!("{}_data", to.name);
+    wait_for("the fresh volume free", 60, || {
+        docker_on_output(&sw.manager.name, &["volume", "rm", &to_volume])
+            .status
+            .success()
+    });
+    to.wsm(&[
+        "stack", "restore", "--volume", "data", "--from", &archive, &to.name,
+    ])
+    .ok();
+    let labels = docker_on(
+        &sw.manager.name,
+        &[
+            "volume",
+            "inspect",
+            "--format",
+            "{{json .Labels}}",
+            &to_volume,
+        ],
+    );
+    assert!(
+        labels.contains("\"purpose\":\"wsm-volume-test\""),
+        "{labels}"
+    );
+    assert_eq!(to.sums_on(&sw.manager, &image), original);
+}

@@ -378,7 +378,7 @@ impl Drop for FakeDo {
 }
 
 /// `docker` against one netns host's own socket.
-fn docker_on_output(host: &str, args: &[&str]) -> std::process::Output {
+pub fn docker_on_output(host: &str, args: &[&str]) -> std::process::Output {
     Command::new("docker")
         .arg("-H")
         .arg(format!("unix:///run/wsm-hosts/{host}/docker.sock"))

@@ -462,13 +462,11 @@ pub fn witnessed_free(
             "desired-state=running",
         ]);
         for t in tasks.lines().filter(|t| !t.is_empty()) {
-            let r: Value = serde_json::from_str(&task(&[
-                "inspect",
-                t,
-                "--format",
-                "{{json .Spec.Resources.Reservations}}",
-            ]))
-            .unwrap_or(Value::Null);
+            let r: Value =
+                serde_json::from_str(&task(&["inspect", t, "--format", "{{json .Spec}}"]))
+                    .unwrap_or(Value::Null);
+            // A task that reserves nothing has no Resources at all.
+            let r = &r["Resources"]["Reservations"];
             mem -= r["MemoryBytes"].as_i64().unwrap_or(0);
             cpu -= r["NanoCPUs"].as_i64().unwrap_or(0);
         }

@@ -353,13 +353,15 @@ async fn run_to(
 }
 
 /// The remote shell text that writes its stdin to `path` atomically: a temp file in the same
-/// folder (made with `mkdir -p`), synced, given `mode`, then renamed over `path`.
-fn atomic_write_script(path: &str, mode: i64) -> String {
+/// folder (made with `mkdir -p`), checked to hold exactly `size` bytes, synced, given `mode`,
+/// then renamed over `path`. The size check matters: were wsm killed mid-way, the remote `cat`
+/// would see the end of its input as if it were the file's end.
+fn atomic_write_script(path: &str, mode: i64, size: u64) -> String {
     let p = quote(path);
     format!(
         "umask 077; d=$(dirname -- {p}) && mkdir -p -- \"$d\" && t=$(mktemp \"$d/.wsm-tmp.XXXXXX\") || exit 1; \
-         if cat > \"$t\" && {{ sync \"$t\" 2>/dev/null || true; }} && chmod {mode:o} \"$t\" && mv -f -- \"$t\" {p}; then exit 0; fi; \
-         rm -f -- \"$t\"; exit 1"
+         if cat > \"$t\" && [ $(($(wc -c < \"$t\"))) -eq {size} ] && {{ sync \"$t\" 2>/dev/null || true; }} && chmod {mode:o} \"$t\" && mv -f -- \"$t\" {p}; then exit 0; fi; \
+         rm -f -- \"$t\"; echo \"not written whole\" >&2; exit 1"
     )
 }
 
@@ -368,7 +370,12 @@ async fn upload(s: &SshSession, local: &Path, remote: &str, mode: i64) -> Script
     let mut file = tokio::fs::File::open(local)
         .await
         .map_err(|e| script_err(format!("cannot read {}: {e}", local.display())))?;
-    write_remote(s, remote, mode, &mut file).await
+    let size = file
+        .metadata()
+        .await
+        .map_err(|e| script_err(format!("cannot read {}: {e}", local.display())))?
+        .len();
+    write_remote(s, remote, mode, size, &mut file).await
 }
 
 /// Writes what `input` yields to `remote` atomically, with `mode`.
@@ -376,9 +383,10 @@ async fn write_remote(
     s: &SshSession,
     remote: &str,
     mode: i64,
+    size: u64,
     input: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
 ) -> ScriptResult<()> {
-    let ran = run(s, &atomic_write_script(remote, mode), Some(input)).await?;
+    let ran = run(s, &atomic_write_script(remote, mode, size), Some(input)).await?;
     if ran.code != 0 {
         return Err(script_err(format!(
             "cannot write {remote} on {}: {}",
@@ -561,8 +569,9 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         engine,
         move |s: &mut SshSession, remote: &str, text: &str, mode: i64| -> ScriptResult<()> {
             let s = to_session(s);
+            let size = text.len() as u64;
             let mut bytes = std::io::Cursor::new(text.as_bytes().to_vec());
-            h.block(write_remote(&s, remote, mode, &mut bytes))
+            h.block(write_remote(&s, remote, mode, size, &mut bytes))
         },
     );
     let h = host.clone();
