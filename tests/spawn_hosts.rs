@@ -397,10 +397,16 @@ impl VolumeStack {
 
     /// `wsm …` against the manager over SSH, backups under the bed's `backups` folder.
     fn wsm(&self, args: &[&str]) -> Run {
+        self.wsm_with(args, &[])
+    }
+
+    /// `wsm`, with more environment.
+    fn wsm_with(&self, args: &[&str], env: &[(&str, String)]) -> Run {
         let sw = swarm();
         let mut c = sw.bed.command(&sw.bed.path("config"), args);
         c.env("DOCKER_HOST", format!("ssh://root@{}", sw.manager.ip()))
             .env("WSM_BACKUP_DIR", sw.bed.path("backups"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         c.output().expect("run wsm").into()
     }
@@ -518,6 +524,73 @@ fn a_volume_on_the_worker_is_backed_up_from_here_and_restored_into_a_fresh_stack
         .ok();
     let original = from.sums_on(&sw.worker, &image);
     assert!(original.contains("./sub/random.bin"), "{original}");
+
+    // Archives kept on another host over SSH (the worker; its files are this machine's, so
+    // they are read here): one generation kept of two, whole, private, its stats line true.
+    let remote_dir = sw.bed.path("remote-backups");
+    let remote = [
+        (
+            "WSM_BACKUP_DIR",
+            format!("ssh://root@{}{}", sw.worker.ip(), remote_dir.display()),
+        ),
+        ("WSM_BACKUP_KEEP", "1".to_string()),
+    ];
+    for _ in 0..2 {
+        from.wsm_with(&["stack", "backup", &from.name], &remote)
+            .ok();
+    }
+    let stack_dir = remote_dir.join(format!("default/{}", from.name));
+    let vdir = stack_dir.join(&volume);
+    let names: Vec<String> = std::fs::read_dir(&vdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["2.tar.gz"]);
+    let kept = vdir.join("2.tar.gz");
+    assert!(Command::new("gzip")
+        .arg("-t")
+        .arg(&kept)
+        .status()
+        .unwrap()
+        .success());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&kept), mode(&vdir)), (0o600, 0o700));
+    let sha = Command::new("sha256sum").arg(&kept).output().unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout)[..64].to_string();
+    let log = std::fs::read_to_string(stack_dir.join("backups.log")).unwrap();
+    assert!(
+        log.lines()
+            .last()
+            .unwrap()
+            .contains(&format!("sha256={sha}")),
+        "{log}"
+    );
+    from.wsm_with(&["stack", "backup", "status", &from.name], &remote)
+        .ok();
+    from.wsm_with(
+        &["stack", "backup", "verify", "--against-live", &from.name],
+        &remote,
+    )
+    .ok();
+    // Restored from there, after the volume was emptied: the same files.
+    docker_on(
+        &sw.worker.name,
+        &[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "sh",
+            "-v",
+            &format!("{volume}:/v"),
+            &image,
+            "-c",
+            "rm -rf /v/*",
+        ],
+    );
+    from.wsm_with(&["stack", "restore", &from.name], &remote)
+        .ok();
+    assert_eq!(from.sums_on(&sw.worker, &image), original);
 
     // A fresh stack on the manager, scaled to 0 and its volume removed: restore creates it
     // with the compose file's labels, and the files are the worker's, byte for byte.
