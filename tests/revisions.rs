@@ -274,3 +274,38 @@ fn a_deploy_stopped_by_ctrl_c_is_recorded_as_interrupted_with_the_way_back() {
     assert_eq!(run.code, 130, "{}{}", run.stdout, run.stderr);
     check_recorded_and_returned(&st, &run);
 }
+
+/// Issue 23 item 6: `swarm doctor` lists the histories of removed stacks kept past
+/// `WSM_HISTORY_KEEP_DAYS` and, with `--fix`, forgets them (`docker config ls` the witness).
+#[test]
+fn swarm_doctor_lists_and_forgets_the_histories_of_removed_stacks() {
+    let st = SafeStack::new("wsmstale");
+    let n = st.name().to_string();
+    let doc = format!("stack.{n}.revisions");
+    forge(&doc, &json!({"revisions": []}));
+    std::thread::sleep(Duration::from_millis(1500));
+    let doctor = |args: &[&str]| -> Run {
+        let mut all = vec!["swarm", "doctor"];
+        all.extend_from_slice(args);
+        st.s.command(&all)
+            .env("WSM_HISTORY_KEEP_DAYS", "0.00001")
+            .output()
+            .unwrap()
+            .into()
+    };
+    let listed = doctor(&["--json"]);
+    let report: Value = serde_json::from_str(listed.ok()).unwrap();
+    let stacks: Vec<&str> = report["stale_histories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["stack"].as_str())
+        .collect();
+    assert!(stacks.contains(&n.as_str()), "{report}");
+    // Kept for its time: the default 30 days lists nothing of it.
+    let kept = st.s.wsm(&["--json", "swarm", "doctor"]);
+    assert!(!kept.ok().contains(&n), "{}", kept.stdout);
+    doctor(&["--fix", "--yes"]).ok();
+    let left = docker(&["config", "ls", "--format", "{{.Name}}"]);
+    assert!(!left.contains(&format!("wsm-state-{doc}")), "{left}");
+}

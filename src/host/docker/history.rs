@@ -123,8 +123,30 @@ pub(super) async fn prune_stale(d: &Docker, except: &str) -> ScriptResult<Vec<St
     Ok(gone)
 }
 
-/// Registers `e.forget_history`.
+/// Registers `e.forget_history` and `e.stale_histories`.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
+    let h = host.clone();
+    let prim = Prim::new("e.stale_histories() -> array").doc(
+        "The histories of removed stacks that a deploy would prune: stacks with no service \
+         left whose revisions were last written more than `WSM_HISTORY_KEEP_DAYS` (30) days \
+         ago, as `[#{stack, written}]` (`swarm doctor` lists them).",
+    );
+    prim.register(
+        engine,
+        move |e: &mut EngineHandle| -> ScriptResult<rhai::Array> {
+            let stale = h.block(stale_histories(&e.docker, keep_days()))?;
+            Ok(stale
+                .into_iter()
+                .map(|(stack, written)| {
+                    let mut m = rhai::Map::new();
+                    m.insert("stack".into(), stack.into());
+                    m.insert("written".into(), written.into());
+                    m.into()
+                })
+                .collect())
+        },
+    );
+
     let h = host.clone();
     let prim = Prim::new("e.forget_history(stack: string) -> bool")
         .doc("Removes the stack's revisions from the swarm store; false when it had none.");
