@@ -271,8 +271,7 @@ pub(super) fn register(m: &mut Module, host: &Arc<Host>) {
     );
     let h = host.clone();
     let prim = Prim::new(
-        "archive::volume_restore(engine: Engine, volume: string, image: string, archive: string, \
-         opts: map)",
+        "archive::volume_restore(engine: Engine, volume: string, image: string, archive: string, opts: map)",
     )
     .doc(
         "`volume_restore` with `opts.volume_options`: a service mount's `VolumeOptions` as the \
