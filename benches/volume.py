@@ -20,6 +20,8 @@ side), `--pairs` rounds alternating:
   B2  `docker cp <container>:/data - | gzip -1 > FILE`: what a shell pipeline that compresses
       pays (one CPU for deflate).
   F   the engine's tar stream alone, read to nothing from the socket (benches/dumpfloor.py).
+  A0  with --vol-before BINARY: the same backup by another wsm binary (an earlier build), in the
+      same rounds, so that a change is measured against what it changed.
 
 Rows: V1 throughput A/B (the issue's target: ≥ 0.8 × `docker cp`'s speed), V2 wsm's peak RSS
 (`wait4`'s ru_maxrss; ≤ 64 MiB), V3 the gzip pipeline and V4 the engine's floor, for scale. The
@@ -102,6 +104,15 @@ def phase_volume(h, bench):
     gz_out = os.path.join(work, "cp.tar.gz")
     state = {"checked": None, "gz_size": 0}
 
+    def logged_seconds():
+        """The `seconds=` of every stats line in backups.log: `archive::volume_dump`'s own time
+        (helper container made, stream, fsync, rename), without the process around it."""
+        out = []
+        for log in glob.glob(os.path.join(backups, "**", "backups.log"), recursive=True):
+            for line in open(log).read().splitlines():
+                out += [float(w[8:]) for w in line.split() if w.startswith("seconds=")]
+        return out
+
     def archives():
         return glob.glob(os.path.join(backups, "**", "*.tar.gz"), recursive=True)
 
@@ -112,8 +123,11 @@ def phase_volume(h, bench):
         ok = t.returncode == 0 and listing.returncode == 0 and n == files
         return f"`gzip -t` {'ok' if t.returncode == 0 else 'FAILED'}, `tar -tzf` {n} files" + ("" if ok else " (NOT as written)")
 
-    def a():
-        r = timed(h, bench.wsm("stack", "backup", stack), bench.env)
+    def a(binary=None):
+        argv = bench.wsm("stack", "backup", stack)
+        if binary:
+            argv[0] = binary
+        r = timed(h, argv, bench.env)
         made = archives()
         if made:
             state["gz_size"] = os.path.getsize(made[0])
@@ -141,22 +155,30 @@ def phase_volume(h, bench):
         floors.append(seconds)
         return r
 
-    ra, rb, rc = [], [], []
+    ra, rb, rc, r0 = [], [], [], []
+    before = bench.args.vol_before
+    sides = [(a, ra, "A"), (b, rb, "B"), (b2, rc, "B2")]
+    if before:
+        sides.insert(1, (lambda: a(before), r0, "A0"))
     load_before = os.getloadavg()
     for i in range(bench.args.pairs):
-        for fn, out, label in ((a, ra, "A"), (b, rb, "B"), (b2, rc, "B2")):
+        for fn, out, label in sides:
             r = fn()
             if r.code != 0:
                 h.log(f"volume: {label} run {i + 1} exited {r.code}: {r.err.strip()[-300:]}")
             out.append(r)
     load_after = os.getloadavg()
+    # Only A and A0 log; A's lines are those of even rounds when A0 runs too (A first each round).
+    dumps = logged_seconds()
+    dumps_a = dumps[::2] if before else dumps
     bench.report.samples["volume"] = {
         "A": [round(r.seconds, 4) for r in ra], "B": [round(r.seconds, 4) for r in rb],
         "B2": [round(r.seconds, 4) for r in rc], "floor": [round(x, 4) for x in floors],
         "A_cpu": [round(r.cpu, 3) for r in ra], "B_cpu": [round(r.cpu, 3) for r in rb],
         "A_rss_mib": [round(r.maxrss_kib / 1024, 1) for r in ra],
+        "A0": [round(r.seconds, 4) for r in r0], "A0_cpu": [round(r.cpu, 3) for r in r0],
         "A_codes": [r.code for r in ra], "B_codes": [r.code for r in rb], "B2_codes": [r.code for r in rc],
-        "load": [load_before, load_after]}
+        "A_volume_dump_seconds": dumps_a, "load": [load_before, load_after]}
     h.log(f"volume samples: {bench.report.samples['volume']}")
     med = h.med
     ma, mb, mc, mf = (med([r.seconds for r in ra]), med([r.seconds for r in rb]),
@@ -170,10 +192,20 @@ def phase_volume(h, bench):
                      f"{speed(mb):.0f} MiB/s ({h.fmt_s(mb)}, CPU {cb:.2f} s, `docker cp … - > file`)",
                      f"A/B = {ratio:.2f}; load {load_before[0]:.1f} → {load_after[0]:.1f}",
                      "≥ 0.8", ok and ratio >= 0.8)
+    md = med(dumps_a)
+    bench.report.add("V1a backup: of which `archive::volume_dump` (its `seconds` in backups.log)",
+                     f"{speed(md):.0f} MiB/s ({h.fmt_s(md)})", f"{speed(mb):.0f} MiB/s (`docker cp`)",
+                     f"dump/B = {speed(md) / speed(mb):.2f}; the rest of A {h.fmt_s(ma - md)}", "-", None)
     rss = max(r.maxrss_kib for r in ra) / 1024
     bench.report.add("V2 backup: wsm peak RSS", f"{rss:.1f} MiB", "-",
                      f"max of {len(ra)}; archive {state['gz_size'] / 2**20:.0f} MiB, {state['checked']}",
                      "≤ 64 MiB", ok and rss <= 64)
+    if r0:
+        m0, c0 = med([r.seconds for r in r0]), med([r.cpu for r in r0])
+        bench.report.add(f"V1' backup by {os.path.basename(before)} (before), same rounds",
+                         f"{speed(m0):.0f} MiB/s ({h.fmt_s(m0)}, CPU {c0:.2f} s)",
+                         f"{speed(mb):.0f} MiB/s (`docker cp`)",
+                         f"A0/B = {speed(m0) / speed(mb):.2f}; A/A0 time = {ma / m0:.2f}", "-", None)
     bench.report.add("V3 reference: `docker cp … - | gzip -1 > file`",
                      f"{speed(ma):.0f} MiB/s (wsm)", f"{speed(mc):.0f} MiB/s ({h.fmt_s(mc)})",
                      f"A/B2 = {speed(ma) / speed(mc):.2f}", "-", None)

@@ -192,18 +192,21 @@ struct Copied {
     bytes: u64,
     files: Vec<(String, u64)>,
     checksum: String,
+    /// The SHA-256 of the gzip file, when asked for.
+    sha256: Option<String>,
 }
 
 /// Streams `dir` of a container into a gzip file at `tmp` (`gzip::write`: deflated on every CPU,
 /// blocks that do not compress stored), and at the same time reads the same tar stream to list
 /// and checksum its files on a thread of its own; at most a few MiB are in memory whatever the
-/// directory's size.
+/// directory's size. With `hash`, the gzip file's SHA-256 is computed as it is written.
 async fn download_gz(
     e: &EngineHandle,
     container: &str,
     dir: &str,
     tmp: &std::fs::File,
     level: u32,
+    hash: bool,
 ) -> ScriptResult<Copied> {
     let file = tmp.try_clone().map_err(script_err)?;
     let (gz_tx, mut gz_rx) = tokio::sync::mpsc::channel::<Batch>(8);
@@ -215,6 +218,7 @@ async fn download_gz(
             file,
             level,
             workers,
+            hash,
         )
     });
     let summary = tokio::task::spawn_blocking(move || {
@@ -270,13 +274,14 @@ async fn download_gz(
     let written = compressor.await.map_err(script_err)?;
     let summed = summary.await.map_err(script_err)?;
     let bytes = streamed.map_err(script_err)?;
-    written.map_err(|err| script_err(format!("writing the dump: {err}")))?;
+    let sha256 = written.map_err(|err| script_err(format!("writing the dump: {err}")))?;
     let (files, checksum) =
         summed.map_err(|err| script_err(format!("reading the copy of {dir}: {err}")))?;
     Ok(Copied {
         bytes,
         files,
         checksum,
+        sha256,
     })
 }
 
@@ -301,7 +306,8 @@ async fn dump(
             bytes,
             files,
             checksum,
-        } = download_gz(e, container, dir, tmp.as_file(), level).await?;
+            ..
+        } = download_gz(e, container, dir, tmp.as_file(), level, false).await?;
         let after = remote_listing(e, container, dir).await?;
         if before != after {
             eprintln!("dump-db: {dir} changed while it was copied (attempt {attempt} of {attempts}); copying again");
