@@ -110,8 +110,9 @@ pub fn tree_checksum(archive: &Path) -> std::io::Result<String> {
     archive_summary(archive).map(|(_, sum)| sum)
 }
 
-/// Chunks of a stream handed to other threads together: one channel message per ~256 KiB
-/// instead of one per chunk of the HTTP body (~32 KiB), so the threads wake 8 times less often.
+/// Chunks of a stream handed to other threads together: one channel message per ~1 MiB (the
+/// gzip writer's block) instead of one per chunk of the HTTP body (~32 KiB), so the threads wake
+/// 32 times less often (at 256 KiB the system time of a 1 GiB volume dump was ~40 % higher).
 pub(crate) type Batch = Arc<Vec<bytes::Bytes>>;
 
 /// Gathers chunks into batches.
@@ -122,7 +123,7 @@ struct Batcher {
 }
 
 impl Batcher {
-    const SIZE: usize = 256 * 1024;
+    const SIZE: usize = 1024 * 1024;
 
     /// Adds a chunk; a batch once enough has gathered.
     fn push(&mut self, c: bytes::Bytes) -> Option<Batch> {
@@ -209,8 +210,8 @@ async fn download_gz(
     hash: bool,
 ) -> ScriptResult<Copied> {
     let file = tmp.try_clone().map_err(script_err)?;
-    let (gz_tx, mut gz_rx) = tokio::sync::mpsc::channel::<Batch>(8);
-    let (sum_tx, sum_rx) = tokio::sync::mpsc::channel::<Batch>(8);
+    let (gz_tx, mut gz_rx) = tokio::sync::mpsc::channel::<Batch>(4);
+    let (sum_tx, sum_rx) = tokio::sync::mpsc::channel::<Batch>(4);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let compressor = tokio::task::spawn_blocking(move || {
         gzip::write(
