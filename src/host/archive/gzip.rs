@@ -3,7 +3,8 @@
 //! stored deflate blocks: a 4-slice probe at level 1 decides, so random or already compressed
 //! data costs little more than a copy, and text still shrinks. The file's writeback starts while
 //! it grows, so the fsync at the end waits for the tail only. Memory stays bounded: at most
-//! `2 × workers + 2` blocks are in flight.
+//! `2 × workers + 2` blocks are in flight. On request the SHA-256 of the file is computed from
+//! the bytes as they are written, so that nobody has to read the file back for it.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -13,6 +14,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use sha2::{Digest, Sha256};
 
 /// The size of an independent block.
 const BLOCK: usize = 1 << 20;
@@ -105,16 +107,21 @@ fn deflate_within(c: &mut Compress, raw: &[u8], limit: usize) -> Option<Vec<u8>>
     }
 }
 
-/// Writes a file, asking the kernel to start writing back each step as soon as it is complete.
+/// Writes a file, asking the kernel to start writing back each step as soon as it is complete;
+/// and hashes what it writes when asked to.
 struct Writeback {
     file: File,
     written: u64,
     kicked: u64,
+    sha: Option<Sha256>,
 }
 
 impl Writeback {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.file.write_all(bytes)?;
+        if let Some(sha) = &mut self.sha {
+            sha.update(bytes);
+        }
         self.wrote(bytes.len())
     }
 
@@ -135,6 +142,9 @@ impl Writeback {
             .zip(raw.chunks(65535))
             .flat_map(|(h, part)| [IoSlice::new(h), IoSlice::new(part)])
             .collect();
+        if let Some(sha) = &mut self.sha {
+            slices.iter().for_each(|s| sha.update(&s[..]));
+        }
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
             let n = self.file.write_vectored(rest)?;
@@ -167,13 +177,15 @@ impl Writeback {
 
 /// Writes every chunk of `chunks` to `file` as one gzip member at `level` (0: stored only;
 /// 1-9: deflate, blocks that do not compress stored), then fsyncs the file. `workers` threads
-/// deflate (at least 1).
+/// deflate (at least 1). With `hash`, returns the SHA-256 of the file (hex), computed as it is
+/// written.
 pub fn write(
     chunks: impl Iterator<Item = super::Batch>,
     file: File,
     level: u32,
     workers: usize,
-) -> io::Result<()> {
+    hash: bool,
+) -> io::Result<Option<String>> {
     let workers = workers.max(1);
     let (job_tx, job_rx) = sync_channel::<(Vec<u8>, SyncSender<Encoded>)>(workers);
     let job_rx = Mutex::new(job_rx);
@@ -192,7 +204,7 @@ pub fn write(
             });
         }
         // write_blocks drops the job sender, however it ends: the workers end, scope joins them.
-        write_blocks(chunks, file, job_tx, workers)
+        write_blocks(chunks, file, job_tx, workers, hash)
     })
 }
 
@@ -239,12 +251,14 @@ fn write_blocks(
     file: File,
     jobs: SyncSender<(Vec<u8>, SyncSender<Encoded>)>,
     workers: usize,
-) -> io::Result<()> {
+    hash: bool,
+) -> io::Result<Option<String>> {
     let mut b = Blocks {
         out: Writeback {
             file,
             written: 0,
             kicked: 0,
+            sha: hash.then(Sha256::new),
         },
         crc: Crc::new(),
         jobs,
@@ -275,7 +289,8 @@ fn write_blocks(
     out.write_all(&[1, 0, 0, 0xff, 0xff])?; // the final, empty stored block
     out.write_all(&crc.sum().to_le_bytes())?;
     out.write_all(&crc.amount().to_le_bytes())?;
-    out.file.sync_all()
+    out.file.sync_all()?;
+    Ok(out.sha.map(|sha| hex::encode(sha.finalize())))
 }
 
 #[cfg(test)]
@@ -295,9 +310,11 @@ mod tests {
                 tx.send(std::sync::Arc::new(batch)).unwrap();
             }
         });
-        write(rx.into_iter(), file, level, 2).unwrap();
+        let sha = write(rx.into_iter(), file, level, 2, true).unwrap();
         feeder.join().unwrap();
         let gz = std::fs::read(&path).unwrap();
+        // The hash made while writing is the file's.
+        assert_eq!(sha.unwrap(), hex::encode(Sha256::digest(&gz)));
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(&gz[..])
             .read_to_end(&mut back)

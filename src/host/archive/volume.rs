@@ -148,7 +148,7 @@ async fn volume_dump(
     let tmp = out
         .temp_file(true)
         .map_err(|err| usage_err(format!("cannot write beside {}: {err}", out.path.display())))?;
-    let copied = super::download_gz(e, &container, MOUNT, tmp.as_file(), 1).await;
+    let copied = super::download_gz(e, &container, MOUNT, tmp.as_file(), 1, true).await;
     let removed = h.cleanups.run(cleanup).await;
     let copied = copied?;
     removed.map_err(script_err)?;
@@ -158,7 +158,8 @@ async fn volume_dump(
             out.path.display()
         ))
     })?;
-    let sha = file_sha256(&out.path).map_err(script_err)?;
+    // Hashed as it was written (the file was fsynced before the rename): not read back.
+    let sha = copied.sha256.unwrap_or_default();
     let size = std::fs::metadata(&out.path).map_err(script_err)?.len();
     let mut m = Map::new();
     m.insert("file".into(), out.path.display().to_string().into());
