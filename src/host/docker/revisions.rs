@@ -492,7 +492,10 @@ async fn roll_back_service(
                 tries += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 let again = raw::stack_services(e, stack).await?;
-                match again.into_iter().find(|s| str_at(s, &["Spec", "Name"]) == name) {
+                match again
+                    .into_iter()
+                    .find(|s| str_at(s, &["Spec", "Name"]) == name)
+                {
                     Some(s) => current = s,
                     None => return Err(failed(&format!("rolling back {name}"), err)),
                 }
