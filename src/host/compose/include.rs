@@ -127,21 +127,16 @@ fn join(dir: &Path, p: &str) -> PathBuf {
     out
 }
 
-/// Refuses a file outside the scope's folder, once links are followed.
+/// Refuses a file outside the scope's folder, once links are followed (as `compose::load`
+/// checks its other files).
 fn check_inside(path: &Path) -> Result<(), String> {
-    let Some(root) = SCOPE.with(|s| s.borrow().1.clone()) else {
-        return Ok(());
-    };
-    let root = std::fs::canonicalize(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let real = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !real.starts_with(&root) {
-        return Err(format!(
-            "{} is outside the repository's checkout ({}): a synced stack reads files only from its repository",
-            path.display(),
-            real.display()
-        ));
+    match SCOPE.with(|s| s.borrow().1.clone()) {
+        Some(root) => super::check_inside(
+            &root.to_string_lossy(),
+            std::iter::once(&path.to_path_buf()),
+        ),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Applies the `include` of one loaded file (`doc`, whose relative entries resolve against
@@ -325,5 +320,18 @@ mod tests {
             load_main(d, &[]).unwrap_err(),
             "main.yml: include[0]: unknown key \"paths\""
         );
+    }
+
+    #[test]
+    fn a_synced_checkout_includes_nothing_from_outside_it() {
+        let (root, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let outside = other.path().join("x.yml");
+        std::fs::write(&outside, "services:\n  x: {image: x}\n").unwrap();
+        let main = format!("include: [{}]\nservices: {{}}\n", outside.display());
+        std::fs::write(root.path().join("main.yml"), main).unwrap();
+        assert!(load_main(root.path(), &[]).is_ok());
+        let _inside = Inside::enter(Some(root.path().to_path_buf()));
+        let e = load_main(root.path(), &[]).unwrap_err();
+        assert!(e.contains("is outside the repository's checkout"), "{e}");
     }
 }

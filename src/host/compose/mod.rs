@@ -5,9 +5,10 @@
 //!
 //! By job: `load` reads, checks (`schema`), interpolates (`interpolate`) and merges (`merge`)
 //! compose files, with the compose spec's `include` (`include`), `profiles` (`profiles`) and
-//! keys that docker's v3 schema lacks (`spec_keys`); `values` converts compose values; `service` translates a service key by key
-//! (with `deploy`, `container`, `ports` and `mounts`); `objects` handles the stack's
-//! top-level networks and `files` its secrets and configs.
+//! keys that docker's v3 schema lacks (`spec_keys`); `values` converts compose values;
+//! `service` translates a service key by key (with `deploy`, `container`, `ports` and
+//! `mounts`); `objects` handles the stack's top-level networks and `files` its secrets and
+//! configs.
 
 mod container;
 mod deploy;

@@ -101,4 +101,24 @@ mod tests {
             .starts_with("name: invalid project name \"Shop\""));
         assert!(stack_name(&json!({"name": "-x"})).is_err());
     }
+
+    #[test]
+    fn keys_with_no_meaning_on_a_swarm_are_warned_about_and_others_refused() {
+        let yaml = "services:\n  a:\n    image: i\n    develop: {watch: []}\n    pull_policy: always\n    build: .\n    profiles: [p]\n";
+        let doc = super::super::parse(yaml, &Default::default()).unwrap();
+        let (_, warnings) = super::super::translate(&doc, "st").unwrap();
+        assert_eq!(
+            warnings,
+            ["service a: ignoring unsupported options: build, develop, pull_policy"]
+        );
+        let e = super::super::parse(
+            "services:\n  a:\n    image: i\n    scale: 2\n",
+            &Default::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "compose file: services.a: \"scale\" is not supported: set deploy.replicas instead"
+        );
+    }
 }
