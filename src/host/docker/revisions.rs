@@ -484,25 +484,23 @@ async fn roll_back_service(
     spec: ServiceSpec,
 ) -> ScriptResult<()> {
     let mut current = svc.clone();
-    let mut tries = 0;
-    loop {
-        match super::update_service_at(&e.docker, &current, spec.clone(), None, None).await {
-            Ok(()) => return Ok(()),
-            Err(err) if tries < 5 && super::docker_message(&err).contains("out of sequence") => {
-                tries += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                let again = raw::stack_services(e, stack).await?;
-                match again
-                    .into_iter()
-                    .find(|s| str_at(s, &["Spec", "Name"]) == name)
-                {
-                    Some(s) => current = s,
-                    None => return Err(failed(&format!("rolling back {name}"), err)),
-                }
-            }
-            Err(err) => return Err(failed(&format!("rolling back {name}"), err)),
-        }
+    for tries in 0.. {
+        let err =
+            match super::update_service_at(&e.docker, &current, spec.clone(), None, None).await {
+                Ok(()) => return Ok(()),
+                Err(err) => err,
+            };
+        let again = if tries < 5 && super::docker_message(&err).contains("out of sequence") {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let now = raw::stack_services(e, stack).await?;
+            now.into_iter()
+                .find(|s| str_at(s, &["Spec", "Name"]) == name)
+        } else {
+            None
+        };
+        current = again.ok_or_else(|| failed(&format!("rolling back {name}"), err))?;
     }
+    unreachable!("the loop returns")
 }
 
 /// The revision a stack rollback returns to, its secret values opened: `to`, else the one
