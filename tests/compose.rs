@@ -1,7 +1,8 @@
 //! Compose files through wsm's primitives (`compose::load`, `compose::plan`, `e.deploy`,
 //! `e.remove_stack`) on the real engine, the Docker CLI as witness: a secret and a config whose
 //! files change between two deploys, jobs that complete or fail, and bad files refused before
-//! anything reaches the swarm.
+//! anything reaches the swarm. Issue 26's compose-spec keys through `stack deploy` and
+//! `stack plan`: `profiles`, the top-level `name`, `include`, keys with no meaning on a swarm.
 
 mod common;
 
@@ -51,6 +52,19 @@ impl Stack {
             .output()
             .unwrap()
             .into()
+    }
+
+    /// `wsm stack <args…>` in the stack's directory, with `env` set.
+    fn stack(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let dir = self.dir.path();
+        let mut all = vec!["stack"];
+        all.extend_from_slice(args);
+        let mut c = wsm_command(dir, &dir.join("config"), &all);
+        c.env_remove("COMPOSE_PROFILES");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap().into()
     }
 
     /// Names of the stack's objects of a kind (`secret`, `config`, `service`, `network`).
@@ -226,4 +240,95 @@ fn bad_files_exit_2_naming_the_file_and_key_and_create_nothing() {
             assert!(s.objects(kind).is_empty(), "{yaml}: a {kind} was created");
         }
     }
+}
+
+/// Issue 26: a file written for `docker compose`, deployed with `stack deploy -c` and no NAME:
+/// its top-level `name:` names the stack; `--profile tools` deploys `tools` and not `debug`;
+/// `include` (the long form, with its own env file and a config file beside it) brings `db`,
+/// interpolated with the included file's values and its config read from its own folder;
+/// `build`, `develop` and `pull_policy` are no error. Then `stack plan --prune` with
+/// `COMPOSE_PROFILES=debug` (no --profile) would create `debug` and remove `tools`.
+#[test]
+fn profiles_name_and_include_deploy_as_the_compose_spec_says() {
+    let s = Stack::new("wsmspec");
+    std::fs::create_dir_all(s.dir.path().join("db")).unwrap();
+    let name = &s.name;
+    s.write(
+        "main.yml",
+        &format!(
+            "name: {name}\ninclude:\n  - path: db/compose.yml\n    env_file: db/db.env\nservices:\n  web:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    build: .\n    develop: {{watch: [{{path: ., action: rebuild}}]}}\n    pull_policy: always\n    depends_on: [db]\n  debug:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    profiles: [debug]\n  tools:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    profiles: [tools, ops]\n"
+        ),
+    );
+    s.write(
+        "db/compose.yml",
+        &format!("services:\n  db:\n    image: {IMAGE}\n    command: [sleep, '${{DB_SLEEP}}']\n    configs: [{{source: dbconf, target: /etc/db.conf}}]\nconfigs:\n  dbconf: {{file: ./db.conf}}\n"),
+    );
+    s.write("db/db.env", "DB_SLEEP=3601\n");
+    s.write("db/db.conf", "from the included folder\n");
+    let r = s.stack(
+        &[
+            "deploy",
+            "-c",
+            "main.yml",
+            "--profile",
+            "tools",
+            "--resolve-image",
+            "never",
+            "--timeout",
+            "90",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let services = s.objects("service");
+    assert_eq!(
+        services,
+        [
+            format!("{name}_db"),
+            format!("{name}_tools"),
+            format!("{name}_web")
+        ]
+    );
+    let args = docker(&[
+        "service",
+        "inspect",
+        &format!("{name}_db"),
+        "--format",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Args}}",
+    ]);
+    assert_eq!(args.trim(), r#"["sleep","3601"]"#);
+    assert_eq!(
+        s.exec("db", &["cat", "/etc/db.conf"]),
+        "from the included folder\n"
+    );
+
+    let r = s.stack(
+        &[
+            "plan",
+            "-c",
+            "main.yml",
+            "--prune",
+            "--resolve-image",
+            "never",
+        ],
+        &[("COMPOSE_PROFILES", "debug")],
+    );
+    assert_eq!(r.code, 3, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains(&format!("+ service {name}_debug (create)")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("- service {name}_tools (remove)")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("1 to create, 0 to update, 1 to remove"),
+        "{}",
+        r.stdout
+    );
 }

@@ -3,7 +3,9 @@
 //! service, an update, a start-first update the engine rolls back itself) fail the deploy with
 //! the task's error and the stack goes back to its previous revision; a healthy update waits
 //! for the engine's verdict, an unchanged stack does not; `stack rm` of a stack whose job
-//! completed returns at once and removes the network.
+//! completed returns at once and removes the network. Issue 26 item 7: a deploy the engine
+//! refuses leaves nothing behind (refused before anything is made when certain; a first
+//! deploy's objects removed, a redeploy returned to the previous revision).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -11,6 +13,7 @@ mod common;
 #[path = "safedeploy/support.rs"]
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -98,23 +101,138 @@ fn a_new_service_whose_task_fails_right_after_starting_fails_the_deploy() {
     let took = started.elapsed();
     assert_failed_naming_the_task(&st, &r);
     assert!(
-        r.stderr.contains("no previous revision"),
+        r.stderr
+            .contains("no previous revision, and what the deploy made was removed"),
         "nothing to roll back to: {}",
         r.stderr
     );
     // Seen when the task fails (a second after it started), not at the deadline (60 s).
     assert!(took < Duration::from_secs(30), "took {took:?}");
-    let tasks = app_tasks(&st);
+    // Issue 26 item 7: a first deploy that fails leaves nothing behind.
+    assert_nothing_of(&st);
+}
+
+/// Nothing of the stack is on the swarm: no service, network, config or secret carries its
+/// label, and no history of it was written (`docker config ls`).
+fn assert_nothing_of(st: &SafeStack) {
+    let label = format!("label=com.docker.stack.namespace={}", st.name());
+    for kind in ["service", "network", "config", "secret"] {
+        let left = docker(&[kind, "ls", "-q", "--filter", &label]);
+        assert!(left.trim().is_empty(), "a {kind} is left: {left}");
+    }
+    let state = docker(&["config", "ls", "--format", "{{.Name}}"]);
     assert!(
-        tasks.starts_with("Failed") && tasks.contains("non-zero exit (1)"),
-        "{tasks}"
+        !state.contains(&format!("stack.{}.", st.name())),
+        "a history is left: {state}"
     );
-    let h = st.history();
-    assert_eq!(h.len(), 1, "{h:#?}");
+}
+
+/// Three sleeping services `a`, `b`, `c`, `c` with a config and on a network of the stack;
+/// `b` with `b_lines` (indented by four spaces), `nets` more networks (indented by two).
+fn abc(st: &SafeStack, b_lines: &str, nets: &str) -> String {
+    st.file("c.conf", "c");
+    format!(
+        "services:\n  a:\n    image: {IMAGE}\n    command: {SLEEP}\n  b:\n    image: {IMAGE}\n    command: {SLEEP}\n{b_lines}  c:\n    image: {IMAGE}\n    command: {SLEEP}\n    networks: [back]\n    configs: [conf]\nnetworks:\n  back: {{}}\n{nets}configs:\n  conf: {{file: ./c.conf}}\n"
+    )
+}
+
+/// Issue 26 item 7: what the engine is certain to refuse (a local-scope network declared
+/// external, as docker/cli checks it) is refused before anything is made (exit 2); what only
+/// the engine says, half-way (a memory limit under its 4 MiB floor, on the second of three
+/// services), makes the first deploy remove everything it had made.
+#[test]
+fn a_refused_first_deploy_leaves_nothing_behind() {
+    let st = SafeStack::new("wsmrefused1");
+    let local = format!("{}-local", st.name());
+    docker(&["network", "create", "-d", "bridge", &local]);
+    struct Net(String);
+    impl Drop for Net {
+        fn drop(&mut self) {
+            docker_quiet(&["network", "rm", &self.0]);
+        }
+    }
+    let _net = Net(local.clone());
+    let text = abc(
+        &st,
+        "    networks: [lan]\n",
+        &format!("  lan: {{external: true, name: {local}}}\n"),
+    );
+    let r = st.deploy(&st.file("local.yml", &text), &[]);
+    assert_eq!(r.code, 2, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     assert!(
-        h[0]["status"].as_str().unwrap().starts_with("failed: "),
-        "{h:#?}"
+        r.stderr.lines().next().unwrap_or("").contains(&format!(
+            "network \"{local}\" is declared as external, but it is not in the right scope: \"local\" instead of \"swarm\""
+        )),
+        "{}",
+        r.stderr
     );
+    assert_nothing_of(&st);
+
+    let bad = abc(&st, "    deploy: {resources: {limits: {memory: 1k}}}\n", "");
+    let r = st.deploy(&st.file("refused.yml", &bad), &[]);
+    assert_eq!(r.code, 1, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let error = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or("");
+    assert!(
+        error.contains(&format!("creating {}_b", st.name()))
+            && error.contains("invalid memory value")
+            && error.ends_with(
+                "the stack had no previous revision, and what the deploy made was removed"
+            ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("Creating config"), "{}", r.stdout);
+    assert_nothing_of(&st);
+}
+
+/// Issue 26 item 7: a redeploy the engine refuses half-way (a new service `b` under the
+/// memory floor, beside `a` changed and a new network and config) returns every service to
+/// the previous revision's spec, and what it made is gone.
+#[test]
+fn a_refused_redeploy_returns_to_the_previous_revision() {
+    let st = SafeStack::new("wsmrefused2");
+    let good = st.file("good.yml", &app(SLEEP, "1", "      replicas: 1\n"));
+    st.deploy(&good, &[]).ok();
+    let before = st.specs();
+    let label = format!("label=com.docker.stack.namespace={}", st.name());
+    let networks_before = docker(&["network", "ls", "-q", "--filter", &label]);
+    let bad = format!(
+        "{}    networks: [back]\n  b:\n    image: {IMAGE}\n    command: {SLEEP}\n    networks: [back]\n    configs: [conf]\n    deploy: {{resources: {{limits: {{memory: 1k}}}}}}\nnetworks:\n  back: {{}}\nconfigs:\n  conf: {{file: ./c.conf}}\n",
+        app(SLEEP, "2", "      replicas: 1\n")
+    );
+    st.file("c.conf", "c");
+    let r = st.deploy(&st.file("bad.yml", &bad), &[]);
+    assert_eq!(r.code, 1, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("invalid memory value")
+            && r.stderr.contains("the stack was rolled back to revision 1"),
+        "{}",
+        r.stderr
+    );
+    let after = st.specs();
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    let mut diff = BTreeMap::new();
+    for (name, spec) in &before {
+        spec_diff(name, spec, &after[name], &mut diff);
+    }
+    assert!(
+        diff.is_empty(),
+        "the specs differ from revision 1's: {diff:#?}"
+    );
+    assert_eq!(
+        docker(&["network", "ls", "-q", "--filter", &label]),
+        networks_before
+    );
+    assert!(docker(&["config", "ls", "-q", "--filter", &label])
+        .trim()
+        .is_empty());
 }
 
 #[test]

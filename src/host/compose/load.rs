@@ -98,6 +98,7 @@ pub fn load(
         schema::check_keys(&doc).map_err(|e| format!("{name}: {e}"))?;
         resolve(&mut doc, dir, env).map_err(|e| format!("{name}: {e}"))?;
         values::cast_typed_fields(&mut doc);
+        super::include::apply(&mut doc, dir, env).map_err(|e| format!("{name}: {e}"))?;
         sources.push(Source {
             name: name.clone(),
             doc,

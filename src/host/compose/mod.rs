@@ -4,22 +4,27 @@
 //! here knows about Wavelet; any stack's compose file goes through the same code.
 //!
 //! By job: `load` reads, checks (`schema`), interpolates (`interpolate`) and merges (`merge`)
-//! compose files; `values` converts compose values; `service` translates a service key by key
-//! (with `deploy`, `container`, `ports` and `mounts`); `objects` handles the stack's
-//! top-level networks and `files` its secrets and configs.
+//! compose files, with the compose spec's `include` (`include`), `profiles` (`profiles`) and
+//! keys that docker's v3 schema lacks (`spec_keys`); `values` converts compose values;
+//! `service` translates a service key by key (with `deploy`, `container`, `ports` and
+//! `mounts`); `objects` handles the stack's top-level networks and `files` its secrets and
+//! configs.
 
 mod container;
 mod deploy;
 mod draft;
 mod files;
+mod include;
 mod interpolate;
 mod load;
 mod merge;
 mod mounts;
 mod objects;
 mod ports;
+mod profiles;
 mod schema;
 mod service;
+mod spec_keys;
 mod values;
 
 use std::collections::BTreeMap;
@@ -158,7 +163,19 @@ fn load_files(files: &rhai::Array, opts: &Map) -> Result<Value, String> {
         check_inside(root, read.iter().filter(|p| p.exists()))?;
     }
     let env = load::environment(&dir, &env_files, &explicit)?;
-    let doc = load(&texts, &dir, &env)?;
+    let _inside = include::Inside::enter(inside.as_ref().map(std::path::PathBuf::from));
+    let mut doc = load(&texts, &dir, &env)?;
+    let first = names.first().map(String::as_str).unwrap_or("-");
+    let given: Vec<String> = opts
+        .get("profiles")
+        .and_then(|p| p.clone().into_array().ok())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    profiles::apply(&mut doc, &profiles::active(&given, &env))
+        .map_err(|e| format!("{first}: {e}"))?;
+    spec_keys::stack_name(&doc).map_err(|e| format!("{first}: {e}"))?;
     if let Some(root) = &inside {
         check_inside(root, files_read(&doc).iter())?;
     }
@@ -222,6 +239,11 @@ const LOAD_OPTS: &[Opt] = &[
         "paths of env files, read as `--env-file` reads them",
     ),
     ("env", "a map of variables for the interpolation"),
+    (
+        "profiles",
+        "the active profiles (`--profile`): services of other profiles are left out; when \
+         empty, `COMPOSE_PROFILES` of the interpolation values",
+    ),
     (
         "inside",
         "a folder: every file read (compose, env and config/secret files, followed through \

@@ -170,7 +170,7 @@ pub fn check_forbidden(doc: &Value) -> Result<(), String> {
         .into_iter()
         .flatten()
     {
-        for (key, instead) in FORBIDDEN {
+        for (key, instead) in FORBIDDEN.iter().chain(super::spec_keys::INSTEAD) {
             if svc.get(*key).is_some() {
                 return Err(format!(
                     "services.{name}: {key:?} is not supported: {instead}"
@@ -186,7 +186,8 @@ pub fn check_keys(doc: &Value) -> Result<(), String> {
     let root = doc
         .as_object()
         .ok_or("top-level object must be a mapping")?;
-    keys(root, TOP, true, "")?;
+    let top: Vec<&str> = TOP.iter().chain(super::spec_keys::TOP).copied().collect();
+    keys(root, &top, true, "")?;
     for (name, svc) in entries(doc, "services") {
         service(svc, &format!("services.{name}"))?;
     }
@@ -220,7 +221,12 @@ fn service(svc: &Value, path: &str) -> Result<(), String> {
     let Some(s) = svc.as_object() else {
         return Err(format!("{path}: must be a mapping"));
     };
-    keys(s, SERVICE, true, path)?;
+    let allowed: Vec<&str> = SERVICE
+        .iter()
+        .copied()
+        .chain(super::spec_keys::service_keys())
+        .collect();
+    keys(s, &allowed, true, path)?;
     sub(s, "healthcheck", HEALTHCHECK, path)?;
     sub(s, "logging", &["driver", "options"], path)?;
     sub(s, "credential_spec", &["config", "file", "registry"], path)?;

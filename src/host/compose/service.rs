@@ -63,6 +63,8 @@ const KEYS: &[(&str, Apply)] = &[
     ("env_file", |_, _| Ok(())),
     // Not used by `docker stack deploy` either.
     ("depends_on", |_, _| Ok(())),
+    // Applied by `compose::load` (`profiles.rs`): a service left in the document is active.
+    ("profiles", |_, _| Ok(())),
 ];
 
 /// Keys applied together by `service_spec`, after `KEYS`.
@@ -118,7 +120,9 @@ pub(super) fn service_spec(
     together(&mut draft, svc).map_err(ctx)?;
     let mut ignored = Vec::new();
     for key in svc.keys() {
-        if schema::IGNORED.contains(&key.as_str()) {
+        if schema::IGNORED.contains(&key.as_str())
+            || super::spec_keys::IGNORED.contains(&key.as_str())
+        {
             ignored.push(key.as_str());
         } else if key == "tmpfs" {
             warnings.push(format!(

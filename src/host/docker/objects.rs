@@ -206,14 +206,19 @@ pub(super) async fn prune_versions(
     Ok(())
 }
 
-/// Removes every secret or config of the stack (external ones never carry its label).
+/// Removes every secret or config of the stack (external ones never carry its label) but
+/// those whose id is in `keep`.
 pub(super) async fn remove_all(
     host: &Host,
     d: &Docker,
     stack: &str,
     kind: Kind,
+    keep: &HashSet<String>,
 ) -> ScriptResult<()> {
     for obj in list(d, kind, stack_filter(stack)).await? {
+        if keep.contains(str_at(&obj, &["ID"])) {
+            continue;
+        }
         let name = str_at(&obj, &["Spec", "Name"]);
         host.say(&format!("Removing {} {name}", kind.word()));
         delete(d, kind, str_at(&obj, &["ID"]))

@@ -272,6 +272,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             }
             let prune = opt_bool(&opts, "prune", true);
             let show = opt_bool(&opts, "show_secrets", false);
+            h.block(super::precheck::check(&e.docker, stack, &plan))?;
             let out = h.block(plan_changes(&h, e, stack, plan, prune, &resolve, show))?;
             to_dynamic(&out)
         },

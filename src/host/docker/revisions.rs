@@ -460,9 +460,7 @@ pub(super) async fn restore(
             Some(svc) if fields(&svc["Spec"], spec).is_empty() => {}
             Some(svc) => {
                 host.say(&format!("Rolling back service {name}"));
-                super::update_service_at(d, svc, typed, None, None)
-                    .await
-                    .map_err(|e| failed(&format!("rolling back {name}"), e))?;
+                roll_back_service(e, stack, svc, name, typed).await?;
             }
             None => {
                 host.say(&format!("Recreating service {name}"));
@@ -473,6 +471,36 @@ pub(super) async fn restore(
         }
     }
     Ok(())
+}
+
+/// Sends a service its spec of the revision. The engine's updater moves a service's version
+/// by itself while an update it was sent runs (its `UpdateStatus`): a write refused as out of
+/// sequence is made again on the service read afresh, a few times.
+async fn roll_back_service(
+    e: &EngineHandle,
+    stack: &str,
+    svc: &Value,
+    name: &str,
+    spec: ServiceSpec,
+) -> ScriptResult<()> {
+    let mut current = svc.clone();
+    for tries in 0.. {
+        let err =
+            match super::update_service_at(&e.docker, &current, spec.clone(), None, None).await {
+                Ok(()) => return Ok(()),
+                Err(err) => err,
+            };
+        let again = if tries < 5 && super::docker_message(&err).contains("out of sequence") {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let now = raw::stack_services(e, stack).await?;
+            now.into_iter()
+                .find(|s| str_at(s, &["Spec", "Name"]) == name)
+        } else {
+            None
+        };
+        current = again.ok_or_else(|| failed(&format!("rolling back {name}"), err))?;
+    }
+    unreachable!("the loop returns")
 }
 
 /// The revision a stack rollback returns to, its secret values opened: `to`, else the one

@@ -1,6 +1,7 @@
 //! Whole-stack safety around a deploy: the deploy that records revisions and returns the stack
-//! to its previous revision when it fails to converge (a rejected image, a task that keeps
-//! failing, the deadline), the same for any other change (`recorded`: `updates`' image update),
+//! to its previous revision when it fails (the engine refusing a service half-way, a rejected
+//! image, a task that keeps failing, the deadline), or removes what it made when it was the
+//! stack's first (`leftovers`), the same for any other change (`recorded`: `updates`' image update),
 //! and `e.rollback_stack`, which returns it to any kept revision.
 //! `revisions` says what a revision holds.
 
@@ -15,6 +16,7 @@ use super::apply::{deploy, prune_old_versions, DeployOptions, Plan};
 use super::converge::{converge, Baseline, Goal};
 use super::fence;
 use super::interrupted;
+use super::leftovers::{self, Found};
 use super::objects::FileObject;
 use super::revisions::{
     changes, message_of, restore, snapshot, state_names, summary, target, History,
@@ -74,6 +76,8 @@ pub(super) async fn recorded(
     let _interrupted =
         interrupted::Pending::register(host, e, stack, &before, base, &safety.operation);
     let (new_secrets, new_configs) = kept;
+    let found = Found::read(d, stack).await?;
+    let had_history = !history.revisions.is_empty();
     let baseline = Baseline::read(d, stack).await?;
     let applied = async {
         let names = change.await?;
@@ -139,7 +143,8 @@ pub(super) async fn recorded(
                 // The versions the failed deploy made, which no service uses now.
                 let (secrets, configs) =
                     (state_names(&before, "secrets"), state_names(&before, "configs"));
-                prune_old_versions(host, d, stack, &secrets, &configs).await
+                prune_old_versions(host, d, stack, &secrets, &configs).await?;
+                leftovers::remove_new_networks(host, d, stack, &found, safety.timeout).await
             }
             .await;
             match back {
@@ -160,9 +165,33 @@ pub(super) async fn recorded(
             format!("failed: {error}; left as it is (no rollback)"),
             format!("{error}; the stack was left as it is (`stack rollback --to {rev}` returns it to the previous revision)"),
         ),
+        None if safety.rollback => {
+            host.warn(&format!(
+                "the first deploy of stack {stack} failed ({error}); removing what it made"
+            ));
+            match leftovers::remove_first_deploy(host, d, stack, &found, safety.timeout).await {
+                // Nothing is left of the stack: nor is a history of it, unless it had one.
+                Ok(()) if !had_history => {
+                    return Err(script_err(format!(
+                        "{error}; the stack had no previous revision, and what the deploy made was removed"
+                    )))
+                }
+                Ok(()) => (
+                    format!("failed: {error}; no previous revision, what it made removed"),
+                    format!("{error}; the stack had no previous revision, and what the deploy made was removed"),
+                ),
+                Err(e) => (
+                    format!("failed: {error}; no previous revision, and removing what it made failed"),
+                    format!(
+                        "{error}; the stack had no previous revision, and removing what the deploy made failed too: {}",
+                        message_of(&e)
+                    ),
+                ),
+            }
+        }
         None => (
             format!("failed: {error}; no previous revision"),
-            format!("{error}; the stack had no previous revision to roll back to"),
+            format!("{error}; the stack had no previous revision to roll back to (left as it is)"),
         ),
     };
     // Recorded even when nothing differs any more: the engine may have undone a failed update

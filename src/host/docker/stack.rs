@@ -41,16 +41,20 @@ fn still_going(task: &Value) -> bool {
 }
 
 /// Removes a stack's services, waits until their tasks are gone (or ended on their own),
-/// removes the containers such tasks leave behind, then removes its networks.
-async fn remove_stack(
+/// removes the containers such tasks leave behind, then removes its networks. Networks,
+/// secrets and configs whose id is in `keep` stay (a failed first deploy removes only what it
+/// made: `leftovers`).
+pub(super) async fn remove_stack(
     host: &Host,
     d: &Docker,
     stack: &str,
     timeout: Duration,
+    keep: &HashSet<String>,
 ) -> ScriptResult<bool> {
     let deadline = Instant::now() + timeout;
     let services = list_services(d, stack_filter(stack)).await?;
-    let networks = list_networks(d, stack_filter(stack)).await?;
+    let mut networks = list_networks(d, stack_filter(stack)).await?;
+    networks.retain(|n| !keep.contains(str_at(n, &["Id"])));
     if services.is_empty() && networks.is_empty() && !objects::any(d, stack).await? {
         host.say(&format!("Nothing found in stack: {stack}"));
         return Ok(false);
@@ -65,8 +69,8 @@ async fn remove_stack(
             .map_err(engine_error)?;
     }
     // As `docker stack rm`: the secrets and configs once no service refers to them.
-    objects::remove_all(host, d, stack, Kind::Secret).await?;
-    objects::remove_all(host, d, stack, Kind::Config).await?;
+    objects::remove_all(host, d, stack, Kind::Secret, keep).await?;
+    objects::remove_all(host, d, stack, Kind::Config, keep).await?;
     let mut display = ProgressDisplay::new();
     loop {
         // Tasks leave the swarm's store first; their containers (which hold the volumes) go
@@ -246,6 +250,8 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                 rollback: opt_bool(&opts, "rollback", true),
             };
             let d = &e.docker;
+            // What the engine would refuse half-way is refused before anything is made.
+            h.block(super::precheck::check(d, stack, &plan))?;
             let names = if opt_bool(&opts, "record", false) {
                 h.block(deploy_recorded(&h, e, stack, plan, options, &safety))?
             } else {
@@ -303,7 +309,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         move |e: &mut EngineHandle, stack: &str, timeout: i64| -> ScriptResult<bool> {
             h.block(async {
                 fence::check(e, stack, "removing the stack").await?;
-                remove_stack(&h, &e.docker, stack, secs(timeout)).await
+                remove_stack(&h, &e.docker, stack, secs(timeout), &HashSet::new()).await
             })
         },
     );
