@@ -21,6 +21,7 @@ mod image;
 mod interrupted;
 mod keys;
 mod objects;
+mod order;
 mod plan;
 mod raw;
 mod revisions;
