@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::image::{registry_credentials, registry_digest, registry_of, NoDigest};
 use super::objects::{self, FileObject, Kind};
 use super::order::{self, Dependency};
+use super::rotate;
 use super::{engine_error, failed, list_networks, list_services, stack_filter, str_at};
 use crate::host::compose::IMAGE_LABEL;
 use crate::host::{script_err, Host, ScriptResult};
@@ -182,9 +183,22 @@ pub(super) async fn deploy(
         let req: NetworkCreateRequest = serde_json::from_value(net.spec).map_err(script_err)?;
         d.create_network(req).await.map_err(engine_error)?;
     }
-    let secret_ids = objects::ensure(host, d, Kind::Secret, &secrets).await?;
-    let config_ids = objects::ensure(host, d, Kind::Config, &configs).await?;
+    // A version rotated since (`rotate.rs`) is followed, not made again.
+    let secrets_renamed = rotate::follow(host, d, Kind::Secret, &secrets).await?;
+    let configs_renamed = rotate::follow(host, d, Kind::Config, &configs).await?;
+    let unrotated = |objs: &[FileObject], renamed: &HashMap<String, String>| -> Vec<FileObject> {
+        objs.iter()
+            .filter(|o| !renamed.contains_key(&o.name))
+            .map(FileObject::clone)
+            .collect()
+    };
+    let secret_ids =
+        objects::ensure(host, d, Kind::Secret, &unrotated(&secrets, &secrets_renamed)).await?;
+    let config_ids =
+        objects::ensure(host, d, Kind::Config, &unrotated(&configs, &configs_renamed)).await?;
     for svc in services.iter_mut() {
+        rotate::rename_references(&mut svc.spec, Kind::Secret, &secrets_renamed);
+        rotate::rename_references(&mut svc.spec, Kind::Config, &configs_renamed);
         objects::point_references(&mut svc.spec, Kind::Secret, &secret_ids)?;
         objects::point_references(&mut svc.spec, Kind::Config, &config_ids)?;
     }

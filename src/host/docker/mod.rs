@@ -26,6 +26,7 @@ mod plan;
 mod raw;
 mod revisions;
 mod rollback;
+mod rotate;
 mod service;
 mod ssh_transport;
 mod stack;
@@ -518,4 +519,5 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     plan::register(engine, host);
     drift::register(engine, host);
     updates::register(engine, host);
+    rotate::register(engine, host);
 }

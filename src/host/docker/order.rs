@@ -84,13 +84,15 @@ pub(super) async fn check(d: &Docker, services: &[Named], deps: &[Dependency]) -
         let Some(on) = services.iter().find(|s| s.name == dep.on) else {
             continue;
         };
-        if has_healthcheck(on.spec.pointer("/TaskTemplate/ContainerSpec/Healthcheck")) {
+        // A plan spells it as bollard does; the engine stores `Healthcheck`.
+        let hc = ["HealthCheck", "Healthcheck"]
+            .iter()
+            .find_map(|k| on.spec["TaskTemplate"]["ContainerSpec"].get(*k))
+            .filter(|h| !h.is_null());
+        if has_healthcheck(hc) {
             continue;
         }
-        let switched_off = on
-            .spec
-            .pointer("/TaskTemplate/ContainerSpec/Healthcheck")
-            .is_some_and(|h| !h.is_null());
+        let switched_off = hc.is_some();
         let image = str_at(&on.spec, &["TaskTemplate", "ContainerSpec", "Image"]);
         let in_image = match d.inspect_image(image).await {
             Ok(i) => {
