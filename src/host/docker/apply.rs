@@ -192,10 +192,20 @@ pub(super) async fn deploy(
             .map(FileObject::clone)
             .collect()
     };
-    let secret_ids =
-        objects::ensure(host, d, Kind::Secret, &unrotated(&secrets, &secrets_renamed)).await?;
-    let config_ids =
-        objects::ensure(host, d, Kind::Config, &unrotated(&configs, &configs_renamed)).await?;
+    let secret_ids = objects::ensure(
+        host,
+        d,
+        Kind::Secret,
+        &unrotated(&secrets, &secrets_renamed),
+    )
+    .await?;
+    let config_ids = objects::ensure(
+        host,
+        d,
+        Kind::Config,
+        &unrotated(&configs, &configs_renamed),
+    )
+    .await?;
     for svc in services.iter_mut() {
         rotate::rename_references(&mut svc.spec, Kind::Secret, &secrets_renamed);
         rotate::rename_references(&mut svc.spec, Kind::Config, &configs_renamed);

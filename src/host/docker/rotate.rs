@@ -138,11 +138,17 @@ async fn next_version(
             "{word} {from} is made by a driver: its driver rotates it"
         )));
     }
-    let data = bounded::read_file(Path::new(file), file, bounded::OBJECT_FILE).map_err(usage_err)?;
-    let labels = old["Spec"]["Labels"].as_object().cloned().unwrap_or_default();
+    let data =
+        bounded::read_file(Path::new(file), file, bounded::OBJECT_FILE).map_err(usage_err)?;
+    let labels = old["Spec"]["Labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let base = match labels.get(VERSION_OF).and_then(Value::as_str) {
         Some(b) => b.to_string(),
-        None if is_versioned(&from) => from.rsplit_once('-').map_or(from.clone(), |(b, _)| b.into()),
+        None if is_versioned(&from) => from
+            .rsplit_once('-')
+            .map_or(from.clone(), |(b, _)| b.into()),
         None => from.clone(),
     };
     let to = match kind {
@@ -206,7 +212,10 @@ async fn repoint(
             continue;
         };
         let mut touched = false;
-        for r in refs.iter_mut().filter(|r| str_at(r, &[id_field]) == from_id) {
+        for r in refs
+            .iter_mut()
+            .filter(|r| str_at(r, &[id_field]) == from_id)
+        {
             r[name_field] = json!(to_name);
             r[id_field] = json!(to_id);
             touched = true;
@@ -215,7 +224,10 @@ async fn repoint(
             continue;
         }
         let name = str_at(&svc, &["Spec", "Name"]).to_string();
-        host.say(&format!("Updating service {name} to {} {to_name}", kind.word()));
+        host.say(&format!(
+            "Updating service {name} to {} {to_name}",
+            kind.word()
+        ));
         let typed: ServiceSpec = serde_json::from_value(spec).map_err(script_err)?;
         super::update_service_at(&e.docker, &svc, typed, None, None)
             .await
@@ -323,17 +335,15 @@ const MOVE_OPTS: &[Opt] = &[
 /// `e.object_remove_unused`.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
-    let prim = Prim::new(
-        "e.object_next_version(kind: string, name: string, file: string) -> map",
-    )
-    .doc(
-        "Creates the next version of a secret or config (`kind`) from a file: \
+    let prim = Prim::new("e.object_next_version(kind: string, name: string, file: string) -> map")
+        .doc(
+            "Creates the next version of a secret or config (`kind`) from a file: \
          `<base>-<version of the content>` (a secret's version a keyed hash, as a file-made \
          one's), with the labels of the version it replaces plus `wsm.rotated.from` and \
          `wsm.version.of`. `name` is the object's name, or one it was rotated from. Returns \
          `#{kind, from, to, created, users: [#{stack, service}]}`; the same content as now, \
          an unknown name or a driver-made secret is bad input.",
-    );
+        );
     prim.register(
         engine,
         move |e: &mut EngineHandle, kind: &str, name: &str, file: &str| -> ScriptResult<Map> {
@@ -353,7 +363,9 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             let kind = kind_of(kind)?;
             h.block(async {
                 match named(&e.docker, kind, name).await? {
-                    Some(o) => Ok(user_rows(&users(&e.docker, kind, str_at(&o, &["ID"])).await?)),
+                    Some(o) => Ok(user_rows(
+                        &users(&e.docker, kind, str_at(&o, &["ID"])).await?,
+                    )),
                     None => Ok(Array::new()),
                 }
             })
