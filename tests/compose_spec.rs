@@ -134,10 +134,10 @@ fn depends_on_orders_the_deploy_and_a_dependency_never_healthy_rolls_it_back() {
     // A dependency that never gets healthy: the deploy fails at its deadline, web is never
     // written, and the stack returns to revision 1.
     let f = write(&s, "stack.yml", &file("test -f /tmp/never", "V=2"));
-    let r = deploy(&s, &f, "30", &[]);
+    let r = deploy(&s, &f, "40", &[]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stderr.contains("was not there within 30 s"),
+        r.stderr.contains("was not there within 40 s"),
         "{}",
         r.stderr
     );
@@ -165,7 +165,7 @@ fn a_cycle_is_refused_with_nothing_created() {
             "services:\n  a:\n    image: {IMAGE}\n    depends_on: {{b: {{condition: service_started}}}}\n  b:\n    image: {IMAGE}\n    depends_on: {{a: {{condition: service_healthy}}}}\n  c:\n    image: {IMAGE}\n"
         ),
     );
-    let r = deploy(&s, &f, "30", &[]);
+    let r = deploy(&s, &f, "40", &[]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(
         r.stderr.starts_with("error: ") && r.stderr.contains("dependency cycle: a -> b -> a"),
