@@ -8,6 +8,10 @@
 //! let anyone test a guess (`password` would be `…-5e884898` for all to see). A changed file is a new object,
 //! the services roll to it, and `deploy` removes the versions no service uses any more.
 //! External objects keep their name; driver-made secrets (no data) keep docker's name.
+//!
+//! Past docker, the compose spec's sources: a config's `content:` and a config's or secret's
+//! `environment:` (the variable's value at load time) are versioned by their content as a file
+//! is.
 
 use std::path::Path;
 
@@ -59,13 +63,59 @@ fn name_and_data(
     if is_external(Some(decl)) || decl.get("driver").is_some() {
         return Ok((base, None));
     }
-    let file = decl.get("file").map(text).unwrap_or_default();
-    let data = bounded::read_file(Path::new(&file), short, bounded::OBJECT_FILE)?;
+    let data = match (decl.get("content"), decl.get(FROM_ENVIRONMENT)) {
+        (Some(content), _) => text(content).into_bytes(),
+        (None, Some(value)) => text(value).into_bytes(),
+        (None, None) => {
+            let file = decl.get("file").map(text).unwrap_or_default();
+            bounded::read_file(Path::new(&file), short, bounded::OBJECT_FILE)?
+        }
+    };
     if kind == "secrets" {
         let key = crate::host::secrets::key()?;
         return Ok((format!("{base}-{}", key.version(&data)), Some(data)));
     }
     Ok((versioned(&base, &data), Some(data)))
+}
+
+/// Where the loader keeps the value of a declaration's `environment:` source until the plan
+/// turns it into the object's data, as a file-made secret's data is (no output path prints a
+/// loaded document's declarations or a plan's data).
+const FROM_ENVIRONMENT: &str = "x-wsm-value";
+
+/// The compose spec's sources besides `file:`, read by the loader (which has the interpolation
+/// values): a config's `content:` (kept as it is), and a config's or secret's `environment:`,
+/// the value of that variable. Returns whether the declaration has one of them; more than one
+/// source, or a variable that is not set, is an error naming the key.
+pub(super) fn resolve_source(
+    kind: &str,
+    name: &str,
+    decl: &mut serde_json::Map<String, Value>,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<bool, String> {
+    decl.remove(FROM_ENVIRONMENT);
+    let given: Vec<&str> = ["file", "content", "environment"]
+        .into_iter()
+        .filter(|k| decl.contains_key(*k))
+        .collect();
+    if given.len() > 1 {
+        return Err(format!(
+            "{kind}.{name}: {} are exclusive: give one source",
+            given.join(" and ")
+        ));
+    }
+    match given.first() {
+        Some(&"content") => Ok(true),
+        Some(&"environment") => {
+            let var = decl.get("environment").map(text).unwrap_or_default();
+            let value = env.get(&var).ok_or_else(|| {
+                format!("{kind}.{name}.environment: the variable {var:?} is not set")
+            })?;
+            decl.insert(FROM_ENVIRONMENT.into(), Value::String(value.clone()));
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// `<base>-<first 8 hex of sha256(data)>`.
@@ -130,5 +180,36 @@ mod tests {
         std::fs::write(&f, "two").unwrap();
         let again = plan_objects(&doc, "st", "configs").unwrap();
         assert_ne!(again[0]["name"], objs[0]["name"]);
+    }
+
+    #[test]
+    fn content_and_environment_sources_are_versioned_by_their_value() {
+        let env = std::collections::BTreeMap::from([("GREETING".to_string(), "one".to_string())]);
+        let load = |yaml: &str| {
+            crate::host::compose::load(&[("f.yml".into(), yaml.into())], Path::new("/"), &env)
+        };
+        let doc = load(
+            "services: {a: {image: i}}\nconfigs:\n  c: {content: one}\n  e: {environment: GREETING}\n",
+        )
+        .unwrap();
+        let objs = plan_objects(&doc, "st", "configs").unwrap();
+        assert_eq!(objs[0]["name"], "st_c-7692c3ad");
+        assert_eq!(objs[1]["name"], "st_e-7692c3ad");
+        assert_eq!(objs[1]["spec"]["Data"], "b25l");
+        assert_eq!(
+            load("services: {a: {image: i}}\nsecrets:\n  s: {environment: NOPE_NOT_SET}\n")
+                .unwrap_err(),
+            "f.yml: secrets.s.environment: the variable \"NOPE_NOT_SET\" is not set"
+        );
+        assert_eq!(
+            load("services: {a: {image: i}}\nconfigs:\n  c: {content: x, environment: GREETING}\n")
+                .unwrap_err(),
+            "f.yml: configs.c: content and environment are exclusive: give one source"
+        );
+        assert!(
+            load("services: {a: {image: i}}\nsecrets:\n  s: {content: x}\n")
+                .unwrap_err()
+                .contains("unknown key \"content\"")
+        );
     }
 }

@@ -179,8 +179,20 @@ fn resolve(doc: &mut Value, dir: &Path, env: &BTreeMap<String, String>) -> Resul
             if external || d.contains_key("driver") {
                 continue;
             }
+            // The compose spec's other sources (`files::source_of`), read here, where the
+            // interpolation values are.
+            if crate::host::compose::files::resolve_source(kind, name, d, env)? {
+                continue;
+            }
             let Some(file) = d.get("file").map(text) else {
-                return Err(format!("{kind}.{name}: no file, and not external"));
+                return Err(format!(
+                    "{kind}.{name}: no file{}, and not external",
+                    if kind == "configs" {
+                        ", content or environment"
+                    } else {
+                        " or environment"
+                    }
+                ));
             };
             let file = absolute(&file, dir, env);
             bounded::check_regular_file(Path::new(&file), &format!("{kind}.{name}.file:"))?;

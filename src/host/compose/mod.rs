@@ -11,9 +11,10 @@
 //! configs.
 
 mod container;
+mod depends;
 mod deploy;
 mod draft;
-mod files;
+pub(super) mod files;
 mod include;
 mod interpolate;
 mod load;
@@ -83,10 +84,12 @@ pub fn translate(
 
 /// What deploying the document as stack `stack` creates: `{services: [{name, spec}],
 /// networks: [{name, spec}], volumes: [{name, spec}], configs: [{name, key, external, spec?,
-/// file?}], secrets: [..], warnings: [..]}`. Services by short name, networks as
-/// [`stack_networks`] orders them, names in full; configs and secrets as `files` names them.
+/// file?}], secrets: [..], warnings: [..], depends: [{service, on, condition, restart}]}`.
+/// Services by short name, networks as [`stack_networks`] orders them, names in full; configs
+/// and secrets as `files` names them; `depends` the order `depends.rs` reads.
 pub fn plan(doc: &Value, stack: &str) -> Result<Value, String> {
-    let (specs, warnings) = translate(doc, stack)?;
+    let (specs, mut warnings) = translate(doc, stack)?;
+    let depends = depends::plan_depends(doc, stack, &mut warnings)?;
     let services: Vec<Value> = specs
         .into_iter()
         .map(|(short, spec)| json!({"name": format!("{stack}_{short}"), "spec": spec}))
@@ -102,6 +105,7 @@ pub fn plan(doc: &Value, stack: &str) -> Result<Value, String> {
         "configs": files::plan_objects(doc, stack, "configs")?,
         "secrets": files::plan_objects(doc, stack, "secrets")?,
         "warnings": warnings,
+        "depends": depends,
     }))
 }
 
@@ -393,7 +397,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             seen,
-            r#"["configs", "networks", "secrets", "services", "volumes", "warnings"] st_a st_b j:latest st_default overlay ["service b: ignoring unsupported options: restart"]"#
+            r#"["configs", "depends", "networks", "secrets", "services", "volumes", "warnings"] st_a st_b j:latest st_default overlay ["service b: ignoring unsupported options: restart"]"#
         );
     }
 

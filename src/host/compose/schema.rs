@@ -153,13 +153,22 @@ const VOLUME: &[&str] = &[
 const SECRET: &[&str] = &[
     "driver",
     "driver_opts",
+    "environment",
     "external",
     "file",
     "labels",
     "name",
     "template_driver",
 ];
-const CONFIG: &[&str] = &["external", "file", "labels", "name", "template_driver"];
+const CONFIG: &[&str] = &[
+    "content",
+    "environment",
+    "external",
+    "file",
+    "labels",
+    "name",
+    "template_driver",
+];
 const FILE_REF: &[&str] = &["gid", "mode", "source", "target", "uid"];
 
 /// Refuses the service keys docker refuses, naming the first one found.

@@ -15,6 +15,8 @@ use serde_json::Value;
 
 use super::image::{registry_credentials, registry_digest, registry_of, NoDigest};
 use super::objects::{self, FileObject, Kind};
+use super::order::{self, Dependency};
+use super::rotate;
 use super::{engine_error, failed, list_networks, list_services, stack_filter, str_at};
 use crate::host::compose::IMAGE_LABEL;
 use crate::host::{script_err, Host, ScriptResult};
@@ -34,6 +36,9 @@ pub(super) struct Plan {
     pub configs: Vec<FileObject>,
     #[serde(default)]
     warnings: Vec<String>,
+    /// The order of the writes (`order.rs`).
+    #[serde(default)]
+    pub depends: Vec<Dependency>,
 }
 
 /// How `e.deploy` goes about it: `opts` of the script.
@@ -48,6 +53,8 @@ pub(super) struct DeployOptions {
     pub resolve_image: String,
     /// Send the registry credentials of `~/.docker/config.json` to the swarm's nodes.
     pub with_registry_auth: bool,
+    /// How long a service waits for what it depends on (`order.rs`): the deploy's timeout.
+    pub order_timeout: Duration,
 }
 
 /// A service or network of a plan: its full name and its Engine API spec.
@@ -156,7 +163,9 @@ pub(super) async fn deploy(
         secrets,
         configs,
         warnings,
+        depends,
     } = plan;
+    let deadline = std::time::Instant::now() + opts.order_timeout;
     if host.opts.verbose {
         for w in warnings {
             host.warn(&w);
@@ -174,16 +183,94 @@ pub(super) async fn deploy(
         let req: NetworkCreateRequest = serde_json::from_value(net.spec).map_err(script_err)?;
         d.create_network(req).await.map_err(engine_error)?;
     }
-    let secret_ids = objects::ensure(host, d, Kind::Secret, &secrets).await?;
-    let config_ids = objects::ensure(host, d, Kind::Config, &configs).await?;
+    // A version rotated since (`rotate.rs`) is followed, not made again.
+    let secrets_renamed = rotate::follow(host, d, Kind::Secret, &secrets).await?;
+    let configs_renamed = rotate::follow(host, d, Kind::Config, &configs).await?;
+    let unrotated = |objs: &[FileObject], renamed: &HashMap<String, String>| -> Vec<FileObject> {
+        objs.iter()
+            .filter(|o| !renamed.contains_key(&o.name))
+            .map(FileObject::clone)
+            .collect()
+    };
+    let secret_ids = objects::ensure(
+        host,
+        d,
+        Kind::Secret,
+        &unrotated(&secrets, &secrets_renamed),
+    )
+    .await?;
+    let config_ids = objects::ensure(
+        host,
+        d,
+        Kind::Config,
+        &unrotated(&configs, &configs_renamed),
+    )
+    .await?;
     for svc in services.iter_mut() {
+        rotate::rename_references(&mut svc.spec, Kind::Secret, &secrets_renamed);
+        rotate::rename_references(&mut svc.spec, Kind::Config, &configs_renamed);
         objects::point_references(&mut svc.spec, Kind::Secret, &secret_ids)?;
         objects::point_references(&mut svc.spec, Kind::Config, &config_ids)?;
     }
     let existing = list_services(d, stack_filter(stack)).await?;
     let query = resolve_images(&mut services, &existing, &opts.resolve_image);
     pin_image_digests(host, d, &mut services, &query).await;
-    // Independent of each other: sent at once (a few at a time), said in the plan's order.
+    // In waves of `depends` (one wave without): a wave waits for the conditions of what it
+    // depends on, then its services, independent of each other, are sent at once (a few at a
+    // time), said in the plan's order.
+    let all: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+    let waves = order::waves(&all, &depends)?;
+    let before_tasks: HashSet<String> = if depends.iter().any(|d| d.restart) {
+        super::list_tasks(d, stack_filter(stack))
+            .await?
+            .iter()
+            .map(|t| str_at(t, &["ID"]).to_string())
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    let mut slots: Vec<Option<Named>> = services.into_iter().map(Some).collect();
+    let mut names = Vec::new();
+    for wave in waves {
+        let wanted: Vec<&Dependency> = depends
+            .iter()
+            .filter(|dep| wave.iter().any(|&i| all[i] == dep.service))
+            .filter(|dep| all.contains(&dep.on))
+            .collect();
+        order::reach(host, d, stack, &wanted, deadline, opts.order_timeout).await?;
+        let restart = order::restarted(d, stack, &wanted, &before_tasks).await?;
+        let batch: Vec<Named> = wave.iter().filter_map(|&i| slots[i].take()).collect();
+        names.extend(write_services(host, d, batch, &existing, opts, &restart).await?);
+    }
+    if opts.prune {
+        for svc in &existing {
+            let name = str_at(svc, &["Spec", "Name"]);
+            if !names.iter().any(|n| n == name) {
+                host.say(&format!("Removing service {name}"));
+                d.delete_service(str_at(svc, &["ID"]))
+                    .await
+                    .map_err(engine_error)?;
+            }
+        }
+    }
+    if opts.prune_versions {
+        let names = |objs: &[FileObject]| objs.iter().map(|o| o.name.clone()).collect();
+        prune_old_versions(host, d, stack, &names(&secrets), &names(&configs)).await?;
+    }
+    Ok(names)
+}
+
+/// Creates or updates one wave of services at once (a few at a time), said in order; the ones
+/// in `restart` (a dependency of `restart: true` was restarted) get their force-update counter
+/// raised. Returns their names.
+async fn write_services(
+    host: &Host,
+    d: &Docker,
+    services: Vec<Named>,
+    existing: &[Value],
+    opts: &DeployOptions,
+    restart: &HashSet<String>,
+) -> ScriptResult<Vec<String>> {
     let mut writes = Vec::new();
     for Named { name, mut spec } in services {
         let creds = if opts.with_registry_auth {
@@ -206,6 +293,16 @@ pub(super) async fn deploy(
                 // As docker: keep the force-update counter, so a deploy rolls nothing by itself.
                 if let Some(force) = svc.pointer("/Spec/TaskTemplate/ForceUpdate") {
                     spec["TaskTemplate"]["ForceUpdate"] = force.clone();
+                }
+                if restart.contains(&name) {
+                    host.say(&format!(
+                        "Restarting service {name}: a dependency was restarted"
+                    ));
+                    let n = svc
+                        .pointer("/Spec/TaskTemplate/ForceUpdate")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0);
+                    spec["TaskTemplate"]["ForceUpdate"] = serde_json::json!(n + 1);
                 }
             }
             None => host.say(&format!("Creating service {name}")),
@@ -231,23 +328,7 @@ pub(super) async fn deploy(
         .buffered(CONCURRENT_WRITES)
         .collect()
         .await;
-    let names = done.into_iter().collect::<ScriptResult<Vec<String>>>()?;
-    if opts.prune {
-        for svc in &existing {
-            let name = str_at(svc, &["Spec", "Name"]);
-            if !names.iter().any(|n| n == name) {
-                host.say(&format!("Removing service {name}"));
-                d.delete_service(str_at(svc, &["ID"]))
-                    .await
-                    .map_err(engine_error)?;
-            }
-        }
-    }
-    if opts.prune_versions {
-        let names = |objs: &[FileObject]| objs.iter().map(|o| o.name.clone()).collect();
-        prune_old_versions(host, d, stack, &names(&secrets), &names(&configs)).await?;
-    }
-    Ok(names)
+    done.into_iter().collect()
 }
 
 /// Removes the stack's secret and config versions that are not named here and that neither a

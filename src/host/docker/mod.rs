@@ -22,11 +22,13 @@ mod interrupted;
 mod keys;
 mod leftovers;
 mod objects;
+mod order;
 mod plan;
 mod precheck;
 mod raw;
 mod revisions;
 mod rollback;
+mod rotate;
 mod service;
 mod ssh_transport;
 mod stack;
@@ -519,4 +521,5 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     plan::register(engine, host);
     drift::register(engine, host);
     updates::register(engine, host);
+    rotate::register(engine, host);
 }

@@ -17,7 +17,7 @@ use crate::host::{script_err, Host, ScriptResult};
 
 /// A secret or config of a plan: its full name, whether it exists outside the stack, and the
 /// Engine API spec of one the stack creates.
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 pub(super) struct FileObject {
     pub name: String,
     #[serde(default)]
@@ -69,7 +69,7 @@ pub(super) async fn list(
 }
 
 /// Creates one object from its spec; returns its id.
-async fn create(d: &Docker, kind: Kind, spec: Value) -> ScriptResult<String> {
+pub(super) async fn create(d: &Docker, kind: Kind, spec: Value) -> ScriptResult<String> {
     let name = str_at(&spec, &["Name"]).to_string();
     let what = format!("creating {} {name}", kind.word());
     let id = match kind {
@@ -86,7 +86,7 @@ async fn create(d: &Docker, kind: Kind, spec: Value) -> ScriptResult<String> {
 }
 
 /// Removes one object; an object already gone is no failure.
-async fn delete(d: &Docker, kind: Kind, id: &str) -> Result<(), bollard::errors::Error> {
+pub(super) async fn delete(d: &Docker, kind: Kind, id: &str) -> Result<(), bollard::errors::Error> {
     match kind {
         Kind::Secret => absent_on_404(d.delete_secret(id)).await.map(|_| ()),
         Kind::Config => absent_on_404(d.delete_config(id)).await.map(|_| ()),

@@ -237,21 +237,24 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                     "resolve_image must be always, changed or never, not {resolve_image:?}"
                 )));
             }
-            let options = DeployOptions {
-                prune: opt_bool(&opts, "prune", true),
-                prune_versions: true,
-                resolve_image,
-                with_registry_auth: opt_bool(&opts, "with_registry_auth", false),
-            };
             let safety = Safety {
                 operation: opt_str(&opts, "operation", "deploy"),
                 wait: opt_bool(&opts, "wait", true),
                 timeout: opt_secs(&opts, "timeout", 300),
                 rollback: opt_bool(&opts, "rollback", true),
             };
+            let options = DeployOptions {
+                prune: opt_bool(&opts, "prune", true),
+                prune_versions: true,
+                resolve_image,
+                with_registry_auth: opt_bool(&opts, "with_registry_auth", false),
+                order_timeout: safety.timeout,
+            };
             let d = &e.docker;
             // What the engine would refuse half-way is refused before anything is made.
             h.block(super::precheck::check(d, stack, &plan))?;
+            // Bad input in the order changes nothing: refused before the deploy begins.
+            h.block(super::order::check(d, &plan.services, &plan.depends))?;
             let names = if opt_bool(&opts, "record", false) {
                 h.block(deploy_recorded(&h, e, stack, plan, options, &safety))?
             } else {
