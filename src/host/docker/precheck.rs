@@ -5,8 +5,8 @@
 //!
 //! - an external network that does not exist, or is not swarm-scoped (docker/cli's
 //!   `validateExternalNetworks`; `bridge` and `host` are the swarm's own and always there);
-//! - a secret or config a service uses that neither the plan creates nor the swarm has (the
-//!   engine: "secret not found");
+//! - a secret or config a service uses that neither the plan creates nor the swarm has, under
+//!   its name or as one it was rotated from (the engine: "secret not found");
 //! - an ingress port published twice, by two services of the plan or by a service of another
 //!   stack (the engine: "port '8080' is already in use by service …");
 //! - a placement constraint without its operator (the engine: "constraint expected one
@@ -34,10 +34,21 @@ pub(super) async fn check(d: &Docker, stack: &str, plan: &Plan) -> ScriptResult<
     )?;
     external_networks(plan, &networks).map_err(usage_err)?;
     for kind in [Kind::Secret, Kind::Config] {
+        // An object is had by its name, and by the names it was rotated from, which a deploy
+        // follows to it (`rotate::follow`).
         let have: HashSet<String> = objects::list(d, kind, HashMap::new())
             .await?
             .iter()
-            .map(|o| str_at(o, &["Spec", "Name"]).to_string())
+            .flat_map(|o| {
+                let labels = &o["Spec"]["Labels"];
+                [
+                    Some(str_at(o, &["Spec", "Name"])),
+                    labels[super::rotate::ROTATED_FROM].as_str(),
+                    labels[super::rotate::VERSION_OF].as_str(),
+                ]
+            })
+            .flatten()
+            .map(str::to_string)
             .collect();
         file_objects(plan, kind, &have).map_err(usage_err)?;
     }

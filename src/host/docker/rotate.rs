@@ -26,9 +26,9 @@ use crate::host::opts::{opt_secs, opt_str};
 use crate::host::{bounded, script_err, usage_err, Host, ScriptResult, NAMESPACE_LABEL};
 
 /// The label naming the version a rotated object replaces.
-const ROTATED_FROM: &str = "wsm.rotated.from";
+pub(super) const ROTATED_FROM: &str = "wsm.rotated.from";
 /// The label naming the family of versions (the name without its version).
-const VERSION_OF: &str = "wsm.version.of";
+pub(super) const VERSION_OF: &str = "wsm.version.of";
 
 /// "secret" or "config".
 fn kind_of(word: &str) -> ScriptResult<Kind> {
