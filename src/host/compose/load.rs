@@ -34,6 +34,30 @@ pub fn parse_yaml(text: &str, name: &str) -> Result<Value, String> {
     crate::host::yaml::parse(text, name)
 }
 
+/// A compose file's text from its bytes, as docker's YAML library reads them: UTF-8, or UTF-16
+/// (little- or big-endian) when a byte-order mark says so; a UTF-8 mark is dropped. `label`
+/// names the file in the error.
+pub fn decode(bytes: Vec<u8>, label: &str) -> Result<String, String> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
+        if rest.len() % 2 != 0 {
+            return Err(format!(
+                "cannot read {label}: not UTF-16 text (an odd number of bytes)"
+            ));
+        }
+        let units = rest.chunks_exact(2).map(|c| unit([c[0], c[1]]));
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .map_err(|_| format!("cannot read {label}: not UTF-16 text"))
+    };
+    match bytes.as_slice() {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => String::from_utf8(rest.to_vec())
+            .map_err(|_| format!("cannot read {label}: not UTF-8 text")),
+        _ => String::from_utf8(bytes).map_err(|_| format!("cannot read {label}: not UTF-8 text")),
+    }
+}
+
 /// Reads KEY=VALUE lines: `#` comments and blank lines skipped, an `export ` prefix and
 /// matching outer quotes dropped (the `.env` / `--env-file` format of docker compose).
 pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {

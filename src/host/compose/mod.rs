@@ -18,6 +18,7 @@ mod merge;
 mod mounts;
 mod objects;
 mod ports;
+mod reference;
 mod schema;
 mod service;
 mod values;
@@ -127,13 +128,14 @@ fn load_files(files: &rhai::Array, opts: &Map) -> Result<Value, String> {
         } else {
             cwd.join(name)
         };
-        let text = crate::host::bounded::read_text_as(
+        let bytes = crate::host::bounded::read_bytes_as(
             &path,
             name,
             "compose file",
             crate::host::bounded::COMPOSE_FILE,
         )?;
-        texts.push((name.clone(), text));
+        let label = crate::host::bounded::label_of(&path, name, "compose file");
+        texts.push((name.clone(), load::decode(bytes, &label)?));
     }
     let env_files: Vec<std::path::PathBuf> = opts
         .get("env_files")
@@ -381,7 +383,10 @@ mod tests {
             let doc = parse(&format!("services:\n  x:\n{service}"), &env(&[])).unwrap();
             translate(&doc, "st").unwrap_err()
         };
-        assert_eq!(error("    command: c\n"), "service x: no image");
+        assert_eq!(
+            error("    command: c\n"),
+            "invalid image reference for service x: no image specified"
+        );
         assert_eq!(
             error("    image: i\n    deploy: {mode: global, replicas: 2}\n"),
             "service x: replicas can only be used with replicated or replicated-job mode"
