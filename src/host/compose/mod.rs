@@ -29,7 +29,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, Map, Module};
 use serde_json::{json, Value};
 
-use super::{script_err, to_dynamic, to_json, usage_err, Host, ScriptResult};
+use super::{input_err, script_err, to_dynamic, to_json, Host, ScriptResult};
 use crate::host::doc::{check_opts, Opt, Prim};
 
 // `docker.rs` imports the label from here.
@@ -238,10 +238,10 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     let prim = Prim::new("compose::parse(yaml_text: string, env: map) -> map").doc(
         "Parses and interpolates one compose file's text with `env` alone (paths against the \
-         current directory). Bad input is a usage error.",
+         current directory). Bad input is an error of exit code 2 (`input_error`).",
     );
     prim.set_in(&mut m, |text: &str, env: Map| -> ScriptResult<Dynamic> {
-        let doc = parse(text, &env_map(&env)).map_err(usage_err)?;
+        let doc = parse(text, &env_map(&env)).map_err(input_err)?;
         to_dynamic(&doc)
     });
 
@@ -249,14 +249,14 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         .opts(LOAD_OPTS)
         .doc(
             "The merged, interpolated document of compose files (`\"-\"` is stdin), as `docker \
-             stack deploy -c … -c …` reads them. Bad input is a usage error naming the file and \
-             the key.",
+             stack deploy -c … -c …` reads them. Bad input is one line naming the file, the key \
+             and the reason, exit code 2 (`input_error`).",
         );
     prim.set_in(
         &mut m,
         |files: rhai::Array, opts: Map| -> ScriptResult<Dynamic> {
             check_opts("compose::load", &opts, LOAD_OPTS)?;
-            to_dynamic(&load_files(&files, &opts).map_err(usage_err)?)
+            to_dynamic(&load_files(&files, &opts).map_err(input_err)?)
         },
     );
 
