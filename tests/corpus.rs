@@ -17,18 +17,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::corpus::{self, stack_file, Outside, ENV};
 use common::*;
 use serde_json::Value;
-
-/// Interpolation values the files require (`${DOMAIN?…}` and the like), for both tools.
-const ENV: &[(&str, &str)] = &[
-    ("DOMAIN", "corpus.example"),
-    ("EMAIL", "admin@corpus.example"),
-    ("USERNAME", "admin"),
-    ("HASHED_PASSWORD", "$apr1$x$y"),
-    ("ADMIN_USER", "admin"),
-    ("NODE_ID", "corpus-node"),
-];
 
 /// The batch file wsm runs: load, plan, deploy without waiting and without the registry.
 const DEPLOY: &str = r#"
@@ -36,114 +27,6 @@ let doc = compose::load([ARGS[0]], #{});
 let e = docker::connect("");
 e.deploy(ARGS[1], compose::plan(doc, ARGS[1]), #{ wait: false, resolve_image: "never" });
 "#;
-
-/// Objects the files expect to exist outside their stacks; made for the test when missing
-/// and removed afterwards, with the stacks, even when the test fails. Another run of this test
-/// on the machine (another checkout) uses the same names, so runs take turns (`_turn`).
-struct Outside {
-    networks: Vec<String>,
-    secrets: Vec<String>,
-    stacks: Vec<String>,
-    _turn: Option<std::fs::File>,
-}
-
-/// Waits for this machine's other corpus runs to finish: a lock on a file every run opens.
-fn machine_turn() -> std::fs::File {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::create(std::env::temp_dir().join("wsm-corpus-test.lock")).unwrap();
-    // SAFETY: flock on a descriptor this function owns; released when the file is closed.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
-    file
-}
-
-impl Outside {
-    /// Stacks to remove at the end, and nothing else.
-    fn stacks_only() -> Self {
-        Outside {
-            networks: Vec::new(),
-            secrets: Vec::new(),
-            stacks: Vec::new(),
-            _turn: None,
-        }
-    }
-
-    fn new() -> Self {
-        let mut o = Outside::stacks_only();
-        o._turn = Some(machine_turn());
-        for n in [
-            "traefik-public",
-            "proxy",
-            "agent_network",
-            "monitor",
-            "logging_default",
-            "traefik_traefik-net",
-        ] {
-            if !exists("network", n) {
-                docker(&["network", "create", "-d", "overlay", "--attachable", n]);
-                o.networks.push(n.into());
-            }
-        }
-        for s in [
-            "postgres_password",
-            "staging_token",
-            "revprox_key",
-            "revprox_cert",
-            "secret_key",
-            "access_key",
-            "jenkins-user",
-            "jenkins-pass",
-            "alert_manager_config",
-            "dfp_stats_user",
-            "dfp_stats_pass",
-        ] {
-            if !exists("secret", s) {
-                let mut child = Command::new("docker")
-                    .args(["secret", "create", s, "-"])
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap();
-                use std::io::Write;
-                child.stdin.take().unwrap().write_all(b"corpus").unwrap();
-                assert!(child.wait().unwrap().success(), "docker secret create {s}");
-                o.secrets.push(s.into());
-            }
-        }
-        o
-    }
-}
-
-/// Whether `docker <kind> inspect <name>` finds it.
-fn exists(kind: &str, name: &str) -> bool {
-    Command::new("docker")
-        .args([kind, "inspect", name])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-impl Drop for Outside {
-    fn drop(&mut self) {
-        for s in &self.stacks {
-            remove_stack(s);
-        }
-        for s in &self.secrets {
-            docker_quiet(&["secret", "rm", s]);
-        }
-        for n in &self.networks {
-            docker_quiet(&["network", "rm", n]);
-        }
-    }
-}
-
-/// The stack file of a corpus directory.
-fn stack_file(dir: &Path) -> PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
-        .unwrap_or_else(|| panic!("no stack file in {}", dir.display()))
-}
 
 /// `docker <kind> inspect` of every object of a stack, by name with the stack's name as STACK,
 /// ids and timestamps dropped, network ids turned into names, version suffixes
@@ -336,13 +219,7 @@ impl Batch {
 fn corpus_stacks_match_docker_stack_deploy() {
     let mut outside = Outside::new();
     let batch = Batch::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
+    let dirs = corpus::dirs();
     assert!(dirs.len() >= 30, "the corpus has {} files", dirs.len());
     let mut report = Vec::new();
     let mut failed = Vec::new();
