@@ -42,7 +42,9 @@ impl CliError {
 
     /// Turns the error back into a script error, for commands run from a script (`wsm(…)`).
     pub fn into_script_error(self) -> Box<EvalAltResult> {
-        if self.code == 2 {
+        if self.code == 2 && self.usage.is_none() {
+            crate::host::input_err(self.message)
+        } else if self.code == 2 {
             crate::host::usage_err(self.message)
         } else {
             crate::host::script_err(self.message)
@@ -88,6 +90,7 @@ pub fn to_cli_error(
         EvalAltResult::ErrorRuntime(value, _) => {
             if let Some(map) = value.read_lock::<Map>() {
                 if let Some(msg) = map.get("usage") {
+                    let usage = usage.filter(|_| !map.contains_key("input"));
                     return CliError::usage(msg.to_string(), usage);
                 }
                 if let Some(code) = map.get("exit_code").and_then(|c| c.as_int().ok()) {

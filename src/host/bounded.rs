@@ -129,15 +129,32 @@ pub fn read_text(path: &Path, what: &str, cap: u64) -> Result<String, ReadError>
 /// [`read_text`], the path shown as `shown` (the name the user gave, not the one joined to a
 /// folder).
 pub fn read_text_as(path: &Path, shown: &str, what: &str, cap: u64) -> Result<String, ReadError> {
+    let bytes = read_bytes_as(path, shown, what, cap)?;
+    String::from_utf8(bytes).map_err(|_| ReadError {
+        message: format!(
+            "cannot read {}: not UTF-8 text",
+            label_of(path, shown, what)
+        ),
+        too_big: false,
+    })
+}
+
+/// How a read names what it reads: "standard input", or "`<what>` `<shown>`".
+pub fn label_of(path: &Path, shown: &str, what: &str) -> String {
+    if path == Path::new("-") {
+        "standard input".to_string()
+    } else {
+        format!("{what} {shown}").trim_start().to_string()
+    }
+}
+
+/// [`read_text_as`]'s bytes, whatever their encoding (a compose file may be UTF-16).
+pub fn read_bytes_as(path: &Path, shown: &str, what: &str, cap: u64) -> Result<Vec<u8>, ReadError> {
     let failed = |message: String| ReadError {
         message,
         too_big: false,
     };
-    let label = if path == Path::new("-") {
-        "standard input".to_string()
-    } else {
-        format!("{what} {shown}").trim_start().to_string()
-    };
+    let label = label_of(path, shown, what);
     let read = if path == Path::new("-") {
         read_capped(std::io::stdin().lock(), cap)
     } else {
@@ -156,13 +173,11 @@ pub fn read_text_as(path: &Path, shown: &str, what: &str, cap: u64) -> Result<St
             Err(e) => Err(e),
         }
     };
-    let bytes = read
-        .map_err(|e| failed(format!("cannot read {label}: {e}")))?
+    read.map_err(|e| failed(format!("cannot read {label}: {e}")))?
         .map_err(|OverCap| ReadError {
             message: too_big(&label, cap),
             too_big: true,
-        })?;
-    String::from_utf8(bytes).map_err(|_| failed(format!("cannot read {label}: not UTF-8 text")))
+        })
 }
 
 /// A regular file's bytes, at most `cap` of them; `what` names it in errors ("`<what>`: cannot

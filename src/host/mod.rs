@@ -224,6 +224,16 @@ pub fn usage_err(message: impl Into<String>) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(Dynamic::from_map(m), Position::NONE).into()
 }
 
+/// Bad input that is not the command line's fault (a compose file's error): exit code 2, the
+/// one line alone, since the usage line would not help. A usage error otherwise, so scripts
+/// that test `err.usage` treat both alike.
+pub fn input_err(message: impl Into<String>) -> Box<EvalAltResult> {
+    let mut m = Map::new();
+    m.insert("usage".into(), Dynamic::from(message.into()));
+    m.insert("input".into(), Dynamic::TRUE);
+    EvalAltResult::ErrorRuntime(Dynamic::from_map(m), Position::NONE).into()
+}
+
 /// Converts any serializable value into a Rhai value (maps, arrays, strings, numbers).
 pub fn to_dynamic<T: serde::Serialize>(value: &T) -> ScriptResult<Dynamic> {
     rhai::serde::to_dynamic(value)

@@ -376,6 +376,13 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     prim.register(engine, |msg: &str| -> ScriptResult<Dynamic> {
         Err(usage_err(msg))
     });
+    let prim = Prim::new("input_error(message: string)").doc(
+        "Fails with exit code 2 and the message alone, without the usage line: bad input the \
+         command line is not to blame for (a file's error naming the file and the key).",
+    );
+    prim.register(engine, |msg: &str| -> ScriptResult<Dynamic> {
+        Err(crate::host::input_err(msg))
+    });
     let h = host.clone();
     let prim = Prim::new("opts() -> map")
         .doc("The global options as a map: `json`, `yes`, `verbose`, `config_dir`.");

@@ -7,10 +7,12 @@ use serde_json::Value;
 use super::doc::Prim;
 use super::{script_err, to_dynamic, ScriptResult};
 
-/// Parses YAML text named `name` (for messages): duplicate keys refused, `yes`/`on` kept as
-/// strings, as `compose::load` reads YAML. The error is one line naming `name`.
+/// Parses YAML text named `name` (for messages) as docker's yaml.v3 reads it: duplicate keys
+/// refused, `yes`/`on` kept as strings, and an integer with a leading zero read as octal
+/// (`mode: 0440` is 288, YAML 1.1's spelling that yaml.v3 keeps). The error is one line naming
+/// `name`.
 pub fn parse(text: &str, name: &str) -> Result<Value, String> {
-    let options = serde_saphyr::options! { strict_booleans: true };
+    let options = serde_saphyr::options! { strict_booleans: true, legacy_octal_numbers: true };
     serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| {
         let full = e.to_string();
         let first = full.lines().next().unwrap_or_default();
@@ -46,6 +48,21 @@ mod tests {
         assert_eq!(v["a"], 1);
         assert_eq!(v["b"][1], "yes");
         assert_eq!(v["c"], false);
+    }
+
+    #[test]
+    fn a_leading_zero_is_octal_as_in_yaml_1_1() {
+        let v = parse(
+            "a: 0555\nb: 0400\nc: 0o440\nd: 0\ne: '0440'\nf: 10\n",
+            "f.yml",
+        )
+        .unwrap();
+        assert_eq!(v["a"], 0o555);
+        assert_eq!(v["b"], 0o400);
+        assert_eq!(v["c"], 0o440);
+        assert_eq!(v["d"], 0);
+        assert_eq!(v["e"], "0440");
+        assert_eq!(v["f"], 10);
     }
 
     #[test]

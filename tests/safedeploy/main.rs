@@ -529,77 +529,17 @@ fn scale_restart_and_rollback_keep_a_services_health_check() {
     assert_eq!(check(), want, "after a stack rollback");
 }
 
-/// Networks and secrets the corpus files name as external, made for the test when missing
-/// and removed after it (only those it made).
-struct Outside(Vec<(&'static str, &'static str)>);
-
-impl Drop for Outside {
-    fn drop(&mut self) {
-        for (kind, name) in &self.0 {
-            docker_quiet(&[kind, "rm", name]);
-        }
-    }
-}
-
 #[test]
 fn a_plan_of_every_corpus_file_just_deployed_reports_no_changes() {
-    // The 18 real stack files of tests/corpus/ (see tests/corpus.rs), deployed without images
+    // The real stack files of tests/corpus/ (see tests/corpus.rs), deployed without images
     // or waiting; the plan of the same file must find nothing to change in what the engine
     // stored: no spurious difference from defaults or spelling.
-    let mut outside = Outside(Vec::new());
-    let made = |kind: &str, name: &str| {
-        std::process::Command::new("docker")
-            .args([kind, "inspect", name])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    for n in ["traefik-public", "proxy", "agent_network"] {
-        if !made("network", n) {
-            docker(&["network", "create", "-d", "overlay", "--attachable", n]);
-            outside.0.push(("network", n));
-        }
-    }
-    for s in [
-        "postgres_password",
-        "staging_token",
-        "revprox_key",
-        "revprox_cert",
-    ] {
-        if !made("secret", s) {
-            let mut child = std::process::Command::new("docker")
-                .args(["secret", "create", s, "-"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(b"corpus").unwrap();
-            assert!(child.wait().unwrap().success());
-            outside.0.push(("secret", s));
-        }
-    }
-    let env = [
-        ("DOMAIN", "corpus.example"),
-        ("EMAIL", "admin@corpus.example"),
-        ("USERNAME", "admin"),
-        ("HASHED_PASSWORD", "$apr1$x$y"),
-        ("ADMIN_USER", "admin"),
-        ("NODE_ID", "corpus-node"),
-    ];
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    assert_eq!(dirs.len(), 18);
+    let _outside = common::corpus::Outside::new();
+    let env = common::corpus::ENV;
+    let dirs = common::corpus::dirs();
+    assert!(dirs.len() >= 30, "the corpus has {} files", dirs.len());
     for dir in dirs {
-        let file = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
-            .unwrap();
+        let file = common::corpus::stack_file(&dir);
         let file = file.to_str().unwrap();
         // Files run one after another: several publish the same ports.
         let st = SafeStack::new("wsmcorp");
@@ -607,7 +547,11 @@ fn a_plan_of_every_corpus_file_just_deployed_reports_no_changes() {
             let mut all = vec!["stack"];
             all.extend_from_slice(args);
             all.extend(["--resolve-image", "never", "-c", file, st.name()]);
-            st.s.command(&all).envs(env).output().unwrap().into()
+            st.s.command(&all)
+                .envs(env.iter().copied())
+                .output()
+                .unwrap()
+                .into()
         };
         run(&["deploy", "-d"]).ok();
         let services = st.s.services();

@@ -1,5 +1,6 @@
-//! `${VAR…}` interpolation of compose files, as docker/cli's `compose/interpolation` does it:
-//! values are substituted, never executed (`$(…)` stays text).
+//! `${VAR…}` interpolation of compose files, as docker/cli's `compose/template` does it:
+//! values are substituted, never executed, and a `$` that starts no substitution (`$(…)`) is
+//! refused, as docker refuses it, rather than passed through.
 
 use std::collections::BTreeMap;
 
@@ -43,70 +44,84 @@ fn interpolate_within(
         if let Some(tail) = after.strip_prefix('$') {
             budget.push(&mut out, "$")?;
             rest = tail;
-        } else if let Some(body_start) = after.strip_prefix('{') {
-            let end = body_start
-                .find('}')
-                .ok_or_else(|| format!("unterminated ${{ in {s:?}"))?;
-            let value = expand(&body_start[..end], env, budget)?;
-            budget.push(&mut out, &value)?;
-            rest = &body_start[end + 1..];
-        } else {
-            let len = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            if len == 0 {
-                budget.push(&mut out, "$")?;
-            } else {
-                let value = env.get(&after[..len]).map(String::as_str).unwrap_or("");
-                budget.push(&mut out, value)?;
-            }
-            rest = &after[len..];
+            continue;
         }
+        let (substitution, tail) = if let Some(len) = substitution_len(after) {
+            (&after[..len], &after[len..])
+        } else {
+            let braced = after.strip_prefix('{').and_then(|body| {
+                let len = substitution_len(body)?;
+                let tail = body[len..].strip_prefix('}')?;
+                Some((&body[..len], tail))
+            });
+            braced.ok_or_else(|| invalid(s))?
+        };
+        budget.push(&mut out, &substitute(substitution, env)?)?;
+        rest = tail;
     }
     budget.push(&mut out, rest)?;
     Ok(out)
 }
 
-/// The value of one `${…}` body: a name, then an optional `-`, `:-`, `?` or `:?` operator.
-fn expand(
-    body: &str,
-    env: &BTreeMap<String, String>,
-    budget: &mut Budget,
-) -> Result<String, String> {
-    let name_len = body
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(body.len());
-    let (name, op) = body.split_at(name_len);
-    if name.is_empty() {
-        return Err(format!("invalid interpolation ${{{body}}}"));
+/// docker's refusal of a `$` that starts no substitution (`$(hostname)`, `$1`, a `$` at the
+/// end, `${}`), naming the whole string as docker does.
+fn invalid(template: &str) -> String {
+    format!(
+        "invalid interpolation format {template:?}; you may need to escape any $ with another $"
+    )
+}
+
+/// How long the substitution at the start of `s` is, as docker/cli's template pattern
+/// `[_a-z][_a-z0-9]*(?::?[-?][^}]*)?` (case-insensitive) matches it; None when `s` starts no
+/// name. The operator's text runs to the first `}` or the end, unbraced too: docker reads
+/// `$VAR-x y` as `${VAR-x y}`.
+fn substitution_len(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let first = *b.first()?;
+    if !(first.is_ascii_alphabetic() || first == b'_') {
+        return None;
     }
-    let value = env.get(name);
-    let set_nonempty = value.is_some_and(|v| !v.is_empty());
-    Ok(match op {
-        "" => value.cloned().unwrap_or_default(),
-        _ if op.starts_with(":-") => {
-            if set_nonempty {
-                value.unwrap().clone()
-            } else {
-                interpolate_within(&op[2..], env, budget)?
-            }
-        }
-        _ if op.starts_with('-') => match value {
-            Some(v) => v.clone(),
-            None => interpolate_within(&op[1..], env, budget)?,
-        },
-        _ if op.starts_with(":?") || op.starts_with('?') => {
-            let strict = op.starts_with(':');
-            let msg = &op[if strict { 2 } else { 1 }..];
-            if (strict && !set_nonempty) || value.is_none() {
-                return Err(format!(
-                    "required variable {name} is missing a value: {msg}"
-                ));
-            }
-            value.unwrap().clone()
-        }
-        _ => return Err(format!("invalid interpolation ${{{body}}}")),
-    })
+    let name = 1 + b[1..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+        .count();
+    let op = if b.get(name) == Some(&b':') {
+        name + 1
+    } else {
+        name
+    };
+    if !matches!(b.get(op), Some(b'-' | b'?')) {
+        return Some(name);
+    }
+    let text = &s[op + 1..];
+    Some(op + 1 + text.find('}').unwrap_or(text.len()))
+}
+
+/// The value of one substitution, tried as docker/cli does, in this order: `:-` (a default
+/// when unset or empty), `-` (when unset), `:?` (an error when unset or empty), `?` (when
+/// unset), else the plain value ("" when unset). Each splits at its operator's first
+/// occurrence, and a default is taken as it is, not interpolated again.
+fn substitute(sub: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
+    let value = |name: &str| env.get(name).cloned();
+    let required =
+        |name: &str, msg: &str| format!("required variable {name} is missing a value: {msg}");
+    if let Some((name, default)) = sub.split_once(":-") {
+        return Ok(value(name)
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_string()));
+    }
+    if let Some((name, default)) = sub.split_once('-') {
+        return Ok(value(name).unwrap_or_else(|| default.to_string()));
+    }
+    if let Some((name, msg)) = sub.split_once(":?") {
+        return value(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| required(name, msg));
+    }
+    if let Some((name, msg)) = sub.split_once('?') {
+        return value(name).ok_or_else(|| required(name, msg));
+    }
+    Ok(value(sub).unwrap_or_default())
 }
 
 /// Interpolates every string scalar of a parsed compose document; an error names the key
@@ -171,12 +186,87 @@ mod tests {
             "1/x//y/1/$A"
         );
         assert_eq!(interpolate("{{.Task.Slot}}", &e).unwrap(), "{{.Task.Slot}}");
-        assert!(interpolate("${B?needed}", &e).is_err());
-        assert!(interpolate("${A", &e).is_err());
         assert_eq!(
-            interpolate("$(touch /tmp/x)", &e).unwrap(),
+            interpolate("$$(touch /tmp/x)", &e).unwrap(),
             "$(touch /tmp/x)"
         );
+        assert_eq!(interpolate("${A}}$_b${a}", &e).unwrap(), "1}");
+    }
+
+    /// What `docker stack config` (docker/cli 28) printed for each string, with A=1, E="" and
+    /// B unset: defaults are not interpolated again, an unbraced name takes an operator too,
+    /// and `-` is tried before `?`.
+    #[test]
+    fn docker_quirks_are_kept() {
+        let e = env(&[("A", "1"), ("E", "")]);
+        for (text, docker) in [
+            ("${B:-$A}", "$A"),
+            ("${B:-${A}}", "${A}"),
+            ("${B?x-y}", "y"),
+            ("${A?x-y}", "y"),
+            ("${B-a:-b}", "b"),
+            ("$A-x y", "1"),
+            ("$B-a}b", "a}b"),
+            ("$A:?zz", "1"),
+            ("$B:-a", "a"),
+            ("${B:?oops a-b}", "b"),
+            ("${E?m}", ""),
+            ("${B-}z", "z"),
+            ("$A:x", "1:x"),
+        ] {
+            assert_eq!(interpolate(text, &e).unwrap(), docker, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_dollar_that_starts_no_substitution_is_refused_as_docker_refuses_it() {
+        let e = env(&[("A", "1")]);
+        for text in [
+            "echo $(hostname)",
+            "a $1 b",
+            "x $ y",
+            "end$",
+            "${A:x}",
+            "${A",
+            "${}",
+            "${1}",
+            "${A B}",
+        ] {
+            assert_eq!(
+                interpolate(text, &e).unwrap_err(),
+                format!(
+                    "invalid interpolation format {text:?}; you may need to escape any $ with \
+                     another $"
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    /// The `?` and `:?` operators: an error with the message only when the value is missing
+    /// (unset for `?`; unset or empty for `:?`), the value itself otherwise.
+    #[test]
+    fn required_variables_fail_only_when_missing() {
+        let e = env(&[("A", "1"), ("E", "")]);
+        let missing =
+            |name: &str, msg: &str| format!("required variable {name} is missing a value: {msg}");
+        assert_eq!(
+            interpolate("${B?set B}", &e).unwrap_err(),
+            missing("B", "set B")
+        );
+        assert_eq!(
+            interpolate("${B:?set B}", &e).unwrap_err(),
+            missing("B", "set B")
+        );
+        assert_eq!(
+            interpolate("${E:?no E}", &e).unwrap_err(),
+            missing("E", "no E")
+        );
+        assert_eq!(interpolate("${B?}", &e).unwrap_err(), missing("B", ""));
+        assert_eq!(interpolate("<${A?m}>", &e).unwrap(), "<1>");
+        assert_eq!(interpolate("<${A:?m}>", &e).unwrap(), "<1>");
+        assert_eq!(interpolate("<${E?m}>", &e).unwrap(), "<>");
+        assert_eq!(interpolate("$B:?m", &e).unwrap_err(), missing("B", "m"));
     }
 
     #[test]

@@ -34,6 +34,30 @@ pub fn parse_yaml(text: &str, name: &str) -> Result<Value, String> {
     crate::host::yaml::parse(text, name)
 }
 
+/// A compose file's text from its bytes, as docker's YAML library reads them: UTF-8, or UTF-16
+/// (little- or big-endian) when a byte-order mark says so; a UTF-8 mark is dropped. `label`
+/// names the file in the error.
+pub fn decode(bytes: Vec<u8>, label: &str) -> Result<String, String> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
+        if !rest.len().is_multiple_of(2) {
+            return Err(format!(
+                "cannot read {label}: not UTF-16 text (an odd number of bytes)"
+            ));
+        }
+        let units = rest.chunks_exact(2).map(|c| unit([c[0], c[1]]));
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .map_err(|_| format!("cannot read {label}: not UTF-16 text"))
+    };
+    match bytes.as_slice() {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => String::from_utf8(rest.to_vec())
+            .map_err(|_| format!("cannot read {label}: not UTF-8 text")),
+        _ => String::from_utf8(bytes).map_err(|_| format!("cannot read {label}: not UTF-8 text")),
+    }
+}
+
 /// Reads KEY=VALUE lines: `#` comments and blank lines skipped, an `export ` prefix and
 /// matching outer quotes dropped (the `.env` / `--env-file` format of docker compose).
 pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
@@ -104,6 +128,7 @@ pub fn load(
             doc,
         });
     }
+    same_version(&sources)?;
     let mut sources = sources.into_iter();
     let first = sources.next().expect("one file at least");
     let mut doc = first.doc;
@@ -114,6 +139,33 @@ pub fn load(
         return Err(format!("{}: no `services` map", first.name));
     }
     Ok(doc)
+}
+
+/// Refuses files that state different `version`s, as docker does ("3" is docker's latest 3.x,
+/// 3.13). A file without `version` is a compose-spec file, where the key is obsolete, and is
+/// not compared: docker would count it as 3.13 and refuse it beside a "3.7" file.
+fn same_version(sources: &[Source]) -> Result<(), String> {
+    let version = |s: &Source| {
+        s.doc.get("version").map(|v| match text(v).as_str() {
+            "3" => "3.13".to_string(),
+            other => other.to_string(),
+        })
+    };
+    let mut first: Option<(String, &str)> = None;
+    for s in sources {
+        let Some(v) = version(s) else { continue };
+        match &first {
+            None => first = Some((v, &s.name)),
+            Some((seen, _)) if *seen != v => {
+                return Err(format!(
+                    "{}: version mismatched between two composefiles : {seen} and {v}",
+                    s.name
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The absolute form of `p` against `dir`, with a leading `~` as `$HOME`.
@@ -223,7 +275,12 @@ fn resolve_environment(
             let path = absolute(&f, dir, env);
             bounded::check_regular_file(Path::new(&path), "env_file:")?;
             for (k, v) in service_env_file(Path::new(&path))? {
-                merged.insert(k.clone(), lookup(&k, v));
+                // A bare name takes the environment's value, and is dropped when it has none
+                // (docker's `opts.ParseEnvFile`).
+                let Some(v) = v.or_else(|| env.get(&k).cloned()) else {
+                    continue;
+                };
+                merged.insert(k.clone(), lookup(&k, Some(v)));
             }
             absolute_files.push(json!(path));
         }
@@ -244,7 +301,7 @@ fn resolve_environment(
 }
 
 /// A service's env_file as docker's `opts.ParseEnvFile` reads it: KEY=VALUE taken literally,
-/// a bare KEY passed through (None), comments and blank lines skipped.
+/// a bare KEY as None (the caller looks it up), comments and blank lines skipped.
 fn service_env_file(path: &Path) -> Result<Vec<(String, Option<String>)>, String> {
     let text = bounded::read_text(path, "env_file:", bounded::ENV_FILE)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
@@ -322,7 +379,7 @@ mod tests {
     fn paths_resolve_against_the_file_and_home() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("s.txt"), "x").unwrap();
-        std::fs::write(dir.path().join("web.env"), "# c\nA=1\nB\nX=\n").unwrap();
+        std::fs::write(dir.path().join("web.env"), "# c\nA=1\nB\nX=\nHOME\n").unwrap();
         let doc = load_one(
             "services:\n  a:\n    image: i\n    env_file: web.env\n    environment: [C=3]\n    volumes: [\"./db:/db:ro\", \"~/h:/h\", \"v:/v\"]\nsecrets:\n  s: {file: ./s.txt}\n",
             dir.path(),
@@ -335,9 +392,34 @@ mod tests {
         assert_eq!(a["volumes"][2], "v:/v");
         assert_eq!(
             a["environment"],
-            json!({"A": "1", "B": null, "C": "3", "X": "x"})
+            json!({"A": "1", "C": "3", "HOME": "/home/u", "X": "x"})
         );
         assert_eq!(doc["secrets"]["s"]["file"], format!("{root}/s.txt"));
+    }
+
+    #[test]
+    fn files_of_different_versions_are_refused_as_docker_refuses_them() {
+        let d = Path::new("/srv");
+        let file = |v: &str| format!("{v}services:\n  a:\n    image: i\n");
+        let two = |a: &str, b: &str| {
+            load(
+                &[("a.yml".into(), file(a)), ("b.yml".into(), file(b))],
+                d,
+                &BTreeMap::new(),
+            )
+        };
+        assert_eq!(
+            two("version: '3.7'\n", "version: '3.3'\n").unwrap_err(),
+            "b.yml: version mismatched between two composefiles : 3.7 and 3.3"
+        );
+        assert_eq!(
+            two("version: '3'\n", "version: '3.0'\n").unwrap_err(),
+            "b.yml: version mismatched between two composefiles : 3.13 and 3.0"
+        );
+        two("version: '3.7'\n", "version: '3.7'\n").unwrap();
+        two("version: '3'\n", "version: '3.13'\n").unwrap();
+        two("version: '3.7'\n", "").unwrap();
+        two("", "version: '3.3'\n").unwrap();
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod mounts;
 mod objects;
 mod ports;
 mod profiles;
+mod reference;
 mod schema;
 mod service;
 mod spec_keys;
@@ -34,7 +35,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, Map, Module};
 use serde_json::{json, Value};
 
-use super::{script_err, to_dynamic, to_json, usage_err, Host, ScriptResult};
+use super::{input_err, script_err, to_dynamic, to_json, Host, ScriptResult};
 use crate::host::doc::{check_opts, Opt, Prim};
 
 // `docker.rs` imports the label from here.
@@ -136,13 +137,14 @@ fn load_files(files: &rhai::Array, opts: &Map) -> Result<Value, String> {
         } else {
             cwd.join(name)
         };
-        let text = crate::host::bounded::read_text_as(
+        let bytes = crate::host::bounded::read_bytes_as(
             &path,
             name,
             "compose file",
             crate::host::bounded::COMPOSE_FILE,
         )?;
-        texts.push((name.clone(), text));
+        let label = crate::host::bounded::label_of(&path, name, "compose file");
+        texts.push((name.clone(), load::decode(bytes, &label)?));
     }
     let env_files: Vec<std::path::PathBuf> = opts
         .get("env_files")
@@ -262,10 +264,10 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
 
     let prim = Prim::new("compose::parse(yaml_text: string, env: map) -> map").doc(
         "Parses and interpolates one compose file's text with `env` alone (paths against the \
-         current directory). Bad input is a usage error.",
+         current directory). Bad input is an error of exit code 2 (`input_error`).",
     );
     prim.set_in(&mut m, |text: &str, env: Map| -> ScriptResult<Dynamic> {
-        let doc = parse(text, &env_map(&env)).map_err(usage_err)?;
+        let doc = parse(text, &env_map(&env)).map_err(input_err)?;
         to_dynamic(&doc)
     });
 
@@ -273,14 +275,14 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         .opts(LOAD_OPTS)
         .doc(
             "The merged, interpolated document of compose files (`\"-\"` is stdin), as `docker \
-             stack deploy -c … -c …` reads them. Bad input is a usage error naming the file and \
-             the key.",
+             stack deploy -c … -c …` reads them. Bad input is one line naming the file, the key \
+             and the reason, exit code 2 (`input_error`).",
         );
     prim.set_in(
         &mut m,
         |files: rhai::Array, opts: Map| -> ScriptResult<Dynamic> {
             check_opts("compose::load", &opts, LOAD_OPTS)?;
-            to_dynamic(&load_files(&files, &opts).map_err(usage_err)?)
+            to_dynamic(&load_files(&files, &opts).map_err(input_err)?)
         },
     );
 
@@ -407,7 +409,10 @@ mod tests {
             let doc = parse(&format!("services:\n  x:\n{service}"), &env(&[])).unwrap();
             translate(&doc, "st").unwrap_err()
         };
-        assert_eq!(error("    command: c\n"), "service x: no image");
+        assert_eq!(
+            error("    command: c\n"),
+            "invalid image reference for service x: no image specified"
+        );
         assert_eq!(
             error("    image: i\n    deploy: {mode: global, replicas: 2}\n"),
             "service x: replicas can only be used with replicated or replicated-job mode"

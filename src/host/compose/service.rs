@@ -9,7 +9,7 @@ use super::objects::{attached_networks, network_decl, network_name};
 use super::values::{
     boolean, command_list, duration_ns, insert_durations, int, key_values, stack_labels, text,
 };
-use super::{container, deploy, mounts, ports, schema};
+use super::{container, deploy, mounts, ports, reference, schema};
 
 /// Applies one compose key's value to the spec being built.
 type Apply = fn(&mut Draft, &Value) -> Result<(), String>;
@@ -78,15 +78,11 @@ const TOGETHER: &[&str] = &[
     "credential_spec",
 ];
 
-/// An image reference with the `:latest` tag docker's client adds when it has neither tag nor
-/// digest, so switching between wsm and `docker stack deploy` rolls nothing.
+/// The image as docker's client stores it: the familiar name, with the `:latest` tag it adds
+/// when there is neither tag nor digest (`reference.rs`), so switching between wsm and
+/// `docker stack deploy` rolls nothing.
 pub fn tagged_image(image: &str) -> String {
-    let last = image.rsplit('/').next().unwrap_or(image);
-    if image.is_empty() || image.contains('@') || last.contains(':') {
-        image.to_string()
-    } else {
-        format!("{image}:latest")
-    }
+    reference::familiar_tagged(image)
 }
 
 /// The label `docker stack deploy` records the file's image under, which
@@ -108,9 +104,14 @@ pub(super) fn service_spec(
         .ok_or_else(|| format!("no service {name:?} in the compose file"))?;
     let ctx = |e: String| format!("service {name}: {e}");
     let image = svc.get("image").map(text).unwrap_or_default();
+    // docker's loader refuses these before anything is deployed, in its own words.
     if image.is_empty() {
-        return Err(ctx("no image".into()));
+        return Err(format!(
+            "invalid image reference for service {name}: no image specified"
+        ));
     }
+    reference::check(&image)
+        .map_err(|e| format!("invalid image reference for service {name}: {e}"))?;
     let mut draft = Draft::new(doc, stack, name);
     for (key, apply) in KEYS {
         if let Some(v) = svc.get(*key) {

@@ -35,7 +35,8 @@ fn normalised(spec: &Value) -> ScriptResult<Value> {
 
 /// Fills in what the engine sets in a spec it is sent: the defaults it stores (endpoint mode
 /// `vip`, isolation `default`, runtime `container`; in an update or rollback policy given,
-/// failure action `pause` and order `stop-first`) and network ids for network names ("(new)"
+/// failure action `pause` and order `stop-first`; in a restart policy given, condition `any`)
+/// and network ids for network names ("(new)"
 /// for a network the deploy would create).
 fn as_stored(spec: &mut Value, networks: &[Value]) {
     let mut defaults = vec![
@@ -54,6 +55,10 @@ fn as_stored(spec: &mut Value, networks: &[Value]) {
             ("/RollbackConfig/FailureAction", "pause"),
             ("/RollbackConfig/Order", "stop-first"),
         ]);
+    }
+    // A restart policy of delay, attempts or window alone: the engine stores condition `any`.
+    if spec["TaskTemplate"]["RestartPolicy"].is_object() {
+        defaults.push(("/TaskTemplate/RestartPolicy/Condition", "any"));
     }
     for (path, value) in defaults {
         if spec.pointer(path).is_none_or(|v| v.is_null() || v == "") {
