@@ -66,6 +66,16 @@ async fn remote_listing(e: &EngineHandle, container: &str, dir: &str) -> ScriptR
 /// their contents: sha256sum lines of every file, sorted by path, hashed again — what
 /// `find . -type f | sort | xargs sha256sum | sha256sum` gives in the directory.
 fn summarize(tar_stream: impl Read) -> std::io::Result<(Vec<(String, u64)>, String)> {
+    summarize_with(tar_stream, true)
+}
+
+/// `summarize`, hashing the files' contents only when `contents` (else the checksum is ""):
+/// a volume backup needs the listing, and hashing every byte a second time costs a sixth of
+/// its CPU (BENCHMARKS.md, the volume phase).
+fn summarize_with(
+    tar_stream: impl Read,
+    contents: bool,
+) -> std::io::Result<(Vec<(String, u64)>, String)> {
     let mut tar = tar::Archive::new(tar_stream);
     let mut entries: Vec<(String, u64, String)> = Vec::new();
     for entry in tar.entries()? {
@@ -84,7 +94,9 @@ fn summarize(tar_stream: impl Read) -> std::io::Result<(Vec<(String, u64)>, Stri
                 break;
             }
             size += n as u64;
-            hasher.update(&buf[..n]);
+            if contents {
+                hasher.update(&buf[..n]);
+            }
         }
         entries.push((
             rel.display().to_string(),
@@ -93,12 +105,15 @@ fn summarize(tar_stream: impl Read) -> std::io::Result<(Vec<(String, u64)>, Stri
         ));
     }
     entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let files = || entries.iter().map(|(n, s, _)| (n.clone(), *s)).collect();
+    if !contents {
+        return Ok((files(), String::new()));
+    }
     let mut all = Sha256::new();
     for (name, _, hash) in &entries {
         all.update(format!("{hash}  ./{name}\n").as_bytes());
     }
-    let files = entries.into_iter().map(|(n, s, _)| (n, s)).collect();
-    Ok((files, hex::encode(all.finalize())))
+    Ok((files(), hex::encode(all.finalize())))
 }
 
 /// `summarize` for a tar.gz file.
@@ -201,7 +216,8 @@ struct Copied {
 /// Streams `dir` of a container into a gzip file at `tmp` (`gzip::write`: deflated on every CPU,
 /// blocks that do not compress stored), and at the same time reads the same tar stream to list
 /// and checksum its files on a thread of its own; at most a few MiB are in memory whatever the
-/// directory's size. With `hash`, the gzip file's SHA-256 is computed as it is written.
+/// directory's size. With `hash`, the gzip file's SHA-256 is computed as it is written; with
+/// `contents`, the files' contents are checksummed (else `checksum` is "").
 async fn download_gz(
     e: &EngineHandle,
     container: &str,
@@ -209,6 +225,7 @@ async fn download_gz(
     tmp: &std::fs::File,
     level: u32,
     hash: bool,
+    contents: bool,
 ) -> ScriptResult<Copied> {
     let file = tmp.try_clone().map_err(script_err)?;
     let (gz_tx, mut gz_rx) = tokio::sync::mpsc::channel::<Batch>(4);
@@ -225,7 +242,7 @@ async fn download_gz(
     });
     let summary = tokio::task::spawn_blocking(move || {
         let mut reader = ChanReader::new(sum_rx);
-        let summary = summarize(&mut reader);
+        let summary = summarize_with(&mut reader, contents);
         // The tar's end blocks (and anything after) must still be taken off the channel, or
         // the sender would stop feeding the compressor and the dump would lose its tail.
         std::io::copy(&mut reader, &mut std::io::sink())?;
@@ -309,7 +326,7 @@ async fn dump(
             files,
             checksum,
             ..
-        } = download_gz(e, container, dir, tmp.as_file(), level, false).await?;
+        } = download_gz(e, container, dir, tmp.as_file(), level, false, true).await?;
         let after = remote_listing(e, container, dir).await?;
         if before != after {
             eprintln!("dump-db: {dir} changed while it was copied (attempt {attempt} of {attempts}); copying again");

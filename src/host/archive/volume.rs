@@ -148,7 +148,7 @@ async fn volume_dump(
     let tmp = out
         .temp_file(true)
         .map_err(|err| usage_err(format!("cannot write beside {}: {err}", out.path.display())))?;
-    let copied = super::download_gz(e, &container, MOUNT, tmp.as_file(), 1, true).await;
+    let copied = super::download_gz(e, &container, MOUNT, tmp.as_file(), 1, true, false).await;
     let removed = h.cleanups.run(cleanup).await;
     let copied = copied?;
     removed.map_err(script_err)?;
@@ -166,7 +166,6 @@ async fn volume_dump(
     m.insert("files".into(), Dynamic::from(copied.files.len() as i64));
     m.insert("bytes".into(), Dynamic::from(copied.bytes as i64));
     m.insert("size".into(), Dynamic::from(size as i64));
-    m.insert("checksum".into(), copied.checksum.into());
     m.insert("sha256".into(), sha.into());
     m.insert(
         "seconds".into(),
@@ -237,9 +236,8 @@ pub(super) fn register(m: &mut Module, host: &Arc<Host>) {
         "Archives a named volume of the engine's node as tar.gz into `out_file` (a temporary \
          beside it, fsynced and renamed): a helper container from `image` (one already on the \
          node; never started) mounts it read-only and the engine streams it. Returns `#{file, \
-         files, bytes, size, checksum, sha256, seconds}` (`checksum` of the files' contents as \
-         `archive::checksum`, `sha256` of the archive file). The folder is copied once: stop \
-         its writers first.",
+         files, bytes, size, sha256, seconds}` (`sha256` of the archive file, taken as it is \
+         written). The folder is copied once: stop its writers first.",
     );
     prim.set_in(
         m,
@@ -316,7 +314,7 @@ pub(super) fn register(m: &mut Module, host: &Arc<Host>) {
         let mut m = Map::new();
         let read = || -> std::io::Result<usize> {
             let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(path)?);
-            let (files, _) = super::summarize(&mut gz)?;
+            let (files, _) = super::summarize_with(&mut gz, false)?;
             // To the gzip trailer: its CRC and length are checked only at the end.
             std::io::copy(&mut gz, &mut std::io::sink())?;
             Ok(files.len())

@@ -25,7 +25,7 @@ use serde_json::Value;
 use super::apply::Named;
 use super::{list_services, list_tasks, str_at};
 use crate::host::progress::ProgressDisplay;
-use crate::host::{interrupted, script_err, usage_err, Host, ScriptResult};
+use crate::host::{input_err, interrupted, script_err, Host, ScriptResult};
 
 /// One ordered dependency of a plan: `service` waits for `on` to reach `condition`.
 #[derive(Deserialize, Clone)]
@@ -56,7 +56,7 @@ pub(super) fn waves(names: &[String], deps: &[Dependency]) -> ScriptResult<Vec<V
         });
         if ready.is_empty() {
             let stuck: Vec<&str> = waiting.iter().map(|&i| names[i].as_str()).collect();
-            return Err(usage_err(format!(
+            return Err(input_err(format!(
                 "depends_on: dependency cycle among {}",
                 stuck.join(", ")
             )));
@@ -105,7 +105,7 @@ pub(super) async fn check(d: &Docker, services: &[Named], deps: &[Dependency]) -
             Err(_) => true,
         };
         if switched_off || !in_image {
-            return Err(usage_err(format!(
+            return Err(input_err(format!(
                 "service {} depends on {} being healthy (service_healthy), but {} has no healthcheck",
                 dep.service, dep.on, dep.on
             )));

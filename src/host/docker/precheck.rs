@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::apply::Plan;
 use super::objects::{self, Kind};
 use super::{list_networks, list_services, str_at, NAMESPACE_LABEL};
-use crate::host::{usage_err, ScriptResult};
+use crate::host::{input_err, ScriptResult};
 
 /// Networks every swarm has, which no external declaration needs to find (docker/cli skips
 /// the names that are not user-defined).
@@ -32,7 +32,7 @@ pub(super) async fn check(d: &Docker, stack: &str, plan: &Plan) -> ScriptResult<
         list_networks(d, HashMap::new()),
         list_services(d, HashMap::new())
     )?;
-    external_networks(plan, &networks).map_err(usage_err)?;
+    external_networks(plan, &networks).map_err(input_err)?;
     for kind in [Kind::Secret, Kind::Config] {
         // An object is had by its name, and by the names it was rotated from, which a deploy
         // follows to it (`rotate::follow`).
@@ -50,10 +50,10 @@ pub(super) async fn check(d: &Docker, stack: &str, plan: &Plan) -> ScriptResult<
             .flatten()
             .map(str::to_string)
             .collect();
-        file_objects(plan, kind, &have).map_err(usage_err)?;
+        file_objects(plan, kind, &have).map_err(input_err)?;
     }
-    constraints(plan).map_err(usage_err)?;
-    ingress_ports(plan, stack, &services).map_err(usage_err)
+    constraints(plan).map_err(input_err)?;
+    ingress_ports(plan, stack, &services).map_err(input_err)
 }
 
 /// Every placement constraint compares with `==` or `!=`, as swarmkit parses it.
