@@ -152,24 +152,27 @@ fn names(folder: &Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn a_compose_stacks_volume_is_backed_up_in_generations_verified_and_restored() {
-    let st = SafeStack::new("wsmvol");
+/// A stack of `stack_file` deployed, its `db` task running and `fill` run in it (`sh -c`);
+/// returns the stack and its compose file.
+fn deployed_and_filled(prefix: &str, fill: &str) -> (SafeStack, String) {
+    let st = SafeStack::new(prefix);
     let file = stack_file(&st);
     st.deploy(&file, &[]).ok();
+    wait_for("the db task", 60, || !st.s.running_tasks("db").is_empty());
+    docker(&["exec", &st.s.container("db", 1), "sh", "-c", fill]);
+    (st, file)
+}
+
+#[test]
+fn a_compose_stacks_volume_is_backed_up_in_generations_verified_and_restored() {
+    let (st, file) = deployed_and_filled(
+        "wsmvol",
+        "mkdir -p /data/sub && echo hello > /data/a.txt && head -c 300000 /dev/urandom > /data/sub/random.bin \
+         && seq 1 20000 > /data/sub/numbers.txt",
+    );
     let name = st.name().to_string();
     let service = format!("{name}_db");
     let volume = format!("{name}_data");
-    wait_for("the db task", 60, || !st.s.running_tasks("db").is_empty());
-    let c = st.s.container("db", 1);
-    docker(&[
-        "exec",
-        &c,
-        "sh",
-        "-c",
-        "mkdir -p /data/sub && echo hello > /data/a.txt && head -c 300000 /dev/urandom > /data/sub/random.bin \
-         && seq 1 20000 > /data/sub/numbers.txt",
-    ]);
 
     // Bad input: one line, exit 2, nothing made.
     let bad = st.stack(&["backup", "--volume", "nope"]);
@@ -342,22 +345,14 @@ fn held_label(service: &str) -> String {
 
 #[test]
 fn a_backup_killed_mid_stream_leaves_whole_generations_and_its_writer_is_started_again() {
-    let st = SafeStack::new("wsmvolkill");
-    let file = stack_file(&st);
-    st.deploy(&file, &[]).ok();
+    // Enough incompressible data that the stream lasts a while.
+    let (st, _) = deployed_and_filled(
+        "wsmvolkill",
+        "head -c 33554432 /dev/urandom > /data/big.bin && echo a > /data/a.txt",
+    );
     let name = st.name().to_string();
     let service = format!("{name}_db");
     let volume = format!("{name}_data");
-    wait_for("the db task", 60, || !st.s.running_tasks("db").is_empty());
-    // Enough incompressible data that the stream lasts a while.
-    let c = st.s.container("db", 1);
-    docker(&[
-        "exec",
-        &c,
-        "sh",
-        "-c",
-        "head -c 33554432 /dev/urandom > /data/big.bin && echo a > /data/a.txt",
-    ]);
     st.stack(&["backup"]).ok();
     let vdir =
         st.s.dir
