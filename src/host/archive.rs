@@ -130,6 +130,48 @@ pub fn tree_checksum(archive: &Path) -> std::io::Result<String> {
     archive_summary(archive).map(|(_, sum)| sum)
 }
 
+/// Streams `path` of a container (the engine's tar) in batches to every sender; returns the
+/// bytes read. A receiver that stopped early ends it quietly (its worker reports its own
+/// error); the senders are dropped at the end, which ends the receivers' input.
+async fn pump(
+    docker: bollard::Docker,
+    container: String,
+    path: String,
+    host: String,
+    senders: Vec<tokio::sync::mpsc::Sender<Batch>>,
+) -> Result<u64, String> {
+    let mut stream = docker.download_from_container(
+        &container,
+        Some(DownloadFromContainerOptions { path: path.clone() }),
+    );
+    let mut bytes = 0u64;
+    let mut batcher = Batcher::default();
+    loop {
+        let (batch, end) = match stream.next().await {
+            Some(Ok(c)) => {
+                bytes += c.len() as u64;
+                (batcher.push(c), false)
+            }
+            Some(Err(err)) => {
+                return Err(format!(
+                    "copying {path} out of the container on {host}: {err}"
+                ))
+            }
+            None => (batcher.take(), true),
+        };
+        if let Some(b) = batch {
+            for tx in &senders {
+                if tx.send(b.clone()).await.is_err() {
+                    return Ok(bytes);
+                }
+            }
+        }
+        if end {
+            return Ok(bytes);
+        }
+    }
+}
+
 /// What one copy of a directory produced.
 struct Copied {
     bytes: u64,
@@ -183,37 +225,13 @@ async fn download_gz(
         dir.to_string(),
         e.host.clone(),
     );
-    let mut reader = AbortOnDrop(tokio::spawn(async move {
-        let mut stream = docker.download_from_container(
-            &container,
-            Some(DownloadFromContainerOptions { path: path.clone() }),
-        );
-        let mut bytes = 0u64;
-        let mut batcher = Batcher::default();
-        loop {
-            let (batch, end) = match stream.next().await {
-                Some(Ok(c)) => {
-                    bytes += c.len() as u64;
-                    (batcher.push(c), false)
-                }
-                Some(Err(err)) => {
-                    return Err(format!(
-                        "copying {path} out of the container on {host}: {err}"
-                    ))
-                }
-                None => (batcher.take(), true),
-            };
-            if let Some(b) = batch {
-                // A worker that stopped early reports its own error below.
-                if gz_tx.send(b.clone()).await.is_err() || sum_tx.send(b).await.is_err() {
-                    return Ok(bytes);
-                }
-            }
-            if end {
-                return Ok(bytes);
-            }
-        }
-    }));
+    let mut reader = AbortOnDrop(tokio::spawn(pump(
+        docker,
+        container,
+        path,
+        host,
+        vec![gz_tx, sum_tx],
+    )));
     // The task's end drops the senders: the compressor and the summary finish their input.
     let streamed = (&mut reader.0).await.map_err(script_err)?;
     let written = compressor.await.map_err(script_err)?;

@@ -6,15 +6,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bollard::query_parameters::DownloadFromContainerOptions;
-use futures_util::StreamExt;
 use rhai::{Array, Dynamic, Map, Module};
 
 use super::super::doc::Prim;
 use super::super::docker::EngineHandle;
 use super::super::{script_err, usage_err, Host, ScriptResult};
 use super::volume::{create_helper, volume_exists, MOUNT};
-use super::{summarize, Batcher, ChanReader};
+use super::{summarize, ChanReader};
 
 /// Files (path, size) and the content checksum of the live volume, streamed from a helper.
 async fn live_summary(
@@ -34,34 +32,16 @@ async fn live_summary(
         std::io::copy(&mut reader, &mut std::io::sink())?;
         s
     });
-    let mut stream = e.docker.download_from_container(
-        &container,
-        Some(DownloadFromContainerOptions { path: MOUNT.into() }),
-    );
-    let mut batcher = Batcher::default();
-    let mut streamed = Ok(());
-    loop {
-        let (batch, end) = match stream.next().await {
-            Some(Ok(c)) => (batcher.push(c), false),
-            Some(Err(err)) => {
-                streamed = Err(script_err(format!(
-                    "reading volume {volume} on {}: {err}",
-                    e.host
-                )));
-                break;
-            }
-            None => (batcher.take(), true),
-        };
-        if let Some(b) = batch {
-            if tx.send(b).await.is_err() {
-                break;
-            }
-        }
-        if end {
-            break;
-        }
-    }
-    drop(tx);
+    let streamed = super::pump(
+        e.docker.clone(),
+        container.clone(),
+        MOUNT.to_string(),
+        e.host.clone(),
+        vec![tx],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|err| script_err(format!("reading volume {volume}: {err}")));
     let summed = summary.await.map_err(script_err)?;
     let removed = h.cleanups.run(cleanup).await;
     streamed?;
