@@ -292,16 +292,7 @@ fn backup_db_schedules_a_job_whose_dumps_land_in_the_runners_volume() {
     );
 
     // The runner's volume on this manager receives the dumps, rotated.
-    let volume = docker(&[
-        "volume",
-        "inspect",
-        "wsm-jobs_data",
-        "--format",
-        "{{.Mountpoint}}",
-    ]);
-    let folder = std::path::Path::new(volume.trim())
-        .join("backups")
-        .join(&s.name);
+    let folder = runner_volume().join("backups").join(&s.name);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !(folder.join("1.tar.gz.backup").exists() && folder.join("1.tar.gz").exists()) {
         if std::time::Instant::now() > deadline {
