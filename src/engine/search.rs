@@ -68,7 +68,7 @@ impl SearchPath {
             // An empty entry is not the current folder here, as it would be in $PATH.
             path.add(dir, "on WSM_SCRIPT_PATH");
         }
-        if let Some(cfg) = dirs::config_dir() {
+        if let Some(cfg) = crate::host::xdg::config_dir() {
             path.add(cfg.join("wsm"), "your script folder");
         }
         path

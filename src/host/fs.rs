@@ -193,7 +193,7 @@ pub fn register(engine: &mut Engine) {
          there is no state folder to use.",
     );
     prim.set_in(&mut m, || -> ScriptResult<String> {
-        dirs::state_dir()
+        crate::host::xdg::state_dir()
             .map(|d| d.join("wsm").display().to_string())
             .ok_or_else(|| script_err("no state directory: set XDG_STATE_HOME"))
     });

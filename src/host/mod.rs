@@ -27,6 +27,7 @@ pub mod secrets;
 pub mod ssh;
 pub mod stdio;
 pub mod term;
+pub mod xdg;
 pub mod yaml;
 
 use std::future::Future;

@@ -1,8 +1,12 @@
-//! Schedules of jobs: an interval (`every 10s`) or a cron line (`*/5 * * * *`, five fields,
-//! UTC). A schedule fires at *slots*: whole seconds since the epoch. An interval's slots are
+//! Schedules of jobs: an interval (`every 10s`) or a cron line (`*/5 * * * *`, `0 9 * * MON-FRI`,
+//! `@daily`, read by the croner crate), in UTC unless it starts with `CRON_TZ=<zone>`
+//! (`CRON_TZ=Europe/Paris 0 9 * * *`). A schedule fires at *slots*: whole seconds since the epoch. An interval's slots are
 //! its multiples (so every runner, on any manager, agrees on them); a cron line's are the
 //! minutes it matches. [`due`] tells a runner which slot to run now and which it missed.
 
+use chrono::TimeZone;
+use chrono_tz::Tz;
+use croner::parser::{CronParser, Seconds, Year};
 use rhai::{Array, Dynamic, Engine, Map, Module};
 
 use super::doc::Prim;
@@ -10,24 +14,46 @@ use super::{usage_err, ScriptResult};
 
 /// The most missed slots [`due`] lists one by one (the count is always exact).
 const MISSED_LISTED: usize = 50;
-/// How far back a cron line is searched: a year of minutes.
+/// How far back a cron line's missed slots are searched: a year.
 const CRON_HORIZON: i64 = 366 * 24 * 3600;
 
-/// One cron field: which values match.
-#[derive(Debug, Clone, PartialEq)]
-struct Field {
-    allowed: Vec<bool>,
-    any: bool,
+/// A parsed cron line and the zone its times are read in.
+#[derive(Debug, Clone)]
+pub struct Cron {
+    line: croner::Cron,
+    zone: Tz,
 }
 
-/// A parsed cron line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Cron {
-    minute: Field,
-    hour: Field,
-    day: Field,
-    month: Field,
-    weekday: Field,
+impl PartialEq for Cron {
+    fn eq(&self, other: &Cron) -> bool {
+        self.line.pattern.to_string() == other.line.pattern.to_string() && self.zone == other.zone
+    }
+}
+
+/// Which of five fields croner refuses, as a phrase naming it (croner's own errors do not).
+fn bad_field(fields: &str) -> Option<String> {
+    const NAMES: [(&str, &str); 5] = [
+        ("minute", "0-59"),
+        ("hour", "0-23"),
+        ("day-of-month", "1-31"),
+        ("month", "1-12 or JAN-DEC"),
+        ("day-of-week", "0-7 or SUN-SAT"),
+    ];
+    let parts: Vec<&str> = fields.split_whitespace().collect();
+    if parts.len() != 5 {
+        return None;
+    }
+    let parser = CronParser::builder().seconds(Seconds::Disallowed).build();
+    (0..5).find_map(|i| {
+        let mut alone = ["*"; 5];
+        alone[i] = parts[i];
+        let e = parser.parse(&alone.join(" ")).err()?;
+        let (name, range) = NAMES[i];
+        Some(format!(
+            "the {name} field \"{}\" ({e}): use *, N, N-M, */S, N-M/S or lists of them ({range})",
+            parts[i]
+        ))
+    })
 }
 
 /// A schedule: an interval in seconds, or a cron line.
@@ -37,112 +63,54 @@ pub enum Schedule {
     Cron(Box<Cron>),
 }
 
-fn field(text: &str, name: &str, min: u32, max: u32) -> Result<Field, String> {
-    let mut allowed = vec![false; max as usize + 1];
-    let bad = || {
-        format!("cron {name} field \"{text}\" is not valid: use *, N, N-M, */S, N-M/S or lists of them ({min}-{max})")
-    };
-    let number = |s: &str| -> Result<u32, String> {
-        s.parse::<u32>()
-            .ok()
-            .filter(|n| (min..=max).contains(n))
-            .ok_or_else(bad)
-    };
-    for part in text.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((r, s)) => (
-                r,
-                s.parse::<u32>().ok().filter(|s| *s >= 1).ok_or_else(bad)?,
-            ),
-            None => (part, 1),
-        };
-        let (lo, hi) = if range == "*" {
-            (min, max)
-        } else if let Some((a, b)) = range.split_once('-') {
-            (number(a)?, number(b)?)
-        } else {
-            let n = number(range)?;
-            (n, if part.contains('/') { max } else { n })
-        };
-        if lo > hi {
-            return Err(bad());
-        }
-        for v in (lo..=hi).step_by(step as usize) {
-            allowed[v as usize] = true;
-        }
-    }
-    Ok(Field {
-        allowed,
-        any: text == "*",
-    })
-}
-
 impl Cron {
+    /// `[CRON_TZ=<zone>] <five fields | @macro>`: croner reads the fields (numbers, ranges,
+    /// steps, lists, names such as `MON` and `JAN`, `L`, `#`, `W`) and the macros (`@hourly`,
+    /// `@daily`, `@weekly`, `@monthly`, `@yearly`); the zone is an IANA name (chrono-tz's
+    /// bundled database, so a runner image needs no zoneinfo), UTC when not given. `TZ=` is
+    /// read as `CRON_TZ=`, as cronie does.
     pub fn parse(line: &str) -> Result<Cron, String> {
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        let [minute, hour, day, month, weekday] = parts[..] else {
+        let line = line.trim();
+        let (zone, fields) = match line
+            .strip_prefix("CRON_TZ=")
+            .or_else(|| line.strip_prefix("TZ="))
+        {
+            Some(rest) => {
+                let (name, fields) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                let zone = name.parse::<Tz>().map_err(|_| {
+                    format!("\"{name}\" is not a time zone: use an IANA name such as Europe/Paris or UTC")
+                })?;
+                (zone, fields.trim())
+            }
+            None => (Tz::UTC, line),
+        };
+        if !fields.starts_with('@') && fields.split_whitespace().count() != 5 {
             return Err(format!(
-                "cron line \"{line}\" must have five fields: minute hour day-of-month month day-of-week"
+                "cron line \"{line}\" must have five fields: minute hour day-of-month month day-of-week (or @hourly, @daily, @weekly, @monthly, @yearly)"
             ));
-        };
-        let mut weekday = field(weekday, "day-of-week", 0, 7)?;
-        if weekday.allowed[7] {
-            weekday.allowed[0] = true; // 7 is Sunday too
         }
-        Ok(Cron {
-            minute: field(minute, "minute", 0, 59)?,
-            hour: field(hour, "hour", 0, 23)?,
-            day: field(day, "day-of-month", 1, 31)?,
-            month: field(month, "month", 1, 12)?,
-            weekday,
-        })
+        let parsed = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build()
+            .parse(fields)
+            .map_err(|e| match bad_field(fields) {
+                Some(field) => format!("cron line \"{line}\" is not valid: {field}"),
+                None => format!("cron line \"{line}\" is not valid: {e}"),
+            })?;
+        Ok(Cron { line: parsed, zone })
     }
 
-    /// Whether some day matches: every minute and hour field allows something, and any
-    /// weekday comes round, so only a day of the month that none of the months has (the 30th
-    /// of February) can make a line that never fires. February counts its leap day.
-    fn can_fire(&self) -> bool {
-        const DAYS_IN: [usize; 13] = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-        if !self.day.any && !self.weekday.any {
-            return true; // either matches, and every weekday comes
-        }
-        (1..=12).any(|m| self.month.allowed[m] && (1..=DAYS_IN[m]).any(|d| self.day.allowed[d]))
+    /// The first minute matching strictly after `t`, None when none ever comes.
+    fn next_after(&self, t: i64) -> Option<i64> {
+        let at = self.zone.timestamp_opt(t, 0).single()?;
+        let next = self.line.find_next_occurrence(&at, false).ok()?;
+        Some(next.timestamp())
     }
-
-    /// Whether the minute starting at `t` (seconds since the epoch, UTC) matches.
-    fn matches(&self, t: i64) -> bool {
-        let days = t.div_euclid(86400);
-        let secs = t.rem_euclid(86400);
-        let (_, month, day) = civil_from_days(days);
-        let weekday = (days + 4).rem_euclid(7) as usize; // 1970-01-01 was a Thursday
-        let day_ok = match (self.day.any, self.weekday.any) {
-            // Both restricted: either matches (as cron has always done).
-            (false, false) => self.day.allowed[day] || self.weekday.allowed[weekday],
-            _ => self.day.allowed[day] && self.weekday.allowed[weekday],
-        };
-        self.minute.allowed[(secs / 60 % 60) as usize]
-            && self.hour.allowed[(secs / 3600) as usize]
-            && self.month.allowed[month]
-            && day_ok
-    }
-}
-
-/// (year, month 1-12, day 1-31) of a day counted from 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, usize, usize) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as usize;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as usize;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 impl Schedule {
-    /// `every <duration>` (Go or humantime syntax: 10s, 5m, 1h30m) or a five-field cron line.
+    /// `every <duration>` (Go or humantime syntax: 10s, 5m, 1h30m) or a cron line ([`Cron::parse`]).
     pub fn parse(text: &str) -> Result<Schedule, String> {
         let text = text.trim();
         if let Some(d) = text.strip_prefix("every ") {
@@ -163,7 +131,7 @@ impl Schedule {
     pub fn parse_new(text: &str) -> Result<Schedule, String> {
         let schedule = Schedule::parse(text)?;
         if let Schedule::Cron(c) = &schedule {
-            if !c.can_fire() {
+            if c.next_after(0).is_none() {
                 return Err(format!(
                     "cron line \"{}\" never fires: none of its months has one of its days of the month",
                     text.trim()
@@ -177,17 +145,7 @@ impl Schedule {
     pub fn next_after(&self, t: i64) -> Option<i64> {
         match self {
             Schedule::Every(n) => Some((t.div_euclid(*n) + 1) * n),
-            Schedule::Cron(c) => {
-                let mut m = (t.div_euclid(60) + 1) * 60;
-                let end = t + CRON_HORIZON;
-                while m <= end {
-                    if c.matches(m) {
-                        return Some(m);
-                    }
-                    m += 60;
-                }
-                None
-            }
+            Schedule::Cron(c) => c.next_after(t),
         }
     }
 }
@@ -248,7 +206,8 @@ pub fn due(schedule: &Schedule, last: i64, now: i64) -> Due {
 pub fn register(engine: &mut Engine) {
     let mut m = Module::new();
     let prim = Prim::new("schedule::check(text: string) -> string").doc(
-        "The schedule as given (`every 10s`, `every 1h30m`, or a cron line `*/15 9-17 * * 1-5`), \
+        "The schedule as given (`every 10s`, `every 1h30m`, or a cron line `*/15 9-17 * * 1-5`, \
+         `0 9 * * MON-FRI`, `@daily`, in UTC unless it starts with `CRON_TZ=<zone>`), \
          or a usage error saying what is wrong (a cron line that never fires, `0 0 30 2 *`, \
          too). Use it on a schedule given for a new job; a stored one is only read.",
     );
@@ -286,6 +245,8 @@ mod tests {
 
     /// 2026-12-01T00:00:00Z, a Tuesday.
     const DEC1: i64 = 1_796_083_200;
+    /// 2026-07-01T00:00:00Z.
+    const JUL1: i64 = 1_782_864_000;
 
     #[test]
     fn intervals_are_multiples_and_report_missed_slots() {
@@ -306,7 +267,6 @@ mod tests {
 
     #[test]
     fn cron_lines_match_minutes_in_utc() {
-        assert_eq!(civil_from_days(DEC1 / 86400), (2026, 12, 1));
         let s = Schedule::parse("*/15 9-17 * * 1-5").unwrap();
         // Tuesday 00:00 → the first slot is 09:00 that day.
         assert_eq!(s.next_after(DEC1), Some(DEC1 + 9 * 3600));
@@ -326,8 +286,63 @@ mod tests {
         // One stored before the check is read, and never due.
         let never = Schedule::parse("0 0 30 2 *").unwrap();
         assert_eq!(never.next_after(DEC1), None);
+        assert_eq!(due(&never, DEC1, DEC1 + 86400).slot, None);
         let s = Schedule::parse("0 0 13 * 7").unwrap();
         assert_eq!(s.next_after(DEC1), Some(DEC1 + 5 * 86400), "Sunday the 6th");
+    }
+
+    #[test]
+    fn cron_lines_know_names_macros_and_zones() {
+        let next = |line: &str, t: i64| Schedule::parse_new(line).unwrap().next_after(t);
+        // Names of days and months, any case.
+        assert_eq!(
+            next("0 12 * JAN,DEC MON", DEC1),
+            Some(DEC1 + 6 * 86400 + 12 * 3600)
+        );
+        assert_eq!(next("0 12 * jan,dec mon-fri", DEC1), Some(DEC1 + 12 * 3600));
+        assert_eq!(
+            next("30 6 * * SUN", DEC1),
+            Some(DEC1 + 5 * 86400 + 6 * 3600 + 1800)
+        );
+        // Macros.
+        assert_eq!(next("@daily", DEC1), Some(DEC1 + 86400));
+        assert_eq!(next("@hourly", DEC1 + 1), Some(DEC1 + 3600));
+        assert_eq!(
+            next("@weekly", DEC1),
+            Some(DEC1 + 5 * 86400),
+            "Sunday 00:00"
+        );
+        assert_eq!(next("@monthly", DEC1), Some(1_798_761_600), "2027-01-01");
+        assert_eq!(next("@yearly", DEC1), Some(1_798_761_600));
+        // A zone: 09:00 in Paris is 08:00 UTC in winter (CET) and 07:00 in summer (CEST).
+        assert_eq!(
+            next("CRON_TZ=Europe/Paris 0 9 * * *", DEC1),
+            Some(DEC1 + 8 * 3600)
+        );
+        assert_eq!(
+            next("TZ=Europe/Paris 0 9 * * *", JUL1),
+            Some(JUL1 + 7 * 3600)
+        );
+        assert_eq!(next("CRON_TZ=UTC @daily", DEC1), Some(DEC1 + 86400));
+        // Tuesday 2026-12-01 00:00 UTC is Monday 19:00 in New York: its Tuesday 09:00 is 14:00 UTC.
+        assert_eq!(
+            next("CRON_TZ=America/New_York 0 9 * * TUE", DEC1),
+            Some(DEC1 + 14 * 3600)
+        );
+        // Clock changes in Paris: 02:30 does not exist on 2026-03-29 and runs at 03:00 CEST
+        // (01:00 UTC); it comes twice on 2026-10-25 and runs once, at the first (00:30 UTC).
+        let s = Schedule::parse("CRON_TZ=Europe/Paris 30 2 * * *").unwrap();
+        let (mar29, oct25) = (1_774_742_400, 1_792_886_400);
+        assert_eq!(s.next_after(mar29 - 3600), Some(mar29 + 3600));
+        assert_eq!(s.next_after(mar29 + 3600), Some(mar29 + 86400 + 1800));
+        assert_eq!(s.next_after(oct25 - 3600), Some(oct25 + 1800));
+        assert_eq!(s.next_after(oct25 + 1800), Some(oct25 + 86400 + 5400));
+        let d = due(
+            &Schedule::parse("CRON_TZ=Asia/Tokyo 0 * * * *").unwrap(),
+            DEC1,
+            DEC1 + 3 * 3600 + 5,
+        );
+        assert_eq!((d.slot, d.missed_count), (Some(DEC1 + 3 * 3600), 2));
     }
 
     #[test]
@@ -336,10 +351,15 @@ mod tests {
             ("every 0s", "shorter than a second"),
             ("every soon", "is not a duration"),
             ("* * *", "five fields"),
-            ("60 * * * *", "minute field"),
-            ("* * 0 * *", "day-of-month"),
+            ("0 * * * * *", "five fields"),
+            ("60 * * * *", "minute field \"60\""),
+            ("* * 0 * *", "day-of-month field"),
             ("*/0 * * * *", "minute field"),
             ("5-1 * * * *", "minute field"),
+            ("* * * 13 *", "month field"),
+            ("0 0 * * FOO", "day-of-week field"),
+            ("@fortnightly", "is not valid"),
+            ("CRON_TZ=Mars/Olympus 0 * * * *", "not a time zone"),
             ("0 0 30 2 *", "never fires"),
             ("0 0 31 4,6,9,11 *", "never fires"),
         ] {

@@ -309,7 +309,7 @@ impl Key {
 
 /// Where the key is kept when `WSM_SECRETS_KEY` is not set (None without a config folder).
 pub fn key_file() -> Option<PathBuf> {
-    dirs::config_dir().map(|d| d.join("wsm").join("secrets.key"))
+    crate::host::xdg::config_dir().map(|d| d.join("wsm").join("secrets.key"))
 }
 
 /// A key from its text: 64 hex digits as they are, anything else hashed.

@@ -85,7 +85,7 @@ fn edit_sessions_dir() -> ScriptResult<std::path::PathBuf> {
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(std::path::PathBuf::from)
         .filter(|d| d.is_absolute() && d.is_dir())
-        .or_else(dirs::state_dir)
+        .or_else(super::xdg::state_dir)
         .ok_or_else(|| script_err("no directory for the editor's copy: set XDG_STATE_HOME"))?;
     let dir = base.join("wsm").join("edit");
     super::owner::make_private_dir(&dir, "the editor's folder").map_err(super::usage_err)?;

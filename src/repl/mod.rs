@@ -213,13 +213,9 @@ fn terminal_error(e: &dyn std::fmt::Display) -> CliError {
     }
 }
 
-/// `$XDG_STATE_HOME/wsm/history`, else `~/.local/state/wsm/history`.
+/// `$XDG_STATE_HOME/wsm/history`, else `~/.local/state/wsm/history` (macOS too).
 fn history_file() -> Option<PathBuf> {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))?;
-    Some(state.join("wsm").join("history"))
+    Some(crate::host::xdg::state_dir()?.join("wsm").join("history"))
 }
 
 /// Creates the history's folder and loads what earlier sessions saved.

@@ -53,7 +53,7 @@ pub fn persist_secs() -> Result<u64, String> {
 /// state folder (then masters are private to a process). A folder another user owns or can
 /// write is refused: whoever can put a socket there gets wsm's ssh connections.
 pub fn shared_dir() -> Result<Option<PathBuf>, String> {
-    let Some(state) = dirs::state_dir() else {
+    let Some(state) = crate::host::xdg::state_dir() else {
         return Ok(None);
     };
     let dir = state.join("wsm").join("ssh");
