@@ -1,6 +1,6 @@
 //! `wsm` as a library: the script engine and its command families (`engine`), the host
 //! primitives registered into it (`host`), the interactive shell (`repl`) and the shells'
-//! completion that asks wsm (`completion`). The binary
+//! completion that asks wsm (`completion`), the manual pages (`man`). The binary
 //! (`main.rs`) parses the command line and hands over; the fuzz targets call the parsers here.
 
 // A closed stdout or stderr must never panic wsm half-way (std's macros panic when the write
@@ -24,4 +24,5 @@ macro_rules! eprint {
 pub mod completion;
 pub mod engine;
 pub mod host;
+pub mod man;
 pub mod repl;

@@ -17,6 +17,15 @@ use wsm::repl;
 #[global_allocator]
 static ALLOC: engine::limits::CountingAlloc = engine::limits::CountingAlloc;
 
+/// `wsm --version`: the version and the commit it was built from (build.rs; `unknown` when
+/// built outside git).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WSM_GIT_COMMIT"),
+    ")"
+);
+
 /// The command line: global options, the built-in subcommands, and one subcommand per family
 /// and per command directly in `scripts/`.
 fn cli(catalog: &Catalog) -> Command {
@@ -28,7 +37,7 @@ fn cli(catalog: &Catalog) -> Command {
             .help("The command, then its arguments")
     };
     let mut cmd = Command::new("wsm")
-        .version(env!("CARGO_PKG_VERSION"))
+        .version(VERSION)
         .about(
             "Run application stacks on Docker Swarm from scripts (Wavelet Stack and Swarm Manager)",
         )
@@ -112,6 +121,16 @@ fn cli(catalog: &Catalog) -> Command {
             .about("The candidates for the last word of a command line (for the completion scripts)")
             .arg(trailing()),
     )
+    .subcommand(
+        Command::new("__man")
+            .hide(true)
+            .about("Write the manual pages (wsm.1, one per family) into DIR (for packaging/build-deb)")
+            .arg(
+                Arg::new("dir")
+                    .required(true)
+                    .value_parser(clap::value_parser!(PathBuf)),
+            ),
+    )
     .subcommand(Command::new("doc").about(
         "Print the reference of every command, module, function and method as Markdown",
     ))
@@ -190,6 +209,8 @@ enum Action {
     Doc,
     /// `completions <shell>`.
     Completions(clap_complete::Shell),
+    /// `__man <dir>`: the manual pages.
+    Man(PathBuf),
 }
 
 /// The command line read: the options, what to do, and the catalog of commands.
@@ -228,6 +249,7 @@ fn parse() -> Result<Parsed, CliError> {
             *m.get_one::<clap_complete::Shell>("shell")
                 .expect("required"),
         ),
+        Some(("__man", m)) => Action::Man(m.get_one::<PathBuf>("dir").expect("required").clone()),
         Some(("run", m)) => {
             let file = m.get_one::<PathBuf>("file").expect("required").clone();
             Action::Batch(file, trailing_args(m, &mut opts))
@@ -295,7 +317,7 @@ fn parse() -> Result<Parsed, CliError> {
     })
 }
 
-/// Prints what needs no engine and no runtime: a shell's completion script.
+/// Prints what needs no engine and no runtime: a shell's completion script, the manual pages.
 /// Returns None for every other action.
 fn print_only(parsed: &Parsed) -> Option<ExitCode> {
     let catalog = &parsed.catalog;
@@ -314,6 +336,13 @@ fn print_only(parsed: &Parsed) -> Option<ExitCode> {
             };
             Some(written(stdio::write_stdout(&script)))
         }
+        Action::Man(dir) => Some(match wsm::man::write_pages(&cli(catalog), catalog, dir) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => report(CliError::failed(format!(
+                "cannot write the manual pages in {}: {e}",
+                dir.display()
+            ))),
+        }),
         _ => None,
     }
 }

@@ -237,21 +237,28 @@ pub(super) fn folder(family: &str) -> String {
     }
 }
 
+/// A family's commands grouped by the application they are for (None: every stack's first).
+pub fn by_application(
+    commands: &BTreeMap<String, CommandDoc>,
+) -> BTreeMap<Option<&str>, Vec<(&String, &CommandDoc)>> {
+    let mut groups: BTreeMap<Option<&str>, Vec<(&String, &CommandDoc)>> = BTreeMap::new();
+    for (name, doc) in commands {
+        groups
+            .entry(doc.application.as_deref())
+            .or_default()
+            .push((name, doc));
+    }
+    groups
+}
+
 /// The usage summary of a family: one line per command, the commands of every stack first,
 /// then those of each application under its name.
 pub fn family_usage(catalog: &Catalog, family: &str) -> String {
     let prefix = catalog.prefix(family);
     let cmds = catalog.commands(family);
     let width = cmds.values().map(|d| d.usage.len()).max().unwrap_or(0);
-    let mut groups: BTreeMap<Option<&str>, Vec<(&String, &CommandDoc)>> = BTreeMap::new();
-    for (name, doc) in cmds {
-        groups
-            .entry(doc.application.as_deref())
-            .or_default()
-            .push((name, doc));
-    }
     let mut out = String::new();
-    for (application, commands) in groups {
+    for (application, commands) in by_application(cmds) {
         match application {
             None => out.push_str("Commands:\n"),
             Some(app) => out.push_str(&format!("\nCommands of {app} stacks only:\n")),
