@@ -332,3 +332,89 @@ fn profiles_name_and_include_deploy_as_the_compose_spec_says() {
         r.stdout
     );
 }
+
+/// Issue 27 item 5: an `--env-file` written with docker compose's rules (inline comments,
+/// both quotes, escapes, a value over two lines, `export`, `${VAR}` of an earlier line and
+/// of the environment, `${VAR:-default}`) reaches the service's environment as compose reads
+/// it: `docker service inspect` shows each value.
+#[test]
+fn an_env_file_is_read_by_compose_rules_up_to_the_service() {
+    let s = Stack::new("wsmdotenv");
+    let keys = [
+        "PLAIN",
+        "COMMENTED",
+        "HASH",
+        "SINGLE",
+        "DOUBLE",
+        "TWO_LINES",
+        "EXPORTED",
+        "EARLIER",
+        "FROM_ENV",
+        "DEFAULTED",
+    ];
+    let environment: String = keys
+        .iter()
+        .map(|k| format!("      {k}: \"${{{k}}}\"\n"))
+        .collect();
+    s.write(
+        "stack.yml",
+        &format!(
+            "services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '3600']\n    environment:\n{environment}"
+        ),
+    );
+    s.write(
+        "values.env",
+        "# a comment line\n\
+         PLAIN=two words\n\
+         COMMENTED=value # an inline comment\n\
+         HASH=value#kept\n\
+         SINGLE='$PLAIN stays \\t'\n\
+         DOUBLE=\"tab\\there \\\"quoted\\\" # kept\" # gone\n\
+         TWO_LINES=\"first\nsecond\"\n\
+         export EXPORTED=yes\n\
+         EARLIER=${PLAIN}!\n\
+         FROM_ENV=\"${WSM_TEST_DOTENV}\"\n\
+         DEFAULTED=${WSM_TEST_UNSET:-fallback}\n",
+    );
+    let r = s.stack(
+        &[
+            "deploy",
+            "-c",
+            "stack.yml",
+            "--env-file",
+            "values.env",
+            "--resolve-image",
+            "never",
+            "--timeout",
+            "90",
+            &s.name,
+        ],
+        &[("WSM_TEST_DOTENV", "from the process")],
+    );
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let env: Vec<String> = serde_json::from_str(&docker(&[
+        "service",
+        "inspect",
+        &format!("{}_app", s.name),
+        "--format",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+    ]))
+    .unwrap();
+    let mut got: Vec<&str> = env.iter().map(String::as_str).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "COMMENTED=value",
+            "DEFAULTED=fallback",
+            "DOUBLE=tab\there \"quoted\" # kept",
+            "EARLIER=two words!",
+            "EXPORTED=yes",
+            "FROM_ENV=from the process",
+            "HASH=value#kept",
+            "PLAIN=two words",
+            "SINGLE=$PLAIN stays \\t",
+            "TWO_LINES=first\nsecond",
+        ]
+    );
+}

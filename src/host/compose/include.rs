@@ -168,10 +168,12 @@ pub fn apply(doc: &mut Value, dir: &Path, env: &BTreeMap<String, String>) -> Res
                 .map(|f| join(dir, f))
                 .collect()
         };
+        let mut read = BTreeMap::new();
         for f in &env_files {
             check_inside(f)?;
-            values.extend(read_env_file(f).map_err(|e| format!("include: {e}"))?);
+            read = read_env_file(f, env, &read).map_err(|e| format!("include: {e}"))?;
         }
+        values.extend(read);
         values.extend(env.clone());
         let mut texts = Vec::new();
         for f in &files {

@@ -58,26 +58,17 @@ pub fn decode(bytes: Vec<u8>, label: &str) -> Result<String, String> {
     }
 }
 
-/// Reads KEY=VALUE lines: `#` comments and blank lines skipped, an `export ` prefix and
-/// matching outer quotes dropped (the `.env` / `--env-file` format of docker compose).
-pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
+/// Reads a `.env` / `--env-file` file by docker compose's rules (`dotenv.rs`) over `earlier`
+/// (the files read before), its `${VAR}`s taken from `environment` first, then from those.
+pub fn read_env_file(
+    path: &Path,
+    environment: &BTreeMap<String, String>,
+    earlier: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
     let text = bounded::read_text(path, "env file", bounded::ENV_FILE)?;
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let (k, v) = line.split_once('=').unwrap_or((line, ""));
-        let v = v.trim();
-        let unquoted = [('"', '"'), ('\'', '\'')]
-            .iter()
-            .find_map(|(a, b)| v.strip_prefix(*a).and_then(|x| x.strip_suffix(*b)))
-            .unwrap_or(v);
-        out.insert(k.trim().to_string(), unquoted.to_string());
-    }
-    Ok(out)
+    let mut values = earlier.clone();
+    super::dotenv::parse(&text, &path.display().to_string(), environment, &mut values)?;
+    Ok(values)
 }
 
 /// The interpolation values of `compose::load` (see the file's comment for the order).
@@ -86,17 +77,18 @@ pub fn environment(
     env_files: &[PathBuf],
     explicit: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, String> {
+    let process: BTreeMap<String, String> = std::env::vars().collect();
     let mut env = BTreeMap::new();
     if env_files.is_empty() {
         let dot_env = first_dir.join(".env");
         if dot_env.is_file() {
-            env.extend(read_env_file(&dot_env)?);
+            env = read_env_file(&dot_env, &process, &env)?;
         }
     }
     for f in env_files {
-        env.extend(read_env_file(f)?);
+        env = read_env_file(f, &process, &env)?;
     }
-    env.extend(std::env::vars());
+    env.extend(process);
     env.extend(explicit.clone());
     Ok(env)
 }

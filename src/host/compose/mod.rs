@@ -13,6 +13,7 @@
 mod container;
 mod depends;
 mod deploy;
+mod dotenv;
 mod draft;
 pub(super) mod files;
 mod include;
