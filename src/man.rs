@@ -148,3 +148,49 @@ fn first_sentence(help: &str) -> &str {
         None => help.trim_end_matches('.'),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::search::SearchPath;
+
+    #[test]
+    fn every_family_has_a_page_listing_its_commands() {
+        let catalog = Catalog::scan(SearchPath::bundled_only());
+        let mut top = clap::Command::new("wsm").version("1.2.3 (commit abc)");
+        for family in catalog.families() {
+            top = top.subcommand(clap::Command::new(family.short_name().to_string()));
+        }
+        top = top.subcommand(clap::Command::new("repl").about("The shell"));
+        let pages: BTreeMap<String, String> = pages(&top, &catalog)
+            .unwrap()
+            .into_iter()
+            .map(|(name, text)| (name, String::from_utf8(text).unwrap()))
+            .collect();
+        assert!(
+            pages["wsm.1"].contains("\n.TH wsm 1 "),
+            "{}",
+            pages["wsm.1"]
+        );
+        assert!(pages.contains_key("wsm-repl.1"));
+        for family in catalog.families() {
+            let page = &pages[&format!("wsm-{}.1", family.short_name())];
+            assert!(page.contains(".SH COMMANDS"), "{page}");
+            for (name, doc) in catalog.commands(&family.name) {
+                let usage = format!("wsm {} {}", family.short_name(), doc.usage_or(name));
+                // roff escapes a leading-dash word and hyphens as \-.
+                let shown = usage.replace('-', "\\-");
+                assert!(
+                    page.contains(&shown) || page.contains(&usage),
+                    "{usage} in {page}"
+                );
+            }
+            if family.name != family.short_name() {
+                assert_eq!(
+                    pages[&format!("{}.1", family.name)],
+                    format!(".so man1/wsm-{}.1\n", family.short_name())
+                );
+            }
+        }
+    }
+}

@@ -189,8 +189,8 @@ pub fn register(engine: &mut Engine) {
         copy(Path::new(from), Path::new(dest))
     });
     let prim = Prim::new("fs::state_dir() -> string").doc(
-        "Where wsm keeps its state: `$XDG_STATE_HOME/wsm` (`~/.local/state/wsm`); fails when \
-         there is no state folder to use.",
+        "Where wsm keeps its state: `$XDG_STATE_HOME/wsm` (`~/.local/state/wsm`, on macOS \
+         too); fails when there is no home folder.",
     );
     prim.set_in(&mut m, || -> ScriptResult<String> {
         crate::host::xdg::state_dir()
