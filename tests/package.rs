@@ -89,6 +89,34 @@ fn the_package_installs_the_binary_pages_links_and_completions() {
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("out");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/build-deb");
+    // Bad usage: exit 2, one line and the usage, nothing written.
+    for args in [
+        &[][..],
+        &["--bogus", "x"][..],
+        &["a", "b"][..],
+        &["--binary"][..],
+    ] {
+        let bad = Command::new(&script)
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(bad.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            err.lines()
+                .last()
+                .unwrap_or("")
+                .starts_with("usage: packaging/build-deb"),
+            "{args:?}: {err}"
+        );
+        assert!(err.lines().count() <= 2, "{args:?}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
     let built = Command::new(&script)
         .args(["--binary", env!("CARGO_BIN_EXE_wsm"), "--fast"])
         .arg(&out_dir)
