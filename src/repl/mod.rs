@@ -302,6 +302,7 @@ fn run_command_line(
                     engine::docs::help::family_listing(
                         &shell.catalog,
                         family,
+                        short,
                         engine::docs::terminal_width()
                     )
                 );

@@ -27,10 +27,12 @@ pub fn help(
                 family.short_name(),
                 family.name,
                 wrap(&family.doc.help, width, ""),
-                family_listing(catalog, family, width)
+                family_listing(catalog, family, first, width)
             )),
             Some(cmd) => match catalog.command(&family.name, cmd) {
-                Some((name, doc)) => parts.push(command_help(&family.prefix(), &name, &doc, width)),
+                Some((name, doc)) => {
+                    parts.push(command_help(&family.prefix_as(first), &name, &doc, width))
+                }
                 None => {
                     return Err(CliError::usage(
                         format!(
@@ -76,8 +78,9 @@ pub fn help(
     Ok(parts.join("\n\n"))
 }
 
-/// A family's commands, each usage line followed by its help wrapped to `width`.
-pub fn family_listing(catalog: &Catalog, family: &Family, width: usize) -> String {
+/// A family's commands, each usage line followed by its help wrapped to `width`; `typed` is
+/// the name the family was asked for by (`stack`).
+pub fn family_listing(catalog: &Catalog, family: &Family, typed: &str, width: usize) -> String {
     let mut out = String::from("Commands:");
     for (name, doc) in catalog.commands(&family.name) {
         out.push_str(&format!(
@@ -90,7 +93,10 @@ pub fn family_listing(catalog: &Catalog, family: &Family, width: usize) -> Strin
             )
         ));
     }
-    out.push_str(&format!("\n\nUsage: {} <command> [args…]", family.prefix()));
+    out.push_str(&format!(
+        "\n\nUsage: {} <command> [args…]",
+        family.prefix_as(typed)
+    ));
     out
 }
 
