@@ -309,7 +309,12 @@ fn usage_lines_name_the_command_as_typed() {
 #[test]
 fn help_wraps_to_80_columns_in_a_pipe() {
     let s = TestStack::bare("wsmw");
-    for args in [&["stack", "help"][..], &["stack", "--help"], &["--help"]] {
+    for args in [
+        &["stack", "help"][..],
+        &["stack", "--help"],
+        &["--help"],
+        &["stack", "deploy", "--help"],
+    ] {
         let out = s.command(args).env_remove("COLUMNS").output().unwrap();
         let r: Run = out.into();
         let text = r.ok();
@@ -329,6 +334,18 @@ fn help_wraps_to_80_columns_in_a_pipe() {
     assert!(text.lines().all(|l| l.chars().count() <= 60), "{text}");
     // The usage lines stay whole words: a long one goes on across lines, indented.
     assert!(text.contains("\n      [--env-file <file>]..."), "{text}");
+    // A command's --help is its usage, as typed, and its help.
+    let r = s.wsm(&["stack", "deploy", "--help"]);
+    assert!(
+        r.ok().starts_with("usage: wsm stack deploy ["),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("Deploy a stack from compose files"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]

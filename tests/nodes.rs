@@ -136,7 +136,7 @@ fn node_commands_on_a_running_stack() {
     assert!(
         all.ok()
             .lines()
-            .any(|l| l.contains(" | ") && l.ends_with("wavelet stand-in starting")),
+            .any(|l| l.starts_with("wavelet.1 ") && l.contains("wavelet stand-in starting")),
         "{}",
         all.stdout
     );

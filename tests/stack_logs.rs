@@ -105,6 +105,25 @@ impl Following {
     }
 }
 
+impl Following {
+    /// Stops reading its stdout: the reader thread ends at the next line, closing the pipe.
+    fn close_stdout(&mut self) {
+        self.lines = mpsc::channel().1;
+    }
+
+    /// The exit code once it ended, waiting at most `secs`.
+    fn exit_code(&mut self, secs: u64) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
 impl Drop for Following {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -208,6 +227,25 @@ fn services_merge_in_time_order_and_follow_brings_new_lines() {
     );
     // Lines of both services go on arriving.
     assert!(follow.wait_for("b.1 | b-", 10).is_some());
+
+    // Ctrl-C ends it (exit 130, as every interrupted command); so does a closed stdout (141).
+    let mut follow = follow;
+    signal(follow.child.id(), "INT");
+    assert_eq!(follow.exit_code(10), Some(130));
+    let mut piped = Following::start(&s, &["-f", "--tail", "1"]);
+    assert!(piped.wait_for(" | ", 30).is_some());
+    piped.close_stdout();
+    assert_eq!(piped.exit_code(10), Some(141));
+}
+
+/// Sends a signal to a process of this test's own.
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
 }
 
 #[test]

@@ -257,6 +257,28 @@ pub(super) fn folder(family: &str) -> String {
     }
 }
 
+/// A usage line wrapped to `width`, broken only between its elements: the spaces inside a
+/// bracket (`[--env-file <file>]...`) are held together while textwrap fills the lines.
+pub fn wrap_usage(line: &str, width: usize, first: &str, rest: &str) -> String {
+    let mut depth = 0i32;
+    let glued: String = line
+        .chars()
+        .map(|c| {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                _ => {}
+            }
+            if c == ' ' && depth > 0 {
+                '\u{a0}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    textwrap::fill(&glued, wrapping(width, first, rest)).replace('\u{a0}', " ")
+}
+
 /// The usage summary of a family: one line per command, the commands of every stack first,
 /// then those of each application under its name; `prefix` is how the family was called
 /// (`wsm stack [-s <stackName>]`), and every line fits in `width` columns (textwrap): a usage
@@ -292,7 +314,7 @@ pub fn family_usage(catalog: &Catalog, family: &str, prefix: &str, width: usize)
                 let first = format!("  {usage}{}", " ".repeat(col - w + 2));
                 out.push_str(&textwrap::fill(&help, wrapping(width, &first, &hang)));
             } else {
-                out.push_str(&textwrap::fill(usage, wrapping(width, "  ", "      ")));
+                out.push_str(&wrap_usage(usage, width, "  ", "      "));
                 out.push('\n');
                 out.push_str(&textwrap::fill(&help, wrapping(width, &hang, &hang)));
             }

@@ -90,6 +90,15 @@ pub fn run_command(
         return Err(unknown());
     };
     let usage = usage_line(&prefix, &name, &doc);
+    // `<command> --help` (first): the command's help, wrapped, as `help <family> <command>`.
+    if matches!(args.first().map(String::as_str), Some("--help" | "-h")) {
+        let width = super::docs::terminal_width();
+        println!(
+            "{}",
+            super::docs::help::command_help(&prefix, &name, &doc, width)
+        );
+        return Ok(Dynamic::UNIT);
+    }
     let args: Array = args.iter().cloned().map(Dynamic::from).collect();
     let vars = vec![
         ("ARGS", Dynamic::from(args)),

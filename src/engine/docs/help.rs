@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::{display_name, distance, render, render_section, wrap, Docs, SECTIONS};
-use crate::engine::catalog::{usage_line, CommandDoc};
+use crate::engine::catalog::{usage_line, wrap_usage, CommandDoc};
 use crate::engine::{Catalog, CliError, Family};
 
 /// The help of a topic; `types` maps the session's variables to their types (`e` → `Engine`).
@@ -111,10 +111,16 @@ fn key_for(topic: &str, types: &HashMap<String, String>) -> String {
     }
 }
 
-fn command_help(prefix: &str, name: &str, doc: &CommandDoc, width: usize) -> String {
+/// A command's help: its usage line (wrapped, later lines indented) and its text, to `width`.
+pub fn command_help(prefix: &str, name: &str, doc: &CommandDoc, width: usize) -> String {
     let mut out = format!(
-        "usage: {}\n  {}",
-        usage_line(prefix, name, doc),
+        "{}\n  {}",
+        wrap_usage(
+            &format!("usage: {}", usage_line(prefix, name, doc)),
+            width,
+            "",
+            "      "
+        ),
         wrap(&doc.help, width.saturating_sub(2), "  ")
     );
     if !doc.aliases.is_empty() {

@@ -395,7 +395,8 @@ fn distance(a: &str, b: &str) -> usize {
 pub fn wrap(text: &str, width: usize, indent: &str) -> String {
     let opts = textwrap::Options::new(width.max(1))
         .subsequent_indent(indent)
-        .break_words(false);
+        .break_words(false)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation);
     textwrap::fill(text, opts)
 }
 
