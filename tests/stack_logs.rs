@@ -221,8 +221,48 @@ fn services_merge_in_time_order_and_follow_brings_new_lines() {
     let got = follow.wait_for(&marker, 10);
     let took = written.elapsed();
     assert_eq!(got.as_deref(), Some(format!("a.1 | {marker}").as_str()));
+    // For comparison (reported, not asserted): docker's own `service logs -f` for one line.
+    let mut theirs = std::process::Command::new("docker")
+        .args([
+            "service",
+            "logs",
+            "-f",
+            "--raw",
+            "--tail",
+            "0",
+            &format!("{}_a", s.name),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = theirs.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("docker-marker") && tx.send(Instant::now()).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let written_again = Instant::now();
+    docker(&[
+        "exec",
+        &container,
+        "sh",
+        "-c",
+        "echo docker-marker > /proc/1/fd/1",
+    ]);
+    let docker_took = rx
+        .recv_timeout(Duration::from_secs(10))
+        .map(|at| at.duration_since(written_again).as_millis().to_string())
+        .unwrap_or_else(|_| "(not within 10 s)".into());
+    let _ = theirs.kill();
+    let _ = theirs.wait();
     eprintln!(
-        "follow: the marker arrived {} ms after docker exec returned",
+        "follow: the marker arrived {} ms after docker exec was started \
+         (docker service logs -f: {docker_took} ms)",
         took.as_millis()
     );
     // Lines of both services go on arriving.
