@@ -36,7 +36,10 @@ fn cli(catalog: &Catalog) -> Command {
             .allow_hyphen_values(true)
             .help("The command, then its arguments")
     };
+    // Help wraps to the terminal, and to 80 columns in a pipe.
+    let width = engine::docs::terminal_width();
     let mut cmd = Command::new("wsm")
+        .term_width(width)
         .version(VERSION)
         .about(
             "Run application stacks on Docker Swarm from scripts (Wavelet Stack and Swarm Manager)",
@@ -76,7 +79,12 @@ fn cli(catalog: &Catalog) -> Command {
     for family in catalog.families() {
         let mut sub = Command::new(family.short_name().to_string())
             .about(family.doc.help.clone())
-            .after_help(engine::family_usage(catalog, &family.name))
+            .after_help(engine::family_usage(
+                catalog,
+                &family.name,
+                &family.prefix_as(&format!("wsm {}", family.short_name())),
+                width,
+            ))
             .arg(trailing());
         for alias in std::iter::once(&family.name).chain(&family.doc.aliases) {
             if alias != family.short_name() {
@@ -157,8 +165,9 @@ fn flag(name: &'static str, short: Option<char>, help: &'static str) -> Arg {
     }
 }
 
-/// Rewrites argv so that a link named after a family or command (manage-stack) works.
-fn multi_call_args(catalog: &Catalog) -> Vec<String> {
+/// Rewrites argv so that a link named after a family or command (manage-stack) works; the
+/// link's name is returned too, as the name the user called the command by.
+fn multi_call_args(catalog: &Catalog) -> (Vec<String>, Option<String>) {
     let mut args: Vec<String> = std::env::args().collect();
     let argv0 = args
         .first()
@@ -167,9 +176,29 @@ fn multi_call_args(catalog: &Catalog) -> Vec<String> {
     let is_command = catalog.family(&argv0).is_some() || catalog.commands("").contains_key(&argv0);
     if argv0 != "wsm" && is_command {
         args[0] = "wsm".into();
-        args.insert(1, argv0);
+        args.insert(1, argv0.clone());
+        return (args, Some(argv0));
     }
-    args
+    (args, None)
+}
+
+/// How the user called the subcommand: the link's name (`manage-stack`), else `wsm` and the
+/// word typed for it (`wsm stack`, `wsm manage-stack`), for usage lines and errors.
+fn typed_name(args: &[String], link: Option<&str>, subcommand: &str) -> String {
+    if let Some(link) = link {
+        return link.to_string();
+    }
+    let mut words = args.iter().skip(1);
+    while let Some(w) = words.next() {
+        match w.as_str() {
+            "-C" | "--config-dir" | "--context" => {
+                words.next();
+            }
+            w if w.starts_with('-') => {}
+            w => return format!("wsm {w}"),
+        }
+    }
+    format!("wsm {subcommand}")
 }
 
 /// A subcommand's trailing arguments, with the global flags that followed the command taken
@@ -230,7 +259,8 @@ fn parse() -> Result<Parsed, CliError> {
         return Err(CliError::usage(line.clone(), None));
     }
     let catalog = Catalog::scan(search);
-    let matches = cli(&catalog).get_matches_from(multi_call_args(&catalog));
+    let (argv, link) = multi_call_args(&catalog);
+    let matches = cli(&catalog).get_matches_from(&argv);
     let mut opts = GlobalOpts {
         config_dir: matches
             .get_one::<PathBuf>("config-dir")
@@ -275,13 +305,22 @@ fn parse() -> Result<Parsed, CliError> {
                 ));
             }
             let args = trailing_args(m, &mut opts);
+            let typed = typed_name(&argv, link.as_deref(), name);
             Action::Command(match catalog.family(name) {
-                Some(family) => Invocation::of_family(&catalog, &family.name, stack, &args)?,
+                Some(family) => {
+                    Invocation::of_family(&catalog, &family.name, &typed, stack, &args)?
+                }
                 None => Invocation::Command {
                     family: String::new(),
                     stack: None,
                     command: name.to_string(),
                     args,
+                    // `wsm build-all-nodes`'s usage line begins with the command's own name.
+                    typed: if link.is_some() {
+                        String::new()
+                    } else {
+                        "wsm".into()
+                    },
                 },
             })
         }

@@ -16,7 +16,8 @@ fn unknown_and_missing_commands_exit_2_with_usage() {
         r.stderr
     );
     assert!(
-        r.stderr.contains("usage: manage-stack [-s <stackName>]"),
+        r.stderr
+            .contains(&format!("usage: wsm stack -s {} <command>", s.name)),
         "{}",
         r.stderr
     );
@@ -29,7 +30,7 @@ fn unknown_and_missing_commands_exit_2_with_usage() {
     assert_eq!(r.code, 2);
     assert!(
         r.stderr
-            .contains("usage: manage-stack [-s <stackName>] status [watch]"),
+            .contains(&format!("usage: wsm stack -s {} status [watch]", s.name)),
         "{}",
         r.stderr
     );
@@ -197,7 +198,7 @@ fn a_dropped_in_script_becomes_a_command() {
     assert_eq!(bad.code, 2);
     assert!(
         bad.stderr
-            .contains("usage: manage-stack [-s <stackName>] hello-there <who>"),
+            .contains(&format!("usage: wsm stack -s {} hello-there <who>", s.name)),
         "{}",
         bad.stderr
     );
@@ -262,6 +263,89 @@ fn multi_call_links_behave_as_subcommands() {
         .unwrap();
     let r: Run = out.into();
     assert!(r.ok().contains("WAVELET_NODES=6"), "{}", r.stderr);
+}
+
+/// Usage lines name the command as it was called (issue 27 item 8): `wsm stack deploy` says
+/// `usage: wsm stack deploy …`, the link `manage-stack deploy …`; nothing is deployed.
+#[test]
+fn usage_lines_name_the_command_as_typed() {
+    let s = TestStack::bare("wsmu");
+    let r = s.wsm(&["stack", "deploy", "--bogus"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("usage: wsm stack deploy ["),
+        "{}",
+        r.stderr
+    );
+    let r = s.wsm(&["manage-stack", "deploy", "--bogus"]);
+    assert!(
+        r.stderr.contains("usage: wsm manage-stack deploy ["),
+        "{}",
+        r.stderr
+    );
+    let link = s.dir.path().join("manage-stack");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_wsm"), &link).unwrap();
+    let out = std::process::Command::new(&link)
+        .arg("-C")
+        .arg(s.config_dir())
+        .args(["deploy", "--bogus"])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let r: Run = out.into();
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("usage: manage-stack deploy [")),
+        "{}",
+        r.stderr
+    );
+    assert!(s.services().is_empty());
+}
+
+/// `stack help` and `--help` in a pipe wrap to 80 columns (textwrap; clap for its own part),
+/// and to `COLUMNS` when that names a width (as a terminal's would).
+#[test]
+fn help_wraps_to_80_columns_in_a_pipe() {
+    let s = TestStack::bare("wsmw");
+    for args in [
+        &["stack", "help"][..],
+        &["stack", "--help"],
+        &["--help"],
+        &["stack", "deploy", "--help"],
+    ] {
+        let out = s.command(args).env_remove("COLUMNS").output().unwrap();
+        let r: Run = out.into();
+        let text = r.ok();
+        let widest = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        assert!(
+            widest <= 80 && widest > 60,
+            "{args:?}: {widest} columns:\n{text}"
+        );
+    }
+    let out = s
+        .command(&["stack", "help"])
+        .env("COLUMNS", "60")
+        .output()
+        .unwrap();
+    let r: Run = out.into();
+    let text = r.ok();
+    assert!(text.lines().all(|l| l.chars().count() <= 60), "{text}");
+    // The usage lines stay whole words: a long one goes on across lines, indented.
+    assert!(text.contains("\n      [--env-file <file>]..."), "{text}");
+    // A command's --help is its usage, as typed, and its help.
+    let r = s.wsm(&["stack", "deploy", "--help"]);
+    assert!(
+        r.ok().starts_with("usage: wsm stack deploy ["),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("Deploy a stack from compose files"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]

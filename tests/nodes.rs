@@ -131,14 +131,24 @@ fn node_commands_on_a_running_stack() {
         "{}",
         unknown.stderr
     );
-    let missing = s.stack(&["logs"]);
-    assert_eq!(missing.code, 2);
+    // With no id, every service's tasks merged, each line prefixed (issue 27 item 2).
+    let all = s.stack(&["logs", "--tail", "50"]);
     assert!(
-        missing
-            .stderr
-            .contains("usage: manage-stack [-s <stackName>] logs <nodeId>"),
+        all.ok()
+            .lines()
+            .any(|l| l.starts_with("wavelet.1 ") && l.contains("wavelet stand-in starting")),
         "{}",
-        missing.stderr
+        all.stdout
+    );
+    let bad = s.stack(&["logs", "--bogus"]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains(&format!(
+            "usage: wsm stack -s {} logs [<nodeId>]...",
+            s.name
+        )),
+        "{}",
+        bad.stderr
     );
 
     let shell = s.stack(&[

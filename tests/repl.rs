@@ -176,7 +176,7 @@ fn stack_commands_run_as_in_the_shell() {
     world.write("config/stacks/wsmrepltest", "WAVELET_NODES=7\n");
     let mut repl = world.repl();
     repl.eval("stack -s wsmrepltest config", "WAVELET_NODES=7");
-    repl.eval("stack help", "Usage: manage-stack");
+    repl.eval("stack help", "Usage: stack [-s <stackName>] <command>");
     repl.eval("help", "Stack commands");
     repl.line("exit");
     repl.session.exp_eof().expect("exit ends the REPL");
@@ -421,14 +421,11 @@ fn help_prints_the_doc_of_a_module_a_method_and_a_command_within_the_width() {
         ":help ssh::connect",
         "ssh::connect(target: string, opts: map) -> SshSession",
     );
-    repl.eval(
-        "help stack status",
-        "usage: manage-stack [-s <stackName>] status",
-    );
+    repl.eval("help stack status", "usage: stack [-s <stackName>] status");
     repl.line("help stack");
     let listing = repl
         .session
-        .exp_string("Usage: manage-stack [-s <stackName>] <command>")
+        .exp_string("Usage: stack [-s <stackName>] <command>")
         .expect("help stack lists the family's commands");
     assert!(
         listing.contains("dump-db <nodeId> <outputFile>"),

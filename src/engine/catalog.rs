@@ -101,9 +101,15 @@ impl Family {
 
     /// How the family's usage lines begin: `manage-stack [-s <stackName>]`.
     pub fn prefix(&self) -> String {
+        self.prefix_as(&self.name)
+    }
+
+    /// How the family's usage lines begin when it was called as `typed` (`wsm stack`,
+    /// `manage-stack`, `stack` in the REPL): `wsm stack [-s <stackName>]`.
+    pub fn prefix_as(&self, typed: &str) -> String {
         match &self.doc.stack_option {
-            Some(_) => format!("{} [-s <stackName>]", self.name),
-            None => self.name.clone(),
+            Some(_) => format!("{typed} [-s <stackName>]"),
+            None => typed.to_string(),
         }
     }
 
@@ -115,8 +121,22 @@ impl Family {
 
 /// The usage line of a command: `<prefix> <usage>` (the prefix is "wsm" for the commands
 /// directly in `scripts/`). Every place that shows a usage line renders it here.
+/// An empty prefix is a command called by its own name (a multi-call link `build-all-nodes`).
 pub fn usage_line(prefix: &str, name: &str, doc: &CommandDoc) -> String {
-    format!("{prefix} {}", doc.usage_or(name))
+    if prefix.is_empty() {
+        doc.usage_or(name).to_string()
+    } else {
+        format!("{prefix} {}", doc.usage_or(name))
+    }
+}
+
+/// textwrap's options for help text: `width` columns by display width, words split only at
+/// spaces (a usage line's `--compose-file` stays whole).
+fn wrapping<'a>(width: usize, first: &'a str, rest: &'a str) -> textwrap::Options<'a> {
+    textwrap::Options::new(width.max(1))
+        .initial_indent(first)
+        .subsequent_indent(rest)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation)
 }
 
 /// Every family and command on the search path, read once per process and kept: the command
@@ -251,12 +271,42 @@ pub fn by_application(
     groups
 }
 
+/// A usage line wrapped to `width`, broken only between its elements: the spaces inside a
+/// bracket (`[--env-file <file>]...`) are held together while textwrap fills the lines.
+pub fn wrap_usage(line: &str, width: usize, first: &str, rest: &str) -> String {
+    let mut depth = 0i32;
+    let glued: String = line
+        .chars()
+        .map(|c| {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                _ => {}
+            }
+            if c == ' ' && depth > 0 {
+                '\u{a0}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    textwrap::fill(&glued, wrapping(width, first, rest)).replace('\u{a0}', " ")
+}
+
 /// The usage summary of a family: one line per command, the commands of every stack first,
-/// then those of each application under its name.
-pub fn family_usage(catalog: &Catalog, family: &str) -> String {
-    let prefix = catalog.prefix(family);
+/// then those of each application under its name; `prefix` is how the family was called
+/// (`wsm stack [-s <stackName>]`), and every line fits in `width` columns (textwrap): a usage
+/// short enough stands in a column beside its help, a longer one on lines of its own above it.
+pub fn family_usage(catalog: &Catalog, family: &str, prefix: &str, width: usize) -> String {
+    use textwrap::core::display_width;
     let cmds = catalog.commands(family);
-    let width = cmds.values().map(|d| d.usage.len()).max().unwrap_or(0);
+    let col = cmds
+        .iter()
+        .map(|(name, doc)| display_width(doc.usage_or(name)))
+        .filter(|w| *w <= width / 3)
+        .max()
+        .unwrap_or(0);
+    let hang = " ".repeat(col + 4);
     let mut out = String::new();
     for (application, commands) in by_application(cmds) {
         match application {
@@ -265,10 +315,23 @@ pub fn family_usage(catalog: &Catalog, family: &str) -> String {
         }
         for (name, doc) in commands {
             let usage = doc.usage_or(name);
-            out.push_str(&format!("  {usage:width$}  {}{}\n", doc.help, doc.also()));
+            let help = format!("{}{}", doc.help, doc.also());
+            let w = display_width(usage);
+            if w <= col {
+                let first = format!("  {usage}{}", " ".repeat(col - w + 2));
+                out.push_str(&textwrap::fill(&help, wrapping(width, &first, &hang)));
+            } else {
+                out.push_str(&wrap_usage(usage, width, "  ", "      "));
+                out.push('\n');
+                out.push_str(&textwrap::fill(&help, wrapping(width, &hang, &hang)));
+            }
+            out.push('\n');
         }
     }
-    out.push_str(&format!("\nUsage: {prefix} <command> [args…]"));
+    out.push_str(&textwrap::fill(
+        &format!("Usage: {prefix} <command> [args…]"),
+        wrapping(width, "", "  "),
+    ));
     out
 }
 

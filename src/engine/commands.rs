@@ -38,7 +38,10 @@ pub fn run_script(
     }
 }
 
-/// Runs one command script of a family ("" for a command directly in `scripts/`).
+/// Runs one command script of a family ("" for a command directly in `scripts/`); `typed` is
+/// how the user called the family (`wsm stack -s demo`, `manage-stack`, `stack` in the REPL;
+/// `wsm` or "" for a command directly in `scripts/`), which its usage line and errors repeat.
+/// None (a script's `run_command`): the family's own name.
 pub fn run_command(
     engine: &Engine,
     catalog: &Catalog,
@@ -46,8 +49,16 @@ pub fn run_command(
     stack: Option<&str>,
     cmd: &str,
     args: &[String],
+    typed: Option<&str>,
 ) -> Result<Dynamic, CliError> {
-    let prefix = catalog.prefix(family);
+    let prefix = match typed {
+        Some(t) => t.to_string(),
+        None => catalog.prefix(family),
+    };
+    let list_prefix = match (typed, catalog.family(family)) {
+        (Some(t), Some(f)) if !family.is_empty() && stack.is_none() => f.prefix_as(t),
+        _ => prefix.clone(),
+    };
     let unknown = || {
         let names: Vec<&String> = catalog.commands(family).keys().collect();
         CliError::usage(
@@ -59,7 +70,11 @@ pub fn run_command(
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Some(format!("{prefix} <command> [args…]")),
+            Some(
+                format!("{list_prefix} <command> [args…]")
+                    .trim_start()
+                    .to_string(),
+            ),
         )
     };
     if cmd.is_empty() || cmd.contains('/') || cmd.starts_with(['.', '_']) {
@@ -75,6 +90,15 @@ pub fn run_command(
         return Err(unknown());
     };
     let usage = usage_line(&prefix, &name, &doc);
+    // `<command> --help` (first): the command's help, wrapped, as `help <family> <command>`.
+    if matches!(args.first().map(String::as_str), Some("--help" | "-h")) {
+        let width = super::docs::terminal_width();
+        println!(
+            "{}",
+            super::docs::help::command_help(&prefix, &name, &doc, width)
+        );
+        return Ok(Dynamic::UNIT);
+    }
     let args: Array = args.iter().cloned().map(Dynamic::from).collect();
     let vars = vec![
         ("ARGS", Dynamic::from(args)),
@@ -140,9 +164,12 @@ pub enum Invocation {
         stack: Option<String>,
         command: String,
         args: Vec<String>,
+        /// How the user called the family, `-s NAME` included (`wsm stack -s demo`,
+        /// `manage-stack`, `stack`): usage lines and errors say it so.
+        typed: String,
     },
-    /// `<family> help`: the family's commands.
-    FamilyHelp(String),
+    /// `<family> help`: the family's commands; `typed` as above, without the stack.
+    FamilyHelp { family: String, typed: String },
 }
 
 impl Invocation {
@@ -159,7 +186,7 @@ impl Invocation {
             } else {
                 (None, rest.to_vec())
             };
-            return Self::of_family(catalog, &family.name, stack, &rest);
+            return Self::of_family(catalog, &family.name, first, stack, &rest);
         }
         if catalog.command("", first).is_some() {
             return Ok(Invocation::Command {
@@ -167,6 +194,7 @@ impl Invocation {
                 stack: None,
                 command: first.clone(),
                 args: rest.to_vec(),
+                typed: String::new(),
             });
         }
         let known: Vec<String> = catalog
@@ -182,22 +210,38 @@ impl Invocation {
     }
 
     /// A family's command line once its stack is known: `<command> [args…]` or `help`.
+    /// `typed` is how the user called the family (`wsm stack`, `manage-stack`, `stack`).
     pub fn of_family(
         catalog: &Catalog,
         family: &str,
+        typed: &str,
         stack: Option<String>,
         words: &[String],
     ) -> Result<Self, CliError> {
+        let listing = || match catalog.family(family) {
+            Some(f) => f.prefix_as(typed),
+            None => typed.to_string(),
+        };
         match words.split_first() {
             None => Err(CliError::usage(
-                format!("no command given\n{}", family_usage(catalog, family)),
-                Some(format!("{} <command> [args…]", catalog.prefix(family))),
+                format!(
+                    "no command given\n{}",
+                    family_usage(catalog, family, &listing(), super::docs::terminal_width())
+                ),
+                Some(format!("{} <command> [args…]", listing())),
             )),
             Some((cmd, _)) if cmd == "help" || cmd == "--help" || cmd == "-h" => {
-                Ok(Invocation::FamilyHelp(family.to_string()))
+                Ok(Invocation::FamilyHelp {
+                    family: family.to_string(),
+                    typed: typed.to_string(),
+                })
             }
             Some((cmd, args)) => Ok(Invocation::Command {
                 family: family.to_string(),
+                typed: match &stack {
+                    Some(name) => format!("{typed} -s {}", shell_words::quote(name)),
+                    None => typed.to_string(),
+                },
                 stack,
                 command: cmd.clone(),
                 args: args.to_vec(),
@@ -208,8 +252,13 @@ impl Invocation {
     /// Runs it.
     pub fn run(&self, engine: &Engine, catalog: &Catalog) -> Result<Dynamic, CliError> {
         match self {
-            Invocation::FamilyHelp(family) => {
-                println!("{}", family_usage(catalog, family));
+            Invocation::FamilyHelp { family, typed } => {
+                let prefix = match catalog.family(family) {
+                    Some(f) => f.prefix_as(typed),
+                    None => typed.clone(),
+                };
+                let width = super::docs::terminal_width();
+                println!("{}", family_usage(catalog, family, &prefix, width));
                 Ok(Dynamic::UNIT)
             }
             Invocation::Command {
@@ -217,7 +266,16 @@ impl Invocation {
                 stack,
                 command,
                 args,
-            } => run_command(engine, catalog, family, stack.as_deref(), command, args),
+                typed,
+            } => run_command(
+                engine,
+                catalog,
+                family,
+                stack.as_deref(),
+                command,
+                args,
+                Some(typed),
+            ),
         }
     }
 }
@@ -251,8 +309,16 @@ pub fn register(engine: &mut Engine, catalog: &Catalog, host: &Arc<crate::host::
             let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
             let (stack, rest) = split_stack_flag(&args).map_err(CliError::into_script_error)?;
             let family = c.family(family).map(|f| f.name.clone()).unwrap_or_default();
-            run_command(ctx.engine(), &c, &family, stack.as_deref(), cmd, &rest)
-                .map_err(CliError::into_script_error)
+            run_command(
+                ctx.engine(),
+                &c,
+                &family,
+                stack.as_deref(),
+                cmd,
+                &rest,
+                None,
+            )
+            .map_err(CliError::into_script_error)
         },
     );
     let (c, h) = (catalog.clone(), host.clone());
@@ -298,7 +364,7 @@ pub fn register(engine: &mut Engine, catalog: &Catalog, host: &Arc<crate::host::
                   args: Array|
                   -> ScriptResult<Dynamic> {
                 let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-                run_command(ctx.engine(), &c, &fam, Some(&st.name), cmd, &args)
+                run_command(ctx.engine(), &c, &fam, Some(&st.name), cmd, &args, None)
                     .map_err(CliError::into_script_error)
             },
         );
@@ -315,7 +381,7 @@ pub fn register(engine: &mut Engine, catalog: &Catalog, host: &Arc<crate::host::
                     let (c, fam, cmd) = (catalog.clone(), family.name.clone(), name.clone());
                     engine.register_fn(method.as_str(), move |ctx: NativeCallContext, st: &mut StackRef $(, $a: Dynamic)*| -> ScriptResult<Dynamic> {
                         let args: Vec<String> = vec![$($a.to_string()),*];
-                        run_command(ctx.engine(), &c, &fam, Some(&st.name), &cmd, &args).map_err(CliError::into_script_error)
+                        run_command(ctx.engine(), &c, &fam, Some(&st.name), &cmd, &args, None).map_err(CliError::into_script_error)
                     });
                 }};
             }

@@ -2,8 +2,10 @@
 //! arguments once (`//! usage: logs <nodeId> [-f|--follow] [-n|--tail <n>]`) and help, completion
 //! and parsing agree. The grammar, one token at a time:
 //! - `<name>` a required argument, `[<name>]` an optional one, `<name>...` / `[<name>...]` the
-//!   rest (at least one / any number); text around the brackets (`[<nodeId>:]<src>...`) is
-//!   ignored, the last `<…>` names it;
+//!   rest (at least one / any number), taken as written once it began (a command line:
+//!   `shell <nodeId> [<cmd>...]`); `[<name>]...` any number of values among the options
+//!   (`logs [<nodeId>]... [-f]`: `logs web -f api` is two ids and a flag); text around the
+//!   brackets (`[<nodeId>:]<src>...`) is ignored, the last `<…>` names it;
 //! - `[-f]`, `[--hard]`, `[-f|--follow]` a flag (false unless given), `--force` a flag that
 //!   must be given;
 //! - `[--tail <n>]`, `[-n|--tail <n>]` an option with a value (() unless given);
@@ -28,6 +30,9 @@ enum Spec {
         name: String,
         required: bool,
         rest: bool,
+        /// A rest that takes every later word as written (`[<cmd>...]`), options included;
+        /// `[<id>]...` takes values only, options still read anywhere.
+        swallows: bool,
     },
     Flag {
         names: Vec<String>,
@@ -108,10 +113,12 @@ fn specs(usage: &str) -> Vec<Spec> {
         } else if let Some(name) = placeholder(&tok) {
             // A placeholder inside an optional prefix (`[<nodeId>:]<src>`) is not optional.
             let required = !(optional && tok.starts_with("[<") && !tok.contains("]<"));
+            let swallows = rest && !(optional && tok.ends_with("]...") && !inner.contains("..."));
             out.push(Spec::Positional {
                 name,
                 required,
                 rest,
+                swallows,
             });
         } else if !inner.is_empty() && !inner.contains('|') {
             out.push(Spec::Word {
@@ -163,7 +170,7 @@ pub fn parse(usage: &str, args: &[String]) -> Result<Map, String> {
     // Once a `<cmd>...` rest has its first value, every later word is one of its values.
     let rest_index = positionals
         .iter()
-        .position(|p| matches!(p, Spec::Positional { rest: true, .. }));
+        .position(|p| matches!(p, Spec::Positional { swallows: true, .. }));
     let mut given = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -273,6 +280,7 @@ fn assign(positionals: &[Spec], given: Vec<String>, out: &mut Map) -> Result<(),
             name,
             required,
             rest,
+            ..
         } = p
         else {
             continue;
@@ -346,6 +354,22 @@ mod tests {
         assert_eq!(get(&m, "command"), r#"["stack", "--every", "--", "x"]"#);
         let m = p(u, &["--", "--every"]).unwrap();
         assert_eq!(get(&m, "name"), "--every");
+    }
+
+    #[test]
+    fn repeated_values_among_options_leave_the_options_read() {
+        let u = "logs [<nodeId>]... [-f|--follow] [-n|--tail <n>]";
+        let m = p(u, &["web", "-f", "api", "--tail", "3"]).unwrap();
+        assert_eq!(get(&m, "nodeId"), r#"["web", "api"]"#);
+        assert_eq!(
+            (get(&m, "follow"), get(&m, "tail")),
+            ("true".into(), "3".into())
+        );
+        assert_eq!(get(&p(u, &[]).unwrap(), "nodeId"), "[]");
+        assert!(p(u, &["web", "--bogus"]).is_err());
+        // A rest inside the brackets is still taken as written.
+        let m = p("shell <nodeId> [<cmd>...]", &["1", "ls", "-l"]).unwrap();
+        assert_eq!(get(&m, "cmd"), r#"["ls", "-l"]"#);
     }
 
     #[test]

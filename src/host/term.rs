@@ -435,16 +435,12 @@ impl Drop for RawMode {
     }
 }
 
-/// The terminal's size as (columns, rows), if stdout is a terminal.
+/// The terminal's size as (columns, rows), if stdout is a terminal (console's reading, the
+/// crate indicatif already uses).
 pub fn size() -> Option<(u16, u16)> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: winsize is plain data filled by the ioctl, whose result is checked.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        (libc::ioctl(std::io::stdout().as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0
-            && ws.ws_col > 0)
-            .then_some((ws.ws_col, ws.ws_row))
-    }
+    console::Term::stdout()
+        .size_checked()
+        .map(|(rows, cols)| (cols, rows))
 }
 
 #[cfg(test)]

@@ -298,6 +298,7 @@ fn run_command_line(
                     engine::docs::help::family_listing(
                         &shell.catalog,
                         family,
+                        short,
                         engine::docs::terminal_width()
                     )
                 );

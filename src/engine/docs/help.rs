@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::{display_name, distance, render, render_section, wrap, Docs, SECTIONS};
-use crate::engine::catalog::{usage_line, CommandDoc};
+use crate::engine::catalog::{usage_line, wrap_usage, CommandDoc};
 use crate::engine::{Catalog, CliError, Family};
 
 /// The help of a topic; `types` maps the session's variables to their types (`e` → `Engine`).
@@ -27,10 +27,12 @@ pub fn help(
                 family.short_name(),
                 family.name,
                 wrap(&family.doc.help, width, ""),
-                family_listing(catalog, family, width)
+                family_listing(catalog, family, first, width)
             )),
             Some(cmd) => match catalog.command(&family.name, cmd) {
-                Some((name, doc)) => parts.push(command_help(&family.prefix(), &name, &doc, width)),
+                Some((name, doc)) => {
+                    parts.push(command_help(&family.prefix_as(first), &name, &doc, width))
+                }
                 None => {
                     return Err(CliError::usage(
                         format!(
@@ -76,8 +78,9 @@ pub fn help(
     Ok(parts.join("\n\n"))
 }
 
-/// A family's commands, each usage line followed by its help wrapped to `width`.
-pub fn family_listing(catalog: &Catalog, family: &Family, width: usize) -> String {
+/// A family's commands, each usage line followed by its help wrapped to `width`; `typed` is
+/// the name the family was asked for by (`stack`).
+pub fn family_listing(catalog: &Catalog, family: &Family, typed: &str, width: usize) -> String {
     let mut out = String::from("Commands:");
     for (name, doc) in catalog.commands(&family.name) {
         out.push_str(&format!(
@@ -90,7 +93,10 @@ pub fn family_listing(catalog: &Catalog, family: &Family, width: usize) -> Strin
             )
         ));
     }
-    out.push_str(&format!("\n\nUsage: {} <command> [args…]", family.prefix()));
+    out.push_str(&format!(
+        "\n\nUsage: {} <command> [args…]",
+        family.prefix_as(typed)
+    ));
     out
 }
 
@@ -105,10 +111,16 @@ fn key_for(topic: &str, types: &HashMap<String, String>) -> String {
     }
 }
 
-fn command_help(prefix: &str, name: &str, doc: &CommandDoc, width: usize) -> String {
+/// A command's help: its usage line (wrapped, later lines indented) and its text, to `width`.
+pub fn command_help(prefix: &str, name: &str, doc: &CommandDoc, width: usize) -> String {
     let mut out = format!(
-        "usage: {}\n  {}",
-        usage_line(prefix, name, doc),
+        "{}\n  {}",
+        wrap_usage(
+            &format!("usage: {}", usage_line(prefix, name, doc)),
+            width,
+            "",
+            "      "
+        ),
         wrap(&doc.help, width.saturating_sub(2), "  ")
     );
     if !doc.aliases.is_empty() {

@@ -390,25 +390,18 @@ fn distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Wraps text to `width` columns, each line after the first indented by `indent`.
+/// Wraps text to `width` columns (by display width, with textwrap), each line after the first
+/// indented by `indent`.
 pub fn wrap(text: &str, width: usize, indent: &str) -> String {
-    let mut out = String::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
-            out.push_str(&line);
-            out.push('\n');
-            line = indent.to_string();
-        } else if !line.is_empty() && line != indent {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    out.push_str(&line);
-    out
+    let opts = textwrap::Options::new(width.max(1))
+        .subsequent_indent(indent)
+        .break_words(false)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation);
+    textwrap::fill(text, opts)
 }
 
-/// The width help wraps to: the terminal's, else `COLUMNS`, else 80.
+/// The width help wraps to: the terminal's (as console, which indicatif uses, reads it), else
+/// `COLUMNS`, else 80 (a pipe).
 pub fn terminal_width() -> usize {
     crate::host::term::size()
         .map(|(c, _)| c as usize)

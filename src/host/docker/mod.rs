@@ -21,6 +21,7 @@ mod image;
 mod interrupted;
 mod keys;
 mod leftovers;
+mod logs;
 mod objects;
 mod order;
 mod plan;
@@ -511,6 +512,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     stack::register(engine, host);
     hold::register(engine, host);
     container::register(engine, host);
+    logs::register(engine, host);
     image::register(engine, host);
     swarm::register(engine, host);
     service::register(engine, host);
