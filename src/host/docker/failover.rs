@@ -69,14 +69,8 @@ fn connect_first(h: &Host, hosts: &[String]) -> ScriptResult<EngineHandle> {
 /// Registers `docker::connect(hosts: array)` beside `docker::connect(host: string)`.
 pub(super) fn register(m: &mut Module, host: &Arc<Host>) {
     let h = host.clone();
-    let prim = Prim::new("docker::connect(hosts: array) -> Engine").doc(
-        "Connects to the first engine of `hosts` (addresses as `docker::connect(host)` takes \
-         them, a swarm's managers in the order to try) that answers: one whose connection is \
-         refused, whose host does not answer over SSH or whose `_ping` times out is passed over \
-         (said with `-v`), and later connections to it in this process get the one that \
-         answered. Fails, naming each address and why, when none answers; an empty list is a \
-         usage error.",
-    );
+    // Its text is on `docker::connect(host: string)`, one doc for the name (host/doc.rs).
+    let prim = Prim::new("docker::connect(hosts: array) -> Engine");
     prim.set_in(m, move |hosts: Array| -> ScriptResult<EngineHandle> {
         let hosts: Vec<String> = hosts.iter().map(|v| v.to_string()).collect();
         if hosts.is_empty() {

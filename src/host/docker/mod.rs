@@ -403,7 +403,11 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
          `~/.docker/config.json`), else the local socket. Connections are cached per address; an \
          `ssh://` engine is reached through its host's shared SSH master (`ssh::connect`), over \
          the engine's socket forwarded through it. Fails when the engine does not answer within \
-         30 s or the address is not supported.",
+         30 s or the address is not supported. `docker::connect(hosts)` (an array: a swarm's \
+         managers in the order to try) connects to the first that answers: one whose connection \
+         is refused, whose host does not answer over SSH or whose `_ping` times out is passed \
+         over (said with `-v`), and later connections to it in this process get the one that \
+         answered; it fails naming each address and why when none answers.",
     );
     prim.set_in(&mut m, move |addr: &str| connect_cached(&h, addr));
     failover::register(&mut m, host);
