@@ -7,7 +7,9 @@
 //! moves a service's task off its host and `activate` lets it come back; `pause` and `promote`
 //! are what `docker node ls` shows; bad input (an unknown node, a label without a key) exits 2
 //! with one line and changes nothing. Last, host 0's dockerd is killed (SIGKILL): `stack ls`
-//! through the record answers from the next manager it lists, and `-v` says so.
+//! through the record answers from the next manager it lists (as `promote` recorded them), and
+//! `-v` says so; once down, it
+//! is demoted and removed.
 
 mod common;
 
@@ -100,8 +102,8 @@ fn nodes_are_managed_as_docker_does_and_a_dead_manager_is_passed_over() {
     });
     trust(&bed, &all);
 
-    // The record: host 0 in use; its managers to try in turn are host 0, then host 2 (promoted
-    // below), listed as `swarm import` and `create` write them.
+    // The record: host 0 in use, hosts 0 and 1 the managers (SWARM_MANAGERS, as an older wsm
+    // wrote it); `promote` below records the list of managers as `import` and `create` do.
     let sw = unique("wnd");
     let list: Vec<String> = hosts
         .iter()
@@ -111,10 +113,9 @@ fn nodes_are_managed_as_docker_does_and_a_dead_manager_is_passed_over() {
     std::fs::write(
         bed.path(&format!("config/swarms/{sw}")),
         format!(
-            "SWARM_NAME={sw}\nDOCKER_HOST=ssh://root@{ip0}\nSWARM_HOSTS={}\nSWARM_MANAGERS=2\nSWARM_MANAGER_HOSTS=ssh://root@{ip0},ssh://root@{ip2}\n",
+            "SWARM_NAME={sw}\nDOCKER_HOST=ssh://root@{ip0}\nSWARM_HOSTS={}\nSWARM_MANAGERS=2\n",
             list.join(","),
             ip0 = hosts[0].ip(),
-            ip2 = hosts[2].ip(),
         ),
     )
     .unwrap();
@@ -180,6 +181,8 @@ fn nodes_are_managed_as_docker_does_and_a_dead_manager_is_passed_over() {
         running_on(m, &pinned) == vec![n2.clone()]
     });
     node(&["label", "rm", n2, &key]).ok();
+    // Gone, so that a drain below has no task it cannot move.
+    docker_on(&m.name, &["service", "rm", &pinned]);
     assert_eq!(
         node_field(m, n2, "{{json .Spec.Labels}}"),
         r#"{"wsm.flag":""}"#
@@ -265,6 +268,16 @@ fn nodes_are_managed_as_docker_does_and_a_dead_manager_is_passed_over() {
         .any(|l| l == format!("{n2} Reachable"))
     });
 
+    // The record lists the three managers now, in host order.
+    let record = std::fs::read_to_string(bed.path(&format!("config/swarms/{sw}"))).unwrap();
+    let listed = format!(
+        "SWARM_MANAGER_HOSTS=ssh://root@{},ssh://root@{},ssh://root@{}",
+        hosts[0].ip(),
+        hosts[1].ip(),
+        hosts[2].ip()
+    );
+    assert!(record.lines().any(|l| l == listed), "{record}");
+
     // rm refuses a node that is up.
     let r = node(&["rm", n1]);
     assert_eq!(r.code, 1, "{}", r.stderr);
@@ -286,7 +299,7 @@ fn nodes_are_managed_as_docker_does_and_a_dead_manager_is_passed_over() {
     assert!(
         r.stdout
             .lines()
-            .any(|l| l.split_whitespace().eq([stack.as_str(), "2"])),
+            .any(|l| l.split_whitespace().eq([stack.as_str(), "1"])),
         "{}",
         r.stdout
     );
@@ -296,8 +309,19 @@ fn nodes_are_managed_as_docker_does_and_a_dead_manager_is_passed_over() {
             hosts[0].ip()
         )) && r
             .stderr
-            .contains(&format!("trying ssh://root@{}", hosts[2].ip())),
+            .contains(&format!("trying ssh://root@{}", hosts[1].ip())),
         "{}",
         r.stderr
     );
+
+    // The dead manager, once down, is demoted and removed (through the next manager as well).
+    let m1 = &hosts[1];
+    wait_for("host 0 down", 120, || {
+        node_field(m1, n0, "{{.Status.State}}") == "down"
+    });
+    node(&["demote", n0]).ok();
+    assert_eq!(node_field(m1, n0, "{{.Spec.Role}}"), "worker");
+    node(&["rm", n0]).ok();
+    let left = docker_on(&m1.name, &["node", "ls", "--format", "{{.Hostname}}"]);
+    assert!(!left.lines().any(|l| l == n0.as_str()), "{left}");
 }
