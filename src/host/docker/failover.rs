@@ -24,16 +24,22 @@ fn is_usage(e: &EvalAltResult) -> bool {
 /// The first of `hosts` whose engine answers; each passed over is said with `-v`, and when
 /// none answers the error names each with its reason.
 fn connect_first(h: &Host, hosts: &[String]) -> ScriptResult<EngineHandle> {
+    // The list's own entry in the cache: the engine a failover chose, so that later calls with
+    // the same list do not wait for the managers passed over again, while a connection to one
+    // of those alone (a node's own engine) still fails as it should.
+    let key = format!("failover:{}", hosts.join(","));
+    if let Some(e) = h.engines.lock().expect("engine cache").get(&key) {
+        return Ok(e.clone());
+    }
     let mut failures = Vec::new();
     for (i, addr) in hosts.iter().enumerate() {
         match connect_cached(h, addr) {
             Ok(e) => {
                 if i > 0 {
-                    // Later connections to the managers passed over get this one.
-                    let mut cache = h.engines.lock().expect("engine cache");
-                    for skipped in &hosts[..i] {
-                        cache.insert(skipped.clone(), e.clone());
-                    }
+                    h.engines
+                        .lock()
+                        .expect("engine cache")
+                        .insert(key, e.clone());
                 }
                 return Ok(e);
             }
