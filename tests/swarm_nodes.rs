@@ -20,8 +20,9 @@ use serde_json::Value;
 
 const IMAGE: &str = "localhost:5000/wavelet-stack-node:latest";
 
-/// A docker table's rows, each cell trimmed (cells are separated by two spaces or more).
-fn table_rows(text: &str) -> BTreeSet<Vec<String>> {
+/// A docker table's rows in order, each cell trimmed (cells are separated by two spaces or
+/// more; column widths are not compared).
+fn table_rows(text: &str) -> Vec<Vec<String>> {
     text.lines()
         .map(|l| {
             l.split("  ")
@@ -127,7 +128,7 @@ fn nodes_are_managed_as_docker_does_and_a_dead_manager_is_passed_over() {
     let m = &hosts[0];
     let (n0, n1, n2) = (&hosts[0].name, &hosts[1].name, &hosts[2].name);
 
-    // ls: the table and the JSON rows are docker's.
+    // ls: the table's rows (in docker's order) and the JSON rows are docker's.
     let ls = node(&["ls"]);
     assert_eq!(
         table_rows(ls.ok()),
