@@ -13,6 +13,7 @@ pub mod context;
 mod converge;
 pub(crate) mod diff;
 mod drift;
+mod failover;
 pub mod fence;
 mod freeze;
 mod history;
@@ -22,6 +23,7 @@ mod interrupted;
 mod keys;
 mod leftovers;
 mod logs;
+mod nodes;
 mod objects;
 mod order;
 mod plan;
@@ -173,6 +175,56 @@ pub async fn connect(host: &str, material: Option<&tls::Material>) -> Result<Eng
         api_version: format!("{}.{}", v.major_version, v.minor_version),
         tls,
     })
+}
+
+/// `docker::connect(addr)`: the cached engine at `addr` ("" for the default), else a new
+/// connection, kept in the cache.
+pub(super) fn connect_cached(h: &Host, addr: &str) -> ScriptResult<EngineHandle> {
+    let chosen = if addr.is_empty() {
+        Some(context::default_endpoint(h.opts.context.as_deref()).map_err(super::usage_err)?)
+    } else {
+        None
+    };
+    let key = chosen
+        .as_ref()
+        .map_or(addr, |c| c.host.as_str())
+        .to_string();
+    if let Some(e) = h.engines.lock().expect("engine cache").get(&key) {
+        return Ok(e.clone());
+    }
+    // The context's TLS material, else the environment's (DOCKER_TLS_VERIFY).
+    let material = match &chosen {
+        Some(c) => c.tls.clone(),
+        None => tls::Material::from_env().map_err(super::usage_err)?,
+    };
+    if key.starts_with("tcp://") && material.is_none() && !tls::is_loopback(&key) {
+        let text = format!("the Docker engine at {key} is reached without TLS: anyone on that network can read the traffic and act as root on the engine; set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or use ssh://");
+        if h.first_time(&text) {
+            h.warn(&text);
+        }
+    }
+    let e = h.block(async {
+        connect(&key, material.as_ref())
+            .await
+            .map_err(|e| match &chosen {
+                Some(c) if c.context.is_some() => script_err(format!("{e} ({})", c.describe())),
+                _ => script_err(e),
+            })
+    })?;
+    if h.opts.verbose {
+        let how = chosen
+            .map(|c| format!(", {}", c.describe()))
+            .unwrap_or_default();
+        eprintln!(
+            "docker: connected to {} (API version {}{how})",
+            e.host, e.api_version
+        );
+    }
+    h.engines
+        .lock()
+        .expect("engine cache")
+        .insert(key, e.clone());
+    Ok(e)
 }
 
 /// `1.41` as a bollard client version.
@@ -352,53 +404,14 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
          `~/.docker/config.json`), else the local socket. Connections are cached per address; an \
          `ssh://` engine is reached through its host's shared SSH master (`ssh::connect`), over \
          the engine's socket forwarded through it. Fails when the engine does not answer within \
-         30 s or the address is not supported.",
+         30 s or the address is not supported. `docker::connect(hosts)` (an array: a swarm's \
+         managers in the order to try) connects to the first that answers: one whose connection \
+         is refused, whose host does not answer over SSH or whose `_ping` times out is passed \
+         over (said with `-v`), and later calls with the same list in this process get the one \
+         that answered; it fails naming each address and why when none answers.",
     );
-    prim.set_in(&mut m, move |addr: &str| -> ScriptResult<EngineHandle> {
-        let chosen = if addr.is_empty() {
-            Some(context::default_endpoint(h.opts.context.as_deref()).map_err(super::usage_err)?)
-        } else {
-            None
-        };
-        let key = chosen
-            .as_ref()
-            .map_or(addr, |c| c.host.as_str())
-            .to_string();
-        if let Some(e) = h.engines.lock().expect("engine cache").get(&key) {
-            return Ok(e.clone());
-        }
-        // The context's TLS material, else the environment's (DOCKER_TLS_VERIFY).
-        let material = match &chosen {
-            Some(c) => c.tls.clone(),
-            None => tls::Material::from_env().map_err(super::usage_err)?,
-        };
-        if key.starts_with("tcp://") && material.is_none() && !tls::is_loopback(&key) {
-            let text = format!("the Docker engine at {key} is reached without TLS: anyone on that network can read the traffic and act as root on the engine; set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or use ssh://");
-            if h.first_time(&text) {
-                h.warn(&text);
-            }
-        }
-        let e = h.block(async {
-            connect(&key, material.as_ref()).await.map_err(|e| match &chosen {
-                Some(c) if c.context.is_some() => script_err(format!("{e} ({})", c.describe())),
-                _ => script_err(e),
-            })
-        })?;
-        if h.opts.verbose {
-            let how = chosen
-                .map(|c| format!(", {}", c.describe()))
-                .unwrap_or_default();
-            eprintln!(
-                "docker: connected to {} (API version {}{how})",
-                e.host, e.api_version
-            );
-        }
-        h.engines
-            .lock()
-            .expect("engine cache")
-            .insert(key, e.clone());
-        Ok(e)
-    });
+    prim.set_in(&mut m, move |addr: &str| connect_cached(&h, addr));
+    failover::register(&mut m, host);
     let h = host.clone();
     let prim = Prim::new("docker::default_host() -> string").doc(
         "The address `docker::connect(\"\")` goes to, resolved as the Docker CLI resolves it: \
@@ -515,6 +528,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     logs::register(engine, host);
     image::register(engine, host);
     swarm::register(engine, host);
+    nodes::register(engine, host);
     service::register(engine, host);
     store::register(engine, host);
     keys::register(engine, host);
