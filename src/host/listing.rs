@@ -375,6 +375,16 @@ pub fn render(rows: &Array, view: &Map, format: &str, quiet: bool) -> ScriptResu
     let view = View::of(view)?;
     let (table, text) = final_format(format, quiet, &view);
     let t = template(&text, false)?;
+    let names: HashMap<String, Value> = view
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
+    let names = Value::Object(names);
+    if rows.is_empty() {
+        // Run once on the headers, so that a field the rows lack is refused even with no row.
+        run(&t, &names)?;
+    }
     let mut body = String::new();
     for row in rows {
         body.push_str(&run(&t, &value_of(row))?);
@@ -384,12 +394,7 @@ pub fn render(rows: &Array, view: &Map, format: &str, quiet: bool) -> ScriptResu
         return Ok(body);
     }
     let header = template(&text, true)?;
-    let names: HashMap<String, Value> = view
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-        .collect();
-    let head = run(&header, &Value::Object(names))?;
+    let head = run(&header, &names)?;
     Ok(tabwrite(&format!("{head}\n{body}")))
 }
 
