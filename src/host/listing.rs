@@ -6,6 +6,7 @@
 //! `formatter.Context` does: `table …` templates aligned by a tab writer with docker's settings
 //! (minimum width 10, padding 3, by display width), `json` as one object a line with its keys
 //! sorted, any other text as a Go template run once per row.
+//! The tab writer is the `tabwriter` crate's (a port of Go's).
 //!
 //! Go templates are read and run by the `gtmpl` crate (a port of Go's `text/template`), with
 //! the functions docker/cli's `templates` package adds (`json`, `split`, `join`, `title`,
@@ -16,7 +17,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use gtmpl::{Context, Func, FuncError, Template, Value};
 use rhai::{Array, Dynamic, Engine, Map, Module};
-use unicode_width::UnicodeWidthStr;
 
 use super::doc::{check_opts, Opt, Prim};
 use super::{input_err, ScriptResult};
@@ -32,7 +32,11 @@ fn final_format(format: &str, quiet: bool, view: &View) -> (bool, String) {
         if quiet {
             (false, view.quiet.clone())
         } else {
-            (true, strip_table(&view.table).to_string())
+            // A view whose default is no table (a bare list of names) stays one.
+            (
+                view.table.starts_with("table"),
+                strip_table(&view.table).to_string(),
+            )
         }
     } else if format == "json" {
         (false, "{{json .}}".to_string())
@@ -303,58 +307,19 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Go's tab writer as docker/cli configures it: cells end at a tab; a column's width is its
-/// widest cell plus the padding, at least the minimum width, over each block of consecutive
-/// lines that have that column; a line's last cell is not aligned.
+/// Go's tab writer as docker/cli configures it (`tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`),
+/// through the `tabwriter` crate (a port of Go's), by display width: Go's column is its widest
+/// cell plus the padding, at least the minimum width, which is the crate's widest cell at least
+/// (minimum − padding), plus the padding.
 pub fn tabwrite(text: &str) -> String {
-    let lines: Vec<Vec<&str>> = text.split('\n').map(|l| l.split('\t').collect()).collect();
-    let mut out = String::new();
-    let mut widths = Vec::new();
-    format_block(&lines, 0, lines.len(), &mut widths, &mut out);
-    out
-}
-
-fn format_block(
-    lines: &[Vec<&str>],
-    mut line0: usize,
-    line1: usize,
-    widths: &mut Vec<usize>,
-    out: &mut String,
-) {
-    let column = widths.len();
-    let mut this = line0;
-    while this < line1 {
-        if column + 1 >= lines[this].len() {
-            this += 1;
-            continue;
-        }
-        write_lines(lines, line0, this, widths, out);
-        line0 = this;
-        let mut width = MIN_WIDTH;
-        while this < line1 && column + 1 < lines[this].len() {
-            width = width.max(lines[this][column].width() + PADDING);
-            this += 1;
-        }
-        widths.push(width);
-        format_block(lines, line0, this, widths, out);
-        widths.pop();
-        line0 = this;
-    }
-    write_lines(lines, line0, line1, widths, out);
-}
-
-fn write_lines(lines: &[Vec<&str>], from: usize, to: usize, widths: &[usize], out: &mut String) {
-    for (i, line) in lines.iter().enumerate().take(to).skip(from) {
-        for (j, cell) in line.iter().enumerate() {
-            out.push_str(cell);
-            if j < widths.len() && j + 1 < line.len() {
-                out.push_str(&" ".repeat(widths[j].saturating_sub(cell.width())));
-            }
-        }
-        if i + 1 < lines.len() {
-            out.push('\n');
-        }
-    }
+    use std::io::Write;
+    let mut tw = tabwriter::TabWriter::new(Vec::new())
+        .minwidth(MIN_WIDTH - PADDING)
+        .padding(PADDING);
+    // Writing into memory cannot fail.
+    let _ = tw.write_all(text.as_bytes());
+    let _ = tw.flush();
+    String::from_utf8_lossy(&tw.into_inner().unwrap_or_default()).into_owned()
 }
 
 fn run(t: &Template, ctx: &Value) -> ScriptResult<String> {
@@ -580,6 +545,11 @@ mod tests {
         assert_eq!(
             tabwrite("ID\tPORTS\nabcdefghijkl\t\n"),
             "ID             PORTS\nabcdefghijkl   \n"
+        );
+        // Two columns wide each: aligned by display width, not by characters.
+        assert_eq!(
+            tabwrite("日本語のスタック\tx\nab\ty\n"),
+            "日本語のスタック   x\nab                 y\n"
         );
     }
 
