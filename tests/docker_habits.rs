@@ -229,8 +229,25 @@ fn read_commands_print_what_docker_prints() {
             .count()
             >= 1
     });
+    // Settled first: the update's tasks stop changing state (CURRENT STATE, which still
+    // says seconds, is left out).
+    wait_for("the forced update to complete", 90, || {
+        docker(&[
+            "service",
+            "inspect",
+            &format!("{}_app", a.name),
+            "--format",
+            "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+        ])
+        .trim()
+            == "completed"
+    });
     for args in [
-        vec!["ps"],
+        vec![
+            "ps",
+            "--format",
+            "table {{.ID}}\t{{.Name}}\t{{.DesiredState}}",
+        ],
         vec!["ps", "--format", "{{.Name}} {{.DesiredState}}"],
     ] {
         let mut w = vec!["stack"];
@@ -266,6 +283,13 @@ fn a_full_service_name_names_its_stack() {
         "{{.Spec.Mode.Replicated.Replicas}}",
     ]);
     assert_eq!(other.trim(), "2");
+
+    // A node id in full (`<stack>_<service>.<slot>`) reaches that stack's task too.
+    let container = docker(&["ps", "-q", "--filter", &format!("name={app}.1.")]);
+    let r =
+        p.a.wsm(&["stack", "shell", &format!("{app}.1"), "hostname"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), container.trim(), "the task's container");
 
     // Services of two stacks in one command: refused, nothing scaled.
     let r = p.a.wsm(&[
