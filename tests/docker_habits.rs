@@ -308,6 +308,19 @@ fn a_full_service_name_names_its_stack() {
         "{{.Spec.Mode.Replicated.Replicas}}",
     ]);
     assert_eq!(replicas.trim(), "3");
+
+    // `rollback <stack>_app` without -s: that stack's service back to its spec before the
+    // scale (2 replicas), and the command says so (exit 0).
+    let r = p.a.wsm(&["stack", "rollback", &app]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let replicas = docker(&[
+        "service",
+        "inspect",
+        &app,
+        "--format",
+        "{{.Spec.Mode.Replicated.Replicas}}",
+    ]);
+    assert_eq!(replicas.trim(), "2");
 }
 
 #[test]
