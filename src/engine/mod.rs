@@ -85,6 +85,7 @@ impl Shell {
         host::node_id::register(&mut engine);
         host::schedule::register(&mut engine);
         host::digest::register(&mut engine);
+        host::listing::register(&mut engine);
         host::process::register(&mut engine, &host);
         host::config::register(&mut engine, &host);
         host::compose::register(&mut engine, &host);

@@ -15,6 +15,7 @@ pub mod fs;
 pub mod git;
 pub mod http;
 pub mod identity;
+pub mod listing;
 pub mod lock;
 pub mod node_id;
 pub mod opts;

@@ -41,6 +41,11 @@ pub const SECTIONS: &[(&str, &str)] = &[
         "tar.gz archives of container folders: consistent dumps, checksums, copies in and out.",
     ),
     (
+        "listing",
+        "Rows printed as the Docker CLI prints its lists: `--format` Go templates, `json`, \
+         `-q`, tables aligned as docker's; `-f KEY=VALUE` filters checked and applied.",
+    ),
+    (
         "digest",
         "Digests of values, and keyed digests (HMAC-SHA256) under a key read from a file the \
          script never sees.",

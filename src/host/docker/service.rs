@@ -82,12 +82,14 @@ enum Progress {
 /// as many up-to-date tasks as it wants run (or completed, for one-shot tasks), no task of an
 /// older spec is meant to run, and no task told to stop still runs. `current` holds the ids of the tasks the engine calls up to
 /// date (the Docker CLI's `_up-to-date` filter: same spec version as the service). A paused
-/// update, or one the swarm rolled back on its own, is a failure with the swarm's message.
+/// update, or one the swarm rolled back on its own, is a failure with the swarm's message;
+/// `asked_rollback`: the caller asked for the rollback (`e.rollback`), whose progress it is.
 fn progress_of(
     svc: &Value,
     tasks: &[Value],
     current: &HashSet<String>,
     ready_nodes: usize,
+    asked_rollback: bool,
 ) -> Progress {
     let name = str_at(svc, &["Spec", "Name"]);
     let status = &svc["UpdateStatus"];
@@ -97,7 +99,11 @@ fn progress_of(
         "paused" | "rollback_paused" => {
             return Progress::Failed(format!("service {name}: update {state}: {message}"))
         }
-        "rollback_started" | "rollback_completed" if !message.contains("manually requested") => {
+        // A rollback the caller asked for says "manually requested rollback" while it runs and
+        // only "rollback completed" once done, like one the swarm started on its own.
+        "rollback_started" | "rollback_completed"
+            if !asked_rollback && !message.contains("manually requested") =>
+        {
             return Progress::Failed(format!(
                 "service {name}: the update failed and the swarm rolled it back: {message}"
             ))
@@ -147,6 +153,7 @@ async fn wait_updated(
     d: &Docker,
     services: &[String],
     timeout: Duration,
+    asked_rollback: bool,
 ) -> ScriptResult<()> {
     let deadline = Instant::now() + timeout;
     let mut display = ProgressDisplay::new();
@@ -175,7 +182,7 @@ async fn wait_updated(
                 .iter()
                 .map(|t| str_at(t, &["ID"]).to_string())
                 .collect();
-            match progress_of(&svc, &tasks, &current, ready) {
+            match progress_of(&svc, &tasks, &current, ready, asked_rollback) {
                 Progress::Done(line) => display.update(name, line),
                 Progress::Waiting(line) => {
                     display.update(name, line.clone());
@@ -258,7 +265,20 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
         engine,
         move |e: &mut EngineHandle, services: Array, timeout: i64| -> ScriptResult<()> {
             let names: Vec<String> = services.iter().map(|s| s.to_string()).collect();
-            h.block(wait_updated(&h, &e.docker, &names, secs(timeout)))
+            h.block(wait_updated(&h, &e.docker, &names, secs(timeout), false))
+        },
+    );
+
+    let h = host.clone();
+    let prim = Prim::new("e.wait_rolled_back(services: array, timeout_secs: int)").doc(
+        "`e.wait_updated` after `e.rollback`: the rollback asked for is the progress awaited, \
+         not a failure, until each service runs its previous spec on every task it wants.",
+    );
+    prim.register(
+        engine,
+        move |e: &mut EngineHandle, services: Array, timeout: i64| -> ScriptResult<()> {
+            let names: Vec<String> = services.iter().map(|s| s.to_string()).collect();
+            h.block(wait_updated(&h, &e.docker, &names, secs(timeout), true))
         },
     );
 }
@@ -290,7 +310,7 @@ mod tests {
         ];
         let current = ids(&["new", "new2"]);
         assert!(matches!(
-            progress_of(&svc, &half, &current, 1),
+            progress_of(&svc, &half, &current, 1, false),
             Progress::Waiting(_)
         ));
         let done = [
@@ -299,7 +319,7 @@ mod tests {
             task("old", "shutdown", "shutdown"),
         ];
         assert!(matches!(
-            progress_of(&svc, &done, &current, 1),
+            progress_of(&svc, &done, &current, 1, false),
             Progress::Done(_)
         ));
         let scaled_away = [
@@ -309,7 +329,7 @@ mod tests {
         ];
         let current = ids(&["new", "new2", "new3"]);
         assert!(matches!(
-            progress_of(&svc, &scaled_away, &current, 1),
+            progress_of(&svc, &scaled_away, &current, 1, false),
             Progress::Waiting(_)
         ));
     }
@@ -321,7 +341,7 @@ mod tests {
             1,
             json!({"State": "paused", "Message": "update paused due to failure"}),
         );
-        let Progress::Failed(why) = progress_of(&paused, &[], &ids(&[]), 1) else {
+        let Progress::Failed(why) = progress_of(&paused, &[], &ids(&[]), 1, false) else {
             panic!("a paused update must fail")
         };
         assert_eq!(
@@ -334,7 +354,7 @@ mod tests {
             json!({"State": "rollback_completed", "Message": "rollback completed"}),
         );
         assert!(matches!(
-            progress_of(&auto, &[], &ids(&[]), 1),
+            progress_of(&auto, &[], &ids(&[]), 1, false),
             Progress::Failed(_)
         ));
         let asked = service(
@@ -344,7 +364,12 @@ mod tests {
         );
         let tasks = [task("t", "running", "running")];
         assert!(matches!(
-            progress_of(&asked, &tasks, &ids(&["t"]), 1),
+            progress_of(&asked, &tasks, &ids(&["t"]), 1, false),
+            Progress::Done(_)
+        ));
+        // The rollback the caller asked for, done: the engine no longer says it was asked.
+        assert!(matches!(
+            progress_of(&auto, &tasks, &ids(&["t"]), 1, true),
             Progress::Done(_)
         ));
     }
