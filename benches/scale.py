@@ -14,6 +14,8 @@ Rows:
 - `stack ls` (A) against `docker stack ls` (B), alternating; target A/B <= 0.5.
 - `status` and `plan -c` of S20 with the 600 services there, against the same commands before
   they were made (the swarm as it was: its other stacks are counted in the row); target <= 1.2.
+  `docker stack ps` of S20 the same way, for the engine's own growth (its label filter reads
+  every service).
 - `history` of SH (10 revisions); target <= 50 ms.
 - Engine API requests of `stack ls`, `status` and `plan` at scale, through the logging proxy.
 - wsm's peak RSS over every command of the phase (wait4); target <= 64 MiB.
@@ -145,7 +147,11 @@ def phase_scale(h, bench):
         return h.med([fn().seconds for _ in range(n)])
 
     others = len(h.docker("service", "ls", "-q").out.split())
+    def cli_ps():  # the engine's own growth: the same label-filtered listings, by the CLI
+        return h.run(["docker", "stack", "ps", s20])
+
     base_status, base_plan = sample(status, 2 * pairs + 1), sample(plan, 2 * pairs + 1)
+    base_ps = sample(cli_ps, 2 * pairs + 1)
     h.log(f"scale: making {STACKS * SERVICES} services ({STACKS} stacks), replicas 0")
     try:
         many.make()
@@ -160,6 +166,9 @@ def phase_scale(h, bench):
             bench.report.add(f"S2 `{name}` of a 20-task stack, {total} services against {others}",
                              h.fmt_s(m), f"{h.fmt_s(base)} (before the {STACKS * SERVICES} were made)",
                              f"ratio = {m / base:.2f}", "≤ 1.2", m / base <= 1.2)
+        m = sample(cli_ps, 2 * pairs + 1)
+        bench.report.add(f"S2' reference: `docker stack ps` of the 20-task stack, {total} services against {others}",
+                         h.fmt_s(m), f"{h.fmt_s(base_ps)} (before)", f"ratio = {m / base_ps:.2f}", "(engine floor)", None)
         m = sample(lambda: wsm("stack", "-s", sh, "history"), 2 * pairs + 1)
         bench.report.add("S3 `history` of a stack with 10 revisions", h.fmt_s(m), "-",
                          f"median of {2 * pairs + 1}", "≤ 50 ms", m <= 0.050)
