@@ -91,7 +91,9 @@ class DelayProxy:
     def stop(self):
         def halt():
             self.server.close()
-            self.loop.stop()
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.call_soon(self.loop.stop)
         self.loop.call_soon_threadsafe(halt)
         self.thread.join(10)
 
