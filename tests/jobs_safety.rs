@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::apiproxy::counting_proxy;
 use common::store::*;
 use common::*;
 use serde_json::{json, Value};
@@ -455,50 +456,6 @@ fn clocks_ten_minutes_apart_cost_at_most_one_slot() {
             .any(|l| l.contains("missed") && !l.contains("missed 1 slot")),
         "{logs}"
     );
-}
-
-/// A pass-through to the local engine's socket that notes the request line of every request
-/// (the engine answers as ever; this only counts).
-fn counting_proxy(path: &Path) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
-    use std::io::{Read, Write};
-    use std::os::unix::net::{UnixListener, UnixStream};
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let listener = UnixListener::bind(path).unwrap();
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(mut client) = client else { return };
-            let mut engine = UnixStream::connect("/var/run/docker.sock").unwrap();
-            let (mut client_back, mut engine_in) =
-                (client.try_clone().unwrap(), engine.try_clone().unwrap());
-            std::thread::spawn(move || std::io::copy(&mut engine, &mut client_back));
-            let log = log.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 65536];
-                let mut line = Vec::new();
-                while let Ok(n) = client.read(&mut buf) {
-                    if n == 0 || engine_in.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                    for &b in &buf[..n] {
-                        if b == b'\n' {
-                            let l = String::from_utf8_lossy(&line).trim().to_string();
-                            if ["GET /", "POST /", "DELETE /", "HEAD /", "PUT /"]
-                                .iter()
-                                .any(|m| l.starts_with(m))
-                            {
-                                log.lock().unwrap().push(l);
-                            }
-                            line.clear();
-                        } else if line.len() < 512 {
-                            line.push(b);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    seen
 }
 
 #[test]

@@ -39,6 +39,12 @@ fn limited_engine() -> Engine {
     // next (100 000 keys: 100 s). Without interning no string costs more than its own copy,
     // and `stack plan` takes no longer (tests/bounds.rs).
     engine.set_max_strings_interned(0);
+    // Every process compiles the stdlib modules its command imports, and Rhai's optimizer
+    // pass over them cost about a tenth of a `stack status`'s instructions for nothing a
+    // script notices: it does not carry a module's constants into its functions (the stdlib
+    // reads them as `global::NAME`), and wsm's scripts spend their time waiting on the engine,
+    // not in folded arithmetic (issue 28).
+    engine.set_optimization_level(rhai::OptimizationLevel::None);
     limits::current().apply(&mut engine);
     engine.disable_symbol("eval");
     engine
@@ -164,7 +170,7 @@ fn register_resources(engine: &mut Engine, search: &SearchPath, host: &Arc<Host>
     );
     prim.register(engine, move |rel: &str| -> ScriptResult<String> {
         s.find(rel)
-            .map(|f| f.text)
+            .map(|f| f.text.into_owned())
             .ok_or_else(|| host::script_err(format!("{rel} is not on the script search path")))
     });
     let (s, h) = (search.clone(), host.clone());

@@ -3,6 +3,7 @@
 //! `Drop` (services, network, volumes) even when the test fails. The Docker CLI is the witness.
 #![allow(dead_code)]
 
+pub mod apiproxy;
 pub mod corpus;
 pub mod hosts;
 pub mod measure;

@@ -124,14 +124,22 @@ async fn plan_changes(
         ..
     } = plan;
     let d = &e.docker;
-    let (existing, existing_nets) = tokio::try_join!(
+    // Everything the plan compares with, read at once: one round trip to a remote manager,
+    // not seven in a row (issue 28).
+    let (existing, existing_nets, all_nets, all_secrets, our_secrets, all_configs, our_configs) = tokio::try_join!(
         raw::stack_services(e, stack),
-        list_networks(d, stack_filter(stack))
+        list_networks(d, stack_filter(stack)),
+        list_networks(d, HashMap::new()),
+        objects::list(d, Kind::Secret, HashMap::new()),
+        objects::list(d, Kind::Secret, stack_filter(stack)),
+        objects::list(d, Kind::Config, HashMap::new()),
+        objects::list(d, Kind::Config, stack_filter(stack)),
     )?;
-    let all_nets = list_networks(d, HashMap::new()).await?;
     let mut object_changes = HashMap::new();
-    for (kind, objs) in [(Kind::Secret, &secrets), (Kind::Config, &configs)] {
-        let all = objects::list(d, kind, HashMap::new()).await?;
+    for (kind, objs, all, ours) in [
+        (Kind::Secret, &secrets, all_secrets, our_secrets),
+        (Kind::Config, &configs, all_configs, our_configs),
+    ] {
         let ids: HashMap<String, String> = all
             .iter()
             .map(|o| {
@@ -149,7 +157,7 @@ async fn plan_changes(
             rows.push(json!({"name": o.name, "action": "create"}));
         }
         let keep: HashSet<&String> = objs.iter().map(|o| &o.name).collect();
-        for o in objects::list(d, kind, stack_filter(stack)).await? {
+        for o in ours {
             let name = str_at(&o, &["Spec", "Name"]).to_string();
             if is_versioned(&name) && !keep.contains(&name) {
                 rows.push(json!({"name": name, "action": "remove"}));

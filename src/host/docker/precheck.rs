@@ -26,14 +26,34 @@ use crate::host::{input_err, ScriptResult};
 /// the names that are not user-defined).
 const PREDEFINED: &[&str] = &["bridge", "host", "default"];
 
-/// Refuses, in one line, a plan the engine is certain to refuse part of.
+/// Refuses, in one line, a plan the engine is certain to refuse part of. Each list of the whole
+/// swarm is read only when the plan needs it (an external network, an ingress port, a secret
+/// or config it does not create): on a swarm of hundreds of services, listing them all for a
+/// plan that publishes no ingress port was most of a `plan`'s bytes (issue 28).
 pub(super) async fn check(d: &Docker, stack: &str, plan: &Plan) -> ScriptResult<()> {
+    let external = external_network_names(plan)
+        .iter()
+        .any(|(_, name)| !PREDEFINED.contains(&name.as_str()));
+    let ingress = plan.services.iter().any(|s| !published(&s.spec).is_empty());
     let (networks, services) = tokio::try_join!(
-        list_networks(d, HashMap::new()),
-        list_services(d, HashMap::new())
+        async {
+            match external {
+                true => list_networks(d, HashMap::new()).await,
+                false => Ok(Vec::new()),
+            }
+        },
+        async {
+            match ingress {
+                true => list_services(d, HashMap::new()).await,
+                false => Ok(Vec::new()),
+            }
+        }
     )?;
     external_networks(plan, &networks).map_err(input_err)?;
     for kind in [Kind::Secret, Kind::Config] {
+        if file_objects(plan, kind, &HashSet::new()).is_ok() {
+            continue; // every one the services use is the plan's own
+        }
         // An object is had by its name, and by the names it was rotated from, which a deploy
         // follows to it (`rotate::follow`).
         let have: HashSet<String> = objects::list(d, kind, HashMap::new())

@@ -1,0 +1,100 @@
+//! What reading a stack costs the engine, counted through a pass-through proxy on the engine's
+//! socket (tests/common/apiproxy.rs), never timed (issue 28): each read command makes a fixed
+//! handful of Engine API requests, every listing of services or tasks is filtered by the
+//! stack's label on the engine's side (so none grows with the other stacks of the swarm), and
+//! `stack ls` lists every stack in one request. At 150 ms round trips to a remote manager these
+//! counts are the whole bill, so a change that adds a request shows here.
+
+mod common;
+
+use std::path::Path;
+
+use common::apiproxy::{counting_proxy, Seen};
+use common::*;
+
+/// An image that exists here (nothing can be pulled), running a sleep.
+const IMAGE: &str = "localhost:5000/wavelet-stack-base:latest";
+
+/// Runs `wsm -C … <args>` with the engine reached through the proxy at `socket`; returns the
+/// run and the request lines it made.
+fn counted(s: &TestStack, socket: &Path, seen: &Seen, args: &[&str]) -> (Run, Vec<String>) {
+    let before = seen.lock().unwrap().len();
+    let run: Run = s
+        .command(args)
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .output()
+        .expect("run wsm")
+        .into();
+    let made = seen.lock().unwrap()[before..].to_vec();
+    (run, made)
+}
+
+#[test]
+fn reading_a_stack_makes_a_fixed_handful_of_label_filtered_requests() {
+    let s = TestStack::new("wsmreq");
+    let file = s.dir.path().join("two.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "services:\n  a:\n    image: {IMAGE}\n    entrypoint: [sleep, infinity]\n    stop_grace_period: 1s\n    deploy: {{replicas: 2}}\n  b:\n    image: {IMAGE}\n    entrypoint: [sleep, infinity]\n    stop_grace_period: 1s\n"
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    s.stack(&[
+        "deploy",
+        "-c",
+        &file,
+        "--resolve-image",
+        "never",
+        "--timeout",
+        "120",
+    ])
+    .ok();
+
+    let socket = s.dir.path().join("engine.sock");
+    let seen = counting_proxy(&socket);
+    let label = format!("com.docker.stack.namespace%3D{}", s.name);
+    // The most requests each command may make (issue 28's count at the time, engine ping
+    // included): status = the application's record, then one snapshot (services, tasks, nodes,
+    // volumes) and the published ports' tasks; plan = the stack's services and networks and the
+    // swarm's networks, secrets and configs in one round trip, and the image's digest (the
+    // whole swarm's services only when the plan publishes an ingress port).
+    for (cmd, budget, shows) in [
+        (vec!["status"], 7, format!("{}_a.2", s.name)),
+        (vec!["ps"], 5, format!("{}_a.2", s.name)),
+        (vec!["services"], 4, format!("{}_b", s.name)),
+        (vec!["plan", "-c", &file], 10, "no changes".to_string()),
+        (vec!["history"], 3, "deploy".to_string()),
+    ] {
+        let args = [&["stack", "-s", s.name.as_str()][..], &cmd].concat();
+        let cmd = cmd[0];
+        let (run, made) = counted(&s, &socket, &seen, &args);
+        assert!(run.ok().contains(&shows), "{cmd}: {}", run.stdout);
+        eprintln!("stack {cmd}: {} requests", made.len());
+        assert!(
+            made.len() <= budget,
+            "{cmd} made {} requests (at most {budget}): {made:#?}",
+            made.len()
+        );
+        for line in &made {
+            let lists = line.contains("/services?")
+                || line.contains("/tasks?")
+                || line.ends_with("/services HTTP/1.1")
+                || line.ends_with("/tasks HTTP/1.1");
+            assert!(
+                !lists || line.contains(&label),
+                "{cmd}: a listing not filtered by the stack's label: {line}"
+            );
+        }
+    }
+
+    let (run, made) = counted(&s, &socket, &seen, &["stack", "ls"]);
+    assert!(run.ok().contains(&s.name), "{}", run.stdout);
+    let listings: Vec<&String> = made.iter().filter(|l| !l.starts_with("HEAD /")).collect();
+    assert_eq!(listings.len(), 1, "stack ls: {made:#?}");
+    assert!(
+        listings[0].contains("/services?") && listings[0].contains("com.docker.stack.namespace"),
+        "stack ls lists services filtered by the stack label: {made:#?}"
+    );
+}
