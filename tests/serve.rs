@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::synced::{Repo, Synced};
 use common::*;
 use support::*;
 
@@ -33,10 +34,10 @@ struct Serve {
 
 impl Serve {
     /// Starts `wsm serve <args…>` and waits until it says where it listens.
-    fn start(s: &SafeStack, args: &[&str], env: &[(&str, &str)]) -> Serve {
+    fn start(s: &TestStack, args: &[&str], env: &[(&str, &str)]) -> Serve {
         let mut all = vec!["serve"];
         all.extend_from_slice(args);
-        let mut cmd = s.s.command(&all);
+        let mut cmd = s.command(&all);
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
@@ -45,7 +46,10 @@ impl Serve {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let stderr = Arc::new(Mutex::new(String::new()));
         let addr = loop {
-            let line = lines.next().expect("wsm serve ended").unwrap();
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.wait();
+                panic!("wsm serve ended: {}", stderr.lock().unwrap());
+            };
             stderr.lock().unwrap().push_str(&(line.clone() + "\n"));
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 break rest.trim_end_matches('/').to_string();
@@ -66,12 +70,24 @@ impl Serve {
 
     /// GET with extra header lines; (status, headers, body).
     fn get(&self, path: &str, headers: &str) -> (u16, String, String) {
+        self.request("GET", path, headers, "")
+    }
+
+    /// A request with extra header lines and a body; (status, headers, body).
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &str,
+    ) -> (u16, String, String) {
         let mut c = TcpStream::connect(&self.addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         write!(
             c,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{headers}\r\n",
-            self.addr
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+            self.addr,
+            body.len()
         )
         .unwrap();
         let mut buf = Vec::new();
@@ -162,7 +178,7 @@ fn parsed_metrics(text: &str) -> Vec<(String, Value, f64)> {
 fn api_equals_json_and_metrics_match_docker() {
     let s = deployed("srvapi", 2);
     let name = s.name().to_string();
-    let srv = Serve::start(&s, &["--listen", "127.0.0.1:0"], &[]);
+    let srv = Serve::start(&s.s, &["--listen", "127.0.0.1:0"], &[]);
     // The documents are those the commands print with --json.
     for (path, args) in [
         (
@@ -276,7 +292,7 @@ fn token_required_off_loopback() {
     let token = "s3cret-token-of-the-serve-test";
     let file = s.file("token", &format!("{token}\n"));
     let srv = Serve::start(
-        &s,
+        &s.s,
         &["--listen", &format!("{ip}:0"), "--token-file", &file],
         &[],
     );
@@ -338,7 +354,7 @@ fn artifacts() -> std::path::PathBuf {
 fn browser_sees_stacks_and_a_scale_live() {
     let s = deployed("srvweb", 1);
     let name = s.name().to_string();
-    let srv = Serve::start(&s, &["--listen", "127.0.0.1:0"], &[]);
+    let srv = Serve::start(&s.s, &["--listen", "127.0.0.1:0"], &[]);
     // The pages are there once the first documents are published.
     srv.json(&format!("/api/stacks/{name}/services"));
     let mut b = cdp::Browser::start();
@@ -410,4 +426,124 @@ fn browser_sees_stacks_and_a_scale_live() {
     std::fs::write(artifacts().join("stack-page.png"), &png).unwrap();
     b.call("Runtime.evaluate", serde_json::json!({ "expression": "1" }));
     assert!(b.errors.is_empty(), "console errors: {:?}", b.errors);
+}
+
+/// A compose file of one sleeping service `web` whose `V` is `v`.
+fn synced_compose(v: &str) -> String {
+    format!("services:\n  web:\n    image: {IMAGE}\n    command: [\"sleep\", \"3600\"]\n    environment: [\"V={v}\"]\n    stop_grace_period: 1s\n")
+}
+
+/// HMAC-SHA256 of `body` under `secret`, in hex, as GitHub and Gitea sign.
+fn signature(secret: &str, body: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    hex::encode(ring::hmac::sign(&key, body.as_bytes()).as_ref())
+}
+
+/// The synced stack's revisions made by syncs: their operations.
+fn sync_revisions(st: &Synced) -> Vec<String> {
+    let revs: Vec<Value> =
+        serde_json::from_str(st.wsm(&["--json", "stack", "history", st.name()]).ok()).unwrap();
+    revs.iter()
+        .filter_map(|r| r["operation"].as_str())
+        .filter(|o| o.starts_with("sync "))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn webhooks_are_verified_and_pushes_collapse() {
+    require_images();
+    let repo = Repo::new();
+    let st = Synced::new("srvhook");
+    st.s.set("WSM_DEPLOY_TIMEOUT", "60");
+    let name = st.name().to_string();
+    repo.commit(&[("compose.yaml", &synced_compose("one"))], "one");
+    st.wsm(&["sync", "add", &name, "--repo", &repo.url()]).ok();
+    st.wsm(&["sync", "now", &name]).ok();
+    let secret = "hook-secret-of-the-serve-test";
+    let hooks = tempfile::tempdir().unwrap();
+    std::fs::write(hooks.path().join(format!("wsm-hook-sync-{name}")), secret).unwrap();
+    let dir = hooks.path().to_str().unwrap();
+    let srv = Serve::start(
+        &st.s,
+        &["--listen", "127.0.0.1:0"],
+        &[("WSM_HOOKS_DIR", dir)],
+    );
+    let web = format!("{name}_web");
+    let version = || docker(&["service", "inspect", "--format", "{{.Version.Index}}", &web]);
+
+    // Bad or missing signatures: refused, and nothing runs.
+    repo.commit(&[("compose.yaml", &synced_compose("two"))], "two");
+    let before = version();
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let path = format!("/hooks/sync/{name}");
+    let bad = signature("another-secret", body);
+    for (headers, want) in [
+        (String::new(), 401),
+        (format!("X-Hub-Signature-256: sha256={bad}\r\n"), 403),
+        ("X-Hub-Signature-256: sha256=zz\r\n".to_string(), 403),
+        (format!("X-Gitea-Signature: {bad}\r\n"), 403),
+        ("X-Gitlab-Token: another-secret\r\n".to_string(), 403),
+    ] {
+        let (status, _, _) = srv.request("POST", &path, &headers, body);
+        assert_eq!(status, want, "{headers}");
+    }
+    let good = format!(
+        "X-Hub-Signature-256: sha256={}\r\n",
+        signature(secret, body)
+    );
+    let (status, _, _) = srv.request("POST", "/hooks/sync/nosuchstack", &good, body);
+    assert_eq!(status, 404);
+    // Signed for another body: the signature covers the bytes.
+    let (status, _, _) = srv.request("POST", &path, &good, r#"{"ref":"refs/heads/other"}"#);
+    assert_eq!(status, 403);
+    // What a queued sync would have done takes well over this; nothing may have started.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(version(), before, "a refused webhook changed the service");
+    assert_eq!(sync_revisions(&st).len(), 1);
+
+    // A good one: one sync, of the new commit.
+    let (status, _, _) = srv.request("POST", &path, &good, body);
+    assert_eq!(status, 202);
+    wait_for("the webhook's sync", 90, || sync_revisions(&st).len() == 2);
+    let env = docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+        &web,
+    ]);
+    assert!(env.contains("V=two"), "{env}");
+
+    // Three quick pushes, each told by another forge's way: at most two syncs.
+    for (v, headers) in [
+        (
+            "three",
+            format!("X-Gitea-Signature: {}\r\n", signature(secret, body)),
+        ),
+        ("four", format!("X-Gitlab-Token: {secret}\r\n")),
+        ("five", good.clone()),
+    ] {
+        repo.commit(&[("compose.yaml", &synced_compose(v))], v);
+        let (status, _, _) = srv.request("POST", &path, &headers, body);
+        assert_eq!(status, 202, "{headers}");
+    }
+    wait_for("the last push deployed", 120, || {
+        srv.stderr.lock().unwrap().contains(" five deployed.")
+    });
+    // Let a third sync show itself if the collapse failed (it would find nothing new to deploy,
+    // so count the syncs wsm serve ran, not only the revisions).
+    std::thread::sleep(Duration::from_secs(5));
+    let said = srv.stderr.lock().unwrap().clone();
+    let runs = said
+        .lines()
+        .filter(|l| l.starts_with("wsm serve: webhook:"))
+        .count();
+    assert!(
+        (2..=3).contains(&runs),
+        "one sync for the first push, then one or two:\n{said}"
+    );
+    let revs = sync_revisions(&st);
+    assert!((3..=4).contains(&revs.len()), "{revs:?}");
+    assert!(!said.contains(secret), "{said}");
 }

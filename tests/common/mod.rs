@@ -7,6 +7,7 @@ pub mod corpus;
 pub mod hosts;
 pub mod measure;
 pub mod store;
+pub mod synced;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@
 //! server-sent events (`/events?page=PATH`), which fetch it again. Requests never call into
 //! Rhai, so the arrows still point down only.
 
+mod hooks;
 mod metrics;
 mod web;
 
@@ -44,6 +45,11 @@ pub(crate) struct State {
     token: Option<String>,
     /// Stacks named by engine events since the script last woke ("" for events of no stack).
     pending: Mutex<BTreeSet<String>>,
+    /// Verified webhooks not yet handed to the script: (kind, name), each once however many
+    /// arrived meanwhile.
+    hooks: Mutex<BTreeSet<(String, String)>>,
+    /// The folder of the webhooks' secrets, `wsm-hook-<kind>-<name>` each.
+    hooks_dir: std::path::PathBuf,
     woken: Notify,
     /// How many event streams this server opened to the engine (1 unless it was cut).
     engine_streams: AtomicU64,
@@ -62,6 +68,10 @@ const START_OPTS: &[Opt] = &[
     (
         "listen",
         "\"127.0.0.1:8080\": the address; port 0 picks a free one",
+    ),
+    (
+        "hooks_dir",
+        "\"/run/secrets\": the folder of the webhooks' secrets (`wsm-hook-<kind>-<name>`)",
     ),
     (
         "token_file",
@@ -164,21 +174,26 @@ impl Server {
         Ok(())
     }
 
-    /// Waits for engine events (or `ms`); returns the stacks they named.
-    fn wait(&self, host: &Host, ms: i64) -> ScriptResult<Array> {
+    /// Waits for engine events or webhooks (or `ms`); returns `#{stacks, hooks}`.
+    fn wait(&self, host: &Host, ms: i64) -> ScriptResult<Map> {
         let state = self.state.clone();
         host.block(async move {
-            let take =
-                || std::mem::take(&mut *state.pending.lock().unwrap_or_else(|e| e.into_inner()));
-            let deadline = tokio::time::sleep(Duration::from_millis(ms.max(0) as u64));
-            tokio::pin!(deadline);
-            loop {
-                if !state
+            let idle = || {
+                state
                     .pending
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .is_empty()
-                {
+                    && state
+                        .hooks
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .is_empty()
+            };
+            let deadline = tokio::time::sleep(Duration::from_millis(ms.max(0) as u64));
+            tokio::pin!(deadline);
+            loop {
+                if !idle() {
                     // A burst of events (a scale starts several tasks) wakes the loop once.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     break;
@@ -188,7 +203,25 @@ impl Server {
                     _ = &mut deadline => break,
                 }
             }
-            Ok(take().into_iter().map(Dynamic::from).collect())
+            let stacks: Array =
+                std::mem::take(&mut *state.pending.lock().unwrap_or_else(|e| e.into_inner()))
+                    .into_iter()
+                    .map(Dynamic::from)
+                    .collect();
+            let hooks: Array =
+                std::mem::take(&mut *state.hooks.lock().unwrap_or_else(|e| e.into_inner()))
+                    .into_iter()
+                    .map(|(kind, name)| {
+                        let mut m = Map::new();
+                        m.insert("kind".into(), kind.into());
+                        m.insert("name".into(), name.into());
+                        Dynamic::from(m)
+                    })
+                    .collect();
+            let mut out = Map::new();
+            out.insert("stacks".into(), stacks.into());
+            out.insert("hooks".into(), hooks.into());
+            Ok(out)
         })
     }
 }
@@ -233,6 +266,12 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
                 changed: broadcast::channel(64).0,
                 token,
                 pending: Default::default(),
+                hooks: Default::default(),
+                hooks_dir: opts
+                    .get("hooks_dir")
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "/run/secrets".into())
+                    .into(),
                 woken: Notify::new(),
                 engine_streams: AtomicU64::new(0),
                 clients: AtomicU64::new(0),
@@ -290,13 +329,17 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     });
 
     let h = host.clone();
-    let prim = Prim::new("srv.wait(ms: int) -> array").doc(
-        "Waits until the engine reports events (then a short while more, so a burst counts \
-         once) or `ms` pass; returns the stacks the events named (\"\" for events of none). \
-         Ctrl-C ends it.",
+    let prim = Prim::new("srv.wait(ms: int) -> map").doc(
+        "Waits until the engine reports events or a verified webhook arrives (then a short \
+         while more, so a burst counts once), or `ms` pass; returns `#{stacks, hooks}`: the \
+         stacks the events named (\"\" for events of none) and the webhooks `#{kind, name}` \
+         received since the last call, each once however many came (`POST /hooks/KIND/NAME`, \
+         signed with the secret in the file `wsm-hook-KIND-NAME` of `hooks_dir` as GitHub \
+         (`X-Hub-Signature-256`), Gitea (`X-Gitea-Signature`) or GitLab (`X-Gitlab-Token`) \
+         sign it; 404 without that file, 401 unsigned, 403 a bad signature). Ctrl-C ends it.",
     );
     prim.register(
         engine,
-        move |s: &mut Server, ms: i64| -> ScriptResult<Array> { s.wait(&h, ms) },
+        move |s: &mut Server, ms: i64| -> ScriptResult<Map> { s.wait(&h, ms) },
     );
 }
