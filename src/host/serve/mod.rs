@@ -108,6 +108,13 @@ fn watch_engine(state: Arc<State>, engine: EngineHandle) {
                 "type".to_string(),
                 vec!["service".into(), "container".into(), "node".into()],
             );
+            // What changes a page; not the exec events each health check makes.
+            let moves = [
+                "create", "update", "remove", "start", "die", "oom", "destroy",
+            ];
+            let mut events: Vec<String> = moves.iter().map(|e| e.to_string()).collect();
+            events.push("health_status".into());
+            filters.insert("event".to_string(), events);
             let mut events = engine.docker.events(Some(EventsOptions {
                 filters: Some(filters),
                 ..Default::default()
