@@ -127,14 +127,19 @@ impl Drop for Serve {
     }
 }
 
-/// A stack of two sleeping services, `web` with 2 replicas and `api` with 1, deployed.
+/// A stack of two sleeping services, `web` with `web` replicas and `api` with 1 mounting the
+/// named volume `data`, deployed; its backups go to its own folder.
 fn deployed(prefix: &str, web: u32) -> SafeStack {
     require_images();
     let s = SafeStack::new(prefix);
-    let file = s.file(
-        "stack.yml",
-        &compose(&[("web", IMAGE, "V=1", web, ""), ("api", IMAGE, "V=1", 1, "")]),
-    );
+    let backups = s.s.dir.path().join("backups");
+    s.s.set("WSM_BACKUP_DIR", backups.to_str().unwrap());
+    let mount = "    volumes: [\"data:/data\"]\n";
+    let text = compose(&[
+        ("web", IMAGE, "V=1", web, ""),
+        ("api", IMAGE, "V=1", 1, mount),
+    ]);
+    let file = s.file("stack.yml", &(text + "volumes:\n  data: {}\n"));
     s.deploy(&file, &[]).ok();
     s
 }
@@ -178,6 +183,7 @@ fn parsed_metrics(text: &str) -> Vec<(String, Value, f64)> {
 fn api_equals_json_and_metrics_match_docker() {
     let s = deployed("srvapi", 2);
     let name = s.name().to_string();
+    s.stack(&["backup"]).ok();
     let srv = Serve::start(&s.s, &["--listen", "127.0.0.1:0"], &[]);
     // The documents are those the commands print with --json.
     for (path, args) in [
