@@ -347,6 +347,20 @@ fn token_required_off_loopback() {
     assert!(!said.contains(token), "{said}");
     let argv = std::fs::read(format!("/proc/{}/cmdline", srv.child.id())).unwrap();
     assert!(!String::from_utf8_lossy(&argv).contains(token));
+
+    // From the environment, and asked on loopback too once a token is given.
+    let env_token = "another-token-from-the-environment";
+    let srv = Serve::start(
+        &s.s,
+        &["--listen", "127.0.0.1:0"],
+        &[("WSM_SERVE_TOKEN", env_token)],
+    );
+    let (status, _, _) = srv.get("/api/swarms", "");
+    assert_eq!(status, 401);
+    srv.json_with(
+        "/api/swarms",
+        &format!("Authorization: Bearer {env_token}\r\n"),
+    );
 }
 
 /// Where the browser test leaves its screenshot and what it measured.
