@@ -116,9 +116,15 @@ def main():
                                  process_group=0)
         line = serve.stderr.readline()
         port = int(line.rsplit(":", 1)[1].strip("/\n "))
-        threading.Thread(target=lambda: [None for _ in serve.stderr], daemon=True).start()
+        threading.Thread(target=lambda: [sys.stderr.write(l) for l in serve.stderr], daemon=True).start()
         page = f"/stacks/{name}"
-        while http(port, page)[0] != 200:
+        while True:
+            try:
+                if http(port, page)[0] == 200:
+                    break
+            except ConnectionRefusedError:
+                if serve.poll() is not None:
+                    raise SystemExit(f"wsm serve ended ({serve.returncode})")
             time.sleep(0.2)
         stop = threading.Event()
         clients = [Client(port, page, stop) for _ in range(a.clients)]
