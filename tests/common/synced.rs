@@ -84,5 +84,7 @@ impl Drop for Synced {
         docker_quiet(&["config", "rm", &format!("wsm-state-sync-state.{name}")]);
         docker_quiet(&["config", "rm", &format!("wsm-state-job.sync-{name}")]);
         docker_quiet(&["config", "rm", &format!("wsm-state-job-runs.sync-{name}")]);
+        // A sync killed while it held the stack's lock (a `wsm serve` ended by a failing test).
+        docker_quiet(&["config", "rm", &format!("wsm-lock-{name}")]);
     }
 }
