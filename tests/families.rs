@@ -64,7 +64,8 @@ fn a_dropped_in_family_runs_is_listed_and_parses_its_usage_line() {
     let bad = run(p, &["greetings", "hello"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(
-        bad.stderr.contains("usage: wsm greetings hello <who> [--loud]"),
+        bad.stderr
+            .contains("usage: wsm greetings hello <who> [--loud]"),
         "{}",
         bad.stderr
     );

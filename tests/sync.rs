@@ -13,47 +13,12 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Command;
 
+use common::synced::{Repo, Synced};
 use common::webhook::Webhook;
 use common::*;
 use serde_json::Value;
 
 const IMAGE: &str = "localhost:5000/wavelet-stack-base:latest";
-
-/// A bare repository with a work tree that pushes to it.
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let r = Repo { dir };
-        git(&["init", "-q", "--bare", "repo.git"], r.dir.path());
-        git(&["init", "-q", "-b", "main", "work"], r.dir.path());
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("file://{}/repo.git", self.dir.path().display())
-    }
-
-    /// Writes the files (path, text) into the work tree, commits and pushes; the short sha.
-    fn commit(&self, files: &[(&str, &str)], subject: &str) -> String {
-        let work = self.dir.path().join("work");
-        for (path, text) in files {
-            std::fs::write(work.join(path), text).unwrap();
-        }
-        git(&["add", "-A"], &work);
-        git(&["commit", "-qm", subject], &work);
-        git(&["push", "-q", &self.url(), "main"], &work);
-        let out = Command::new("git")
-            .args(["rev-parse", "--short=7", "HEAD"])
-            .current_dir(&work)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
 
 /// A compose file of one sleeping service `web` (or one that exits 1 when `broken`) whose `V`
 /// comes from `.env` and `W` from `web.env`.
@@ -66,50 +31,6 @@ fn compose(broken: bool) -> String {
     format!(
         "services:\n  web:\n    image: {IMAGE}\n    command: {command}\n    env_file: web.env\n    environment: [\"V=${{V}}\"]\n    stop_grace_period: 1s\n"
     )
-}
-
-/// A test's synced stack: removed with its sync definition and history, however the test ends.
-struct Synced {
-    s: TestStack,
-}
-
-impl Synced {
-    fn new(prefix: &str) -> Self {
-        Synced {
-            s: TestStack::bare(prefix),
-        }
-    }
-
-    fn name(&self) -> &str {
-        &self.s.name
-    }
-
-    fn wsm(&self, args: &[&str]) -> Run {
-        self.s.wsm(args)
-    }
-
-    fn web(&self) -> Value {
-        let text = docker(&["service", "inspect", &format!("{}_web", self.name())]);
-        serde_json::from_str::<Vec<Value>>(&text).unwrap().remove(0)
-    }
-
-    fn ls(&self) -> Value {
-        let rows: Vec<Value> =
-            serde_json::from_str(self.wsm(&["sync", "ls", "--json"]).ok()).unwrap();
-        rows.into_iter()
-            .find(|r| r["stack"] == self.name())
-            .unwrap_or(Value::Null)
-    }
-}
-
-impl Drop for Synced {
-    fn drop(&mut self) {
-        let name = self.name().to_string();
-        docker_quiet(&["config", "rm", &format!("wsm-state-sync.{name}")]);
-        docker_quiet(&["config", "rm", &format!("wsm-state-sync-state.{name}")]);
-        docker_quiet(&["config", "rm", &format!("wsm-state-job.sync-{name}")]);
-        docker_quiet(&["config", "rm", &format!("wsm-state-job-runs.sync-{name}")]);
-    }
 }
 
 fn env_of(svc: &Value) -> Vec<String> {

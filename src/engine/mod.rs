@@ -102,6 +102,7 @@ impl Shell {
         host::http::register(&mut engine, &host);
         host::git::register(&mut engine, &host);
         host::archive::register(&mut engine, &host);
+        host::serve::register(&mut engine, &host);
         let mut cleanup = host::cleanup::module(&host);
         host::docker::register_cleanup(&mut cleanup, &host);
         host::docker::register_store_cleanup(&mut cleanup, &host);

@@ -25,6 +25,7 @@ pub mod process;
 pub mod progress;
 pub mod schedule;
 pub mod secrets;
+pub mod serve;
 pub mod ssh;
 pub mod stdio;
 pub mod term;

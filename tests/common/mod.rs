@@ -8,6 +8,7 @@ pub mod corpus;
 pub mod hosts;
 pub mod measure;
 pub mod store;
+pub mod synced;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};

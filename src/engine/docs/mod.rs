@@ -208,6 +208,7 @@ pub fn receiver(ty: &str) -> &'static str {
         "StackLock" => "lock",
         "Child" => "child",
         "Stack" => "st",
+        "Server" => "srv",
         _ => "x",
     }
 }

@@ -82,6 +82,15 @@ pub const SECTIONS: &[(&str, &str)] = &[
         "HTTP requests with deadlines (providers' APIs, notifications).",
     ),
     (
+        "serve",
+        "`wsm serve`'s HTTP server: it serves the pages, JSON and metrics a script publishes, \
+         and wakes the script on the engine's events.",
+    ),
+    (
+        "Server",
+        "A running server (`serve::start`): publish its documents, wait for engine events.",
+    ),
+    (
         "git",
         "A repository's branch: the commit it points at and a shallow checkout (the `git` \
          program, with a deadline, nothing secret in its arguments).",
