@@ -271,7 +271,7 @@ fn a_shared_stack_config_keeps_its_secret_values_sealed_in_the_swarm() {
     let n = s.name.clone();
     let doc = Doc(format!("stack-config.{n}"));
     let remote = format!(
-        r#"let remote = #{{ docker_host: "", target: "", path: "", file: "", origin: "the shared config of {n}" }};"#
+        r#"let remote = #{{ docker_host: "", docker_hosts: [""], target: "", path: "", file: "", origin: "the shared config of {n}" }};"#
     );
     let write = format!(
         "import \"config\" as cfg;\n{remote}\nlet ctx = #{{ stack: \"{n}\", remote: remote, remote_version: 0 }};\ncfg::write_shared(ctx, \"# keys\\nWAVELET_KEYS='k-{n},p-{n}' # both\\nWAVELET_NODES=3\\n\");\n"
