@@ -19,8 +19,8 @@
 //! The page beside the runner (`jobs install --serve`, issue 29), on a single-node swarm of its
 //! own netns host: curl on the host's address gets 401 without the token and, with the token
 //! read inside the container, a page listing a stack deployed there; the token is in neither
-//! the service's args nor its env; a re-install keeps it; `jobs status` shows the page and
-//! `jobs uninstall` removes it.
+//! the service's args nor its env; a re-install keeps it; `jobs status` shows the page; a
+//! re-install without `--serve` removes it, as `jobs uninstall` does the rest.
 
 mod common;
 
@@ -142,6 +142,19 @@ fn the_page_beside_the_runner_needs_its_token_and_lists_the_stacks() {
         assert_eq!(r.code, 0, "{}", r.stderr);
         r
     };
+    // Bad input: one line, exit 2, nothing made.
+    let bad = install_runner(&host, &["--serve", "--serve-port", "70000"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.starts_with("error: --serve-port"),
+        "{}",
+        bad.stderr
+    );
+    let bad = install_runner(&host, &["--serve-token-secret", "t"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let services = || docker_on(&host.name, &["service", "ls", "--format", "{{.Name}}"]);
+    assert!(!services().contains("wsm-jobs_"), "{}", services());
+
     let first = install();
     let container = || {
         docker_on_quiet(
@@ -211,11 +224,19 @@ fn the_page_beside_the_runner_needs_its_token_and_lists_the_stacks() {
         curl(&url, &[&bearer]).0 == 200
     });
 
-    // Uninstalled, the page is gone; the token's secret stays for the next install.
+    // A re-install without --serve removes the page and keeps the runner.
+    let r = install_runner(&host, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let names = services();
+    assert!(
+        names.contains("wsm-jobs_runner") && !names.contains("wsm-jobs_serve"),
+        "{names}"
+    );
+
+    // Uninstalled, the runner is gone; the token's secret stays for the next install.
     let r = wsm_on(&host, &["jobs", "uninstall"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let services = docker_on(&host.name, &["service", "ls", "--format", "{{.Name}}"]);
-    assert!(!services.contains("wsm-jobs_"), "{services}");
+    assert!(!services().contains("wsm-jobs_"), "{}", services());
     let secrets = docker_on(&host.name, &["secret", "ls", "--format", "{{.Name}}"]);
     assert!(secrets.lines().any(|l| l == "wsm-serve-token"), "{secrets}");
 }
