@@ -15,6 +15,12 @@
 //! repository served over SSH by a netns host; and a stack the runner syncs every few seconds
 //! from a repository in its volume, whose next commit, pushed after the leader's dockerd is
 //! killed, is deployed by the new leader's runner, each commit exactly once in `stack history`.
+//!
+//! The page beside the runner (`jobs install --serve`, issue 29), on a single-node swarm of its
+//! own netns host: curl on the host's address gets 401 without the token and, with the token
+//! read inside the container, a page listing a stack deployed there; the token is in neither
+//! the service's args nor its env; a re-install keeps it; `jobs status` shows the page; a
+//! re-install without `--serve` removes it, as `jobs uninstall` does the rest.
 
 mod common;
 
@@ -75,16 +81,171 @@ fn ok_runs(runs: &Value) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// Builds the runner image from this wsm binary once for the binary's tests.
+fn build_runner_image() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let r = Command::new(env!("CARGO_BIN_EXE_wsm"))
+            .args(["jobs", "install", "--no-deploy", "--image", IMAGE])
+            .args(["--base", "localhost:5000/wavelet-stack-base:latest"])
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    });
+}
+
+/// `jobs install` of the loaded runner image through `h`'s engine, with `more` arguments.
+fn install_runner(h: &Host, more: &[&str]) -> Run {
+    let mut args = vec!["jobs", "install", "--no-build", "--image", IMAGE];
+    args.extend_from_slice(&["--socket", "/run/wsm-hosts/{{.Node.Hostname}}/docker.sock"]);
+    args.extend_from_slice(more);
+    wsm_on(h, &args)
+}
+
+/// `curl` of `url`: (HTTP status, body).
+fn curl(url: &str, headers: &[&str]) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-m", "10", "-o", "-", "-w", "\n%{http_code}"]);
+    for h in headers {
+        c.args(["-H", h]);
+    }
+    let out = c.arg(url).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn the_page_beside_the_runner_needs_its_token_and_lists_the_stacks() {
+    require_images();
+    let bed = Bed::new();
+    build_runner_image();
+    let host = Host::up("wjs", &bed.public_key());
+    load_images(
+        &[&host],
+        &[IMAGE, "localhost:5000/wavelet-stack-node:latest"],
+    );
+    form_swarm(&host, &[], "manager");
+    // A stack deployed there, for the page to list.
+    let stack = unique("wjpage");
+    let compose = bed.path("compose.yaml");
+    std::fs::write(&compose, kept_compose("page")).unwrap();
+    docker_on(
+        &host.name,
+        &["stack", "deploy", "-c", compose.to_str().unwrap(), &stack],
+    );
+    let _stack_gone = StackGone(host.name.clone(), stack.clone());
+
+    let port = "18080";
+    let install = || {
+        let r = install_runner(&host, &["--serve", "--serve-port", port]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r
+    };
+    // Bad input: one line, exit 2, nothing made.
+    let bad = install_runner(&host, &["--serve", "--serve-port", "70000"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.starts_with("error: --serve-port"),
+        "{}",
+        bad.stderr
+    );
+    let bad = install_runner(&host, &["--serve-token-secret", "t"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let services = || docker_on(&host.name, &["service", "ls", "--format", "{{.Name}}"]);
+    assert!(!services().contains("wsm-jobs_"), "{}", services());
+
+    let first = install();
+    let container = || {
+        docker_on_quiet(
+            &host.name,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=wsm-jobs_serve",
+            ],
+        )
+        .trim()
+        .to_string()
+    };
+    let token = || {
+        let c = container();
+        assert!(!c.is_empty(), "no container of wsm-jobs_serve");
+        docker_on(
+            &host.name,
+            &["exec", &c, "cat", "/run/secrets/wsm-serve-token"],
+        )
+        .trim()
+        .to_string()
+    };
+    let secret = token();
+    assert_eq!(secret.len(), 64, "a token of 64 hex digits");
+    let url = format!("http://{}:{port}/", host.ip());
+    wait_for("the page answers", 120, || curl(&url, &[]).0 == 401);
+    let bearer = format!("Authorization: Bearer {secret}");
+    assert_eq!(
+        curl(&url, &["Authorization: Bearer not-the-token-at-all"]).0,
+        401
+    );
+    let mut page = (0, String::new());
+    wait_for("the page lists the stack", 120, || {
+        page = curl(&url, &[&bearer]);
+        page.0 == 200 && page.1.contains(&stack)
+    });
+    // The token is in no argument, no variable, no output.
+    let spec = docker_on(
+        &host.name,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec}}",
+            "wsm-jobs_serve",
+        ],
+    );
+    assert!(spec.contains("--token-file"), "{spec}");
+    assert!(
+        !spec.contains(&secret),
+        "the token shows in the service: {spec}"
+    );
+    assert!(!first.stdout.contains(&secret) && !first.stderr.contains(&secret));
+    let status = wsm_on(&host, &["jobs", "status", "--json"]);
+    let doc: Value = serde_json::from_str(&status.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", status.stdout, status.stderr));
+    assert_eq!(doc["serve"]["port"], 18080, "{doc}");
+    assert_eq!(doc["serve"]["token_secret"], "wsm-serve-token", "{doc}");
+    assert!(!status.stdout.contains(&secret));
+
+    // A re-install keeps the token.
+    install();
+    assert_eq!(token(), secret);
+    wait_for("the page after the re-install", 120, || {
+        curl(&url, &[&bearer]).0 == 200
+    });
+
+    // A re-install without --serve removes the page and keeps the runner.
+    let r = install_runner(&host, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let names = services();
+    assert!(
+        names.contains("wsm-jobs_runner") && !names.contains("wsm-jobs_serve"),
+        "{names}"
+    );
+
+    // Uninstalled, the runner is gone; the token's secret stays for the next install.
+    let r = wsm_on(&host, &["jobs", "uninstall"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!services().contains("wsm-jobs_"), "{}", services());
+    let secrets = docker_on(&host.name, &["secret", "ls", "--format", "{{.Name}}"]);
+    assert!(secrets.lines().any(|l| l == "wsm-serve-token"), "{secrets}");
+}
+
 #[test]
 fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
     require_images();
     let bed = Bed::new();
-    let r = Command::new(env!("CARGO_BIN_EXE_wsm"))
-        .args(["jobs", "install", "--no-deploy", "--image", IMAGE])
-        .args(["--base", "localhost:5000/wavelet-stack-base:latest"])
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    build_runner_image();
     let hosts: Vec<Host> = ["wjm1", "wjm2", "wjm3"]
         .iter()
         .map(|p| Host::up(p, &bed.public_key()))
@@ -95,18 +256,7 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
     load_images(&all, &images);
     form_swarm(&hosts[0], &all[1..], "manager");
 
-    let r = wsm_on(
-        &hosts[0],
-        &[
-            "jobs",
-            "install",
-            "--no-build",
-            "--image",
-            IMAGE,
-            "--socket",
-            "/run/wsm-hosts/{{.Node.Hostname}}/docker.sock",
-        ],
-    );
+    let r = install_runner(&hosts[0], &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let script = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(

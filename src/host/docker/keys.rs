@@ -18,12 +18,14 @@ use crate::host::{script_err, usage_err, Host, ScriptResult};
 /// The bytes of a new key.
 const KEY_BYTES: usize = 32;
 
-/// Creates secret `name` holding a fresh random key; false when a secret of that name exists
-/// (its key is kept: the documents it signed stay valid).
+/// Creates secret `name` holding a fresh random key (its bytes, or as `text` their 64 hex
+/// digits); false when a secret of that name exists (its key is kept: the documents it signed,
+/// the token its users hold, stay valid).
 async fn create_random(
     d: &bollard::Docker,
     name: &str,
     labels: HashMap<String, String>,
+    text: bool,
 ) -> ScriptResult<bool> {
     let mut key = [0u8; KEY_BYTES];
     std::fs::File::open("/dev/urandom")
@@ -32,7 +34,11 @@ async fn create_random(
     let spec = SecretSpec {
         name: Some(name.to_string()),
         labels: Some(labels),
-        data: Some(base64::engine::general_purpose::STANDARD.encode(key)),
+        data: Some(if text {
+            base64::engine::general_purpose::STANDARD.encode(hex::encode(key))
+        } else {
+            base64::engine::general_purpose::STANDARD.encode(key)
+        }),
         ..Default::default()
     };
     match d.create_secret(spec).await {
@@ -45,25 +51,45 @@ async fn create_random(
     }
 }
 
-/// Registers `e.secret_create_random`.
+/// The labels of a script's map, as the Engine API takes them.
+fn label_map(labels: &Map) -> HashMap<String, String> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Registers `e.secret_create_random` and `e.secret_create_token`.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
-    let h = host.clone();
-    let prim = Prim::new("e.secret_create_random(name: string, labels: map) -> bool").doc(
-        "Creates the secret `name` holding a fresh random key (32 bytes) that nobody is shown: \
-         only a service it is mounted into can read it. False when a secret of that name exists \
-         (its key is kept).",
-    );
-    prim.register(
-        engine,
-        move |e: &mut EngineHandle, name: &str, labels: Map| -> ScriptResult<bool> {
-            if name.is_empty() {
-                return Err(usage_err("a secret needs a name"));
-            }
-            let labels = labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            h.block(create_random(&e.docker, name, labels))
-        },
-    );
+    let prims = [
+        (
+            Prim::new("e.secret_create_random(name: string, labels: map) -> bool").doc(
+                "Creates the secret `name` holding a fresh random key (32 bytes) that nobody is \
+                 shown: only a service it is mounted into can read it. False when a secret of \
+                 that name exists (its key is kept).",
+            ),
+            false,
+        ),
+        (
+            Prim::new("e.secret_create_token(name: string, labels: map) -> bool").doc(
+                "Creates the secret `name` holding a fresh random token, 64 hex digits (32 random \
+                 bytes) that nobody is shown: only a service it is mounted into can read it \
+                 (where it is a token file, as `wsm serve --token-file` reads). False when a \
+                 secret of that name exists (its token is kept).",
+            ),
+            true,
+        ),
+    ];
+    for (prim, text) in prims {
+        let h = host.clone();
+        prim.register(
+            engine,
+            move |e: &mut EngineHandle, name: &str, labels: Map| -> ScriptResult<bool> {
+                if name.is_empty() {
+                    return Err(usage_err("a secret needs a name"));
+                }
+                h.block(create_random(&e.docker, name, label_map(&labels), text))
+            },
+        );
+    }
 }
