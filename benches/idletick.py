@@ -17,6 +17,10 @@ question each pass starts with) and per second, and CPU time (utime + stime of t
 its reaped children, /proc/PID/stat) as a share of one core. Both are a single node's runners:
 "follower" here means the runner that does not hold the lease.
 
+The jobs are stored unsigned (no runner container on that host signs them), so the leader
+refuses them at its first refresh and keeps them as read; a job read once is kept while its
+version stands, so the requests of an idle tick are those of signed jobs.
+
 Everything is removed at the end, also on failure: the runners and proxies, the netns host with
 its swarm and documents, the repository (in the run's temporary directory).
 """
