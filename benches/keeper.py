@@ -115,7 +115,7 @@ class KeeperBed:
 
     def host_up(self):
         h = self.h
-        name = f"wsmbench{self.bench.rid}k"
+        name = getattr(self, "host_name", f"wsmbench{self.bench.rid}k")
         self.host = name  # `down` of a host that never came up is harmless
         for index in range(150, 200):
             r = h.run([NETNS_HOST, "up", name, str(index)], timeout=120, capture=True)

@@ -96,13 +96,13 @@ const QUICK_FOR: Duration = Duration::from_millis(1000);
 /// Watches the engine's events for the stack's containers and services and wakes the waiter
 /// on each; ends (and aborts its streams) when dropped. A broken stream is opened again after a
 /// second.
-struct EventWatch {
+pub(super) struct EventWatch {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     notify: Arc<Notify>,
 }
 
 impl EventWatch {
-    fn start(d: &Docker, stack: &str) -> Self {
+    pub(super) fn start(d: &Docker, stack: &str) -> Self {
         let notify = Arc::new(Notify::new());
         let filter = |pairs: &[(&str, Vec<String>)]| -> HashMap<String, Vec<String>> {
             pairs
@@ -155,7 +155,7 @@ impl EventWatch {
     }
 
     /// Waits for the next event, or `quiet` when none comes.
-    async fn next(&self, quiet: Duration) -> bool {
+    pub(super) async fn next(&self, quiet: Duration) -> bool {
         tokio::select! {
             _ = self.notify.notified() => true,
             _ = tokio::time::sleep(quiet) => false,

@@ -37,8 +37,15 @@ pub(super) struct Dependency {
     pub restart: bool,
 }
 
-/// How often a dependency's state is read while waiting.
+/// How often a dependency's state is read while no event comes (the safety net).
 const POLL: Duration = Duration::from_millis(500);
+/// After one of the stack's containers started or changed health, the state is read again this
+/// often while the event is recent: the manager marks the task running a moment after its
+/// container's event, and each level of the order waits for that (issue 28: ≤ 100 ms per level).
+/// Each read is one listing of the stack's services and one of each dependency's tasks.
+const QUICK: Duration = Duration::from_millis(50);
+/// How long after an event the quick reads go on.
+const QUICK_FOR: Duration = Duration::from_millis(1000);
 
 /// The plan's services in waves, by index: each service comes after every service of the plan
 /// it depends on. Without dependencies, one wave of all. A cycle (a hand-made plan's: the
@@ -225,7 +232,11 @@ pub(super) async fn reach(
         return Ok(());
     }
     let mut display = ProgressDisplay::new();
+    // Woken by the stack's container events (as `converge` is), with the poll as safety net.
+    let watch = super::converge::EventWatch::start(d, stack);
+    let mut last_event: Option<Instant> = None;
     loop {
+        let last_read = Instant::now();
         let services = list_services(d, super::stack_filter(stack)).await?;
         let mut pending = Vec::new();
         for dep in deps {
@@ -263,7 +274,21 @@ pub(super) async fn reach(
             display.finish();
             return Err(interrupted());
         }
-        tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+        let quiet = if last_event.is_some_and(|t| t.elapsed() < QUICK_FOR) {
+            QUICK
+        } else {
+            POLL
+        };
+        if watch
+            .next(quiet.min(deadline.saturating_duration_since(Instant::now())))
+            .await
+        {
+            last_event = Some(Instant::now());
+            let since = last_read.elapsed();
+            if since < QUICK {
+                tokio::time::sleep(QUICK - since).await;
+            }
+        }
     }
 }
 
