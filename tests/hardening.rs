@@ -301,9 +301,21 @@ fn lease_folders(container: &str) -> String {
         .unwrap();
     if out.status.success() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    } else if !container_running(container) {
+        // The task was replaced (a frozen wavelet fails its health check; on a loaded machine
+        // the check can end it before the thaw): its /tmp, lease folder included, went with it.
+        String::new()
     } else {
         "(docker exec failed or timed out)".into()
     }
+}
+
+/// Whether the container still runs (`docker inspect`); false when it is gone.
+fn container_running(container: &str) -> bool {
+    Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}}", container])
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "true")
 }
 
 #[test]
