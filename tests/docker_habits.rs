@@ -59,6 +59,14 @@ impl Pair {
     }
 }
 
+/// `wsm stack <args> <stack>` and `docker stack <args> <stack>` print the same lines.
+fn same_stack_command(s: &TestStack, args: &[&str], stack: &str, keep: &dyn Fn(&str) -> bool) {
+    let mut argv = vec!["stack"];
+    argv.extend_from_slice(args);
+    argv.push(stack);
+    same_as_docker(s, &argv, &argv, keep);
+}
+
 /// wsm's output and the Docker CLI's for the same arguments, compared when two docker calls
 /// around the wsm call agree (another test's stack, or a "5 seconds ago" turning into "6",
 /// may change the output in between); `keep` picks the lines that are ours.
@@ -163,13 +171,7 @@ fn read_commands_print_what_docker_prints() {
         .into_iter()
         .filter(|args| every || args.len() <= 1)
         {
-            let mut w = vec!["stack"];
-            w.extend_from_slice(&args);
-            w.push(n);
-            let mut d = vec!["stack"];
-            d.extend_from_slice(&args);
-            d.push(n);
-            same_as_docker(s, &w, &d, &all);
+            same_stack_command(s, &args, n, &all);
         }
     }
     // CURRENT STATE says "Running 5 seconds ago": it changes every second, too often for two
@@ -205,13 +207,7 @@ fn read_commands_print_what_docker_prints() {
         .into_iter()
         .filter(|args| every || args.len() <= 1)
         {
-            let mut w = vec!["stack"];
-            w.extend_from_slice(&args);
-            w.push(n);
-            let mut d = vec!["stack"];
-            d.extend_from_slice(&args);
-            d.push(n);
-            same_as_docker(s, &w, &d, &all);
+            same_stack_command(s, &args, n, &all);
         }
     }
 
@@ -250,10 +246,7 @@ fn read_commands_print_what_docker_prints() {
         ],
         vec!["ps", "--format", "{{.Name}} {{.DesiredState}}"],
     ] {
-        let mut w = vec!["stack"];
-        w.extend_from_slice(&args);
-        w.push(&a.name);
-        same_as_docker(a, &w, &w, &all);
+        same_stack_command(a, &args, &a.name, &all);
     }
     let table = a.wsm(&["stack", "ps", &a.name, "--format", "table {{.Name}}"]);
     assert!(table.ok().contains(" \\_ "), "{}", table.stdout);
