@@ -108,18 +108,25 @@ class DelayProxy:
             return
         for w in (cwriter, uwriter):  # the delay is ours alone: no Nagle on top of it
             w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await asyncio.gather(self._pipe(creader, uwriter), self._pipe(ureader, cwriter))
+        try:
+            await asyncio.gather(self._pipe(creader, uwriter), self._pipe(ureader, cwriter))
+        except asyncio.CancelledError:
+            pass  # stop(): ends as a finished task, which the stream's own callback expects
         for w in (cwriter, uwriter):
             w.close()
 
     def stop(self):
-        def halt():
+        async def halt():
             self.server.close()
-            for task in asyncio.all_tasks(self.loop):
+            # Cancelled and awaited, so that no connection's task is left pending at exit.
+            tasks = [t for t in asyncio.all_tasks(self.loop) if t is not asyncio.current_task()]
+            for task in tasks:
                 task.cancel()
-            self.loop.call_soon(self.loop.stop)
-        self.loop.call_soon_threadsafe(halt)
-        self.thread.join(10)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.loop.stop()
+        if self.thread.is_alive():
+            asyncio.run_coroutine_threadsafe(halt(), self.loop)
+            self.thread.join(10)
 
 
 AUX_COMPOSE = """services:
