@@ -402,8 +402,9 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
          supported. `docker::connect(hosts)` (an array: a swarm's \
          managers in the order to try) connects to the first that answers: one whose connection \
          is refused, whose host does not answer over SSH or whose `_ping` times out is passed \
-         over (said with `-v`; with more than one address each is asked `_ping`), and later calls with the same list in this process get the one \
-         that answered; it fails naming each address and why when none answers.",
+         over (said with `-v`; with more than one address each is asked `_ping`), and later \
+         calls with the same list in this process get the one that answered; it fails naming \
+         each address and why when none answers.",
     );
     prim.set_in(&mut m, move |addr: &str| connect_cached(&h, addr));
     failover::register(&mut m, host);

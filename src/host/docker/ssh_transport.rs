@@ -34,9 +34,10 @@ use openssh::{ChildStdin, ChildStdout, Session, Stdio};
 use crate::host::{error_chain, ssh};
 
 /// Channels opened ahead when a process first speaks to a host: the widest wave of requests a
-/// read command sends at once (`status` sends five together after reading the stack's record
-/// on one of them). Later connections are opened when needed; the pool keeps them all alive.
-const WARM: usize = 5;
+/// read command sends at once (`e.stack_state` sends four together after the stack's record
+/// was read on one of them). Later connections are opened when needed; the pool keeps them all
+/// alive for the process's next requests.
+const WARM: usize = 4;
 
 /// The body of a request as bollard builds it (its `BodyType`, which it does not name publicly).
 type Body = Either<
@@ -79,8 +80,18 @@ fn pooled(target: &str) -> (Client<Dial, Body>, Stash) {
 /// Sends `req` to the engine of `target` over the process's pooled connections.
 async fn send(
     target: &str,
-    req: BollardRequest,
+    mut req: BollardRequest,
 ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    // hyper pools connections by scheme and authority: bollard writes `ssh://user@host/…`, the
+    // raw reads `http://docker/…`. One form for both, so that they share the connections.
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    *req.uri_mut() = format!("http://docker{path}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
     pooled(target)
         .0
         .request(req)
@@ -99,8 +110,23 @@ pub async fn connect(host: &str, timeout: u64, version: &ClientVersion) -> Resul
         .expect("ssh clients")
         .iter()
         .any(|p| p.target == target);
-    if let (Some(socket), true) = (ssh::engine_socket(&target).await?, first) {
-        warm_up(&pooled(&target).1, &socket);
+    let warm = pooled(&target).1;
+    // A master started now asks its host where the engine listens; meanwhile the channels are
+    // opened and the engine's version asked on the place it most likely is, and kept when the
+    // host confirms it (else the channels, opened to another socket, are dropped).
+    let early = warm.clone();
+    let (socket, learnt) = ssh::engine_socket_with(&target, |local| async move {
+        warm_up(&early, &local);
+        ping_version(&local).await
+    })
+    .await?;
+    match (&socket, learnt.flatten()) {
+        (Some(socket), Some(v)) => remember_version_at(socket, &v),
+        (Some(socket), None) if first => {
+            warm.lock().expect("warm channels").clear();
+            warm_up(&warm, socket);
+        }
+        _ => {}
     }
     let name = target.clone();
     let transport = move |req: BollardRequest| {
@@ -300,12 +326,38 @@ pub(super) async fn known_api_version(host: &str) -> Option<String> {
 /// master. Best effort: a process that cannot write it asks the engine again.
 pub(super) async fn remember_api_version(host: &str, version: &str) {
     if let Ok(Some(socket)) = ssh::engine_socket(host.trim_end_matches('/')).await {
-        if let Some(made) = identity(&socket) {
-            let line = format!("{version} {made}\n");
-            let _ =
-                crate::host::output::write_atomic(&version_file(&socket), line.as_bytes(), true);
-        }
+        remember_version_at(&socket, version);
     }
+}
+
+/// `remember_api_version` for the forwarded socket `socket`.
+fn remember_version_at(socket: &Path, version: &str) {
+    if let Some(made) = identity(socket) {
+        let line = format!("{version} {made}\n");
+        let _ = crate::host::output::write_atomic(&version_file(socket), line.as_bytes(), true);
+    }
+}
+
+/// The `Api-Version` the engine at the forwarded socket `local` answers to `HEAD /_ping`, on a
+/// connection of its own (the pool is not used before the forward is confirmed).
+async fn ping_version(local: &Path) -> Option<String> {
+    let stream = tokio::net::UnixStream::connect(local).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = hyper::Request::builder()
+        .method(hyper::Method::HEAD)
+        .uri("/_ping")
+        .header("Host", "docker")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .ok()?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(30), sender.send_request(req));
+    let resp = answer.await.ok()?.ok()?;
+    let version = resp.headers().get("Api-Version")?.to_str().ok()?;
+    resp.status().is_success().then(|| version.to_string())
 }
 
 /// Where the version is kept: beside the forwarded socket, in the master's private folder.
