@@ -120,6 +120,77 @@ impl RemoteStack {
     }
 }
 
+/// Channels opened to the host's sshd so far, as its log (LogLevel DEBUG1) names them:
+/// (forwarded engine socket, sessions: a command run there such as the engine probe).
+fn channels(host: &Host) -> (usize, usize) {
+    let log = std::fs::read_to_string(format!("{}/ssh/sshd.log", host.env["STATE_DIR"]))
+        .expect("the host's sshd log");
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    (
+        count("server_request_direct_streamlocal"),
+        count("server_request_session"),
+    )
+}
+
+/// Across a WAN a new channel is a round trip before its request can go (issue 28): a warm
+/// `status` (the master and its forwarded socket already there) sends its requests over a few
+/// channels opened together, not one per request, runs nothing on the host, and does not ask
+/// the engine its API version again: the first command kept it beside the forwarded socket.
+fn warm_commands_reuse_the_masters_channels(r: &RemoteStack) {
+    let api = docker_on(
+        &r.host.name,
+        &["version", "--format", "{{.Server.APIVersion}}"],
+    );
+    let kept: Vec<PathBuf> = std::fs::read_dir(r.bed.path(".xdg-state/wsm/ssh"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".sock.api"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let line = std::fs::read_to_string(&kept[0]).unwrap();
+    assert_eq!(line.split(' ').next(), Some(api.trim()), "{line}");
+
+    let (streams, sessions) = channels(&r.host);
+    r.status_ok(PERSIST);
+    let (streams_after, sessions_after) = channels(&r.host);
+    let opened = streams_after - streams;
+    // status sends 4 requests (the stack's record, then three together), on the 4 channels
+    // opened ahead.
+    assert!(
+        (1..=4).contains(&opened),
+        "a warm status opened {opened} channels to the engine"
+    );
+    assert_eq!(
+        sessions_after, sessions,
+        "a warm status ran a command on the host"
+    );
+
+    // Ten statuses in one process (a batch file): 40 requests over the same few channels, where
+    // a connection per request would open 40.
+    let batch = r.bed.path("ten-statuses.rhai");
+    std::fs::write(
+        &batch,
+        format!(
+            "for i in 0..10 {{ wsm(\"stack -s {} status\"); }}\n",
+            r.stack
+        ),
+    )
+    .unwrap();
+    let run = r.wsm(PERSIST, &["run", batch.to_str().unwrap()]);
+    assert_eq!(run.ok().matches(&format!("{}_app", r.stack)).count(), 10);
+    let (streams_batch, sessions_batch) = channels(&r.host);
+    let opened = streams_batch - streams_after;
+    assert!(
+        (1..=6).contains(&opened),
+        "ten statuses in one process opened {opened} channels to the engine"
+    );
+    assert_eq!(
+        sessions_batch, sessions,
+        "a batch of statuses ran a command on the host"
+    );
+}
+
 fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if e.file_name()
@@ -154,6 +225,8 @@ fn remote_commands_and_a_repl_share_one_master_that_ends_after_its_persist_time(
         let ssh = r.ssh_processes();
         assert!(ssh.len() <= 1, "after command {i}: {ssh:#?}");
     }
+    warm_commands_reuse_the_masters_channels(&r);
+
     // The master the commands shared is the one left, and it answers.
     let ssh = r.ssh_processes();
     assert_eq!(ssh.len(), 1, "{ssh:#?}");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rhai::{Array, EvalAltResult, Module};
 
-use super::{connect_cached, EngineHandle};
+use super::{connect_checked, EngineHandle};
 use crate::host::doc::Prim;
 use crate::host::{script_err, usage_err, Host, ScriptResult};
 
@@ -33,7 +33,8 @@ fn connect_first(h: &Host, hosts: &[String]) -> ScriptResult<EngineHandle> {
     }
     let mut failures = Vec::new();
     for (i, addr) in hosts.iter().enumerate() {
-        match connect_cached(h, addr) {
+        // With another manager to try, this one must answer now, not from a version known.
+        match connect_checked(h, addr, hosts.len() > 1) {
             Ok(e) => {
                 if i > 0 {
                     h.engines

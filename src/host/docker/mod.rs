@@ -29,6 +29,7 @@ mod order;
 mod plan;
 mod precheck;
 mod raw;
+mod reads;
 mod revisions;
 mod rollback;
 mod rotate;
@@ -60,7 +61,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Module};
 use serde_json::Value;
 
 use super::{script_err, to_dynamic, Host, ScriptResult, NAMESPACE_LABEL};
-use crate::host::doc::{check_opts, Opt, Prim};
+use crate::host::doc::Prim;
 
 /// A connection to one Docker engine, with the API version negotiated on connect.
 #[derive(Clone)]
@@ -143,7 +144,13 @@ async fn client(
 
 /// Connects to `host` ("" for the default without `--context`), negotiating the API version
 /// (`HEAD /_ping`); a `tcp://` host with TLS `material` (the context's, or the environment's).
-pub async fn connect(host: &str, material: Option<&tls::Material>) -> Result<EngineHandle, String> {
+/// Over SSH the version a process before this one learnt through the same master is taken
+/// without asking, unless the engine `must_answer` now.
+pub async fn connect(
+    host: &str,
+    material: Option<&tls::Material>,
+    must_answer: bool,
+) -> Result<EngineHandle, String> {
     let host = if host.is_empty() {
         context::default_endpoint(None)?.host
     } else {
@@ -153,11 +160,27 @@ pub async fn connect(host: &str, material: Option<&tls::Material>) -> Result<Eng
     let tls = material.map(tls::Material::client_config).transpose()?;
     // Said before the engine is asked: an unsupported address, a socket that is not there.
     let docker = client(&host, bollard::API_DEFAULT_VERSION, material).await?;
-    let ping = raw::ping_api_version(&host, tls.as_ref());
-    let server = tokio::time::timeout(Duration::from_secs(30), ping)
-        .await
-        .map_err(|_| format!("the Docker engine at {host} did not answer within 30 s"))?
-        .map_err(|e| format!("cannot reach the Docker engine at {host}: {e} (is it running?)"))?;
+    // Over SSH, a later process through the same master knows the version without asking.
+    let known = match host.starts_with("ssh://") && !must_answer {
+        true => ssh_transport::known_api_version(&host).await,
+        false => None,
+    };
+    let server = match known {
+        Some(v) => v,
+        None => {
+            let ping = raw::ping_api_version(&host, tls.as_ref());
+            let v = tokio::time::timeout(Duration::from_secs(30), ping)
+                .await
+                .map_err(|_| format!("the Docker engine at {host} did not answer within 30 s"))?
+                .map_err(|e| {
+                    format!("cannot reach the Docker engine at {host}: {e} (is it running?)")
+                })?;
+            if host.starts_with("ssh://") {
+                ssh_transport::remember_api_version(&host, &v).await;
+            }
+            v
+        }
+    };
     // As bollard's negotiation: the engine's version when it is older than bollard's own.
     let docker = match parse_api_version(&server) {
         Some(v) if v < *bollard::API_DEFAULT_VERSION => client(&host, &v, material).await?,
@@ -180,6 +203,16 @@ pub async fn connect(host: &str, material: Option<&tls::Material>) -> Result<Eng
 /// `docker::connect(addr)`: the cached engine at `addr` ("" for the default), else a new
 /// connection, kept in the cache.
 pub(super) fn connect_cached(h: &Host, addr: &str) -> ScriptResult<EngineHandle> {
+    connect_checked(h, addr, false)
+}
+
+/// `connect_cached`; with `must_answer`, a new connection asks the engine `HEAD /_ping` even
+/// when its API version is known (a failover must see a dead engine before choosing it).
+pub(super) fn connect_checked(
+    h: &Host,
+    addr: &str,
+    must_answer: bool,
+) -> ScriptResult<EngineHandle> {
     let chosen = if addr.is_empty() {
         Some(context::default_endpoint(h.opts.context.as_deref()).map_err(super::usage_err)?)
     } else {
@@ -204,7 +237,7 @@ pub(super) fn connect_cached(h: &Host, addr: &str) -> ScriptResult<EngineHandle>
         }
     }
     let e = h.block(async {
-        connect(&key, material.as_ref())
+        connect(&key, material.as_ref(), must_answer)
             .await
             .map_err(|e| match &chosen {
                 Some(c) if c.context.is_some() => script_err(format!("{e} ({})", c.describe())),
@@ -337,46 +370,6 @@ fn to_array(values: Vec<Value>) -> ScriptResult<Array> {
     values.iter().map(to_dynamic).collect()
 }
 
-/// A stack's services, tasks, nodes and volumes, and the engine's info when `with_info`, fetched
-/// at once.
-async fn stack_state(e: &EngineHandle, stack: &str, with_info: bool) -> ScriptResult<Map> {
-    let d = &e.docker;
-    let (services, tasks, nodes, volumes, info) = tokio::try_join!(
-        list_services(d, stack_filter(stack)),
-        list_tasks(d, stack_filter(stack)),
-        list_nodes(d),
-        list_volumes(
-            d,
-            HashMap::from([("name".to_string(), vec![format!("{stack}_")])])
-        ),
-        async {
-            if with_info {
-                d.info().await.map(Some).map_err(engine_error)
-            } else {
-                Ok(None)
-            }
-        },
-    )?;
-    let mut m = Map::new();
-    m.insert("services".into(), to_array(services)?.into());
-    m.insert("tasks".into(), to_array(tasks)?.into());
-    m.insert("nodes".into(), to_array(nodes)?.into());
-    m.insert("volumes".into(), to_array(volumes)?.into());
-    let info = match info {
-        Some(info) => to_dynamic(&info)?,
-        None => Dynamic::UNIT,
-    };
-    m.insert("info".into(), info);
-    Ok(m)
-}
-
-/// `e.stack_state`'s options.
-const STACK_STATE_OPTS: &[Opt] = &[(
-    "info",
-    "true; false leaves `info` `()`: it is the dearest request, the engine runs programs to \
-     answer it",
-)];
-
 /// Adds the Docker family's undo actions to the `cleanup::` module: `cleanup::exec` and
 /// `cleanup::freeze` (src/host/cleanup.rs knows no family).
 pub fn register_cleanup(m: &mut Module, host: &Arc<Host>) {
@@ -403,12 +396,15 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
          (`--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the current context of \
          `~/.docker/config.json`), else the local socket. Connections are cached per address; an \
          `ssh://` engine is reached through its host's shared SSH master (`ssh::connect`), over \
-         the engine's socket forwarded through it. Fails when the engine does not answer within \
-         30 s or the address is not supported. `docker::connect(hosts)` (an array: a swarm's \
+         the engine's socket forwarded through it, with one pool of connections per process; the \
+         API version a process before learnt through the same master is kept beside it and not \
+         asked again. Fails when the engine does not answer within 30 s or the address is not \
+         supported. `docker::connect(hosts)` (an array: a swarm's \
          managers in the order to try) connects to the first that answers: one whose connection \
          is refused, whose host does not answer over SSH or whose `_ping` times out is passed \
-         over (said with `-v`), and later calls with the same list in this process get the one \
-         that answered; it fails naming each address and why when none answers.",
+         over (said with `-v`; with more than one address each is asked `_ping`), and later \
+         calls with the same list in this process get the one that answered; it fails naming \
+         each address and why when none answers.",
     );
     prim.set_in(&mut m, move |addr: &str| connect_cached(&h, addr));
     failover::register(&mut m, host);
@@ -485,27 +481,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         to_array(h.block(list_nodes(&e.docker))?)
     });
 
-    let h = host.clone();
-    let prim = Prim::new("e.stack_state(stack: string) -> map").doc(
-        "A stack's `services`, `tasks`, `nodes`, `volumes` (named `<stack>_…`) and the engine's \
-         `info`, fetched at once.",
-    );
-    prim.register(
-        engine,
-        move |e: &mut EngineHandle, stack: &str| -> ScriptResult<Map> {
-            h.block(stack_state(e, stack, true))
-        },
-    );
-    let h = host.clone();
-    let prim = Prim::new("e.stack_state(stack: string, opts: map) -> map").opts(STACK_STATE_OPTS);
-    prim.register(
-        engine,
-        move |e: &mut EngineHandle, stack: &str, opts: Map| -> ScriptResult<Map> {
-            check_opts("e.stack_state", &opts, STACK_STATE_OPTS)?;
-            let info = super::opts::opt_bool(&opts, "info", true);
-            h.block(stack_state(e, stack, info))
-        },
-    );
+    reads::register(engine, host);
 
     let h = host.clone();
     let prim = Prim::new("e.remove_volume(name: string) -> bool")

@@ -15,9 +15,9 @@ use serde_json::Value;
 use super::{ssh_transport, EngineHandle, NAMESPACE_LABEL};
 use crate::host::{script_err, ScriptResult};
 
-/// Sends one bodiless request over a fresh connection of its own to the engine at `host`
-/// (`unix://`, `ssh://` through the shared master, or `tcp://`, with TLS when `tls`) and
-/// returns the answer.
+/// Sends one bodiless request to the engine at `host` and returns the answer: over a fresh
+/// connection of its own to `unix://` or `tcp://` (with TLS when `tls`), over the process's
+/// pooled connections through the shared master to `ssh://`.
 async fn send(
     host: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
@@ -51,7 +51,8 @@ async fn send(
             .map_err(|err| err.to_string())?;
         over(TokioIo::new(s), req).await
     } else if host.starts_with("ssh://") {
-        over(ssh_transport::dial(host).await?, req).await
+        // The process's pooled connections: across a WAN a fresh one costs a round trip.
+        ssh_transport::request(host, req.method().clone(), &req.uri().to_string()).await
     } else if let Some(config) = tls {
         over(TokioIo::new(super::tls::dial(host, config).await?), req).await
     } else {

@@ -3,16 +3,28 @@
 //! master, not a new SSH handshake. The remote engine's unix socket is forwarded to a local one
 //! (`ssh::engine_socket`), so a connection starts no process on either side; where that cannot
 //! be done, each connection runs `docker system dial-stdio` on the remote host, as the Docker
-//! CLI does. hyper's pool keeps the connections alive between requests, and the client is cached
-//! per host for the whole process (`docker::connect`). The port of `ssh://user@host:port` is
-//! honoured and ssh's own error reaches the user.
+//! CLI does. The port of `ssh://user@host:port` is honoured and ssh's own error reaches the user.
+//!
+//! **Round trips are the bill across a WAN**, and a new channel costs one before its request
+//! can go. So one HTTP client per host serves the whole process (bollard's requests and the
+//! `raw` reads alike), hyper's pool keeps its connections alive between requests, and a few
+//! channels are opened ahead ([`WARM`]): the requests of a wave sent together find a channel
+//! already open instead of each opening its own. The engine's API version is kept beside the
+//! shared master's forwarded socket, so that a later process skips `HEAD /_ping` while the same
+//! master lives ([`known_api_version`]).
 
 use std::future::Future;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bollard::{BollardRequest, ClientVersion, Docker};
+use bytes::Bytes;
+use futures_util::Stream;
+use http_body_util::{Either, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
@@ -21,49 +33,164 @@ use openssh::{ChildStdin, ChildStdout, Session, Stdio};
 
 use crate::host::{error_chain, ssh};
 
-/// Opens (or reuses) the master connection to the host of `ssh://…` and returns a client that
-/// speaks the Engine API through it.
-pub async fn connect(host: &str, timeout: u64, version: &ClientVersion) -> Result<Docker, String> {
-    let target = host.trim_end_matches('/');
-    ssh::engine_socket(target).await?;
+/// Channels opened ahead when a process first speaks to a host: the widest wave of requests a
+/// read command sends at once (`e.stack_state` sends four together after the stack's record
+/// was read on one of them). Later connections are opened when needed; the pool keeps them all
+/// alive for the process's next requests.
+const WARM: usize = 4;
+
+/// The body of a request as bollard builds it (its `BodyType`, which it does not name publicly).
+type Body = Either<
+    Full<Bytes>,
+    StreamBody<Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send>>>,
+>;
+
+/// Open channels to an engine, not yet used by any connection of the pool.
+type Stash = Arc<Mutex<Vec<tokio::net::UnixStream>>>;
+
+/// The HTTP client of one `ssh://` engine and its stash of channels opened ahead.
+struct Pooled {
+    target: String,
+    client: Client<Dial, Body>,
+    warm: Stash,
+}
+
+/// The client of each `ssh://` engine this process speaks to.
+static CLIENTS: Mutex<Vec<Pooled>> = Mutex::new(Vec::new());
+
+/// The one client of `target` in this process (made on first use), and its stash.
+fn pooled(target: &str) -> (Client<Dial, Body>, Stash) {
+    let mut clients = CLIENTS.lock().expect("ssh clients");
+    if let Some(p) = clients.iter().find(|p| p.target == target) {
+        return (p.client.clone(), p.warm.clone());
+    }
+    let warm = Stash::default();
     let client = Client::builder(TokioExecutor::new()).build(Dial {
         target: target.to_string(),
+        warm: warm.clone(),
     });
-    let name = target.to_string();
+    clients.push(Pooled {
+        target: target.to_string(),
+        client: client.clone(),
+        warm: warm.clone(),
+    });
+    (client, warm)
+}
+
+/// Sends `req` to the engine of `target` over the process's pooled connections.
+async fn send(
+    target: &str,
+    mut req: BollardRequest,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    // hyper pools connections by scheme and authority: bollard writes `ssh://user@host/…`, the
+    // raw reads `http://docker/…`. One form for both, so that they share the connections.
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    *req.uri_mut() = format!("http://docker{path}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    pooled(target)
+        .0
+        .request(req)
+        .await
+        .map_err(|e| error_chain(&e))
+}
+
+/// Opens (or reuses) the master connection to the host of `ssh://…` and returns a client that
+/// speaks the Engine API through it; channels start opening ahead at once.
+pub async fn connect(host: &str, timeout: u64, version: &ClientVersion) -> Result<Docker, String> {
+    let target = host.trim_end_matches('/').to_string();
+    // `connect` runs again when the engine is older than bollard (a client for its version):
+    // the channels are opened once per process.
+    let first = !CLIENTS
+        .lock()
+        .expect("ssh clients")
+        .iter()
+        .any(|p| p.target == target);
+    let warm = pooled(&target).1;
+    // A master started now asks its host where the engine listens; meanwhile the channels are
+    // opened and the engine's version asked on the place it most likely is, and kept when the
+    // host confirms it (else the channels, opened to another socket, are dropped).
+    let early = warm.clone();
+    let (socket, learnt) = ssh::engine_socket_with(&target, |local| async move {
+        warm_up(&early, &local);
+        ping_version(&local).await
+    })
+    .await?;
+    match (&socket, learnt.flatten()) {
+        (Some(socket), Some(v)) => remember_version_at(socket, &v),
+        (Some(socket), None) if first => {
+            warm.lock().expect("warm channels").clear();
+            warm_up(&warm, socket);
+        }
+        _ => {}
+    }
+    let name = target.clone();
     let transport = move |req: BollardRequest| {
-        let client = client.clone();
-        let name = name.clone();
+        let target = name.clone();
         async move {
             // Which engine and what happened, in one line: the engine restarting, or the link
             // to its host cut, reads "lost the connection to the Docker engine at ssh://…".
-            client
-                .request(req)
+            send(&target, req)
                 .await
                 .map_err(|e| bollard::errors::Error::IOError {
                     err: std::io::Error::other(format!(
-                        "lost the connection to the Docker engine at {name}: {}",
-                        error_chain(&e)
+                        "lost the connection to the Docker engine at {target}: {e}"
                     )),
                 })
         }
     };
-    Docker::connect_with_custom_transport(transport, Some(target), timeout, version)
+    Docker::connect_with_custom_transport(transport, Some(target.as_str()), timeout, version)
         .map_err(|e| e.to_string())
 }
 
-/// One raw connection to the engine of `ssh://…` (for `raw`), over the shared master.
-pub(super) async fn dial(
+/// One bodiless request to the engine of `ssh://…` (for `raw`), over the pooled connections.
+pub(super) async fn request(
     host: &str,
-) -> Result<impl hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static, String> {
+    method: hyper::Method,
+    path: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
     let target = host.trim_end_matches('/');
-    tower_service::Service::call(
-        &mut Dial {
-            target: target.to_string(),
-        },
-        Uri::from_static("http://docker"),
-    )
-    .await
-    .map_err(|e| format!("cannot reach the Docker engine at {target}: {e}"))
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://docker{path}"))
+        .body(bollard::body_full(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    send(target, req)
+        .await
+        .map_err(|e| format!("cannot reach the Docker engine at {target}: {e}"))
+}
+
+/// Fills a stash with [`WARM`] open channels: connecting to the forwarded socket makes the
+/// master open a channel to the engine, which is ready by the time a request takes it. A unix
+/// connect completes in the listener's backlog, so this does not wait for the far side.
+fn warm_up(warm: &Stash, socket: &Path) {
+    let mut warm = warm.lock().expect("warm channels");
+    for _ in 0..WARM {
+        let opened = std::os::unix::net::UnixStream::connect(socket)
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .and_then(tokio::net::UnixStream::from_std);
+        match opened {
+            Ok(s) => warm.push(s),
+            Err(_) => return,
+        }
+    }
+}
+
+/// A channel from the stash that is still open (one whose engine or master went away reads
+/// end-of-file, and is dropped).
+fn take_warm(warm: &Stash) -> Option<tokio::net::UnixStream> {
+    let mut warm = warm.lock().expect("warm channels");
+    while let Some(s) = warm.pop() {
+        match s.try_read(&mut [0u8; 1]) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(s),
+            _ => continue,
+        }
+    }
+    None
 }
 
 /// Connects hyper to the engine: through the forwarded socket when there is one, else each
@@ -72,6 +199,7 @@ pub(super) async fn dial(
 #[derive(Clone)]
 struct Dial {
     target: String,
+    warm: Stash,
 }
 
 impl tower_service::Service<Uri> for Dial {
@@ -85,15 +213,19 @@ impl tower_service::Service<Uri> for Dial {
 
     fn call(&mut self, _: Uri) -> Self::Future {
         let target = self.target.clone();
+        let warm = self.warm.clone();
         Box::pin(async move {
             if let Some(path) = ssh::engine_socket(&target)
                 .await
                 .map_err(std::io::Error::other)?
             {
-                // The master ended (its link cut, killed): the forward is gone with it.
-                let stream = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
-                    std::io::Error::other(format!("the SSH master's forwarded socket: {e}"))
-                })?;
+                let stream = match take_warm(&warm) {
+                    Some(s) => s,
+                    // The master ended (its link cut, killed): the forward is gone with it.
+                    None => tokio::net::UnixStream::connect(&path).await.map_err(|e| {
+                        std::io::Error::other(format!("the SSH master's forwarded socket: {e}"))
+                    })?,
+                };
                 return Ok(DialStream::Forwarded(TokioIo::new(stream)));
             }
             let session = ssh::shared_session(&target)
@@ -176,4 +308,67 @@ impl hyper::rt::Write for DialStream {
             DialStream::Stdio { stdin, .. } => Pin::new(stdin).poll_shutdown(cx),
         }
     }
+}
+
+/// The API version the engine of `host` answered through the same shared master, as a process
+/// before this one recorded it beside the master's forwarded socket; None when none did, or
+/// the socket was made again since (a new master: the engine may have changed meanwhile).
+pub(super) async fn known_api_version(host: &str) -> Option<String> {
+    let socket = ssh::engine_socket(host.trim_end_matches('/'))
+        .await
+        .ok()??;
+    let text = std::fs::read_to_string(version_file(&socket)).ok()?;
+    let (version, made) = text.trim().split_once(' ')?;
+    (made == identity(&socket)?).then(|| version.to_string())
+}
+
+/// Records the API version the engine of `host` answered, for the next process over the same
+/// master. Best effort: a process that cannot write it asks the engine again.
+pub(super) async fn remember_api_version(host: &str, version: &str) {
+    if let Ok(Some(socket)) = ssh::engine_socket(host.trim_end_matches('/')).await {
+        remember_version_at(&socket, version);
+    }
+}
+
+/// `remember_api_version` for the forwarded socket `socket`.
+fn remember_version_at(socket: &Path, version: &str) {
+    if let Some(made) = identity(socket) {
+        let line = format!("{version} {made}\n");
+        let _ = crate::host::output::write_atomic(&version_file(socket), line.as_bytes(), true);
+    }
+}
+
+/// The `Api-Version` the engine at the forwarded socket `local` answers to `HEAD /_ping`, on a
+/// connection of its own (the pool is not used before the forward is confirmed).
+async fn ping_version(local: &Path) -> Option<String> {
+    let stream = tokio::net::UnixStream::connect(local).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = hyper::Request::builder()
+        .method(hyper::Method::HEAD)
+        .uri("/_ping")
+        .header("Host", "docker")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .ok()?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(30), sender.send_request(req));
+    let resp = answer.await.ok()?.ok()?;
+    let version = resp.headers().get("Api-Version")?.to_str().ok()?;
+    resp.status().is_success().then(|| version.to_string())
+}
+
+/// Where the version is kept: beside the forwarded socket, in the master's private folder.
+fn version_file(socket: &Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_os_string();
+    name.push(".api");
+    PathBuf::from(name)
+}
+
+/// Which forwarded socket this is: a master started again makes a new one.
+fn identity(socket: &Path) -> Option<String> {
+    let m = std::fs::metadata(socket).ok()?;
+    Some(format!("{}.{}.{}", m.ino(), m.ctime(), m.ctime_nsec()))
 }

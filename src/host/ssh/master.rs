@@ -99,6 +99,20 @@ pub(super) static ENGINE_SOCKETS: Mutex<Vec<(String, Option<PathBuf>)>> = Mutex:
 /// direct-streamlocal: a connection is one channel, no process on either side), set up once
 /// per master; None when the engine is not on a unix socket there or the forward is refused.
 pub async fn engine_socket(target: &str) -> Result<Option<PathBuf>, String> {
+    Ok(engine_socket_with(target, |_| async {}).await?.0)
+}
+
+/// `engine_socket`; when this call sets up the forward, `meanwhile` runs on it while the host
+/// is asked where its engine listens, and its result is returned once that place is confirmed
+/// (`mux::forward_engine_with`).
+pub async fn engine_socket_with<T, F, Fut>(
+    target: &str,
+    meanwhile: F,
+) -> Result<(Option<PathBuf>, Option<T>), String>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     let opts = ConnectOptions::from_map(&Map::new());
     let key = opts.cache_key(target);
     let s = shared_ssh(target, &opts).await?;
@@ -108,26 +122,52 @@ pub async fn engine_socket(target: &str) -> Result<Option<PathBuf>, String> {
         .iter()
         .find(|(k, _)| *k == key)
     {
-        return Ok(p.clone());
+        return Ok((p.clone(), None));
     }
     let control = s.session.control_socket().to_path_buf();
-    let found = match &s.shared {
+    let (found, done) = match &s.shared {
         Some(paths) => {
             let _lock = mux::Lock::take(&paths.lock, opts.timeout).await?;
             let local = paths.engine.clone();
-            (mux::connects(&local) || mux::forward_engine(&s.session, &control, &local).await)
-                .then_some(local)
+            // The master answered (`mux::shared`), and a new one starts without the old
+            // forward: one that is there is live. Not tried by connecting to it, which would
+            // open a channel to the engine for nothing.
+            if local.exists() {
+                (Some(local), None)
+            } else {
+                let (ok, done) = mux::forward_engine_with(
+                    &s.session,
+                    &control,
+                    &local,
+                    Some(&paths.remembered),
+                    meanwhile,
+                )
+                .await;
+                (ok.then_some(local), done)
+            }
         }
         None => {
+            // A master of this process alone still reads and keeps where the engine was in the
+            // shared folder, when there is one.
+            let remembered = mux::shared_dir()
+                .ok()
+                .flatten()
+                .map(|d| mux::Paths::new(&d, &key).remembered);
             let local = control.with_file_name("docker.sock");
-            mux::forward_engine(&s.session, &control, &local)
-                .await
-                .then_some(local)
+            let (ok, done) = mux::forward_engine_with(
+                &s.session,
+                &control,
+                &local,
+                remembered.as_deref(),
+                meanwhile,
+            )
+            .await;
+            (ok.then_some(local), done)
         }
     };
     ENGINE_SOCKETS
         .lock()
         .expect("engine sockets")
         .push((key, found.clone()));
-    Ok(found)
+    Ok((found, done))
 }

@@ -30,7 +30,7 @@ use crate::host::doc::{check_opts, Opt, Prim};
 use files::atomic_write_script;
 use files::{download, upload, write_remote};
 use identity::public_keys;
-pub use master::engine_socket;
+pub use master::{engine_socket, engine_socket_with};
 use master::{open, ENGINE_SOCKETS};
 
 /// Seconds to wait for a host to answer when no `timeout` is given (`WSM_SSH_TIMEOUT`).

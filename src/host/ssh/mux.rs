@@ -10,9 +10,11 @@
 //! a new master started; a file lock beside it (`m-<hash>.lock`) makes two processes that start
 //! at once share one master. `WSM_SSH_PERSIST=0` gives every process its own master, ended when
 //! it exits (`ssh::close_all`). To end a master now: `ssh -S <socket> -O exit none`. What stays
-//! in the folder after a master ended: its small `.lock` and `.log` files, and the forwarded
-//! socket's file until the next master for that host replaces it; no ssh process, and never a
-//! `.ssh-connection*` folder (those are the private masters', removed on exit).
+//! in the folder after a master ended: its small `.lock` and `.log` files, `.where` (the path
+//! the host's engine listened on when last asked, which the next master forwards while it asks
+//! again), and the forwarded socket's file with its `.api` (the engine's API version, valid for
+//! that socket only) until the next master for that host replaces them; no ssh process, and
+//! never a `.ssh-connection*` folder (those are the private masters', removed on exit).
 //!
 //! **The engine over the master.** The remote engine's unix socket is forwarded to a local one
 //! beside the master's (`f-<hash>.sock`, or `docker.sock` in a private master's folder; ssh's
@@ -68,6 +70,9 @@ pub struct Paths {
     log: PathBuf,
     pub lock: PathBuf,
     pub engine: PathBuf,
+    /// Where the host's engine listened when last asked (a path on the host), kept after the
+    /// master ends: the next master forwards it while it asks again.
+    pub remembered: PathBuf,
 }
 
 impl Paths {
@@ -79,6 +84,7 @@ impl Paths {
             log: dir.join(format!("m-{h}.log")),
             lock: dir.join(format!("m-{h}.lock")),
             engine: dir.join(format!("f-{h}.sock")),
+            remembered: dir.join(format!("f-{h}.where")),
         }
     }
 }
@@ -137,8 +143,9 @@ pub async fn shared(p: &Paths, persist: u64, launch: &Launch) -> Result<Session,
         }
         // A master that is gone (killed, its link cut, the machine suspended): start afresh.
         let _ = std::fs::remove_file(&p.socket);
-        let _ = std::fs::remove_file(&p.engine);
     }
+    // A forward is its master's: one left by a master that ended is no way to the engine.
+    let _ = std::fs::remove_file(&p.engine);
     std::fs::File::create(&p.log).map_err(|e| format!("cannot write {}: {e}", p.log.display()))?;
     let mut ssh = tokio::process::Command::new("ssh");
     ssh.arg("-E")
@@ -185,18 +192,70 @@ fn resume(p: &Paths) -> Session {
 /// `DOCKER_HOST`, else the current context when one is set, else the default socket.
 const ENGINE_PROBE: &str = r#"if [ -n "$DOCKER_HOST" ]; then printf '%s' "$DOCKER_HOST"; elif [ -n "$DOCKER_CONTEXT" ] || grep -qs '"currentContext"' "${DOCKER_CONFIG:-$HOME/.docker}/config.json"; then docker context inspect --format '{{.Endpoints.docker.Host}}'; else printf 'unix:///var/run/docker.sock'; fi"#;
 
-/// Forwards the remote engine's unix socket to `local` through the master at `socket`;
-/// false when the engine is not on a unix socket or the forward is refused.
-pub async fn forward_engine(session: &Session, socket: &Path, local: &Path) -> bool {
-    let Some(remote) = remote_engine_socket(session).await else {
-        return false;
-    };
+/// Where an engine listens when nothing on its host says otherwise.
+const DEFAULT_ENGINE: &str = "/var/run/docker.sock";
+
+/// Forwards the remote engine's unix socket to `local` through the master at `socket` (false
+/// when the engine is not on a unix socket or the forward is refused), with `meanwhile` run on
+/// `local` while the host is asked where its engine listens: the place it answered last time (kept in the file `remembered`), else the usual
+/// one, is forwarded at once, so that the probe's round trips and the caller's first ones (a
+/// channel opened, the engine's version asked) overlap. Its result is returned only when the
+/// probe confirms that place; otherwise the right one is forwarded and the result, which came
+/// from another socket, is dropped. Nothing but `meanwhile` uses the socket before that.
+pub async fn forward_engine_with<T, F, Fut>(
+    session: &Session,
+    socket: &Path,
+    local: &Path,
+    remembered: Option<&Path>,
+    meanwhile: F,
+) -> (bool, Option<T>)
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     let _ = std::fs::remove_file(local);
+    let guess = remembered
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .map(|g| g.trim().to_string())
+        .filter(|g| g.starts_with('/') && !g.contains(':'))
+        .unwrap_or_else(|| DEFAULT_ENGINE.to_string());
+    let early = forward(socket, local, &guess, "forward").await && connects(local);
+    let (remote, done) = if early {
+        let (remote, done) = tokio::join!(
+            remote_engine_socket(session),
+            meanwhile(local.to_path_buf())
+        );
+        (remote, Some(done))
+    } else {
+        (remote_engine_socket(session).await, None)
+    };
+    if early && remote.as_deref() == Some(guess.as_str()) {
+        return (true, done);
+    }
+    if early {
+        forward(socket, local, &guess, "cancel").await;
+        let _ = std::fs::remove_file(local);
+    }
+    let Some(remote) = remote else {
+        return (false, None);
+    };
+    if let Some(f) = remembered {
+        let _ = crate::host::output::write_atomic(f, format!("{remote}\n").as_bytes(), true);
+    }
+    (
+        forward(socket, local, &remote, "forward").await && connects(local),
+        None,
+    )
+}
+
+/// `ssh -O forward` (or `cancel`) of `local` to the remote unix socket `remote` through the
+/// master at `socket`; whether ssh did it.
+async fn forward(socket: &Path, local: &Path, remote: &str, op: &str) -> bool {
     let spec = format!("{}:{}", local.display(), remote);
-    let ok = tokio::process::Command::new("ssh")
+    tokio::process::Command::new("ssh")
         .arg("-S")
         .arg(socket)
-        .args(["-o", "BatchMode=yes", "-O", "forward", "-L"])
+        .args(["-o", "BatchMode=yes", "-O", op, "-L"])
         .arg(&spec)
         .arg("none")
         .stdin(Stdio::null())
@@ -205,8 +264,7 @@ pub async fn forward_engine(session: &Session, socket: &Path, local: &Path) -> b
         .status()
         .await
         .map(|s| s.success())
-        .unwrap_or(false);
-    ok && connects(local)
+        .unwrap_or(false)
 }
 
 /// The path of the remote engine's unix socket, None when it is not on one.
