@@ -137,10 +137,10 @@ fn start_status_scale_and_stop_a_three_node_stack() {
         "config",
         "inspect",
         "--format",
-        "{{.CreatedAt}}",
+        "{{json .CreatedAt}}",
         &format!("wsm-state-stack.{prefix}.revisions"),
     ]);
-    let recorded_ns = chrono::DateTime::parse_from_rfc3339(recorded.trim())
+    let recorded_ns = chrono::DateTime::parse_from_rfc3339(recorded.trim().trim_matches('"'))
         .unwrap()
         .timestamp_nanos_opt()
         .unwrap() as i128;
