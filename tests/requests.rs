@@ -159,7 +159,8 @@ fn a_deploy_records_its_revision_after_the_wait_with_one_listing_of_each_kind() 
     let count = |what: &dyn Fn(&str) -> bool| after.iter().filter(|l| what(l)).count();
     // Before issue 28 item 4: the services listed four times (the state left, the versions in use
     // for secrets and again for configs, the live stacks for stale histories), the history read
-    // back once more for the versions its revisions keep, the store listed, 16 requests in all.
+    // back once more for the versions its revisions keep, the store listed: 13 requests, one after
+    // the other (counted so at `649a15e`).
     assert_eq!(
         count(&|l| l.contains("/services?") && !l.contains(&format!("%3D{}", s.name))),
         1,
