@@ -14,7 +14,8 @@ same file (which waits for the same monitor window), the stack removed completel
 `docker stack deploy --detach=false` waits for its services one after the other, each for its
 own monitor window, so the CLI's run of the 30-service file takes about 170 s: it runs once
 (WSMBENCH_OVERHEAD_CLI30=N for N runs, 0 for none). WSMBENCH_OVERHEAD_ONLY=ordered (or
-wavelet, 30-service) runs one case.
+wavelet, 30-service) runs one case; WSMBENCH_OVERHEAD_CLI=0 runs no CLI deploy at all (to compare
+wsm builds).
 
 After each run, before the teardown, the engine's own timestamps are read (Engine API, same
 host, same clock): every service's `CreatedAt` and, per task of the current spec, the
@@ -173,6 +174,8 @@ def phase_overhead(h, bench):
          lambda: bench.wsm("stack", "deploy", "-c", ford, "--timeout", "240", dord), ford_cli, pairs),
     ]
     only = os.environ.get("WSMBENCH_OVERHEAD_ONLY")  # e.g. "ordered": one case (a quick re-run)
+    if os.environ.get("WSMBENCH_OVERHEAD_CLI") == "0":  # wsm's runs only (comparing wsm builds)
+        cases = [(label, stack, argv, compose, 0) for label, stack, argv, compose, _ in cases]
     for label, stack, wsm_argv, compose, b_runs in cases:
         if only and only not in label:
             continue

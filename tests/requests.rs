@@ -98,3 +98,82 @@ fn reading_a_stack_makes_a_fixed_handful_of_label_filtered_requests() {
         "stack ls lists services filtered by the stack label: {made:#?}"
     );
 }
+
+#[test]
+fn a_deploy_records_its_revision_after_the_wait_with_one_listing_of_each_kind() {
+    let s = TestStack::new("wsmreqdep");
+    let write = |value: &str| {
+        let file = s.dir.path().join("one.yml");
+        std::fs::write(
+            &file,
+            format!(
+                "services:\n  a:\n    image: {IMAGE}\n    entrypoint: [sleep, infinity]\n    stop_grace_period: 1s\n    environment: {{V: \"{value}\"}}\n    deploy: {{update_config: {{monitor: 2s}}}}\n"
+            ),
+        )
+        .unwrap();
+        file.display().to_string()
+    };
+    let deploy = [
+        "deploy",
+        "-c",
+        "",
+        "--resolve-image",
+        "never",
+        "--timeout",
+        "120",
+    ];
+    let with = |file: &str| {
+        let mut d = deploy.map(String::from);
+        d[2] = file.to_string();
+        [
+            vec!["stack".to_string(), "-s".to_string(), s.name.clone()],
+            d.to_vec(),
+        ]
+        .concat()
+    };
+    let first = with(&write("one"));
+    s.command(&first.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .map(Run::from)
+        .unwrap()
+        .ok();
+
+    let socket = s.dir.path().join("engine.sock");
+    let seen = counting_proxy(&socket);
+    let second = with(&write("two"));
+    let args: Vec<&str> = second.iter().map(String::as_str).collect();
+    let (run, made) = counted(&s, &socket, &seen, &args);
+    run.ok();
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains("revision 2 recorded"), "{said}");
+    // What follows the wait's last read of the stack's tasks: the record and the pruning.
+    let last_read = made
+        .iter()
+        .rposition(|l| l.contains("/tasks?") && l.contains("_up-to-date"))
+        .expect("the wait read the tasks");
+    let after: Vec<&String> = made[last_read + 1..]
+        .iter()
+        .filter(|l| !l.contains("/update?")) // the lock's renewal, on its own clock
+        .collect();
+    eprintln!("after the wait: {after:#?}");
+    let count = |what: &dyn Fn(&str) -> bool| after.iter().filter(|l| what(l)).count();
+    // Before issue 28 item 4: the services listed four times (the state left, the versions in use
+    // for secrets and again for configs, the live stacks for stale histories), the history read
+    // back once more for the versions its revisions keep, the store listed: 13 requests, one after
+    // the other (counted so at `649a15e`).
+    assert_eq!(
+        count(&|l| l.contains("/services?") && !l.contains(&format!("%3D{}", s.name))),
+        1,
+        "the swarm's services listed once: {after:#?}"
+    );
+    assert_eq!(
+        count(&|l| l.starts_with("GET") && l.contains("wsm-state-stack.")),
+        1,
+        "the history read once (after its write): {after:#?}"
+    );
+    assert!(
+        after.len() <= 11,
+        "{} requests after the wait: {after:#?}",
+        after.len()
+    );
+}

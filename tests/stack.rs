@@ -43,6 +43,11 @@ fn start_status_scale_and_stop_a_three_node_stack() {
     let s = TestStack::new("wsmt");
     s.set("WAVELET_NODES", "3");
 
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
     s.stack(&["start"]).ok();
     let prefix = &s.name;
     assert_eq!(
@@ -108,6 +113,41 @@ fn start_status_scale_and_stop_a_three_node_stack() {
         "http://127.0.0.1:2379/v2/keys/mapping/1",
     ]);
     assert!(m.contains(&format!("/{rpc_port}/3000")), "mapping/1 = {m}");
+    // Written while the wavelet tasks still waited for their health check and window (issue 28
+    // item 4): the engine saw the mapping's exec before the deploy's revision was recorded.
+    let events = docker(&[
+        "events",
+        "--since",
+        &started.to_string(),
+        "--until",
+        "0s",
+        "--filter",
+        &format!("container={sync}"),
+        "--filter",
+        "event=exec_create",
+        "--format",
+        "{{.TimeNano}} {{.Action}}",
+    ]);
+    let exec_ns: i128 = events
+        .lines()
+        .find(|l| l.contains("mapping"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no mapping exec among the sync task's events:\n{events}"));
+    let recorded = docker(&[
+        "config",
+        "inspect",
+        "--format",
+        "{{json .CreatedAt}}",
+        &format!("wsm-state-stack.{prefix}.revisions"),
+    ]);
+    let recorded_ns = chrono::DateTime::parse_from_rfc3339(recorded.trim().trim_matches('"'))
+        .unwrap()
+        .timestamp_nanos_opt()
+        .unwrap() as i128;
+    assert!(
+        exec_ns < recorded_ns,
+        "the mapping ({exec_ns}) was written after the revision was recorded ({recorded_ns})"
+    );
 
     s.set("WAVELET_NODES", "5");
     s.stack(&["update"]).ok();

@@ -184,12 +184,23 @@ impl Host {
         if self.is_interrupted() {
             return Err(interrupted());
         }
-        self.rt.block_on(async {
-            tokio::select! {
-                r = fut => r,
-                _ = self.interrupt.notified() => Err(interrupted()),
-            }
-        })
+        self.rt.block_on(self.interruptible(fut))
+    }
+
+    /// A future that gives up with "interrupted" on Ctrl-C: what `block` runs, and what work
+    /// spawned to go on beside the script runs (`docker/deploying.rs`), so that Ctrl-C drops it
+    /// where it stands as it would a blocked primitive's.
+    pub async fn interruptible<T>(
+        &self,
+        fut: impl Future<Output = ScriptResult<T>>,
+    ) -> ScriptResult<T> {
+        if self.is_interrupted() {
+            return Err(interrupted());
+        }
+        tokio::select! {
+            r = fut => r,
+            _ = self.interrupt.notified() => Err(interrupted()),
+        }
     }
 }
 

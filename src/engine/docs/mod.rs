@@ -207,6 +207,7 @@ pub fn receiver(ty: &str) -> &'static str {
         "SshSession" => "s",
         "StackLock" => "lock",
         "Child" => "child",
+        "Deploying" => "deploying",
         "Stack" => "st",
         "Server" => "srv",
         _ => "x",

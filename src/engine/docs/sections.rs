@@ -14,6 +14,11 @@ pub const SECTIONS: &[(&str, &str)] = &[
          API's own shape (`Spec`, `Status`, …).",
     ),
     (
+        "Deploying",
+        "A deploy going on beside the script (`e.deploy_begin`): wait until some services run, \
+         then for its end.",
+    ),
+    (
         "ssh",
         "SSH sessions over one shared OpenSSH master per host.",
     ),

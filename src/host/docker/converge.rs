@@ -10,43 +10,101 @@
 //! container's event), and a poll every 0.5 s is the safety net: for an event stream that breaks
 //! or says nothing, and for a manager that lags behind its containers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use super::verdict::{current_iteration, judge, progress_line, runs, Phase, ServiceState};
 pub(super) use super::verdict::{Baseline, Goal};
-use super::{list_nodes, list_services, list_tasks, stack_filter, str_at};
+use super::{list_nodes, list_services, raw, stack_filter, str_at, EngineHandle};
 use crate::host::progress::ProgressDisplay;
 use crate::host::{interrupted, script_err, Host, ScriptResult};
 
-/// Reads where every service of `stack` stands, noting when each new task was first seen
-/// running.
+/// The engine's clock against this machine's, from the `Date` header of its answers (whole
+/// seconds): the engine's time minus ours is at least `low` (an answer dated D, received at
+/// our t, was written at or after D while we were at t or before). The bound only rises as
+/// answers come, and a time mapped with it is never earlier than the truth.
+#[derive(Default)]
+struct EngineClock {
+    low: Option<f64>,
+}
+
+impl EngineClock {
+    fn note(&mut self, engine: SystemTime, received: SystemTime) {
+        let diff = secs_since_epoch(engine) - secs_since_epoch(received);
+        self.low = Some(self.low.map_or(diff, |l| l.max(diff)));
+    }
+
+    /// When, on our monotonic clock, the engine's time `at` was at the latest; None before
+    /// any dated answer, or for a time not in the past.
+    fn local(&self, at: SystemTime, now_sys: SystemTime, now: Instant) -> Option<Instant> {
+        let ours = secs_since_epoch(at) - self.low?;
+        let ago = secs_since_epoch(now_sys) - ours;
+        (ago > 0.0).then(|| now.checked_sub(Duration::from_secs_f64(ago)))?
+    }
+}
+
+fn secs_since_epoch(t: SystemTime) -> f64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// A task's running timestamp (`Status.Timestamp`, the engine's clock).
+fn running_since(task: &Value) -> Option<SystemTime> {
+    let at = chrono::DateTime::parse_from_rfc3339(str_at(task, &["Status", "Timestamp"])).ok()?;
+    Some(SystemTime::from(at))
+}
+
+/// Reads where every service of `stack` stands, noting when each new task began to run. That
+/// is the engine's own timestamp of the task (on our clock through `clock`), not the moment
+/// this read saw it, bounded by the read before (`previous`, when it began), so that a clock
+/// that differs (a worker's, which writes the timestamp) moves it by at most one read's gap,
+/// and by this read, so that it is never later than seen.
 async fn service_states(
-    d: &Docker,
+    e: &EngineHandle,
     stack: &str,
     baseline: &Baseline,
     goal: Goal,
     seen_running: &mut HashMap<String, Instant>,
+    clock: &mut EngineClock,
+    previous: Option<Instant>,
 ) -> ScriptResult<BTreeMap<String, ServiceState>> {
+    let d = &e.docker;
     let mut current = stack_filter(stack);
     current.insert("_up-to-date".into(), vec!["true".into()]);
-    let (services, tasks, nodes) = tokio::try_join!(
-        list_services(d, stack_filter(stack)),
-        list_tasks(d, current),
-        list_nodes(d)
-    )?;
-    let now = Instant::now();
+    let query = serde_json::to_string(&current).map_err(script_err)?;
+    let tasks = async {
+        raw::get_json_dated(e, &format!("/tasks?filters={}", raw::url_escape(&query)))
+            .await
+            .map_err(script_err)
+    };
+    let (services, (tasks, date), nodes) =
+        tokio::try_join!(list_services(d, stack_filter(stack)), tasks, list_nodes(d))?;
+    let tasks = match tasks {
+        Value::Array(list) => list,
+        other => return Err(script_err(format!("the engine listed tasks as {other}"))),
+    };
+    if let Some((engine, received)) = date {
+        clock.note(engine, received);
+    }
+    let (now, now_sys) = (Instant::now(), SystemTime::now());
     for t in tasks.iter().filter(|t| runs(t)) {
         let id = str_at(t, &["ID"]);
         if !baseline.had(id) && !seen_running.contains_key(id) {
-            seen_running.insert(id.to_string(), now);
+            let engine_says = running_since(t).and_then(|at| clock.local(at, now_sys, now));
+            let since = match (engine_says, previous) {
+                (Some(at), Some(before)) => at.max(before).min(now),
+                _ => now,
+            };
+            seen_running.insert(id.to_string(), since);
         }
     }
     let ready = nodes
@@ -171,41 +229,106 @@ impl Drop for EventWatch {
     }
 }
 
+/// What a wait tells while it goes on: the services (by name) whose tasks of the current spec
+/// all run (or completed), and whether the wait has ended, so that a caller can act on a
+/// service that runs while the others are still waited for (`deploying`).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Progress {
+    pub reached: BTreeSet<String>,
+    pub ended: bool,
+}
+
+/// The sending side of a wait's [`Progress`].
+pub(super) type Reporter = watch::Sender<Progress>;
+
+/// Marks the wait ended however it ends (done, failed, interrupted, dropped).
+struct EndOnDrop<'a>(Option<&'a Reporter>);
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.0 {
+            r.send_modify(|p| p.ended = true);
+        }
+    }
+}
+
 /// Waits until every service of `stack` runs its desired tasks of its current spec, each new
 /// one stable for the monitor window, and its update completed (a job: has completed them);
 /// fails at once when a new task fails or the engine pauses or rolls back an update (see the
 /// module's doc and `Goal`), and gives up at the deadline.
 pub(super) async fn converge(
     host: &Host,
-    d: &Docker,
+    e: &EngineHandle,
     stack: &str,
     baseline: &Baseline,
     goal: Goal,
     timeout: Duration,
 ) -> ScriptResult<()> {
+    converge_reporting(host, e, stack, baseline, goal, timeout, None).await
+}
+
+/// [`converge`], telling `report` after each read which services run (see [`Progress`]).
+pub(super) async fn converge_reporting(
+    host: &Host,
+    e: &EngineHandle,
+    stack: &str,
+    baseline: &Baseline,
+    goal: Goal,
+    timeout: Duration,
+    report: Option<&Reporter>,
+) -> ScriptResult<()> {
+    let _ended = EndOnDrop(report);
     let deadline = Instant::now() + timeout;
+    let d = &e.docker;
     let mut display = ProgressDisplay::new();
     let watch = EventWatch::start(d, stack);
     let mut seen_running = HashMap::new();
+    let mut clock = EngineClock::default();
+    // When the last read that answered began.
+    let mut previous = None;
     // The first read comes at once; quick reads go on while containers are being started.
     let mut last_event = Instant::now();
     let mut confirming = false;
     loop {
         let last_read = Instant::now();
-        let states = match service_states(d, stack, baseline, goal, &mut seen_running).await {
+        let read = service_states(
+            e,
+            stack,
+            baseline,
+            goal,
+            &mut seen_running,
+            &mut clock,
+            previous,
+        );
+        let states = match read.await {
             Ok(states) => states,
-            Err(e) => {
-                if let Err(gone) = engine_gone(&mut display, stack, &e, deadline, timeout).await {
+            Err(err) => {
+                if let Err(gone) = engine_gone(&mut display, stack, &err, deadline, timeout).await {
                     display.finish();
                     return Err(gone);
                 }
                 continue;
             }
         };
+        previous = Some(last_read);
+        if let Some(r) = report {
+            let reached: BTreeSet<String> = states
+                .iter()
+                .filter(|(_, s)| s.phase != Phase::Starting && s.failure.is_none())
+                .map(|(n, _)| n.clone())
+                .collect();
+            r.send_if_modified(|p| {
+                let changed = p.reached != reached;
+                p.reached = reached;
+                changed
+            });
+        }
         let mut all_done = true;
+        let mut settled = true;
         let mut next_check = POLL;
         for (name, s) in &states {
             all_done &= s.phase == Phase::Done;
+            settled &= s.settled;
             if let Phase::Verifying(left) = s.phase {
                 next_check = next_check.min(left);
             }
@@ -218,8 +341,11 @@ pub(super) async fn converge(
             }
         }
         // A task whose process exits at once is "running" for a moment: the events make a read
-        // in that moment likely, so a verdict of done is read twice, CONFIRM apart.
-        if all_done && confirming {
+        // in that moment likely, so a verdict of done is read twice, CONFIRM apart, unless every
+        // service's verdict already rests on more than one moment (`ServiceState::settled`:
+        // each new task seen running for its whole window, the engine's own verdict, or a job's
+        // completion).
+        if all_done && (confirming || settled) {
             display.finish();
             return Ok(());
         }
@@ -291,4 +417,29 @@ pub(super) async fn engine_gone(
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: f64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs_f64(secs)
+    }
+
+    #[test]
+    fn the_engine_clock_maps_a_timestamp_never_earlier_than_it_was() {
+        let mut clock = EngineClock::default();
+        let now = Instant::now();
+        assert!(clock.local(at(100.0), at(101.0), now).is_none());
+        // Dated 100 (written between 100 and 101 on the engine), received at our 99.5.
+        clock.note(at(100.0), at(99.5));
+        clock.note(at(100.0), at(100.2)); // a later answer of the same second bounds less
+        assert_eq!(clock.low, Some(0.5));
+        let mapped = clock.local(at(102.3), at(103.0), now).unwrap();
+        let ago = now.duration_since(mapped).as_secs_f64();
+        assert!((ago - 1.2).abs() < 1e-6, "{ago}");
+        // Not in the past by our clock: no mapping.
+        assert!(clock.local(at(104.0), at(103.0), now).is_none());
+    }
 }

@@ -1,4 +1,5 @@
-//! A stack history's secrets at rest and its lifetime (the history itself: `revisions`).
+//! A stack history's secrets at rest, how a revision is shown (`summary`), and its lifetime
+//! (the history itself: `revisions`).
 //!
 //! Secret values: a revision keeps every secret value of a spec (an environment entry, option
 //! or label with a secret name, URL credentials) sealed with the operator's key (`secrets`),
@@ -62,6 +63,29 @@ pub(super) fn open_state(state: &Value) -> Result<Value, String> {
     }
 }
 
+/// A revision as `stack history` shows it: without the state, with the image digests, any
+/// secret value in its text masked.
+pub(super) fn summary(rev: &Value) -> Value {
+    let mut r = rev.clone();
+    if let Some(o) = r.as_object_mut() {
+        let images = rev["state"]["images"].clone();
+        o.remove("state");
+        o.insert("images".into(), images);
+    }
+    secrets::mask_json(&mut r);
+    for text in ["status", "operation"] {
+        if let Some(Value::String(s)) = r.get_mut(text) {
+            *s = secrets::mask_text(s);
+        }
+    }
+    for c in r["changes"].as_array_mut().into_iter().flatten() {
+        if let Value::String(s) = c {
+            *s = secrets::mask_text(s);
+        }
+    }
+    r
+}
+
 /// How long the history of a removed stack is kept, in days: `WSM_HISTORY_KEEP_DAYS` (a
 /// fraction is allowed), else 30.
 pub(super) fn keep_days() -> f64 {
@@ -75,7 +99,7 @@ pub(super) fn keep_days() -> f64 {
 /// Which of the store's documents (name, last written) are stale histories at `now`: the
 /// revisions of a stack not in `live` (no service left), last written more than `days` ago.
 /// A time that cannot be read is never taken for an old one.
-fn stale(
+pub(super) fn stale(
     docs: &[(String, String)],
     live: &HashSet<String>,
     now: SystemTime,

@@ -11,6 +11,7 @@ mod apply;
 mod container;
 pub mod context;
 mod converge;
+mod deploying;
 pub(crate) mod diff;
 mod drift;
 mod failover;
@@ -30,6 +31,7 @@ mod plan;
 mod precheck;
 mod raw;
 mod reads;
+mod record;
 mod revisions;
 mod rollback;
 mod rotate;
@@ -499,6 +501,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     );
 
     stack::register(engine, host);
+    deploying::register(engine, host);
     hold::register(engine, host);
     container::register(engine, host);
     logs::register(engine, host);

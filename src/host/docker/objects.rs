@@ -167,6 +167,35 @@ pub(super) fn is_versioned(name: &str) -> bool {
     })
 }
 
+/// The ids of the objects of `kind` that `services` refer to.
+pub(super) fn used_ids(services: &[Value], kind: Kind) -> HashSet<String> {
+    let (list_field, _, id_field) = kind.fields();
+    services
+        .iter()
+        .flat_map(|s| {
+            s.pointer(&format!("/Spec/TaskTemplate/ContainerSpec/{list_field}"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|r| str_at(&r, &[id_field]).to_string())
+        .collect()
+}
+
+/// The content versions among a stack's objects (`listed`) that may go, as (name, id): not in
+/// `keep`, and referred to by no service (`used`: [`used_ids`]).
+pub(super) fn unused_versions<'a>(
+    listed: &'a [Value],
+    keep: &HashSet<String>,
+    used: &HashSet<String>,
+) -> Vec<(&'a str, &'a str)> {
+    listed
+        .iter()
+        .map(|obj| (str_at(obj, &["Spec", "Name"]), str_at(obj, &["ID"])))
+        .filter(|(name, id)| !keep.contains(*name) && is_versioned(name) && !used.contains(*id))
+        .collect()
+}
+
 /// Removes the stack's content versions of `kind` not in `keep` (the plan's and the kept
 /// revisions') that no service of the swarm refers to: the old versions of a changed file.
 pub(super) async fn prune_versions(
@@ -176,24 +205,9 @@ pub(super) async fn prune_versions(
     kind: Kind,
     keep: &HashSet<String>,
 ) -> ScriptResult<()> {
-    let (list_field, _, id_field) = kind.fields();
-    let used: HashSet<String> = list_services(d, HashMap::new())
-        .await?
-        .iter()
-        .flat_map(|s| {
-            s.pointer(&format!("/Spec/TaskTemplate/ContainerSpec/{list_field}"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        })
-        .map(|r| str_at(&r, &[id_field]).to_string())
-        .collect();
-    for obj in list(d, kind, stack_filter(stack)).await? {
-        let name = str_at(&obj, &["Spec", "Name"]);
-        let id = str_at(&obj, &["ID"]);
-        if keep.contains(name) || !is_versioned(name) || used.contains(id) {
-            continue;
-        }
+    let used = used_ids(&list_services(d, HashMap::new()).await?, kind);
+    let listed = list(d, kind, stack_filter(stack)).await?;
+    for (name, id) in unused_versions(&listed, keep, &used) {
         host.say(&format!("Removing old {} {name}", kind.word()));
         if let Err(e) = delete(d, kind, id).await {
             host.warn(&format!(

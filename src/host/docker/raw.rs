@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
@@ -92,10 +93,26 @@ pub(super) async fn ping_api_version(
 
 /// GET `path` (`/services?…`, without the version) from the engine of `e`, as JSON.
 pub(super) async fn get_json(e: &EngineHandle, path: &str) -> Result<Value, String> {
+    Ok(get_json_dated(e, path).await?.0)
+}
+
+/// [`get_json`], with the engine's clock as it answered (its `Date` header, whole seconds;
+/// None without one) and this machine's when the answer came.
+pub(super) async fn get_json_dated(
+    e: &EngineHandle,
+    path: &str,
+) -> Result<(Value, Option<(SystemTime, SystemTime)>), String> {
     let path = format!("/v{}{path}", e.api_version);
     let host = e.host.as_str();
     let answer = async {
         let resp = send(host, e.tls.as_ref(), hyper::Method::GET, &path).await?;
+        let received = SystemTime::now();
+        let date = resp
+            .headers()
+            .get(hyper::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(httpdate)
+            .map(|engine| (engine, received));
         let status = resp.status();
         let body = resp
             .into_body()
@@ -109,11 +126,19 @@ pub(super) async fn get_json(e: &EngineHandle, path: &str) -> Result<Value, Stri
                 String::from_utf8_lossy(&body).trim()
             ));
         }
-        serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
+        let value = serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())?;
+        Ok((value, date))
     };
     answer
         .await
         .map_err(|err| format!("reading {path} from the Docker engine at {host}: {err}"))
+}
+
+/// An HTTP date (`Mon, 07 Dec 2026 09:49:43 GMT`, RFC 9110's preferred form, which Go's
+/// `net/http` writes).
+fn httpdate(text: &str) -> Option<SystemTime> {
+    let t = chrono::NaiveDateTime::parse_from_str(text, "%a, %d %b %Y %H:%M:%S GMT").ok()?;
+    Some(SystemTime::from(t.and_utc()))
 }
 
 /// The services of a stack exactly as the engine stores them.
@@ -142,7 +167,7 @@ pub(super) async fn service(e: &EngineHandle, service: &str) -> ScriptResult<Val
 }
 
 /// Percent-encodes a query value.
-fn url_escape(s: &str) -> String {
+pub(super) fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -196,5 +221,13 @@ mod tests {
             .unwrap();
         assert_eq!(check.test.unwrap(), ["CMD", "true"]);
         assert_eq!(url_escape("{\"a\":[1]}"), "%7B%22a%22%3A%5B1%5D%7D");
+    }
+
+    #[test]
+    fn an_http_date_is_read_as_the_engine_writes_it() {
+        let t = httpdate("Mon, 07 Dec 2026 09:49:43 GMT").unwrap();
+        let want = humantime::parse_rfc3339("2026-12-07T09:49:43Z").unwrap();
+        assert_eq!(t, want);
+        assert!(httpdate("yesterday").is_none());
     }
 }

@@ -265,11 +265,28 @@ impl History {
         self.revisions.iter().rev().find(|r| !r["state"].is_null())
     }
 
+    /// [`History::write_revision`], then the stale histories of removed stacks pruned.
+    pub(super) async fn append(
+        &mut self,
+        d: &Docker,
+        operation: &str,
+        status: &str,
+        changes: Vec<String>,
+        state: Option<Value>,
+    ) -> ScriptResult<i64> {
+        let rev = self
+            .write_revision(d, operation, status, changes, state)
+            .await?;
+        // Housekeeping: a failure here costs nothing but a stale document kept.
+        let _ = prune_stale(d, &self.stack).await;
+        Ok(rev)
+    }
+
     /// Appends a revision (numbered after the last) and writes the document back, dropping
     /// the oldest revisions beyond the number kept or the store's size. A concurrent writer
     /// (none should write without the stack's lock) makes it read again and append once more.
     /// Returns the new revision's number.
-    pub(super) async fn append(
+    pub(super) async fn write_revision(
         &mut self,
         d: &Docker,
         operation: &str,
@@ -323,8 +340,6 @@ impl History {
                 Ok(version) => {
                     self.version = Some(version);
                     self.revisions = revisions;
-                    // Housekeeping: a failure here costs nothing but a stale document kept.
-                    let _ = prune_stale(d, &self.stack).await;
                     return Ok(rev);
                 }
                 Err(StoreError::Conflict(_)) => {
@@ -563,29 +578,6 @@ fn choose(history: &History, stack: &str, to: i64) -> ScriptResult<Value> {
         ))),
         n => Ok(with_state[n - 2].clone()),
     }
-}
-
-/// A revision as `stack history` shows it: without the state, with the image digests, any
-/// secret value in its text masked.
-pub(super) fn summary(rev: &Value) -> Value {
-    let mut r = rev.clone();
-    if let Some(o) = r.as_object_mut() {
-        let images = rev["state"]["images"].clone();
-        o.remove("state");
-        o.insert("images".into(), images);
-    }
-    secrets::mask_json(&mut r);
-    for text in ["status", "operation"] {
-        if let Some(Value::String(s)) = r.get_mut(text) {
-            *s = secrets::mask_text(s);
-        }
-    }
-    for c in r["changes"].as_array_mut().into_iter().flatten() {
-        if let Value::String(s) = c {
-            *s = secrets::mask_text(s);
-        }
-    }
-    r
 }
 
 /// The engine's message for a failure, unwrapped.

@@ -13,14 +13,14 @@ use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::Value;
 
 use super::apply::{deploy, prune_old_versions, DeployOptions, Plan};
-use super::converge::{converge, Baseline, Goal};
+use super::converge::{converge, converge_reporting, Baseline, Goal, Reporter};
 use super::fence;
+use super::history::summary;
 use super::interrupted;
 use super::leftovers::{self, Found};
 use super::objects::FileObject;
-use super::revisions::{
-    changes, message_of, restore, snapshot, state_names, summary, target, History,
-};
+use super::record::record_converged;
+use super::revisions::{changes, message_of, restore, snapshot, state_names, target, History};
 use super::EngineHandle;
 use crate::host::doc::{check_opts, Opt, Prim};
 use crate::host::opts::{opt_bool, opt_int, opt_secs, opt_str};
@@ -33,6 +33,8 @@ pub(super) struct Safety {
     pub wait: bool,
     pub timeout: Duration,
     pub rollback: bool,
+    /// Told which services run while the wait goes on (`deploying`).
+    pub reporter: Option<Reporter>,
 }
 
 /// Deploys `plan` as `deploy` does, with revisions: see `recorded`.
@@ -82,46 +84,46 @@ pub(super) async fn recorded(
     let applied = async {
         let names = change.await?;
         if safety.wait {
-            converge(host, d, stack, &baseline, Goal::Deploy, safety.timeout).await?;
+            let report = safety.reporter.as_ref();
+            converge_reporting(
+                host,
+                e,
+                stack,
+                &baseline,
+                Goal::Deploy,
+                safety.timeout,
+                report,
+            )
+            .await?;
         }
         Ok::<_, Box<rhai::EvalAltResult>>(names)
     }
     .await;
-    let after = snapshot(e, stack).await;
     let error = match applied {
         Ok(names) => {
-            let after = after?;
-            fence::check(e, stack, "recording the deploy").await?;
-            let changed = changes(&before, &after);
-            if changed.is_empty() {
-                if let Some(rev) = base {
-                    host.say(&format!(
-                        "Stack {stack}: no changes; still at revision {rev}"
-                    ));
-                }
+            let status = if safety.wait {
+                "deployed"
             } else {
-                let status = if safety.wait {
-                    "deployed"
-                } else {
-                    "applied, not waited for"
-                };
-                let rev = history
-                    .append(d, &safety.operation, status, changed, Some(after))
-                    .await?;
-                host.say(&format!("Stack {stack}: revision {rev} recorded"));
-            }
-            // After the append: the versions of revisions it rotated out go now.
-            if let Err(e) = prune_old_versions(host, d, stack, &new_secrets, &new_configs).await {
-                host.warn(&format!(
-                    "keeping old config and secret versions: {}",
-                    message_of(&e)
-                ));
-            }
+                "applied, not waited for"
+            };
+            let kept = (new_secrets, new_configs);
+            let operation = (safety.operation.as_str(), status);
+            record_converged(
+                host,
+                e,
+                stack,
+                &mut history,
+                operation,
+                (&before, base),
+                &kept,
+            )
+            .await?;
             return Ok(names);
         }
         Err(e) if host.is_interrupted() => return Err(e),
         Err(e) => message_of(&e),
     };
+    let after = snapshot(e, stack).await;
     if let Err(lost) = fence::check(e, stack, "rolling back or recording the failed deploy").await {
         return Err(script_err(format!(
             "{}; the deploy had failed: {error}",
@@ -138,7 +140,7 @@ pub(super) async fn recorded(
             let back = async {
                 let baseline = Baseline::read(d, stack).await?;
                 restore(host, e, stack, &before).await?;
-                converge(host, d, stack, &baseline, Goal::Rollback, safety.timeout).await?;
+                converge(host, e, stack, &baseline, Goal::Rollback, safety.timeout).await?;
                 arrived(stack, &before, &snapshot(e, stack).await?)?;
                 // The versions the failed deploy made, which no service uses now.
                 let (secrets, configs) =
@@ -244,7 +246,7 @@ async fn rollback_stack(
     let baseline = Baseline::read(d, stack).await?;
     restore(host, e, stack, state).await?;
     if wait {
-        converge(host, d, stack, &baseline, Goal::Rollback, timeout).await?;
+        converge(host, e, stack, &baseline, Goal::Rollback, timeout).await?;
     }
     let after = snapshot(e, stack).await?;
     if wait {

@@ -399,6 +399,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                 wait: true,
                 timeout: opt_secs(&opts, "timeout", 300),
                 rollback: true,
+                reporter: None,
             };
             let moved = h.block(move_stack(&h, e, stack, k, from, to, &safety))?;
             Ok(moved.into_iter().map(Dynamic::from).collect())

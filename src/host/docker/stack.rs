@@ -13,7 +13,7 @@ use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::Value;
 
 use super::apply::{deploy, DeployOptions, Plan};
-use super::converge::{converge, engine_gone, Baseline, Goal};
+use super::converge::{converge, converge_reporting, engine_gone, Baseline, Goal};
 use super::fence;
 use super::objects::{self, Kind};
 use super::rollback::{deploy_recorded, Safety};
@@ -175,8 +175,8 @@ async fn scale(e: &EngineHandle, service: &str, replicas: i64) -> ScriptResult<(
     .await
 }
 
-/// `e.deploy`'s options.
-const DEPLOY_OPTS: &[Opt] = &[
+/// `e.deploy`'s options (`e.deploy_begin`'s too).
+pub(super) const DEPLOY_OPTS: &[Opt] = &[
     ("prune", "true: removes the services the plan no longer has"),
     (
         "wait",
@@ -205,6 +205,93 @@ const DEPLOY_OPTS: &[Opt] = &[
     ),
 ];
 
+/// A deploy as `e.deploy`'s arguments ask for it, checked: what the engine would refuse
+/// half-way, and bad input in the order, are refused before anything is made.
+pub(super) struct DeployJob {
+    plan: Plan,
+    options: DeployOptions,
+    pub(super) safety: Safety,
+    record: bool,
+}
+
+impl DeployJob {
+    /// Reads and checks `plan` and `opts` (`DEPLOY_OPTS`) for primitive `prim`.
+    pub(super) fn read(
+        h: &Host,
+        e: &EngineHandle,
+        stack: &str,
+        plan: Dynamic,
+        opts: &Map,
+        prim: &str,
+    ) -> ScriptResult<Self> {
+        let plan: Plan = rhai::serde::from_dynamic(&plan).map_err(|err| {
+            script_err(format!(
+                "deploy: the plan must be a map as compose::plan(doc, stack) returns it ({err})"
+            ))
+        })?;
+        check_opts(prim, opts, DEPLOY_OPTS)?;
+        let resolve_image = opt_str(opts, "resolve_image", "always");
+        if !matches!(resolve_image.as_str(), "always" | "changed" | "never") {
+            return Err(usage_err(format!(
+                "resolve_image must be always, changed or never, not {resolve_image:?}"
+            )));
+        }
+        let safety = Safety {
+            operation: opt_str(opts, "operation", "deploy"),
+            wait: opt_bool(opts, "wait", true),
+            timeout: opt_secs(opts, "timeout", 300),
+            rollback: opt_bool(opts, "rollback", true),
+            reporter: None,
+        };
+        let options = DeployOptions {
+            prune: opt_bool(opts, "prune", true),
+            prune_versions: true,
+            resolve_image,
+            with_registry_auth: opt_bool(opts, "with_registry_auth", false),
+            order_timeout: safety.timeout,
+        };
+        let d = &e.docker;
+        // What the engine would refuse half-way is refused before anything is made.
+        h.block(super::precheck::check(d, stack, &plan))?;
+        // Bad input in the order changes nothing: refused before the deploy begins.
+        h.block(super::order::check(d, &plan.services, &plan.depends))?;
+        Ok(DeployJob {
+            plan,
+            options,
+            safety,
+            record: opt_bool(opts, "record", false),
+        })
+    }
+
+    /// Deploys, waits unless told not to, and records when asked: returns the service names.
+    pub(super) async fn run(
+        self,
+        h: &Host,
+        e: &EngineHandle,
+        stack: &str,
+    ) -> ScriptResult<Vec<String>> {
+        let DeployJob {
+            plan,
+            options,
+            safety,
+            record,
+        } = self;
+        if record {
+            return deploy_recorded(h, e, stack, plan, options, &safety).await;
+        }
+        let d = &e.docker;
+        fence::check(e, stack, "deploying").await?;
+        let baseline = Baseline::read(d, stack).await?;
+        let names = deploy(h, d, stack, plan, &options).await?;
+        if safety.wait {
+            let report = safety.reporter.as_ref();
+            converge_reporting(h, e, stack, &baseline, Goal::Deploy, safety.timeout, report)
+                .await?;
+        }
+        Ok(names)
+    }
+}
+
 /// Registers the stack methods of the `Engine` type.
 pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
@@ -224,50 +311,8 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     prim.register(
         engine,
         move |e: &mut EngineHandle, stack: &str, plan: Dynamic, opts: Map| -> ScriptResult<Array> {
-            let plan: Plan = rhai::serde::from_dynamic(&plan)
-                .map_err(|err| {
-                    script_err(format!(
-                        "deploy: the plan must be a map as compose::plan(doc, stack) returns it ({err})"
-                    ))
-                })?;
-            check_opts("e.deploy", &opts, DEPLOY_OPTS)?;
-            let resolve_image = opt_str(&opts, "resolve_image", "always");
-            if !matches!(resolve_image.as_str(), "always" | "changed" | "never") {
-                return Err(usage_err(format!(
-                    "resolve_image must be always, changed or never, not {resolve_image:?}"
-                )));
-            }
-            let safety = Safety {
-                operation: opt_str(&opts, "operation", "deploy"),
-                wait: opt_bool(&opts, "wait", true),
-                timeout: opt_secs(&opts, "timeout", 300),
-                rollback: opt_bool(&opts, "rollback", true),
-            };
-            let options = DeployOptions {
-                prune: opt_bool(&opts, "prune", true),
-                prune_versions: true,
-                resolve_image,
-                with_registry_auth: opt_bool(&opts, "with_registry_auth", false),
-                order_timeout: safety.timeout,
-            };
-            let d = &e.docker;
-            // What the engine would refuse half-way is refused before anything is made.
-            h.block(super::precheck::check(d, stack, &plan))?;
-            // Bad input in the order changes nothing: refused before the deploy begins.
-            h.block(super::order::check(d, &plan.services, &plan.depends))?;
-            let names = if opt_bool(&opts, "record", false) {
-                h.block(deploy_recorded(&h, e, stack, plan, options, &safety))?
-            } else {
-                h.block(async {
-                    fence::check(e, stack, "deploying").await?;
-                    let baseline = Baseline::read(d, stack).await?;
-                    let names = deploy(&h, d, stack, plan, &options).await?;
-                    if safety.wait {
-                        converge(&h, d, stack, &baseline, Goal::Deploy, safety.timeout).await?;
-                    }
-                    Ok(names)
-                })?
-            };
+            let job = DeployJob::read(&h, e, stack, plan, &opts, "e.deploy")?;
+            let names = h.block(job.run(&h, e, stack))?;
             Ok(names.into_iter().map(Dynamic::from).collect())
         },
     );
@@ -285,7 +330,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             let d = &e.docker;
             h.block(async {
                 let baseline = Baseline::read(d, stack).await?;
-                converge(&h, d, stack, &baseline, Goal::Deploy, secs(timeout)).await
+                converge(&h, e, stack, &baseline, Goal::Deploy, secs(timeout)).await
             })
         },
     );

@@ -169,6 +169,7 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
                 wait: true,
                 timeout: opt_secs(&opts, "timeout", 300),
                 rollback: true,
+                reporter: None,
             };
             let auth = opt_bool(&opts, "with_registry_auth", false);
             h.block(update_image(&h, e, service, image, auth, &safety))

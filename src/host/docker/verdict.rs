@@ -155,6 +155,11 @@ pub(super) enum Phase {
     Done,
 }
 
+/// The shortest window after which a task seen running through all of it is taken as settled
+/// without a second read: a manager may still show "running" for a moment after the task's
+/// process ended, far less than this.
+const SETTLES_AFTER: Duration = Duration::from_secs(1);
+
 /// How far one service has got, for the progress display and the verdict.
 #[derive(Debug)]
 pub(super) struct ServiceState {
@@ -163,6 +168,11 @@ pub(super) struct ServiceState {
     pub(super) job: bool,
     pub(super) phase: Phase,
     pub(super) window: Duration,
+    /// Whether a verdict of done rests on more than this one read, so that a second read would
+    /// guard nothing: every new task was seen running through its whole window (of at least
+    /// [`SETTLES_AFTER`]), or the engine verified the update itself, or a job completed, or
+    /// there is no new task.
+    pub(super) settled: bool,
     /// Why the service failed, with the id of a task whose error the engine's message names.
     pub(super) failure: Option<(String, Option<String>)>,
 }
@@ -261,11 +271,13 @@ pub(super) fn judge(
     } else {
         done == desired
     };
+    let mut settled = false;
     let phase = if !reached {
         Phase::Starting
     } else if updating {
         Phase::Updating
     } else if job || verified {
+        settled = true;
         Phase::Done
     } else {
         let left = new
@@ -278,6 +290,9 @@ pub(super) fn judge(
             .max()
             .unwrap_or_default();
         if left.is_zero() {
+            // Done with no new task running (none made, or one-shot ones completed), or each
+            // seen running through a window long enough to outlast the manager's lag.
+            settled = window >= SETTLES_AFTER || !new.iter().any(|t| runs(t));
             Phase::Done
         } else {
             Phase::Verifying(left)
@@ -289,6 +304,7 @@ pub(super) fn judge(
         job,
         phase,
         window,
+        settled,
         failure,
     }
 }
@@ -364,8 +380,15 @@ mod tests {
         assert_eq!(old.phase, Phase::Done);
         let new = judged(&svc, &running, &baseline(&[], None), Goal::Deploy, 1);
         assert_eq!(new.phase, Phase::Verifying(Duration::from_secs(4)));
+        assert!(old.settled, "nothing new: no second read needed");
         let stable = judged(&svc, &running, &baseline(&[], None), Goal::Deploy, 5);
         assert_eq!(stable.phase, Phase::Done);
+        assert!(stable.settled, "seen running through its whole window");
+        // A window shorter than the manager's lag: the verdict is read twice.
+        let short = service(Value::Null, json!({"Monitor": 200_000_000u64}));
+        let quick = judged(&short, &running, &baseline(&[], None), Goal::Deploy, 1);
+        assert_eq!(quick.phase, Phase::Done);
+        assert!(!quick.settled);
         let window = service(Value::Null, json!({"Monitor": 10_000_000_000u64}));
         let longer = judged(&window, &running, &baseline(&[], None), Goal::Deploy, 5);
         assert_eq!(longer.phase, Phase::Verifying(Duration::from_secs(5)));
