@@ -27,8 +27,11 @@ const VERSION: &str = concat!(
 );
 
 /// The command line: global options, the built-in subcommands, and one subcommand per family
-/// and per command directly in `scripts/`.
-fn cli(catalog: &Catalog) -> Command {
+/// and per command directly in `scripts/`. `listings`: each family's help ends with its
+/// commands (`family_usage`), which only help, an error and the manual pages show; wrapping
+/// them cost a quarter of a `stack status`'s instructions (issue 28), so reading a command
+/// line that clap accepts leaves them out (`parse`).
+fn cli(catalog: &Catalog, listings: bool) -> Command {
     let trailing = || {
         Arg::new("args")
             .num_args(0..)
@@ -79,13 +82,15 @@ fn cli(catalog: &Catalog) -> Command {
     for family in catalog.families() {
         let mut sub = Command::new(family.short_name().to_string())
             .about(family.doc.help.clone())
-            .after_help(engine::family_usage(
+            .arg(trailing());
+        if listings {
+            sub = sub.after_help(engine::family_usage(
                 catalog,
                 &family.name,
                 &family.prefix_as(&format!("wsm {}", family.short_name())),
                 width,
-            ))
-            .arg(trailing());
+            ));
+        }
         for alias in std::iter::once(&family.name).chain(&family.doc.aliases) {
             if alias != family.short_name() {
                 sub = sub.visible_alias(alias.clone());
@@ -260,7 +265,12 @@ fn parse() -> Result<Parsed, CliError> {
     }
     let catalog = Catalog::scan(search);
     let (argv, link) = multi_call_args(&catalog);
-    let matches = cli(&catalog).get_matches_from(&argv);
+    // Without the listings first: only help, `--version` and a refused command line print
+    // anything, and they are printed by the full command line, read again.
+    let matches = match cli(&catalog, false).try_get_matches_from(&argv) {
+        Ok(matches) => matches,
+        Err(_) => cli(&catalog, true).get_matches_from(&argv),
+    };
     let mut opts = GlobalOpts {
         config_dir: matches
             .get_one::<PathBuf>("config-dir")
@@ -369,19 +379,21 @@ fn print_only(parsed: &Parsed) -> Option<ExitCode> {
                 Some(text) => text.into_bytes(),
                 None => {
                     let mut script = Vec::new();
-                    clap_complete::generate(*shell, &mut cli(catalog), "wsm", &mut script);
+                    clap_complete::generate(*shell, &mut cli(catalog, true), "wsm", &mut script);
                     script
                 }
             };
             Some(written(stdio::write_stdout(&script)))
         }
-        Action::Man(dir) => Some(match wsm::man::write_pages(&cli(catalog), catalog, dir) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => report(CliError::failed(format!(
-                "cannot write the manual pages in {}: {e}",
-                dir.display()
-            ))),
-        }),
+        Action::Man(dir) => Some(
+            match wsm::man::write_pages(&cli(catalog, true), catalog, dir) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => report(CliError::failed(format!(
+                    "cannot write the manual pages in {}: {e}",
+                    dir.display()
+                ))),
+            },
+        ),
         _ => None,
     }
 }
@@ -445,7 +457,11 @@ fn run(parsed: Parsed) -> ExitCode {
     } = parsed;
     let host = Host::new(runtime.handle().clone(), opts);
     watch_signals(&runtime, &host);
-    let shell = Shell::new(host.clone(), catalog);
+    // Only a command or a batch file runs without the primitives' docs.
+    let shell = match &action {
+        Action::Command(_) | Action::Batch(..) => Shell::new(host.clone(), catalog),
+        _ => Shell::documented(host.clone(), catalog),
+    };
     let result = match &action {
         Action::Complete(words) => {
             let text: String = wsm::completion::candidates(&shell, words)
@@ -469,6 +485,10 @@ fn run(parsed: Parsed) -> ExitCode {
             Some("wsm [OPTIONS] <COMMAND>".into()),
         )),
     };
+    // The shell (every primitive, the compiled modules) goes with the process: freeing it piece
+    // by piece cost 2 % of a `stack status`'s instructions (issue 28), and nothing in it has
+    // anything left to do (`finish` runs the cleanups and removes the temporary folders).
+    std::mem::forget(shell);
     finish(runtime, &host, result)
 }
 

@@ -56,8 +56,11 @@ fn reading_a_stack_makes_a_fixed_handful_of_label_filtered_requests() {
     let seen = counting_proxy(&socket);
     let label = format!("com.docker.stack.namespace%3D{}", s.name);
     // The most requests each command may make (issue 28's count at the time, engine ping
-    // included): status = the application's record, then its services, tasks and nodes in one
-    // wave (`e.lists`); ps the same three; services the services and tasks; plan = the stack's services and networks and the
+    // included): status = one snapshot (services, tasks, nodes, volumes), which the
+    // application's record is read from too (7 before: the record was a request of its own,
+    // and a compose stack's status listed services, tasks and nodes one after the other); ps
+    // its services, nodes and tasks in one wave (`e.lists`), services its services and tasks;
+    // plan = the stack's services and networks and the
     // swarm's networks, secrets and configs in one round trip, and the image's digest (the
     // whole swarm's services only when the plan publishes an ingress port).
     for (cmd, budget, shows) in [

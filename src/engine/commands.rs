@@ -379,7 +379,7 @@ pub fn register(engine: &mut Engine, catalog: &Catalog, host: &Arc<crate::host::
             macro_rules! method {
                 ($($a:ident),*) => {{
                     let (c, fam, cmd) = (catalog.clone(), family.name.clone(), name.clone());
-                    engine.register_fn(method.as_str(), move |ctx: NativeCallContext, st: &mut StackRef $(, $a: Dynamic)*| -> ScriptResult<Dynamic> {
+                    crate::host::doc::register_plain(engine, &method, move |ctx: NativeCallContext, st: &mut StackRef $(, $a: Dynamic)*| -> ScriptResult<Dynamic> {
                         let args: Vec<String> = vec![$($a.to_string()),*];
                         run_command(ctx.engine(), &c, &fam, Some(&st.name), &cmd, &args, None).map_err(CliError::into_script_error)
                     });

@@ -60,7 +60,19 @@ pub struct Shell {
 }
 
 impl Shell {
+    /// A shell to run commands and batch files in: its primitives keep no docs
+    /// (`host::doc`), which only help, `wsm doc`, the REPL and completion read.
     pub fn new(host: Arc<Host>, catalog: Catalog) -> Self {
+        Self::build(host, catalog)
+    }
+
+    /// A shell whose primitives keep their docs (`engine::docs` reads them): for help,
+    /// `wsm doc`, the REPL and completion.
+    pub fn documented(host: Arc<Host>, catalog: Catalog) -> Self {
+        crate::host::doc::documented(|| Self::build(host, catalog))
+    }
+
+    fn build(host: Arc<Host>, catalog: Catalog) -> Self {
         let search = catalog.search().clone();
         let mut engine = limited_engine();
         engine.set_module_resolver(search::StdlibResolver {

@@ -18,11 +18,18 @@
 //! (`prim.set_in(&mut m, f)` for `m.set_native_fn(name, f)`), so the function's body stays
 //! where it was.
 //!
+//! Only an engine built to show docs keeps them (`documented`: `help`, `wsm doc`, the REPL,
+//! completion): for a command, writing every primitive's doc into the metadata cost a tenth of
+//! a `stack status`'s instructions, and nothing reads it (issue 28). An error naming a missing
+//! function has its documented engine built then (`engine::docs::suggest`).
+//!
 //! The signature is how a script writes the call: `module::name(…)` for a module function,
 //! `x.name(…)` for a method (`x` the receiver), `x.name -> T` for a getter, `name(…)` for a
 //! global function. Its parameter names are recorded with the Rust types of the function
 //! registered, so a test compares the two (`engine::docs`). An overload carries only its
 //! signature: the text and options of its name are given once, on one of them.
+
+use std::cell::Cell;
 
 use rhai::{Engine, FuncRegistration, Map, Module, RhaiNativeFunc};
 
@@ -36,6 +43,25 @@ pub type Opt = (&'static str, &'static str);
 pub const SIG: &str = "/// sig: ";
 /// A line of the comments naming one option.
 pub const OPTION: &str = "/// option ";
+
+thread_local! {
+    /// Whether the primitives registered now keep their docs (`documented`).
+    static KEEP_DOCS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `build` (the registration of an engine's primitives) with each primitive's doc kept in
+/// the engine's function metadata, for what reads it (`engine::docs`).
+pub fn documented<T>(build: impl FnOnce() -> T) -> T {
+    /// Puts the previous setting back however `build` ends.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            KEEP_DOCS.set(self.0);
+        }
+    }
+    let _restore = Restore(KEEP_DOCS.replace(true));
+    build()
+}
 
 /// A primitive's doc, to be registered with its function.
 #[must_use = "a primitive is registered by `register` or `set_in`"]
@@ -112,6 +138,17 @@ impl Prim {
         R: Clone + Send + Sync + 'static,
         FUNC: RhaiNativeFunc<A, N, X, R, F> + Send + Sync + 'static,
     {
+        if !KEEP_DOCS.get() {
+            // The name alone, and parameters of unknown name and type, so that Rhai does not
+            // write each one's type name itself (`register_into_engine`).
+            let (name, getter) = name_of(self.sig);
+            let reg = if getter {
+                FuncRegistration::new_getter(name)
+            } else {
+                FuncRegistration::new(name)
+            };
+            return reg.with_params_info(std::iter::repeat_n("_", N));
+        }
         let call = parse_sig(self.sig);
         let reg = if call.getter {
             FuncRegistration::new_getter(call.name)
@@ -148,6 +185,43 @@ pub struct Call<'a> {
     pub params: Vec<(&'a str, &'a str)>,
     pub returns: Option<&'a str>,
     pub getter: bool,
+}
+
+/// Registers a global function that has no doc of its own (the stack handle's methods, one per
+/// command: `engine::commands`), as `engine.register_fn` does; the parameters' types are
+/// written into the metadata only where docs are kept (`documented`).
+pub fn register_plain<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
+    engine: &mut Engine,
+    name: &str,
+    func: FUNC,
+) where
+    R: Clone + Send + Sync + 'static,
+    FUNC: RhaiNativeFunc<A, N, X, R, F> + Send + Sync + 'static,
+{
+    let reg = FuncRegistration::new(name);
+    let reg = if KEEP_DOCS.get() {
+        reg
+    } else {
+        reg.with_params_info(std::iter::repeat_n("_", N))
+    };
+    reg.register_into_engine(engine, func);
+}
+
+/// The name a signature registers and whether it is a getter, as [`parse_sig`] reads them,
+/// without reading the parameters.
+fn name_of(sig: &str) -> (&str, bool) {
+    let head = sig.rsplit_once("->").map_or(sig, |(h, _)| h).trim();
+    let (path, has_params) = match head.split_once('(') {
+        Some((p, _)) => (p, true),
+        None => (head, false),
+    };
+    if let Some((_, name)) = path.rsplit_once("::") {
+        (name, false)
+    } else if let Some((_, name)) = path.split_once('.') {
+        (name, !has_params)
+    } else {
+        (path, false)
+    }
 }
 
 /// Reads a signature as `Prim::new` takes it.
@@ -235,6 +309,17 @@ mod tests {
         assert_eq!(c.params, vec![("value", "")]);
         let c = parse_sig("cleanup::run(id: int)");
         assert_eq!(c.returns, None);
+        for sig in [
+            "e.deploy(stack: string, plan: map, opts: map) -> array",
+            "docker::connect(host: string) -> Engine",
+            "e.host -> string",
+            "term::json(value) -> string",
+            "cleanup::run(id: int)",
+            "temp_dir() -> string",
+        ] {
+            let c = parse_sig(sig);
+            assert_eq!(name_of(sig), (c.name, c.getter), "{sig}");
+        }
     }
 
     #[test]

@@ -118,7 +118,7 @@ mod tests {
             .expect("runtime");
         let host = crate::host::Host::new(rt.handle().clone(), Default::default());
         let catalog = crate::engine::Catalog::scan(crate::engine::SearchPath::bundled_only());
-        let shell = crate::engine::Shell::new(host, catalog);
+        let shell = crate::engine::Shell::documented(host, catalog);
         let docs = Docs::of(&shell.engine);
         let vars = HashMap::from([("e".to_string(), "Engine".to_string())]);
         let ty = |t: &str| expression_type(&docs, t, &vars);

@@ -319,8 +319,20 @@ impl Catalog {
 /// are listed only here, once an error is worded: listing every signature costs about a fifth
 /// of a short command's CPU time, which a command that succeeds should not pay.
 pub fn suggest(engine: &Engine, not_found: &str) -> Option<String> {
-    let catalog = &Catalog::of(engine);
     let docs = Docs::of(engine);
+    if docs.iter().next().is_none() {
+        // A command's engine keeps no docs (`Shell::new`): the same functions are registered
+        // again with theirs, once, to word the error.
+        return documented_engine(|documented| {
+            suggest_in(documented, &Docs::of(documented), not_found)
+        });
+    }
+    suggest_in(engine, &docs, not_found)
+}
+
+/// `suggest` with the engine's docs read.
+fn suggest_in(engine: &Engine, docs: &Docs, not_found: &str) -> Option<String> {
+    let catalog = &Catalog::of(engine);
     let (name, args) = not_found.split_once(" (").unwrap_or((not_found, ""));
     let name = name.trim();
     let first_arg = args
@@ -362,6 +374,24 @@ pub fn suggest(engine: &Engine, not_found: &str) -> Option<String> {
     close.retain(|(d, _)| *d <= best + 1);
     let named: Vec<String> = close.iter().take(3).map(|(_, c)| display_name(c)).collect();
     Some(format!("did you mean {}?", named.join(", ")))
+}
+
+/// Calls `f` with an engine of this process's primitives that keeps their docs: a shell of
+/// its own (a host that is never asked to run anything, the families on the search path).
+fn documented_engine<T>(f: impl FnOnce(&Engine) -> Option<T>) -> Option<T> {
+    // A runtime only to build the host with: no primitive of this engine is called.
+    let runtime = match tokio::runtime::Handle::try_current() {
+        Ok(_) => None,
+        Err(_) => Some(tokio::runtime::Builder::new_current_thread().build().ok()?),
+    };
+    let handle = match &runtime {
+        Some(rt) => rt.handle().clone(),
+        None => tokio::runtime::Handle::current(),
+    };
+    let host = crate::host::Host::new(handle, Default::default());
+    let catalog = super::Catalog::scan(super::SearchPath::from_env());
+    let shell = super::Shell::documented(host, catalog);
+    f(&shell.engine)
 }
 
 /// `Engine.services` as a script writes it: `e.services`.

@@ -27,7 +27,7 @@ fn shell() -> (tokio::runtime::Runtime, crate::engine::Shell) {
         .expect("runtime");
     let host = crate::host::Host::new(rt.handle().clone(), Default::default());
     let catalog = crate::engine::Catalog::scan(crate::engine::SearchPath::bundled_only());
-    let shell = crate::engine::Shell::new(host, catalog);
+    let shell = crate::engine::Shell::documented(host, catalog);
     (rt, shell)
 }
 

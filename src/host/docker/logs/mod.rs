@@ -20,7 +20,6 @@ use bollard::query_parameters::LogsOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
 use rhai::{Array, Engine, Map};
-use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
@@ -79,37 +78,59 @@ struct TaskInfo {
 /// The tasks of the targets that ran a container (a task never started has no logs), each
 /// once, sorted by prefix (`web.1`, `web.2`, …; a global service's tasks by node).
 async fn tasks_of(d: &Docker, targets: &[Target]) -> ScriptResult<Vec<TaskInfo>> {
-    let mut tasks: Vec<Value> = Vec::new();
+    // One listing for every service target and one for the task targets (a filter's values are
+    // alternatives), and the services' names beside them: one round trip, whatever the count.
+    let mut services = Vec::new();
+    let mut ids = Vec::new();
     for t in targets {
-        let filter = match t {
-            Target::Service(name) => ("service", name),
-            Target::Task(id) => ("id", id),
-        };
-        let f = HashMap::from([(filter.0.to_string(), vec![filter.1.clone()])]);
-        tasks.extend(list_tasks(d, f).await?);
+        match t {
+            Target::Service(name) => services.push(name.clone()),
+            Target::Task(id) => ids.push(id.clone()),
+        }
     }
+    let listing = |key: &str, values: &[String]| {
+        let f = HashMap::from([(key.to_string(), values.to_vec())]);
+        async move {
+            match f.values().all(|v| v.is_empty()) {
+                true => Ok(Vec::new()),
+                false => list_tasks(d, f).await,
+            }
+        }
+    };
+    let named = HashMap::from([("name".to_string(), services.clone())]);
+    let (mut tasks, by_id, mut known) =
+        tokio::try_join!(listing("service", &services), listing("id", &ids), async {
+            match services.is_empty() {
+                true => Ok(Vec::new()),
+                false => list_services(d, named).await,
+            }
+        })?;
+    tasks.extend(by_id);
     let mut seen = HashSet::new();
     tasks.retain(|t| {
         !str_at(t, &["Status", "ContainerStatus", "ContainerID"]).is_empty()
             && seen.insert(str_at(t, &["ID"]).to_string())
     });
-    let ids: Vec<String> = tasks
+    // The services of task targets, when the listing by name did not bring them.
+    let missing: Vec<String> = tasks
         .iter()
         .map(|t| str_at(t, &["ServiceID"]).to_string())
+        .filter(|id| !known.iter().any(|s| str_at(s, &["ID"]) == id))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
+    if !missing.is_empty() {
+        known.extend(list_services(d, HashMap::from([("id".to_string(), missing)])).await?);
+    }
     let mut names = HashMap::new();
-    if !ids.is_empty() {
-        for s in list_services(d, HashMap::from([("id".to_string(), ids)])).await? {
-            let name = str_at(&s, &["Spec", "Name"]);
-            let stack = str_at(&s, &["Spec", "Labels", "com.docker.stack.namespace"]);
-            let short = name
-                .strip_prefix(&format!("{stack}_"))
-                .filter(|_| !stack.is_empty())
-                .unwrap_or(name);
-            names.insert(str_at(&s, &["ID"]).to_string(), short.to_string());
-        }
+    for s in &known {
+        let name = str_at(s, &["Spec", "Name"]);
+        let stack = str_at(s, &["Spec", "Labels", "com.docker.stack.namespace"]);
+        let short = name
+            .strip_prefix(&format!("{stack}_"))
+            .filter(|_| !stack.is_empty())
+            .unwrap_or(name);
+        names.insert(str_at(s, &["ID"]).to_string(), short.to_string());
     }
     let mut out: Vec<(String, String, String)> = tasks
         .iter()
