@@ -286,7 +286,8 @@ fn plan(ctx) { tiny_plan(ctx) }
 fn deploy(ctx, opts) { cst::deploy_plan(ctx, tiny_plan(ctx), #{ prune: true, detach: opts.detach ?? false }) }
 fn stop(ctx) { st::remove(ctx) }
 fn reset(ctx, opts) { st::remove(ctx); cst::deploy_plan(ctx, tiny_plan(ctx), #{ prune: true }) }
-fn status(ctx, e, state) {
+// Written as applications were before `status` took the stack's snapshot: still called.
+fn status(ctx, e) {
     let running = e.tasks(#{ service: `${ctx.stack}_pebble`, "desired-state": "running" }).filter(|t| t.Status.State == "running").len();
     #{ stack: ctx.stack, application: ctx.application, pebbles: running }
 }
