@@ -151,20 +151,11 @@ fn warm_commands_reuse_the_masters_channels(r: &RemoteStack) {
     let line = std::fs::read_to_string(&kept[0]).unwrap();
     assert_eq!(line.split(' ').next(), Some(api.trim()), "{line}");
 
-    let (streams, sessions) = channels(&r.host);
-    r.status_ok(PERSIST);
-    let (streams_after, sessions_after) = channels(&r.host);
-    let opened = streams_after - streams;
     // status sends 4 requests (the stack's record, then three together), on the 4 channels
     // opened ahead.
-    assert!(
-        (1..=4).contains(&opened),
-        "a warm status opened {opened} channels to the engine"
-    );
-    assert_eq!(
-        sessions_after, sessions,
-        "a warm status ran a command on the host"
-    );
+    let before = channels(&r.host);
+    r.status_ok(PERSIST);
+    let after = cost_at_most(&r.host, before, 4, "a warm status");
 
     // Ten statuses in one process (a batch file): 40 requests over the same few channels, where
     // a connection per request would open 40.
@@ -179,16 +170,20 @@ fn warm_commands_reuse_the_masters_channels(r: &RemoteStack) {
     .unwrap();
     let run = r.wsm(PERSIST, &["run", batch.to_str().unwrap()]);
     assert_eq!(run.ok().matches(&format!("{}_app", r.stack)).count(), 10);
-    let (streams_batch, sessions_batch) = channels(&r.host);
-    let opened = streams_batch - streams_after;
+    cost_at_most(&r.host, after, 6, "ten statuses in one process");
+}
+
+/// Asserts what `what` cost the host since `before` (a `channels` reading): between 1 and
+/// `most` channels opened to the engine, and no command run there. Returns the reading after.
+fn cost_at_most(host: &Host, before: (usize, usize), most: usize, what: &str) -> (usize, usize) {
+    let after = channels(host);
+    let opened = after.0 - before.0;
     assert!(
-        (1..=6).contains(&opened),
-        "ten statuses in one process opened {opened} channels to the engine"
+        (1..=most).contains(&opened),
+        "{what} opened {opened} channels to the engine"
     );
-    assert_eq!(
-        sessions_batch, sessions,
-        "a batch of statuses ran a command on the host"
-    );
+    assert_eq!(after.1, before.1, "{what} ran a command on the host");
+    after
 }
 
 fn walk(dir: &Path, found: &mut Vec<PathBuf>) {

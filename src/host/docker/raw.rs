@@ -25,20 +25,9 @@ async fn send(
     method: hyper::Method,
     path: &str,
 ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
-    async fn over<S>(
-        io: S,
-        req: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, String>
-    where
-        S: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
-    {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        sender.send_request(req).await.map_err(|e| e.to_string())
+    if host.starts_with("ssh://") {
+        // The process's pooled connections: across a WAN a fresh one costs a round trip.
+        return ssh_transport::request(host, method, path).await;
     }
     let req = hyper::Request::builder()
         .method(method)
@@ -51,9 +40,6 @@ async fn send(
             .await
             .map_err(|err| err.to_string())?;
         over(TokioIo::new(s), req).await
-    } else if host.starts_with("ssh://") {
-        // The process's pooled connections: across a WAN a fresh one costs a round trip.
-        ssh_transport::request(host, req.method().clone(), &req.uri().to_string()).await
     } else if let Some(config) = tls {
         over(TokioIo::new(super::tls::dial(host, config).await?), req).await
     } else {
@@ -68,6 +54,23 @@ async fn send(
     }
 }
 
+/// Sends `req` over `io`, a connection of its own.
+async fn over<S>(
+    io: S,
+    req: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, String>
+where
+    S: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender.send_request(req).await.map_err(|e| e.to_string())
+}
+
 /// The API version the engine at `host` speaks, from the `Api-Version` header of `HEAD /_ping`
 /// on a connection of its own, as the Docker CLI learns it: `GET /version`, which bollard's
 /// negotiation asks, makes the engine run `runc --version` and `docker-init --version` and ask
@@ -76,7 +79,26 @@ pub(super) async fn ping_api_version(
     host: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<String, String> {
-    let resp = send(host, tls, hyper::Method::HEAD, "/_ping").await?;
+    api_version_of(send(host, tls, hyper::Method::HEAD, "/_ping").await?)
+}
+
+/// [`ping_api_version`] over `io`, a connection already made to the engine (an SSH master's
+/// forwarded socket before the pool may use it).
+pub(super) async fn ping_api_version_over<S>(io: S) -> Result<String, String>
+where
+    S: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
+{
+    let req = hyper::Request::builder()
+        .method(hyper::Method::HEAD)
+        .uri("/_ping")
+        .header("Host", "docker")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    api_version_of(over(io, req).await?)
+}
+
+/// The `Api-Version` of an answer to `HEAD /_ping`.
+fn api_version_of(resp: hyper::Response<hyper::body::Incoming>) -> Result<String, String> {
     let version = resp
         .headers()
         .get("Api-Version")

@@ -154,9 +154,10 @@ pub(super) async fn request(
     path: &str,
 ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
     let target = host.trim_end_matches('/');
+    // `send` gives it the pool's one form of address.
     let req = hyper::Request::builder()
         .method(method)
-        .uri(format!("http://docker{path}"))
+        .uri(path)
         .body(bollard::body_full(Bytes::new()))
         .map_err(|e| e.to_string())?;
     send(target, req)
@@ -342,22 +343,11 @@ fn remember_version_at(socket: &Path, version: &str) {
 /// connection of its own (the pool is not used before the forward is confirmed).
 async fn ping_version(local: &Path) -> Option<String> {
     let stream = tokio::net::UnixStream::connect(local).await.ok()?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let ping = super::raw::ping_api_version_over(TokioIo::new(stream));
+    tokio::time::timeout(std::time::Duration::from_secs(30), ping)
         .await
-        .ok()?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = hyper::Request::builder()
-        .method(hyper::Method::HEAD)
-        .uri("/_ping")
-        .header("Host", "docker")
-        .body(http_body_util::Empty::<Bytes>::new())
-        .ok()?;
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(30), sender.send_request(req));
-    let resp = answer.await.ok()?.ok()?;
-    let version = resp.headers().get("Api-Version")?.to_str().ok()?;
-    resp.status().is_success().then(|| version.to_string())
+        .ok()?
+        .ok()
 }
 
 /// Where the version is kept: beside the forwarded socket, in the master's private folder.
