@@ -380,3 +380,33 @@ st.stop();
         "the batch file's stop left services"
     );
 }
+
+/// The test bed's own bound: a command that does not end fails its test, naming it and what it
+/// printed, instead of holding up the whole run (a `sleep` stands for a hung `wsm`).
+#[test]
+fn a_command_past_its_deadline_fails_the_test_naming_it() {
+    let hung = std::panic::catch_unwind(|| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "echo waiting; exec sleep 60"]);
+        output_within(&mut cmd, b"", std::time::Duration::from_secs(1))
+    });
+    let message = hung.expect_err("a command past its deadline must fail the test");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("sh -c echo waiting; exec sleep 60 did not end within 1 s")
+            && message.contains("stdout: waiting"),
+        "{message}"
+    );
+    let ended = output_within(
+        std::process::Command::new("sh").args(["-c", "cat; echo done >&2"]),
+        b"input",
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(
+        (ended.stdout.as_slice(), ended.stderr.as_slice()),
+        (&b"input"[..], &b"done\n"[..])
+    );
+}

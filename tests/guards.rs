@@ -377,7 +377,7 @@ fn start_racing_stop_ends_fully_up_or_fully_down_twenty_times_and_says_what_happ
             .unwrap();
         std::thread::sleep(Duration::from_millis(10));
         let stop = s.stack(&["stop"]);
-        let start: Run = start.wait_with_output().unwrap().into();
+        let start: Run = finish_within(start, "wsm stack start", WSM_DEADLINE).into();
         let ctx = format!(
             "round {round}\nstart: {}{}\nstop: {}{}",
             start.stdout, start.stderr, stop.stdout, stop.stderr

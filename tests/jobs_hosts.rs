@@ -379,7 +379,7 @@ fn a_job_follows_the_leader_and_every_slot_runs_once_or_is_reported_missed() {
         .into();
     assert_eq!(b.code, 0, "{}", b.stderr);
     std::fs::write(&go, "").unwrap();
-    let a: Run = a.wait_with_output().unwrap().into();
+    let a: Run = finish_within(a, "the first wsm edit", WSM_DEADLINE).into();
     assert_eq!(a.code, 1, "the second save must be refused: {}", a.stderr);
     assert!(
         a.stderr.contains("changed while you edited it"),

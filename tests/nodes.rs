@@ -39,7 +39,7 @@ fn wsm_with_input(s: &TestStack, args: &[&str], input: &str) -> Run {
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    child.wait_with_output().unwrap().into()
+    finish_within(child, "wsm", WSM_DEADLINE).into()
 }
 
 /// The pid of a node's wavelet process, waiting for one while the node's init (re)starts it.

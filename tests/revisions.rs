@@ -208,7 +208,7 @@ fn interrupted_deploy(prefix: &str, signal: i32) -> (SafeStack, Run) {
     });
     // SAFETY: kill() with the pid of our own child and a valid signal number.
     unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-    let run: Run = child.wait_with_output().unwrap().into();
+    let run: Run = finish_within(child, "the interrupted wsm", WSM_DEADLINE).into();
     assert!(
         started.elapsed() < Duration::from_secs(25),
         "it stopped on the signal, not at the health check"

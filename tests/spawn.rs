@@ -425,7 +425,7 @@ fn a_fifo_in_an_included_folder_is_refused_at_once_leaving_nothing() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let run: Run = child.wait_with_output().unwrap().into();
+    let run: Run = finish_within(child, "wsm spawn deploy", WSM_DEADLINE).into();
     assert_eq!(run.code, 2, "{}", run.stderr);
     let errors: Vec<&str> = run
         .stderr

@@ -253,7 +253,7 @@ fn no_rpc_and_a_fixed_api_port() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(5));
     send_interrupt(watch.id());
-    let out = watch.wait_with_output().unwrap();
+    let out = finish_within(watch, "wsm stack status watch", WSM_DEADLINE);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.matches(&format!("{} (on default):", s.name)).count() >= 2,

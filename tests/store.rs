@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 /// Waits for a spawned wsm and returns what it printed.
 fn finish(child: Child) -> Run {
-    child.wait_with_output().unwrap().into()
+    finish_within(child, "wsm", WSM_DEADLINE).into()
 }
 
 /// Runs a Rhai batch file through `wsm run` with ARGS.

@@ -158,7 +158,7 @@ fn output_into_a_closed_pipe_stops_the_command_quietly_with_141() {
         assert_eq!(line.trim_end(), want);
     }
     drop(reader);
-    let out = child.wait_with_output().unwrap();
+    let out = finish_within(child, "wsm run", WSM_DEADLINE);
     let r: Run = out.into();
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     assert_eq!(r.code, 141, "{}", r.stderr);

@@ -500,7 +500,7 @@ fn a_postgres_dump_taken_by_a_label_is_loaded_into_a_fresh_stack_after_restore()
     ));
     assert!(gzip_ok(&archive), "gzip -t {}", archive.display());
 
-    let done: Run = fresh_deploy.wait_with_output().unwrap().into();
+    let done: Run = finish_within(fresh_deploy, "the fresh deploy", WSM_DEADLINE).into();
     done.ok();
     assert_eq!(
         psql(&fresh, "SELECT to_regclass('items')").trim(),

@@ -3,14 +3,13 @@
 //! netns host with sshd (`Host`), and the fake DigitalOcean API (`FakeDo`), each cleaned up in
 //! `Drop`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{unique, wait_for, Run, IMAGES};
+use super::{output_within, unique, wait_for, Run, IMAGES, WSM_DEADLINE};
 
 pub const NETNS_HOST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/netns-host");
 pub const FAKE_DO: &str = concat!(
@@ -134,24 +133,13 @@ impl Bed {
     /// the connect: with two lanes of tests on 2 CPUs, sshd's handshake (which ssh's
     /// ConnectTimeout covers) has taken longer than 5 s.
     pub fn wsm_patient(&self, args: &[&str]) -> Run {
-        self.command(&self.path("config"), args)
-            .env("WSM_SSH_TIMEOUT", "30")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run wsm")
-            .into()
+        let mut cmd = self.command(&self.path("config"), args);
+        output_within(cmd.env("WSM_SSH_TIMEOUT", "30"), b"", WSM_DEADLINE).into()
     }
 
     pub fn wsm_in(&self, config: &Path, args: &[&str], stdin: &str) -> Run {
-        let mut child = self
-            .command(config, args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run wsm");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).ok();
-        child.wait_with_output().expect("wsm output").into()
+        let mut cmd = self.command(config, args);
+        output_within(&mut cmd, stdin.as_bytes(), WSM_DEADLINE).into()
     }
 }
 

@@ -11,8 +11,9 @@ pub mod store;
 pub mod synced;
 pub mod webhook;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -35,12 +36,118 @@ pub fn require_images() {
     }
 }
 
+/// How long one `wsm` run of a test may take: no command of the suite comes near it, so one
+/// that has not ended by then hangs, and the test fails naming it and showing what it printed
+/// (instead of the whole run waiting for CI's limit with nothing to show).
+pub const WSM_DEADLINE: Duration = Duration::from_secs(600);
+
+/// How long one Docker CLI call of a test may take (an engine that stopped answering).
+pub const DOCKER_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Runs `cmd` to its end with `stdin` as its input and its output collected, as
+/// `Command::output` does, but within `limit` (see [`finish_within`]).
+pub fn output_within(cmd: &mut Command, stdin: &[u8], limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", command_line(cmd)));
+    let mut input = child.stdin.take().expect("piped stdin");
+    let stdin = stdin.to_vec();
+    std::thread::spawn(move || input.write_all(&stdin));
+    finish_within(child, &command_line(cmd), limit)
+}
+
+/// A command as it would be typed (for a test's failure message).
+fn command_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Waits for a spawned process and collects the output of its piped streams, as
+/// `Child::wait_with_output` does, but within `limit`: past it the process is killed and the
+/// test fails naming `what` and showing what it had printed. A process it left behind holding
+/// its output open (which `wait_with_output` would wait for) fails the test the same way.
+pub fn finish_within(mut child: std::process::Child, what: &str, limit: Duration) -> Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pipes: [(usize, Option<Box<dyn Read + Send>>); 2] = [
+        (0, child.stdout.take().map(|p| Box::new(p) as _)),
+        (1, child.stderr.take().map(|p| Box::new(p) as _)),
+    ];
+    let mut pending = 0;
+    for (i, pipe) in pipes {
+        let Some(mut pipe) = pipe else { continue };
+        pending += 1;
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            let _ = tx.send((i, buf));
+        });
+    }
+    let until = Instant::now() + limit;
+    let mut pause = Duration::from_millis(2);
+    let status = loop {
+        match child.try_wait().expect("wait for a test's process") {
+            Some(status) => break Some(status),
+            None if Instant::now() < until => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    // Once the process has ended its output ends with it, unless something it started holds
+    // the pipes: they are waited for until the deadline, and at least a few seconds.
+    let mut out = [Vec::new(), Vec::new()];
+    let grace = until.max(Instant::now() + Duration::from_secs(10));
+    while pending > 0 {
+        match rx.recv_timeout(grace.saturating_duration_since(Instant::now())) {
+            Ok((i, buf)) => {
+                out[i] = buf;
+                pending -= 1;
+            }
+            Err(_) => break,
+        }
+    }
+    let [stdout, stderr] = out;
+    let shown = || {
+        format!(
+            "stdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        )
+    };
+    let Some(status) = status else {
+        panic!(
+            "{what} did not end within {} s; killed\n{}",
+            limit.as_secs(),
+            shown()
+        );
+    };
+    assert!(
+        pending == 0,
+        "{what} ended ({status}) but a process it left behind holds its output open\n{}",
+        shown()
+    );
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
 /// Runs the Docker CLI and returns its stdout; panics with its stderr when it fails.
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
+    let out = output_within(Command::new("docker").args(args), b"", DOCKER_DEADLINE);
     assert!(
         out.status.success(),
         "docker {}: {}",
@@ -52,11 +159,8 @@ pub fn docker(args: &[&str]) -> String {
 
 /// Runs the Docker CLI, ignoring failure.
 pub fn docker_quiet(args: &[&str]) -> String {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
+    let out = output_within(Command::new("docker").args(args), b"", DOCKER_DEADLINE);
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A unique name for this test run: lower-case, no dashes (so the stack's swarm is `default`).
@@ -263,10 +367,7 @@ pub fn wsm_command(cwd: &Path, config: &Path, args: &[&str]) -> Command {
 
 /// Runs wsm in `cwd` with config dir `config`.
 pub fn wsm_in(cwd: &Path, config: &Path, args: &[&str]) -> Run {
-    wsm_command(cwd, config, args)
-        .output()
-        .expect("run wsm")
-        .into()
+    output_within(&mut wsm_command(cwd, config, args), b"", WSM_DEADLINE).into()
 }
 
 /// Removes a stack and its volumes with the Docker CLI and waits until it is gone.
@@ -365,7 +466,6 @@ const REGISTRY_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtu
 
 /// GET over plain HTTP/1.0 on loopback with a timeout; returns (status, body).
 pub fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
     let addr = format!("{host}:{port}").parse().ok()?;
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
@@ -15,6 +15,11 @@ use serde_json::Value;
 
 use super::{ssh_transport, EngineHandle, NAMESPACE_LABEL};
 use crate::host::{script_err, ScriptResult};
+
+/// How long a read may wait for the engine's whole answer, as long as bollard gives its own
+/// requests (`docker::connect`): past it the engine is taken not to answer, and the caller
+/// decides (a wait retries until its deadline, a command fails naming the read).
+const ANSWER_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Sends one bodiless request to the engine at `host` and returns the answer: over a fresh
 /// connection of its own to `unix://` or `tcp://` (with TLS when `tls`), over the process's
@@ -151,9 +156,10 @@ pub(super) async fn get_json_dated(
         let value = serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())?;
         Ok((value, date))
     };
-    answer
+    let answer = tokio::time::timeout(ANSWER_DEADLINE, answer)
         .await
-        .map_err(|err| format!("reading {path} from the Docker engine at {host}: {err}"))
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", ANSWER_DEADLINE.as_secs())));
+    answer.map_err(|err| format!("reading {path} from the Docker engine at {host}: {err}"))
 }
 
 /// An HTTP date (`Mon, 07 Dec 2026 09:49:43 GMT`, RFC 9110's preferred form, which Go's
