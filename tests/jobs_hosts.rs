@@ -19,8 +19,10 @@
 //! The page beside the runner (`jobs install --serve`, issue 29), on a single-node swarm of its
 //! own netns host: curl on the host's address gets 401 without the token and, with the token
 //! read inside the container, a page listing a stack deployed there; the token is in neither
-//! the service's args nor its env; a re-install keeps it; `jobs status` shows the page; a
-//! re-install without `--serve` removes it, as `jobs uninstall` does the rest.
+//! the service's args nor its env; a webhook whose secret (`wsm-hook-sync-…`) existed at the
+//! install is queued (202) with it, refused (403) without it, and a hook with no secret is not
+//! there (404); a re-install keeps the token; `jobs status` shows the page; a re-install
+//! without `--serve` removes it, as `jobs uninstall` does the rest.
 
 mod common;
 
@@ -104,8 +106,14 @@ fn install_runner(h: &Host, more: &[&str]) -> Run {
 
 /// `curl` of `url`: (HTTP status, body).
 fn curl(url: &str, headers: &[&str]) -> (u16, String) {
+    curl_with(url, headers, &[])
+}
+
+/// `curl` with more of its arguments (`-d BODY` for a POST).
+fn curl_with(url: &str, headers: &[&str], more: &[&str]) -> (u16, String) {
     let mut c = Command::new("curl");
     c.args(["-s", "-m", "10", "-o", "-", "-w", "\n%{http_code}"]);
+    c.args(more);
     for h in headers {
         c.args(["-H", h]);
     }
@@ -152,9 +160,26 @@ fn the_page_beside_the_runner_needs_its_token_and_lists_the_stacks() {
     );
     let bad = install_runner(&host, &["--serve-token-secret", "t"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let bad = install_runner(
+        &host,
+        &["--serve", "--serve-token-secret", "wsm-hook-sync-t"],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
     let services = || docker_on(&host.name, &["service", "ls", "--format", "{{.Name}}"]);
     assert!(!services().contains("wsm-jobs_"), "{}", services());
 
+    // A webhook's secret made before the install: the page gets it mounted.
+    let hook_file = bed.path("hook-secret");
+    std::fs::write(&hook_file, "hook-secret-value\n").unwrap();
+    docker_on(
+        &host.name,
+        &[
+            "secret",
+            "create",
+            "wsm-hook-sync-wjhook",
+            hook_file.to_str().unwrap(),
+        ],
+    );
     let first = install();
     let container = || {
         docker_on_quiet(
@@ -210,6 +235,20 @@ fn the_page_beside_the_runner_needs_its_token_and_lists_the_stacks() {
         "the token shows in the service: {spec}"
     );
     assert!(!first.stdout.contains(&secret) && !first.stderr.contains(&secret));
+    // Its webhook answers: queued with the secret (GitLab's form), refused without it; a hook
+    // with no secret mounted is not there (what every hook was before the secrets were mounted).
+    let hook = |name: &str, header: &str| {
+        let url = format!("http://{}:{port}/hooks/sync/{name}", host.ip());
+        curl_with(&url, &[header], &["-X", "POST", "-d", "{}"]).0
+    };
+    assert_eq!(hook("wjhook", "X-Gitlab-Token: hook-secret-value"), 202);
+    assert_eq!(hook("wjhook", "X-Gitlab-Token: not-the-secret"), 403);
+    assert_eq!(hook("nohook", "X-Gitlab-Token: hook-secret-value"), 404);
+    assert!(
+        !first.stderr.contains("hook-secret-value"),
+        "{}",
+        first.stderr
+    );
     let status = wsm_on(&host, &["jobs", "status", "--json"]);
     let doc: Value = serde_json::from_str(&status.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}{}", status.stdout, status.stderr));

@@ -9,6 +9,7 @@ use futures_util::future::{try_join_all, BoxFuture, FutureExt};
 use rhai::{Dynamic, Engine, Map};
 use serde_json::Value;
 
+use super::objects::{self, Kind};
 use super::{
     engine_error, filters, list_networks, list_nodes, list_services, list_tasks, list_volumes,
     stack_filter, to_array, EngineHandle,
@@ -57,7 +58,9 @@ const STACK_STATE_OPTS: &[Opt] = &[(
 )];
 
 /// What `e.lists` can read, each as its single lister does.
-const LISTS: &[&str] = &["services", "tasks", "nodes", "volumes", "networks"];
+const LISTS: &[&str] = &[
+    "services", "tasks", "nodes", "volumes", "networks", "secrets", "configs",
+];
 
 /// The listings `what` names (`#{services: filters, tasks: filters, …}`), sent together.
 async fn lists(e: &EngineHandle, what: &Map) -> ScriptResult<Map> {
@@ -86,6 +89,9 @@ async fn lists(e: &EngineHandle, what: &Map) -> ScriptResult<Map> {
             }
             "volumes" => list_volumes(d, f).boxed(),
             "networks" => list_networks(d, f).boxed(),
+            // Names, labels and dates: the engine never gives a secret's value.
+            "secrets" => objects::list(d, Kind::Secret, f).boxed(),
+            "configs" => objects::list(d, Kind::Config, f).boxed(),
             other => {
                 return Err(usage_err(format!(
                     "e.lists: cannot list {other:?}; one of {}",
@@ -128,8 +134,9 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
     let h = host.clone();
     let prim = Prim::new("e.lists(what: map) -> map").doc(
         "Several listings sent together, one round trip instead of one each: `what` maps \
-         `services`, `tasks`, `volumes` or `networks` to the filters `e.services(filters)` and \
-         its kin take (`#{}` for none), and `nodes` to `#{}`; the answer maps each to its array. \
+         `services`, `tasks`, `volumes`, `networks`, `secrets` or `configs` to the filters \
+         `e.services(filters)` and its kin take (`#{}` for none; a secret's value is never \
+         listed), and `nodes` to `#{}`; the answer maps each to its array. \
          `e.lists(#{services: #{label: l}, tasks: #{label: l}})`.",
     );
     prim.register(
