@@ -279,13 +279,20 @@ mod tests {
 
     #[test]
     fn the_heap_counter_follows_what_is_held() {
-        // Other tests allocate on other threads meanwhile: compare with a wide margin.
-        let before = heap_bytes();
-        let held = vec![1u8; 64 << 20];
-        let during = heap_bytes();
-        assert!(during >= before + (60 << 20), "{before} → {during}");
-        drop(held);
-        assert!(heap_bytes() < during - (60 << 20));
+        // Other tests allocate and free on other threads meanwhile (tens of MiB at once): a
+        // counter that follows sees 64 MiB come and go in at least one of a few tries, one that
+        // does not never does.
+        let mut seen = Vec::new();
+        let follows = (0..5).any(|_| {
+            let before = heap_bytes();
+            let held = std::hint::black_box(vec![1u8; 64 << 20]);
+            let during = heap_bytes();
+            drop(held);
+            let after = heap_bytes();
+            seen.push(format!("{before} → {during} → {after}"));
+            during >= before + (60 << 20) && after + (60 << 20) <= during
+        });
+        assert!(follows, "{seen:?}");
     }
 
     #[test]
