@@ -2,7 +2,9 @@
 //! scripts, with the Docker CLI as witness: a document round-trips (its labels decoded by
 //! hand from `docker config inspect`), of two concurrent writers of one version the second is
 //! told and nothing is overwritten, an oversize document is refused with the stored one
-//! unchanged; `store_versions` lists each document at the version the swarm shows.
+//! unchanged; `store_versions` lists each document at the version the swarm shows; a
+//! `cleanup::store_write` armed with `same` is written at SIGTERM over the writer's own later
+//! write, never over another writer's.
 
 mod common;
 
@@ -205,4 +207,81 @@ fn store_versions_lists_each_document_at_the_version_docker_shows_and_a_rewritte
     );
     assert_eq!(second[&a], json!(version_by_docker(&a)), "{second}");
     assert_eq!(second[&b], first[&b], "{second}");
+}
+
+#[test]
+fn a_cleanup_write_with_same_follows_its_own_writer_and_yields_to_another() {
+    let dir = tempfile::tempdir().unwrap();
+    // Armed at the version created, the writer then writes the document again itself (a lease
+    // renewal), or another writer does; then the command is stopped by SIGTERM.
+    let script = r#"
+        let e = docker::connect("");
+        let v = e.store_write(ARGS[0], #{ holder: "me", released: false, n: 0 }, ());
+        let release = #{ holder: "me", released: true, n: 0 };
+        if ARGS[2] == "same" {
+            cleanup::store_write(e, ARGS[0], release, v, "giving the test lease up", #{ same: "holder" });
+        } else {
+            cleanup::store_write(e, ARGS[0], release, v, "giving the test lease up");
+        }
+        e.store_write(ARGS[0], #{ holder: ARGS[1], released: false, n: 1 }, v);
+        print("written");
+        term::sleep(60000);
+    "#;
+    let stopped = |writer: &str, how: &str| -> (Value, Run) {
+        let doc = format!("test.{}", unique("lease"));
+        let guard = DocGuard(doc.clone());
+        let child = run_script(dir.path(), script, &[&doc, writer, how])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while store_doc(&[], &doc).is_none_or(|d| d["n"] != 1) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the script never wrote"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // SAFETY: SIGTERM to a child this test started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let run = finish(child);
+        let seen = doc_by_docker(&doc);
+        drop(guard);
+        (seen, run)
+    };
+
+    let (seen, run) = stopped("me", "same");
+    assert_eq!(run.code, 143, "{}", run.stderr);
+    assert_eq!(
+        seen,
+        json!({"holder": "me", "released": true, "n": 0}),
+        "its own write moved the version, not the holder: {}",
+        run.stderr
+    );
+
+    let (seen, run) = stopped("other", "same");
+    assert_eq!(
+        seen,
+        json!({"holder": "other", "released": false, "n": 1}),
+        "another writer's document stands: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("cleanup failed (giving the test lease up)"),
+        "{}",
+        run.stderr
+    );
+
+    // Without `same`, the writer's own later write is a conflict like any other.
+    let (seen, _) = stopped("me", "plain");
+    assert_eq!(seen, json!({"holder": "me", "released": false, "n": 1}));
+
+    // `same` naming a key the value has not is a usage error.
+    let bad = r#"
+        let e = docker::connect("");
+        cleanup::store_write(e, "test.never", #{ a: 1 }, 1, "x", #{ same: "holder" });
+    "#;
+    let r = finish(run_script(dir.path(), bad, &[]).spawn().unwrap());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("`same` names holder"), "{}", r.stderr);
 }
