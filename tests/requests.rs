@@ -180,3 +180,72 @@ fn a_deploy_records_its_revision_after_the_wait_with_one_listing_of_each_kind() 
         after.len()
     );
 }
+
+#[test]
+fn a_deploy_lists_secrets_and_configs_once_whatever_the_plan_names() {
+    let s = TestStack::new("wsmreqobj");
+    let mut file = String::from("services:\n  a:\n    image: ");
+    file += &format!("{IMAGE}\n    entrypoint: [sleep, infinity]\n    stop_grace_period: 1s\n");
+    file += "    secrets: [s1, s2, s3]\n    configs: [c1, c2, c3]\nsecrets:\n";
+    for i in 1..=3 {
+        let path = s.dir.path().join(format!("s{i}.txt"));
+        std::fs::write(&path, format!("secret {i} of {}", s.name)).unwrap();
+        file += &format!("  s{i}: {{file: {}}}\n", path.display());
+    }
+    file += "configs:\n";
+    for i in 1..=3 {
+        let path = s.dir.path().join(format!("c{i}.txt"));
+        std::fs::write(&path, format!("config {i} of {}", s.name)).unwrap();
+        file += &format!("  c{i}: {{file: {}}}\n", path.display());
+    }
+    let path = s.dir.path().join("objects.yml");
+    std::fs::write(&path, file).unwrap();
+    let socket = s.dir.path().join("engine.sock");
+    let seen = counting_proxy(&socket);
+    let args = [
+        "stack",
+        "-s",
+        &s.name,
+        "deploy",
+        "-c",
+        path.to_str().unwrap(),
+        "--resolve-image",
+        "never",
+        "--timeout",
+        "120",
+    ];
+    let (run, made) = counted(&s, &socket, &seen, &args);
+    run.ok();
+    // Witness: the service runs with its six objects.
+    let mounted = docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{len .Spec.TaskTemplate.ContainerSpec.Secrets}} {{len .Spec.TaskTemplate.ContainerSpec.Configs}}",
+        &format!("{}_a", s.name),
+    ]);
+    assert_eq!(mounted.trim(), "3 3");
+    // The plan's snapshot lists the stack's objects, the writes the swarm's (the names a plan
+    // may take, or be rotated to), the pruning of unused versions after the wait the stack's
+    // again: before, each object was also looked up by name and by the versions rotated from
+    // it, two requests more per object, one after the other.
+    for kind in ["secrets", "configs"] {
+        let listings: Vec<&String> = made
+            .iter()
+            .filter(|l| l.starts_with("GET") && l.contains(&format!("/{kind}?")))
+            // wsm's own store documents are configs too (`wsm.state`), listed for themselves.
+            .filter(|l| !l.contains("wsm.state"))
+            .collect();
+        assert!(
+            listings.len() <= 3,
+            "{kind} listed {} times: {listings:#?}",
+            listings.len()
+        );
+        assert!(
+            !listings
+                .iter()
+                .any(|l| l.contains("%22name%22") || l.contains("wsm.rotated.from")),
+            "a {kind} looked up by name or rotation: {listings:#?}"
+        );
+    }
+}

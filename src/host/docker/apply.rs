@@ -171,7 +171,15 @@ pub(super) async fn deploy(
             host.warn(&w);
         }
     }
-    let existing_nets = list_networks(d, stack_filter(stack)).await?;
+    // Every read the writes need, sent together (one round trip across a WAN, not one each):
+    // the stack's networks and services, and the swarm's secrets and configs, whose names the
+    // plan's may be, or be rotated to.
+    let (existing_nets, all_secrets, all_configs, existing) = tokio::try_join!(
+        list_networks(d, stack_filter(stack)),
+        objects::list(d, Kind::Secret, HashMap::new()),
+        objects::list(d, Kind::Config, HashMap::new()),
+        list_services(d, stack_filter(stack)),
+    )?;
     for net in networks {
         if existing_nets
             .iter()
@@ -184,8 +192,8 @@ pub(super) async fn deploy(
         d.create_network(req).await.map_err(engine_error)?;
     }
     // A version rotated since (`rotate.rs`) is followed, not made again.
-    let secrets_renamed = rotate::follow(host, d, Kind::Secret, &secrets).await?;
-    let configs_renamed = rotate::follow(host, d, Kind::Config, &configs).await?;
+    let secrets_renamed = rotate::follow(host, Kind::Secret, &secrets, &all_secrets);
+    let configs_renamed = rotate::follow(host, Kind::Config, &configs, &all_configs);
     let unrotated = |objs: &[FileObject], renamed: &HashMap<String, String>| -> Vec<FileObject> {
         objs.iter()
             .filter(|o| !renamed.contains_key(&o.name))
@@ -197,6 +205,7 @@ pub(super) async fn deploy(
         d,
         Kind::Secret,
         &unrotated(&secrets, &secrets_renamed),
+        &all_secrets,
     )
     .await?;
     let config_ids = objects::ensure(
@@ -204,6 +213,7 @@ pub(super) async fn deploy(
         d,
         Kind::Config,
         &unrotated(&configs, &configs_renamed),
+        &all_configs,
     )
     .await?;
     for svc in services.iter_mut() {
@@ -212,7 +222,6 @@ pub(super) async fn deploy(
         objects::point_references(&mut svc.spec, Kind::Secret, &secret_ids)?;
         objects::point_references(&mut svc.spec, Kind::Config, &config_ids)?;
     }
-    let existing = list_services(d, stack_filter(stack)).await?;
     let query = resolve_images(&mut services, &existing, &opts.resolve_image);
     pin_image_digests(host, d, &mut services, &query).await;
     // In waves of `depends` (one wave without): a wave waits for the conditions of what it

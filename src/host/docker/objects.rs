@@ -93,16 +93,17 @@ pub(super) async fn delete(d: &Docker, kind: Kind, id: &str) -> Result<(), bolla
     }
 }
 
-/// Creates the plan's objects of `kind` that do not exist yet. Returns the id of every object
-/// of the swarm by name, the new ones included, for [`point_references`].
+/// Creates the plan's objects of `kind` that do not exist yet; `all` is the swarm's listing of
+/// that kind, which the deploy reads once. Returns the id of every object of the swarm by name,
+/// the new ones included, for [`point_references`].
 pub(super) async fn ensure(
     host: &Host,
     d: &Docker,
     kind: Kind,
     objects: &[FileObject],
+    all: &[Value],
 ) -> ScriptResult<HashMap<String, String>> {
-    let mut ids: HashMap<String, String> = list(d, kind, HashMap::new())
-        .await?
+    let mut ids: HashMap<String, String> = all
         .iter()
         .map(|o| {
             (

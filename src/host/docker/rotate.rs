@@ -41,12 +41,6 @@ fn kind_of(word: &str) -> ScriptResult<Kind> {
     }
 }
 
-/// The objects of `kind` carrying `label=value`.
-async fn labelled(d: &Docker, kind: Kind, label: &str, value: &str) -> ScriptResult<Vec<Value>> {
-    let f = HashMap::from([("label".to_string(), vec![format!("{label}={value}")])]);
-    list(d, kind, f).await
-}
-
 /// The object of that exact name.
 async fn named(d: &Docker, kind: Kind, name: &str) -> ScriptResult<Option<Value>> {
     let f = HashMap::from([("name".to_string(), vec![name.to_string()])]);
@@ -56,32 +50,38 @@ async fn named(d: &Docker, kind: Kind, name: &str) -> ScriptResult<Option<Value>
         .find(|o| str_at(o, &["Spec", "Name"]) == name))
 }
 
-/// The newest object rotated from `name`, following the chain of rotations.
-async fn newest_rotation(d: &Docker, kind: Kind, name: &str) -> ScriptResult<Option<Value>> {
+/// Of `all` (a listing of one kind), the newest object carrying `label=value`.
+fn newest_labelled<'a>(all: &'a [Value], label: &str, value: &str) -> Option<&'a Value> {
+    all.iter()
+        .filter(|o| str_at(o, &["Spec", "Labels", label]) == value)
+        .max_by(|a, b| str_at(a, &["CreatedAt"]).cmp(str_at(b, &["CreatedAt"])))
+}
+
+/// Of `all` (a listing of one kind), the newest object rotated from `name`, following the chain
+/// of rotations.
+fn newest_rotation<'a>(all: &'a [Value], name: &str) -> Option<&'a Value> {
     let mut found = None;
-    let mut at = name.to_string();
+    let mut at = name;
     for _ in 0..64 {
-        let mut next = labelled(d, kind, ROTATED_FROM, &at).await?;
-        next.sort_by(|a, b| str_at(a, &["CreatedAt"]).cmp(str_at(b, &["CreatedAt"])));
-        let Some(last) = next.pop() else { break };
-        at = str_at(&last, &["Spec", "Name"]).to_string();
-        found = Some(last);
+        let Some(next) = newest_labelled(all, ROTATED_FROM, at) else {
+            break;
+        };
+        at = str_at(next, &["Spec", "Name"]);
+        found = Some(next);
     }
-    Ok(found)
+    found
 }
 
 /// The object `name` means now: the object of that name, else the newest version rotated from
 /// it, else the newest of the family `name` (`wsm.version.of`).
 async fn current(d: &Docker, kind: Kind, name: &str) -> ScriptResult<Option<Value>> {
-    if let Some(o) = named(d, kind, name).await? {
-        return Ok(Some(o));
-    }
-    if let Some(o) = newest_rotation(d, kind, name).await? {
-        return Ok(Some(o));
-    }
-    let mut family = labelled(d, kind, VERSION_OF, name).await?;
-    family.sort_by(|a, b| str_at(a, &["CreatedAt"]).cmp(str_at(b, &["CreatedAt"])));
-    Ok(family.pop())
+    let all = list(d, kind, HashMap::new()).await?;
+    Ok(all
+        .iter()
+        .find(|o| str_at(o, &["Spec", "Name"]) == name)
+        .or_else(|| newest_rotation(&all, name))
+        .or_else(|| newest_labelled(&all, VERSION_OF, name))
+        .cloned())
 }
 
 /// The services that refer to the object `id`: (stack, service name), the stack "" for a
@@ -280,20 +280,21 @@ async fn remove_unused(host: &Host, d: &Docker, kind: Kind, name: &str) -> Scrip
 }
 
 /// What a plan names, followed through rotations: for each object of the plan that is not on
-/// the swarm, the newest version rotated from it (old name → new name).
-pub(super) async fn follow(
+/// the swarm, the newest version rotated from it (old name → new name). `all` is the swarm's
+/// listing of that kind, which the deploy reads once.
+pub(super) fn follow(
     host: &Host,
-    d: &Docker,
     kind: Kind,
     objects: &[FileObject],
-) -> ScriptResult<HashMap<String, String>> {
+    all: &[Value],
+) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for obj in objects {
-        if named(d, kind, &obj.name).await?.is_some() {
+        if all.iter().any(|o| str_at(o, &["Spec", "Name"]) == obj.name) {
             continue;
         }
-        if let Some(newest) = newest_rotation(d, kind, &obj.name).await? {
-            let to = str_at(&newest, &["Spec", "Name"]).to_string();
+        if let Some(newest) = newest_rotation(all, &obj.name) {
+            let to = str_at(newest, &["Spec", "Name"]).to_string();
             host.say(&format!(
                 "{} {} was rotated: using {to}",
                 kind.word(),
@@ -302,7 +303,7 @@ pub(super) async fn follow(
             out.insert(obj.name.clone(), to);
         }
     }
-    Ok(out)
+    out
 }
 
 /// Renames a service spec's references as `follow` found them.
@@ -418,4 +419,46 @@ pub(super) fn register(engine: &mut Engine, host: &Arc<Host>) {
             h.block(remove_unused(&h, &e.docker, kind, name))
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str, created: &str, labels: Value) -> Value {
+        json!({"Spec": {"Name": name, "Labels": labels}, "CreatedAt": created})
+    }
+
+    #[test]
+    fn a_rotation_is_followed_to_its_newest_version_and_the_family_is_the_last_resort() {
+        let all = vec![
+            object("db-1", "2026-01-01T00:00:00Z", json!({})),
+            object(
+                "db-2",
+                "2026-01-02T00:00:00Z",
+                json!({ROTATED_FROM: "db-1", VERSION_OF: "db"}),
+            ),
+            // Two rotated from db-2: the newer one counts.
+            object(
+                "db-4",
+                "2026-01-04T00:00:00Z",
+                json!({ROTATED_FROM: "db-2", VERSION_OF: "db"}),
+            ),
+            object(
+                "db-3",
+                "2026-01-03T00:00:00Z",
+                json!({ROTATED_FROM: "db-2", VERSION_OF: "db"}),
+            ),
+            object("other", "2026-01-05T00:00:00Z", json!({})),
+        ];
+        let name = |o: Option<&Value>| o.map(|o| str_at(o, &["Spec", "Name"]).to_string());
+        assert_eq!(name(newest_rotation(&all, "db-1")), Some("db-4".into()));
+        assert_eq!(name(newest_rotation(&all, "db-4")), None);
+        assert_eq!(name(newest_rotation(&all, "other")), None);
+        assert_eq!(
+            name(newest_labelled(&all, VERSION_OF, "db")),
+            Some("db-4".into())
+        );
+        assert_eq!(name(newest_labelled(&all, VERSION_OF, "nothing")), None);
+    }
 }
