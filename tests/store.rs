@@ -233,14 +233,9 @@ fn a_cleanup_write_with_same_follows_its_own_writer_and_yields_to_another() {
         let child = run_script(dir.path(), script, &[&doc, writer, how])
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while store_doc(&[], &doc).is_none_or(|d| d["n"] != 1) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the script never wrote"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        wait_for("the script's own write", 60, || {
+            store_doc(&[], &doc).is_some_and(|d| d["n"] == 1)
+        });
         // SAFETY: SIGTERM to a child this test started.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let run = finish(child);

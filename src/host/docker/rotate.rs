@@ -41,13 +41,15 @@ fn kind_of(word: &str) -> ScriptResult<Kind> {
     }
 }
 
-/// The object of that exact name.
+/// The object of that exact name (the engine's name filter also matches longer names).
 async fn named(d: &Docker, kind: Kind, name: &str) -> ScriptResult<Option<Value>> {
     let f = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-    Ok(list(d, kind, f)
-        .await?
-        .into_iter()
-        .find(|o| str_at(o, &["Spec", "Name"]) == name))
+    Ok(by_name(&list(d, kind, f).await?, name).cloned())
+}
+
+/// Of `all` (a listing of one kind), the object of that exact name.
+fn by_name<'a>(all: &'a [Value], name: &str) -> Option<&'a Value> {
+    all.iter().find(|o| str_at(o, &["Spec", "Name"]) == name)
 }
 
 /// Of `all` (a listing of one kind), the newest object carrying `label=value`.
@@ -76,9 +78,7 @@ fn newest_rotation<'a>(all: &'a [Value], name: &str) -> Option<&'a Value> {
 /// it, else the newest of the family `name` (`wsm.version.of`).
 async fn current(d: &Docker, kind: Kind, name: &str) -> ScriptResult<Option<Value>> {
     let all = list(d, kind, HashMap::new()).await?;
-    Ok(all
-        .iter()
-        .find(|o| str_at(o, &["Spec", "Name"]) == name)
+    Ok(by_name(&all, name)
         .or_else(|| newest_rotation(&all, name))
         .or_else(|| newest_labelled(&all, VERSION_OF, name))
         .cloned())
@@ -290,7 +290,7 @@ pub(super) fn follow(
 ) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for obj in objects {
-        if all.iter().any(|o| str_at(o, &["Spec", "Name"]) == obj.name) {
+        if by_name(all, &obj.name).is_some() {
             continue;
         }
         if let Some(newest) = newest_rotation(all, &obj.name) {
